@@ -1,0 +1,120 @@
+#pragma once
+// Configuration: the YAML file, the CLI flags (flags win) and validation.
+// Start-up code: it may throw ConfigError, which main turns into exit code 2.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mcpproxy {
+
+using duration = std::chrono::milliseconds;
+
+// Upper bound of backend.replicas; per-pod metrics and counters are arrays of this size.
+inline constexpr int kMaxReplicas = 1024;
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ListenAddress {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string str() const;
+};
+
+struct BackendConfig {
+  std::string url_template;  // empty: the headless-DNS default of DESIGN.md
+  std::string statefulset;
+  std::string service;
+  std::string ns = "default";
+  std::string cluster_domain = "cluster.local";
+  std::uint16_t port = 8080;
+  std::string scheme = "http";
+  int replicas = 1;
+  bool rewrite_host = true;  // Host: the pod's host:port (true) or the client's Host (false)
+  duration connect_timeout{5000};
+  duration response_timeout{300000};  // until the response head arrives
+  duration dns_cache_ttl{5000};
+  duration eject_cooldown{10000};
+  duration idle_connection_timeout{60000};  // pooled keep-alive connection to a pod
+  std::size_t max_idle_connections = 64;    // per pod, per worker thread
+};
+
+struct RedisConfig {
+  std::string url;
+  std::string key_prefix = "mcp-session-proxy:";
+};
+
+struct SessionsConfig {
+  std::string store = "memory";
+  duration ttl{2 * 3600 * 1000};
+  RedisConfig redis;
+  std::string on_lost = "reinitialize";
+  std::size_t max_sessions = 1000000;  // local table bound (the whole table for the memory store)
+};
+
+struct DownstreamLimits {
+  std::size_t max_header_size = 16 * 1024;
+  std::size_t max_body_size = 8 * 1024 * 1024;
+  duration header_timeout{10000};  // from the first byte of a request to the end of its head
+  duration body_timeout{30000};
+  duration idle_timeout{60000};         // keep-alive connection with no request in progress
+  std::size_t max_connections = 10000;  // per worker thread
+  duration write_timeout{60000};        // one write to a client that stopped reading
+};
+
+struct LogConfig {
+  std::string level = "info";
+  std::string format = "text";
+  bool access = true;
+};
+
+struct Config {
+  ListenAddress listen{"0.0.0.0", 8080};
+  ListenAddress admin_listen{"0.0.0.0", 9090};
+  int threads = 0;  // 0 until validated: then the number of cores
+  BackendConfig backend;
+  SessionsConfig sessions;
+  DownstreamLimits limits;
+  std::string placement = "least_sessions";
+  std::string legacy_sse_path = "/sse";
+  LogConfig log;
+  duration drain_timeout{20000};
+};
+
+// What the command line asked for, kept so that SIGHUP can rebuild the config
+// (the file is re-read; flags still win).
+struct CommandLine {
+  bool check_config = false;
+  bool version = false;
+  bool help = false;
+  std::string help_text;
+  std::optional<std::string> config_file;
+  std::vector<std::pair<std::string, std::string>> overrides;  // yaml key, value
+};
+
+// Throws ConfigError on an unknown flag or a bad value.
+CommandLine parse_command_line(int argc, const char* const* argv);
+
+// File (if any) + overrides + validation. Throws ConfigError naming the key.
+Config build_config(const CommandLine& cmd);
+
+// YAML text as a config (for tests and --check-config); `origin` names it in errors.
+Config config_from_yaml(const std::string& yaml_text, const std::string& origin,
+                        const std::vector<std::pair<std::string, std::string>>& overrides = {});
+
+// The effective config as YAML (secrets masked).
+std::string to_yaml(const Config& cfg);
+
+duration parse_duration(const std::string& text);     // "500ms", "30s", "2h"; throws std::invalid_argument
+std::size_t parse_size(const std::string& text);      // "8MiB", "512", "16KiB"; throws std::invalid_argument
+ListenAddress parse_listen(const std::string& text);  // "0.0.0.0:8080", "[::1]:80", ":8080"
+std::string format_duration(duration d);
+
+}  // namespace mcpproxy

@@ -1,0 +1,84 @@
+#pragma once
+// One client connection: reads requests (bounded, with deadlines), routes each one, relays
+// the pod's response as it arrives. Lives its whole life on one worker thread.
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "mcpproxy/http_rules.hpp"
+#include "mcpproxy/net.hpp"
+#include "mcpproxy/session.hpp"
+
+namespace mcpproxy {
+
+class Worker;
+namespace http = beast::http;
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Worker& worker, tcp::socket socket);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void start();
+  // Drain: a connection waiting for its next request closes now; one in a request
+  // finishes it and closes after. `close` ends it whatever it is doing.
+  void close_if_idle();
+  void close();
+
+  // Shared between the exchange and the client watcher (see watch_client).
+  struct Watch {
+    bool done = false;
+    bool client_gone = false;
+    beast::tcp_stream* upstream = nullptr;
+  };
+
+ private:
+  using request = http::request<http::string_body>;
+
+  struct Exchange {
+    request req;
+    Classified route;
+    std::shared_ptr<const SessionRecord> rec;
+    std::shared_ptr<const Config> cfg;
+    int ordinal = -1;
+    unsigned status = 0;
+    bool keep_alive = true;
+    std::chrono::steady_clock::time_point start;
+    std::string session_for_log;
+  };
+
+  net::awaitable<void> run();
+  // Returns false when the connection must close after this request.
+  net::awaitable<bool> handle(Exchange& ex);
+  net::awaitable<bool> forward(Exchange& ex);
+  net::awaitable<bool> reply(Exchange& ex, http::status status, std::string body,
+                             std::string_view content_type = "application/json");
+  net::awaitable<bool> reply_jsonrpc_error(Exchange& ex, http::status status, int code, std::string_view message);
+  net::awaitable<void> reply_and_close(http::status status, std::string_view message);
+  void prepare_upstream_request(Exchange& ex, const std::string& authority);
+  void watch_client(const std::shared_ptr<Watch>& watch);
+  void finish_watch(const std::shared_ptr<Watch>& watch);
+  void log_access(const Exchange& ex);
+
+  Worker& worker_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  beast::flat_buffer upstream_buffer_;    // reused for every exchange of this connection
+  std::unique_ptr<char[]> relay_buffer_;  // reused for every body chunk
+  std::uint64_t id_;
+  std::string peer_ip_;
+  bool idle_ = false;
+  bool closed_ = false;
+  bool counted_busy_ = false;
+  std::shared_ptr<Watch> watch_;
+  std::list<std::weak_ptr<Connection>>::iterator registry_;
+  bool registered_ = false;
+};
+
+}  // namespace mcpproxy

@@ -1,0 +1,75 @@
+#pragma once
+// Prometheus metrics. Counters are relaxed atomics updated on the data plane; the text
+// is built only when /metrics is scraped. Labels are bounded: a pod ordinal, an HTTP
+// method class, a status code; never a session id.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mcpproxy/config.hpp"
+
+namespace mcpproxy {
+
+class SessionTable;
+
+class Histogram {
+ public:
+  static constexpr std::array<double, 15> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                     0.25,   0.5,   1,      2.5,   5,    10,    60};
+  void observe(double seconds);
+  std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  // Appends the _bucket/_sum/_count lines; `labels` is e.g. `pod="0"` or empty.
+  void render(std::string& out, std::string_view name, std::string_view labels) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_ns_{0};
+};
+
+enum class MethodClass : std::uint8_t { get, post, del, other };
+MethodClass method_class(std::string_view method);
+
+enum class StoreOp : std::uint8_t { get, set, del, expire };
+enum class StoreResult : std::uint8_t { ok, miss, error };
+
+enum class UpstreamError : std::uint8_t { connect, timeout, io };
+
+struct Metrics {
+  Metrics();
+  void count_request(MethodClass m, unsigned status);
+  void count_store(StoreOp op, StoreResult r) {
+    store_ops[static_cast<int>(op)][static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void count_upstream_error(int ordinal, UpstreamError e);
+  Histogram& upstream_duration(int ordinal) { return upstream_duration_[ordinal]; }
+
+  std::array<std::array<std::atomic<std::uint64_t>, 600>, 4> requests{};
+  std::atomic<std::uint64_t> sessions_created{0};
+  std::atomic<std::uint64_t> sessions_deleted{0};
+  std::atomic<std::uint64_t> sessions_lost{0};
+  std::atomic<std::uint64_t> sessions_recovered{0};
+  std::atomic<std::uint64_t> cache_hits{0};
+  std::atomic<std::uint64_t> cache_misses{0};
+  std::array<std::array<std::atomic<std::uint64_t>, 3>, 4> store_ops{};
+  Histogram store_duration;
+  std::atomic<std::int64_t> downstream_connections{0};
+  std::atomic<std::int64_t> sse_streams{0};
+  std::atomic<std::uint64_t> config_reloads_ok{0};
+  std::atomic<std::uint64_t> config_reloads_failed{0};
+  std::atomic<std::uint64_t> client_aborts{0};
+  std::atomic<bool> draining{false};
+
+  // Renders the exposition text (format 0.0.4). `replicas` bounds the pod label set.
+  std::string render(const SessionTable& table, int replicas, bool redis_store, bool redis_up) const;
+
+ private:
+  std::unique_ptr<Histogram[]> upstream_duration_;
+  std::unique_ptr<std::array<std::atomic<std::uint64_t>, 3>[]> upstream_errors_;
+};
+
+}  // namespace mcpproxy

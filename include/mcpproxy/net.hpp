@@ -1,0 +1,29 @@
+#pragma once
+// The one place that names the Asio and Beast namespaces.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+namespace mcpproxy {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+
+// Every awaited operation on the data plane completes with (error_code, …): no exceptions.
+inline constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+// Errors that are part of normal life (a peer that went away, a cancelled wait): not logged.
+bool harmless(const error_code& ec);
+
+}  // namespace mcpproxy

@@ -1,0 +1,38 @@
+#pragma once
+// Where a new session (or a sessionless request) goes.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string_view>
+
+#include "mcpproxy/config.hpp"
+
+namespace mcpproxy {
+
+enum class PlacementPolicy { least_sessions, random };
+PlacementPolicy placement_policy(std::string_view name);
+
+// Picks an ordinal in [0, replicas). least_sessions: power of two random choices over
+// healthy pods by `load`; random: uniform over healthy pods. When no pod is healthy every
+// pod is a candidate again: refusing all traffic would be worse than trying.
+int place(PlacementPolicy policy, int replicas, const std::function<bool(int)>& healthy,
+          const std::function<std::int64_t(int)>& load, std::mt19937_64& rng);
+
+// Pods that refused a connection or timed out stay out of placement for a cool-down.
+// Shared by all workers; lock-free.
+class PodHealth {
+ public:
+  PodHealth();
+  void eject(int ordinal, std::chrono::steady_clock::time_point until);
+  void clear(int ordinal);
+  bool healthy(int ordinal, std::chrono::steady_clock::time_point now) const;
+
+ private:
+  std::unique_ptr<std::atomic<std::int64_t>[]> until_;  // steady-clock ns since epoch
+};
+
+}  // namespace mcpproxy

@@ -1,0 +1,35 @@
+#pragma once
+// Pod URLs: `backend.url_template` with its placeholders substituted.
+
+#include <cstdint>
+#include <string>
+
+#include "mcpproxy/config.hpp"
+
+namespace mcpproxy {
+
+inline constexpr const char* kDefaultUrlTemplate =
+    "{scheme}://{statefulset}-{ordinal}.{service}.{namespace}.svc.{cluster_domain}:{port}";
+
+// Where one pod is reached. `authority` is what goes into Host when it is rewritten.
+struct PodAddress {
+  std::string url;
+  std::string host;
+  std::string port;
+  std::string authority;
+};
+
+// Throws ConfigError naming the key: unknown placeholder, a placeholder with no value,
+// no {ordinal}, or a result that is not an http URL with a host.
+void validate_url_template(const BackendConfig& backend);
+
+// The template with every placeholder substituted (the config must be valid).
+std::string expand_pod_url(const BackendConfig& backend, int ordinal);
+
+// Splits an http URL; throws ConfigError when it is not one.
+PodAddress parse_pod_url(const std::string& url);
+
+// redis://user:secret@host -> redis://user:***@host
+std::string mask_url_password(const std::string& url);
+
+}  // namespace mcpproxy

@@ -1,0 +1,407 @@
+#include "mcpproxy/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "mcpproxy/url_template.hpp"
+
+namespace mcpproxy {
+namespace {
+
+using Setter = std::function<void(Config&, const std::string&)>;
+using Getter = std::function<std::string(const Config&)>;
+
+// One row per config key: the YAML path, the flag, its help, and how to set and print it.
+// This table is the single place where the contract of DESIGN.md's "Configuration" lives.
+struct KeySpec {
+  std::string key;
+  std::string flag;
+  std::string help;
+  Setter set;
+  Getter get;
+  bool secret = false;
+};
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+long long to_int(const std::string& v) {
+  long long out = 0;
+  const char* end = v.data() + v.size();
+  auto [p, ec] = std::from_chars(v.data(), end, out);
+  if (ec != std::errc{} || p != end || v.empty()) bad("must be an integer, got '" + v + "'");
+  return out;
+}
+
+int int_in(const std::string& v, long long lo, long long hi) {
+  const long long n = to_int(v);
+  if (n < lo || n > hi) {
+    bad("must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + v);
+  }
+  return static_cast<int>(n);
+}
+
+bool to_bool(const std::string& v) {
+  if (v == "true" || v == "yes" || v == "on" || v == "1") return true;
+  if (v == "false" || v == "no" || v == "off" || v == "0") return false;
+  bad("must be true or false, got '" + v + "'");
+}
+
+std::string one_of(const std::string& v, std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (v == a) return v;
+    list += list.empty() ? "" : ", ";
+    list += a;
+  }
+  bad("must be one of " + list + ", got '" + v + "'");
+}
+
+duration positive_duration(const std::string& v) {
+  const duration d = parse_duration(v);
+  if (d.count() <= 0) bad("must be a positive duration, got '" + v + "'");
+  return d;
+}
+
+std::size_t positive_size(const std::string& v) {
+  const std::size_t s = parse_size(v);
+  if (s == 0) bad("must be a positive size, got '" + v + "'");
+  return s;
+}
+
+std::string b(bool v) { return v ? "true" : "false"; }
+
+#define MCP_STR(field) [](Config& c, const std::string& v) { c.field = v; }, [](const Config& c) { return c.field; }
+#define MCP_DUR(field)                                                     \
+  [](Config& c, const std::string& v) { c.field = positive_duration(v); }, \
+      [](const Config& c) { return format_duration(c.field); }
+#define MCP_SIZE(field)                                                \
+  [](Config& c, const std::string& v) { c.field = positive_size(v); }, \
+      [](const Config& c) { return std::to_string(c.field); }
+
+const std::vector<KeySpec>& key_specs() {
+  static const std::vector<KeySpec> specs = {
+      {"listen", "--listen", "MCP listener, host:port (default 0.0.0.0:8080)",
+       [](Config& c, const std::string& v) { c.listen = parse_listen(v); },
+       [](const Config& c) { return c.listen.str(); }},
+      {"admin_listen", "--admin-listen", "admin listener for /healthz /readyz /metrics (default 0.0.0.0:9090)",
+       [](Config& c, const std::string& v) { c.admin_listen = parse_listen(v); },
+       [](const Config& c) { return c.admin_listen.str(); }},
+      {"threads", "--threads", "worker threads (default: number of cores)",
+       [](Config& c, const std::string& v) { c.threads = int_in(v, 1, 256); },
+       [](const Config& c) { return std::to_string(c.threads); }},
+      {"backend.url_template", "--backend-url-template",
+       "pod URL with {ordinal}, {statefulset}, {service}, {namespace}, {cluster_domain}, {port}, {scheme}",
+       MCP_STR(backend.url_template)},
+      {"backend.statefulset", "--statefulset", "StatefulSet name ({statefulset})", MCP_STR(backend.statefulset)},
+      {"backend.service", "--service", "headless Service name ({service})", MCP_STR(backend.service)},
+      {"backend.namespace", "--namespace", "namespace ({namespace}, default 'default')", MCP_STR(backend.ns)},
+      {"backend.cluster_domain", "--cluster-domain", "cluster domain (default cluster.local)",
+       MCP_STR(backend.cluster_domain)},
+      {"backend.port", "--port", "pod port ({port}, default 8080)",
+       [](Config& c, const std::string& v) { c.backend.port = static_cast<std::uint16_t>(int_in(v, 1, 65535)); },
+       [](const Config& c) { return std::to_string(c.backend.port); }},
+      {"backend.scheme", "--scheme", "pod scheme ({scheme}, default http)",
+       [](Config& c, const std::string& v) { c.backend.scheme = one_of(v, {"http"}); },
+       [](const Config& c) { return c.backend.scheme; }},
+      {"backend.replicas", "--replicas", "StatefulSet replicas (default 1)",
+       [](Config& c, const std::string& v) { c.backend.replicas = int_in(v, 1, kMaxReplicas); },
+       [](const Config& c) { return std::to_string(c.backend.replicas); }},
+      {"backend.rewrite_host", "--rewrite-host", "send the pod's host:port as Host (default true)",
+       [](Config& c, const std::string& v) { c.backend.rewrite_host = to_bool(v); },
+       [](const Config& c) { return b(c.backend.rewrite_host); }},
+      {"backend.connect_timeout", "--connect-timeout", "connect to a pod (default 5s)",
+       MCP_DUR(backend.connect_timeout)},
+      {"backend.response_timeout", "--response-timeout", "wait for a pod's response head (default 5m)",
+       MCP_DUR(backend.response_timeout)},
+      {"backend.dns_cache_ttl", "--dns-cache-ttl", "cache of resolved pod names (default 5s)",
+       MCP_DUR(backend.dns_cache_ttl)},
+      {"backend.eject_cooldown", "--eject-cooldown", "a failing pod stays out of placement (default 10s)",
+       MCP_DUR(backend.eject_cooldown)},
+      {"backend.idle_connection_timeout", "--upstream-idle-timeout",
+       "close pooled pod connections idle this long (default 60s)", MCP_DUR(backend.idle_connection_timeout)},
+      {"backend.max_idle_connections", "--upstream-max-idle", "idle pooled connections per pod per thread (default 64)",
+       [](Config& c, const std::string& v) {
+         c.backend.max_idle_connections = static_cast<std::size_t>(int_in(v, 0, 100000));
+       },
+       [](const Config& c) { return std::to_string(c.backend.max_idle_connections); }},
+      {"sessions.store", "--session-store", "memory or redis (default memory)",
+       [](Config& c, const std::string& v) {
+         c.sessions.store = one_of(v, {"memory", "redis"});
+       },
+       [](const Config& c) { return c.sessions.store; }},
+      {"sessions.ttl", "--session-ttl", "sliding session TTL (default 2h)", MCP_DUR(sessions.ttl)},
+      {"sessions.redis.url", "--redis-url", "redis://[user:pass@]host:port/db or rediss://",
+       MCP_STR(sessions.redis.url), true},
+      {"sessions.redis.key_prefix", "--redis-key-prefix", "key prefix (default mcp-session-proxy:)",
+       MCP_STR(sessions.redis.key_prefix)},
+      {"sessions.on_lost", "--on-lost-session", "reinitialize or not_found (default reinitialize)",
+       [](Config& c, const std::string& v) {
+         c.sessions.on_lost = one_of(v, {"reinitialize", "not_found"});
+       },
+       [](const Config& c) { return c.sessions.on_lost; }},
+      {"sessions.max_sessions", "--max-sessions", "sessions kept in the local table (default 1000000)",
+       [](Config& c, const std::string& v) {
+         c.sessions.max_sessions = static_cast<std::size_t>(int_in(v, 1, 1000000000));
+       },
+       [](const Config& c) { return std::to_string(c.sessions.max_sessions); }},
+      {"placement", "--placement", "least_sessions or random (default least_sessions)",
+       [](Config& c, const std::string& v) {
+         c.placement = one_of(v, {"least_sessions", "random"});
+       },
+       [](const Config& c) { return c.placement; }},
+      {"legacy_sse_path", "--legacy-sse-path", "path of the 2024-11-05 SSE endpoint (default /sse)",
+       [](Config& c, const std::string& v) {
+         if (v.empty() || v.front() != '/') bad("must be a path starting with '/', got '" + v + "'");
+         c.legacy_sse_path = v;
+       },
+       [](const Config& c) { return c.legacy_sse_path; }},
+      {"limits.max_header_size", "--max-header-size", "request head bound (default 16KiB, 431 past it)",
+       MCP_SIZE(limits.max_header_size)},
+      {"limits.max_body_size", "--max-body-size", "request body bound (default 8MiB, 413 past it)",
+       MCP_SIZE(limits.max_body_size)},
+      {"limits.header_timeout", "--header-timeout", "deadline to read a request head (default 10s)",
+       MCP_DUR(limits.header_timeout)},
+      {"limits.body_timeout", "--body-timeout", "deadline to read a request body (default 30s)",
+       MCP_DUR(limits.body_timeout)},
+      {"limits.idle_timeout", "--idle-timeout", "idle keep-alive client connection (default 60s)",
+       MCP_DUR(limits.idle_timeout)},
+      {"limits.write_timeout", "--write-timeout", "one write to a client that stopped reading (default 60s)",
+       MCP_DUR(limits.write_timeout)},
+      {"limits.max_connections", "--max-connections", "client connections per worker thread (default 10000)",
+       [](Config& c, const std::string& v) {
+         c.limits.max_connections = static_cast<std::size_t>(int_in(v, 1, 10000000));
+       },
+       [](const Config& c) { return std::to_string(c.limits.max_connections); }},
+      {"log.level", "--log-level", "trace, debug, info, warn, error or off (default info)",
+       [](Config& c, const std::string& v) {
+         c.log.level = one_of(v, {"trace", "debug", "info", "warn", "error", "off"});
+       },
+       [](const Config& c) { return c.log.level; }},
+      {"log.format", "--log-format", "text or json (default text)",
+       [](Config& c, const std::string& v) {
+         c.log.format = one_of(v, {"text", "json"});
+       },
+       [](const Config& c) { return c.log.format; }},
+      {"log.access", "--access-log", "an access log line per request (default true)",
+       [](Config& c, const std::string& v) { c.log.access = to_bool(v); },
+       [](const Config& c) { return b(c.log.access); }},
+      {"drain_timeout", "--drain-timeout", "on SIGTERM, wait this long for in-flight requests (default 20s)",
+       MCP_DUR(drain_timeout)},
+  };
+  return specs;
+}
+
+const KeySpec* find_key(const std::string& key) {
+  for (const auto& s : key_specs()) {
+    if (s.key == key) return &s;
+  }
+  return nullptr;
+}
+
+void apply(Config& cfg, const KeySpec& spec, const std::string& value, const std::string& where) {
+  try {
+    spec.set(cfg, value);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(spec.key + ": " + e.what() + " (" + where + ")");
+  }
+}
+
+void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const std::string& origin) {
+  for (const auto& kv : node) {
+    const std::string name = kv.first.as<std::string>();
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    const YAML::Node& value = kv.second;
+    const std::string where = origin + ":" + std::to_string(kv.first.Mark().line + 1);
+    if (value.IsMap()) {
+      walk(cfg, value, key, origin);
+      continue;
+    }
+    const KeySpec* spec = find_key(key);
+    if (spec == nullptr) throw ConfigError(key + ": unknown key (" + where + ")");
+    if (!value.IsScalar()) throw ConfigError(key + ": must be a single value (" + where + ")");
+    apply(cfg, *spec, value.Scalar(), where);
+  }
+}
+
+void validate(Config& cfg) {
+  if (cfg.threads == 0) cfg.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  // Every placeholder the template uses must have a value: never a silent empty host.
+  validate_url_template(cfg.backend);
+  if (cfg.sessions.store == "memory" && !cfg.sessions.redis.url.empty()) {
+    throw ConfigError(
+        "sessions.redis.url: set, but sessions.store is memory (set sessions.store: redis, or remove the URL)");
+  }
+  if (cfg.sessions.store == "redis") {
+    if (cfg.sessions.redis.url.empty()) throw ConfigError("sessions.redis.url: required when sessions.store is redis");
+    throw ConfigError("sessions.store: redis is not available in this build yet (use memory)");
+  }
+  if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
+    throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");
+  }
+}
+
+}  // namespace
+
+std::string ListenAddress::str() const {
+  return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)
+                                             : host + ":" + std::to_string(port);
+}
+
+duration parse_duration(const std::string& text) {
+  std::size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0) ++i;
+  if (i == 0) bad("must be a duration like 500ms, 30s, 5m or 2h, got '" + text + "'");
+  const long long n = to_int(text.substr(0, i));
+  const std::string unit = text.substr(i);
+  long long ms = 0;
+  if (unit == "ms") {
+    ms = n;
+  } else if (unit == "s" || unit.empty()) {
+    ms = n * 1000;
+  } else if (unit == "m") {
+    ms = n * 60 * 1000;
+  } else if (unit == "h") {
+    ms = n * 3600 * 1000;
+  } else {
+    bad("must be a duration like 500ms, 30s, 5m or 2h, got '" + text + "'");
+  }
+  return duration{ms};
+}
+
+std::string format_duration(duration d) {
+  const long long ms = d.count();
+  if (ms % 3600000 == 0 && ms != 0) return std::to_string(ms / 3600000) + "h";
+  if (ms % 60000 == 0 && ms != 0) return std::to_string(ms / 60000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+std::size_t parse_size(const std::string& text) {
+  std::size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0) ++i;
+  if (i == 0 || i > 12) bad("must be a size like 512, 16KiB or 8MiB, got '" + text + "'");
+  const auto n = static_cast<std::size_t>(to_int(text.substr(0, i)));
+  const std::string unit = text.substr(i);
+  if (unit.empty() || unit == "B") return n;
+  if (unit == "KiB" || unit == "K" || unit == "k") return n * 1024;
+  if (unit == "MiB" || unit == "M") return n * 1024 * 1024;
+  if (unit == "GiB" || unit == "G") return n * 1024 * 1024 * 1024;
+  bad("must be a size like 512, 16KiB or 8MiB, got '" + text + "'");
+}
+
+ListenAddress parse_listen(const std::string& text) {
+  ListenAddress out;
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      bad("must be host:port or [v6]:port, got '" + text + "'");
+    }
+    out.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) bad("must be host:port, got '" + text + "'");
+    out.host = text.substr(0, colon);
+    if (out.host.find(':') != std::string::npos) bad("an IPv6 host needs brackets: [::1]:8080, got '" + text + "'");
+    port = text.substr(colon + 1);
+  }
+  if (out.host.empty()) out.host = "0.0.0.0";
+  out.port = static_cast<std::uint16_t>(int_in(port, 0, 65535));
+  return out;
+}
+
+CommandLine parse_command_line(int argc, const char* const* argv) {
+  CommandLine cmd;
+  CLI::App app{"mcp-session-proxy: pins MCP Streamable HTTP sessions to StatefulSet pods", "mcp-session-proxy"};
+  app.set_help_flag();  // handled below, so that --help works whatever else is on the line
+  std::string config_file;
+  app.add_option("--config", config_file, "YAML config file");
+  app.add_flag("--check-config", cmd.check_config, "validate the config, print the effective config, exit 0 (or 2)");
+  app.add_flag("--version", cmd.version, "print the version and exit");
+  app.add_flag("-h,--help", cmd.help, "print this help and exit");
+  std::vector<std::pair<std::string, std::string>> values(key_specs().size());
+  std::vector<CLI::Option*> options;
+  for (std::size_t i = 0; i < key_specs().size(); ++i) {
+    const auto& spec = key_specs()[i];
+    options.push_back(app.add_option(spec.flag, values[i].second, spec.help + " [" + spec.key + "]"));
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    throw ConfigError(std::string("command line: ") + e.what() + " (see --help)");
+  }
+  cmd.help_text = app.help();
+  if (!config_file.empty()) cmd.config_file = config_file;
+  for (std::size_t i = 0; i < options.size(); ++i) {
+    if (options[i]->count() > 0) cmd.overrides.emplace_back(key_specs()[i].key, values[i].second);
+  }
+  return cmd;
+}
+
+Config config_from_yaml(const std::string& yaml_text, const std::string& origin,
+                        const std::vector<std::pair<std::string, std::string>>& overrides) {
+  Config cfg;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(origin + ": not valid YAML: " + e.what());
+  }
+  if (root.IsMap()) {
+    walk(cfg, root, "", origin);
+  } else if (!root.IsNull()) {
+    throw ConfigError(origin + ": the top level must be a map of keys");
+  }
+  for (const auto& [key, value] : overrides) {
+    const KeySpec* spec = find_key(key);
+    if (spec == nullptr) throw ConfigError(key + ": unknown key");
+    apply(cfg, *spec, value, spec->flag);
+  }
+  validate(cfg);
+  return cfg;
+}
+
+Config build_config(const CommandLine& cmd) {
+  std::string text;
+  std::string origin = "command line";
+  if (cmd.config_file) {
+    std::ifstream in(*cmd.config_file);
+    if (!in) throw ConfigError("--config: cannot read " + *cmd.config_file);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+    origin = *cmd.config_file;
+  }
+  return config_from_yaml(text, origin, cmd.overrides);
+}
+
+std::string to_yaml(const Config& cfg) {
+  YAML::Node root;
+  for (const auto& spec : key_specs()) {
+    std::string value = spec.get(cfg);
+    if (spec.secret && !value.empty()) value = mask_url_password(value);
+    std::vector<std::string> parts;
+    std::stringstream ss(spec.key);
+    for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+    // yaml-cpp nodes are handles: walk down by reassigning.
+    YAML::Node node = root;
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+      YAML::Node child = node[parts[i]];
+      node.reset(child);
+    }
+    node[parts.back()] = value;
+  }
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace mcpproxy

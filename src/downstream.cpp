@@ -1,0 +1,550 @@
+#include "mcpproxy/downstream.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <ctime>
+
+#include "mcpproxy/log.hpp"
+#include "mcpproxy/server.hpp"
+
+namespace mcpproxy {
+namespace {
+
+constexpr std::size_t kRelayBufferSize = 16 * 1024;
+constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
+constexpr std::string_view kSessionHeader = "Mcp-Session-Id";
+
+std::optional<std::string_view> header(const http::fields& f, std::string_view name) {
+  const auto it = f.find(name);
+  if (it == f.end()) return std::nullopt;
+  return std::string_view(it->value().data(), it->value().size());
+}
+
+bool starts_with_ci(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Removes hop-by-hop headers, and the headers the Connection header names, in place.
+template <class Fields>
+void strip_hop_by_hop(Fields& f) {
+  if (const auto conn = header(f, "Connection")) {
+    const std::string listed(*conn);
+    for (auto it = f.begin(); it != f.end();) {
+      const std::string_view name(it->name_string().data(), it->name_string().size());
+      it = connection_lists(listed, name) ? f.erase(it) : std::next(it);
+    }
+  }
+  for (auto it = f.begin(); it != f.end();) {
+    const std::string_view name(it->name_string().data(), it->name_string().size());
+    it = is_hop_by_hop(name) ? f.erase(it) : std::next(it);
+  }
+}
+
+bool status_has_no_body(unsigned status) { return status < 200 || status == 204 || status == 304; }
+
+}  // namespace
+
+Connection::Connection(Worker& worker, tcp::socket socket)
+    : worker_(worker),
+      stream_(std::move(socket)),
+      relay_buffer_(new char[kRelayBufferSize]),
+      id_(worker.next_connection_id()) {
+  error_code ec;
+  const auto ep = stream_.socket().remote_endpoint(ec);
+  if (!ec) peer_ip_ = ep.address().to_string();
+  stream_.socket().set_option(tcp::no_delay(true), ec);
+  worker_.shared().metrics.downstream_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+Connection::~Connection() {
+  worker_.shared().metrics.downstream_connections.fetch_sub(1, std::memory_order_relaxed);
+  if (counted_busy_) worker_.shared().busy.fetch_sub(1, std::memory_order_relaxed);
+  if (registered_) worker_.remove(registry_);
+}
+
+void Connection::start() {
+  registry_ = worker_.add(weak_from_this());
+  registered_ = true;
+  net::co_spawn(
+      stream_.get_executor(), [self = shared_from_this()]() { return self->run(); }, net::detached);
+}
+
+void Connection::close_if_idle() {
+  if (idle_) close();
+}
+
+void Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
+  if (watch_ && watch_->upstream != nullptr) watch_->upstream->socket().close(ec);
+}
+
+net::awaitable<void> Connection::run() {
+  for (;;) {
+    if (closed_) co_return;
+    auto cfg = worker_.config();
+    // Between requests: wait for the first byte with the idle timeout; the head then has
+    // its own deadline, so a slow client cannot hold a connection with a trickle.
+    if (buffer_.size() == 0) {
+      if (worker_.shared().draining.load(std::memory_order_relaxed)) co_return;
+      idle_ = true;
+      stream_.expires_after(cfg->limits.idle_timeout);
+      auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(8192), use_tuple);
+      idle_ = false;
+      if (ec) {
+        if (!harmless(ec))
+          log_event(spdlog::level::debug, "client read failed",
+                    {{"conn", std::to_string(id_)}, {"error", ec.message()}});
+        co_return;
+      }
+      buffer_.commit(n);
+    }
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(cfg->limits.max_header_size, UINT32_MAX)));
+    parser.body_limit(cfg->limits.max_body_size);
+    stream_.expires_after(cfg->limits.header_timeout);
+    auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
+    if (hec == http::error::header_limit)
+      co_return co_await reply_and_close(http::status::request_header_fields_too_large, "request head too large");
+    if (hec == http::error::body_limit)
+      co_return co_await reply_and_close(http::status::payload_too_large, "request body too large");
+    if (hec == beast::error::timeout)
+      co_return co_await reply_and_close(http::status::request_timeout, "request head not received in time");
+    if (hec == http::error::end_of_stream || hec == net::error::eof || harmless(hec)) co_return;
+    if (hec) co_return co_await reply_and_close(http::status::bad_request, "malformed request");
+
+    // A client that waits for "100 Continue" before sending its body gets it from us: the
+    // body is read here, so the pod never sees the Expect header.
+    if (const auto expect = header(parser.get(), "Expect"); expect && starts_with_ci(*expect, "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto [cec, cn] = co_await net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()), use_tuple);
+      if (cec) co_return;
+    }
+    stream_.expires_after(cfg->limits.body_timeout);
+    auto [bec, bn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
+    if (bec == http::error::body_limit)
+      co_return co_await reply_and_close(http::status::payload_too_large, "request body too large");
+    if (bec == beast::error::timeout)
+      co_return co_await reply_and_close(http::status::request_timeout, "request body not received in time");
+    if (bec) {
+      if (!harmless(bec)) co_await reply_and_close(http::status::bad_request, "malformed request body");
+      co_return;
+    }
+    stream_.expires_never();
+
+    Exchange ex;
+    ex.req = parser.release();
+    ex.cfg = std::move(cfg);
+    ex.start = std::chrono::steady_clock::now();
+    ex.keep_alive = ex.req.keep_alive();
+    worker_.shared().busy.fetch_add(1, std::memory_order_relaxed);
+    counted_busy_ = true;
+    const bool again = co_await handle(ex);
+    if (counted_busy_) {
+      worker_.shared().busy.fetch_sub(1, std::memory_order_relaxed);
+      counted_busy_ = false;
+    }
+    worker_.shared().metrics.count_request(method_class(ex.req.method_string()), ex.status);
+    log_access(ex);
+    if (!again || !ex.keep_alive || closed_) {
+      error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+      co_return;
+    }
+  }
+}
+
+net::awaitable<bool> Connection::handle(Exchange& ex) {
+  Shared& shared = worker_.shared();
+  const Config& cfg = *ex.cfg;
+  const bool is_post = ex.req.method() == http::verb::post;
+  ex.route = classify_request(header(ex.req, kSessionHeader), ex.req.target(), ex.req.body(), is_post);
+
+  switch (ex.route.cls) {
+    case RequestClass::malformed_session_id:
+      co_return co_await reply_jsonrpc_error(ex, http::status::bad_request, -32600,
+                                             "Invalid Mcp-Session-Id: 1-256 visible ASCII characters expected");
+    case RequestClass::session: {
+      ex.session_for_log = session_hash(ex.route.session_id);
+      ex.rec = shared.table.find(ex.route.session_id);
+      if (!ex.rec) {
+        shared.metrics.cache_misses.fetch_add(1, std::memory_order_relaxed);
+        shared.metrics.count_store(StoreOp::get, StoreResult::miss);
+        co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
+      }
+      shared.metrics.cache_hits.fetch_add(1, std::memory_order_relaxed);
+      if (ex.rec->ordinal >= cfg.backend.replicas) {
+        // The StatefulSet was scaled down below this session's pod: it is gone.
+        shared.table.erase(ex.route.session_id);
+        shared.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+        co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
+      }
+      ex.ordinal = ex.rec->ordinal;
+      break;
+    }
+    case RequestClass::new_session:
+    case RequestClass::sessionless: {
+      const auto now = std::chrono::steady_clock::now();
+      ex.ordinal = place(
+          placement_policy(cfg.placement), cfg.backend.replicas, [&](int o) { return shared.health.healthy(o, now); },
+          [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
+      break;
+    }
+  }
+  co_return co_await forward(ex);
+}
+
+void Connection::prepare_upstream_request(Exchange& ex, const std::string& authority) {
+  auto& req = ex.req;
+  const auto original_host = header(req, "Host");
+  if (original_host) req.set("X-Forwarded-Host", std::string(*original_host));
+  strip_hop_by_hop(req);
+  req.erase(http::field::expect);
+  if (ex.route.drop_session_header) req.erase(kSessionHeader);
+  if (ex.rec && !ex.rec->backend_session.empty() && !ex.route.from_query)
+    req.set(kSessionHeader, ex.rec->backend_session);
+  if (const auto xff = header(req, "X-Forwarded-For")) {
+    req.set("X-Forwarded-For", std::string(*xff) + ", " + peer_ip_);
+  } else {
+    req.set("X-Forwarded-For", peer_ip_);
+  }
+  req.set("X-Forwarded-Proto", "http");
+  if (ex.cfg->backend.rewrite_host || !original_host) req.set(http::field::host, authority);
+  req.version(11);
+  req.keep_alive(true);
+  req.prepare_payload();
+}
+
+net::awaitable<bool> Connection::forward(Exchange& ex) {
+  Shared& shared = worker_.shared();
+  const Config& cfg = *ex.cfg;
+  UpstreamPool& pool = worker_.pool();
+  const bool placed = ex.route.cls != RequestClass::session;
+  const bool head_request = ex.req.method() == http::verb::head;
+  prepare_upstream_request(ex, pool.address(ex.ordinal).authority);
+
+  // Connect, send, read the response head. A placed request whose pod fails before it
+  // answered is placed again once; a request on a reused connection that the pod had
+  // closed is sent again on a fresh one (nothing reached the pod).
+  std::unique_ptr<beast::tcp_stream> up;
+  std::optional<http::response_parser<http::buffer_body>> parser;
+  const int attempts = placed ? std::min(2, cfg.backend.replicas) : 1;
+  bool fresh_retry_used = false;
+  std::chrono::steady_clock::time_point sent_at;
+  for (int attempt = 0;;) {
+    auto lease = co_await pool.acquire(ex.ordinal);
+    if (lease.ec) {
+      shared.metrics.count_upstream_error(
+          ex.ordinal, lease.ec == beast::error::timeout ? UpstreamError::timeout : UpstreamError::connect);
+      shared.health.eject(ex.ordinal, std::chrono::steady_clock::now() + cfg.backend.eject_cooldown);
+      log_event(spdlog::level::warn, "pod unreachable",
+                {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", lease.ec.message()}});
+      if (++attempt < attempts) {
+        const auto now = std::chrono::steady_clock::now();
+        ex.ordinal = place(
+            placement_policy(cfg.placement), cfg.backend.replicas, [&](int o) { return shared.health.healthy(o, now); },
+            [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
+        ex.req.set(http::field::host, cfg.backend.rewrite_host ? pool.address(ex.ordinal).authority
+                                                               : std::string(header(ex.req, "Host").value_or("")));
+        continue;
+      }
+      if (!placed) {
+        // The session's pod cannot be reached: the session is lost with it.
+        shared.table.erase(ex.route.session_id);
+        shared.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+        co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
+      }
+      co_return co_await reply_jsonrpc_error(ex, http::status::bad_gateway, -32603, "MCP server unreachable");
+    }
+    up = std::move(lease.stream);
+    sent_at = std::chrono::steady_clock::now();
+    upstream_buffer_.clear();
+    parser.emplace();
+    parser->header_limit(kUpstreamHeaderLimit);
+    parser->body_limit(boost::none);
+    if (head_request) parser->skip(true);
+
+    up->expires_after(cfg.backend.response_timeout);
+    auto watch = std::make_shared<Watch>();
+    watch->upstream = up.get();
+    watch_ = watch;
+    watch_client(watch);
+    auto [wec, wn] = co_await http::async_write(*up, ex.req, use_tuple);
+    error_code ec = wec;
+    if (!ec) {
+      auto [hec, hn] = co_await http::async_read_header(*up, upstream_buffer_, *parser, use_tuple);
+      ec = hec;
+    }
+    if (!ec) break;
+    finish_watch(watch);
+    if (watch->client_gone || closed_) {
+      shared.metrics.client_aborts.fetch_add(1, std::memory_order_relaxed);
+      ex.status = 499;
+      co_return false;
+    }
+    const bool nothing_received = upstream_buffer_.size() == 0;
+    if (lease.reused && !fresh_retry_used && nothing_received &&
+        (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+         ec == net::error::broken_pipe)) {
+      fresh_retry_used = true;  // the pod closed a pooled connection: not an attempt
+      continue;
+    }
+    const bool timed_out = ec == beast::error::timeout;
+    shared.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
+    log_event(spdlog::level::warn, timed_out ? "pod response timed out" : "pod exchange failed",
+              {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", ec.message()}});
+    co_return co_await reply_jsonrpc_error(ex, timed_out ? http::status::gateway_timeout : http::status::bad_gateway,
+                                           -32603,
+                                           timed_out ? "MCP server did not answer in time" : "MCP server failed");
+  }
+  shared.health.clear(ex.ordinal);
+  shared.metrics.upstream_duration(ex.ordinal)
+      .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at).count());
+
+  auto& res = parser->get();
+  ex.status = res.result_int();
+  const bool ok = ex.status >= 200 && ex.status < 300;
+
+  // Session bookkeeping happens before the head goes downstream, so the client's next
+  // request finds the record (DESIGN.md step 4).
+  bool legacy_stream = false;
+  if (const auto sid = header(res, kSessionHeader)) {
+    if (ex.route.cls == RequestClass::new_session) {
+      if (!valid_session_id(*sid)) {
+        finish_watch(watch_);
+        log_event(spdlog::level::warn, "pod sent an invalid Mcp-Session-Id",
+                  {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}});
+        co_return co_await reply_jsonrpc_error(ex, http::status::bad_gateway, -32603,
+                                               "MCP server sent an invalid session id");
+      }
+      const std::string id(*sid);
+      SessionRecord rec;
+      rec.ordinal = ex.ordinal;
+      rec.url = pool.address(ex.ordinal).url;
+      rec.init = ex.req.body();
+      rec.created = static_cast<std::int64_t>(std::time(nullptr));
+      shared.table.insert(id, std::move(rec));
+      shared.metrics.count_store(StoreOp::set, StoreResult::ok);
+      shared.metrics.sessions_created.fetch_add(1, std::memory_order_relaxed);
+      ex.session_for_log = session_hash(id);
+    } else if (ex.rec && !ex.rec->backend_session.empty()) {
+      res.set(kSessionHeader, ex.route.session_id);  // the client keeps the id it knows
+    }
+  }
+  if (ex.route.cls == RequestClass::session) {
+    const bool is_delete = ex.req.method() == http::verb::delete_;
+    if (ex.status == 404 || (is_delete && ok)) {
+      // DELETE ended it, or the pod no longer knows it: either way the record goes.
+      if (shared.table.erase(ex.route.session_id)) {
+        shared.metrics.count_store(StoreOp::del, StoreResult::ok);
+        (is_delete && ok ? shared.metrics.sessions_deleted : shared.metrics.sessions_lost)
+            .fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  } else if (ex.route.cls == RequestClass::sessionless && ex.req.method() == http::verb::get && ok &&
+             ex.req.target().starts_with(cfg.legacy_sse_path)) {
+    const auto target = ex.req.target();
+    const auto path_end = target.find('?');
+    legacy_stream = target.substr(0, path_end) == cfg.legacy_sse_path;
+  }
+
+  const auto content_type = header(res, "Content-Type");
+  const bool sse = content_type && starts_with_ci(*content_type, "text/event-stream");
+  const bool upstream_keep_alive = res.keep_alive();
+  strip_hop_by_hop(res);
+  const bool no_body = head_request || status_has_no_body(ex.status);
+  const bool client_http11 = ex.req.version() >= 11;
+  if (shared.draining.load(std::memory_order_relaxed)) ex.keep_alive = false;
+  if (!no_body && !res.has_content_length()) {
+    if (client_http11) {
+      res.chunked(true);
+    } else {
+      ex.keep_alive = false;  // HTTP/1.0: the end of the body is the end of the connection
+    }
+  }
+  res.version(client_http11 ? 11 : 10);
+  res.keep_alive(ex.keep_alive);
+
+  if (sse) {
+    shared.metrics.sse_streams.fetch_add(1, std::memory_order_relaxed);
+    // A stream is not a request the drain waits for: it is closed at the end of the drain.
+    if (counted_busy_) {
+      shared.busy.fetch_sub(1, std::memory_order_relaxed);
+      counted_busy_ = false;
+    }
+  }
+  struct SseGauge {
+    Metrics& m;
+    bool on;
+    ~SseGauge() {
+      if (on) m.sse_streams.fetch_sub(1, std::memory_order_relaxed);
+    }
+  } sse_gauge{shared.metrics, sse};
+
+  // Relay: the head, then every chunk as it arrives (read_some: never wait to fill a buffer).
+  http::serializer<false, http::buffer_body> sr{res};
+  stream_.expires_after(cfg.limits.write_timeout);
+  auto [hec, hn] = co_await http::async_write_header(stream_, sr, use_tuple);
+  bool client_failed = static_cast<bool>(hec);
+  bool upstream_failed = false;
+  std::optional<SseEndpointScanner> scanner;
+  std::string legacy_id;
+  if (legacy_stream) scanner.emplace();
+  char* const buf = relay_buffer_.get();
+  while (!client_failed && !sr.is_done()) {
+    if (!parser->is_done()) {
+      res.body().data = buf;
+      res.body().size = kRelayBufferSize;
+      if (sse) {
+        up->expires_never();  // SSE is never cut by a timeout: only by either side closing
+      } else {
+        up->expires_after(cfg.backend.response_timeout);
+      }
+      auto [rec_ec, rn] = co_await http::async_read_some(*up, upstream_buffer_, *parser, use_tuple);
+      if (rec_ec == http::error::need_buffer) rec_ec = {};
+      if (rec_ec) {
+        upstream_failed = true;
+        if (!watch_->client_gone && !closed_ && !harmless(rec_ec)) {
+          log_event(spdlog::level::warn, "pod response cut short",
+                    {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", rec_ec.message()}});
+        }
+        break;
+      }
+      const std::size_t got = kRelayBufferSize - res.body().size;
+      res.body().data = buf;
+      res.body().size = got;
+      res.body().more = !parser->is_done();
+      if (scanner && got > 0) {
+        if (auto id = scanner->feed(std::string_view(buf, got))) {
+          SessionRecord rec2;
+          rec2.ordinal = ex.ordinal;
+          rec2.url = pool.address(ex.ordinal).url;
+          rec2.created = static_cast<std::int64_t>(std::time(nullptr));
+          shared.table.insert(*id, std::move(rec2));
+          shared.metrics.count_store(StoreOp::set, StoreResult::ok);
+          shared.metrics.sessions_created.fetch_add(1, std::memory_order_relaxed);
+          ex.session_for_log = session_hash(*id);
+          legacy_id = *id;
+        }
+      }
+      if (got == 0 && !parser->is_done()) continue;
+    } else {
+      res.body().data = nullptr;
+      res.body().size = 0;
+      res.body().more = false;
+    }
+    stream_.expires_after(cfg.limits.write_timeout);
+    auto [wec, wn] = co_await http::async_write(stream_, sr, use_tuple);
+    if (wec == http::error::need_buffer) wec = {};
+    if (wec) client_failed = true;
+  }
+  stream_.expires_never();
+  finish_watch(watch_);
+  const bool client_gone = client_failed || watch_->client_gone || closed_;
+  watch_.reset();
+  if (!legacy_id.empty() && shared.table.erase(legacy_id)) {
+    // The legacy transport's session lives exactly as long as its GET stream.
+    shared.metrics.sessions_deleted.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (client_gone) {
+    shared.metrics.client_aborts.fetch_add(1, std::memory_order_relaxed);
+    co_return false;  // `up` closes here: a client that left cancels the pod's exchange
+  }
+  if (upstream_failed) co_return false;  // the client saw a cut body: it must not reuse the connection
+  if (parser->is_done() && upstream_keep_alive && upstream_buffer_.size() == 0) pool.release(ex.ordinal, std::move(up));
+  co_return ex.keep_alive;
+}
+
+void Connection::watch_client(const std::shared_ptr<Watch>& watch) {
+  // While the pod works, the only way to learn that the client left is to watch its socket.
+  stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), watch](error_code ec) {
+    if (ec || watch->done) return;
+    char c = 0;
+    const ssize_t n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // a pipelined request: keep going
+    watch->client_gone = true;
+    if (watch->upstream != nullptr) {
+      error_code ignored;
+      watch->upstream->socket().cancel(ignored);
+    }
+  });
+}
+
+void Connection::finish_watch(const std::shared_ptr<Watch>& watch) {
+  if (!watch || watch->done) return;
+  watch->done = true;
+  watch->upstream = nullptr;
+  error_code ignored;
+  stream_.socket().cancel(ignored);
+}
+
+net::awaitable<bool> Connection::reply(Exchange& ex, http::status status, std::string body,
+                                       std::string_view content_type) {
+  ex.status = static_cast<unsigned>(status);
+  if (worker_.shared().draining.load(std::memory_order_relaxed)) ex.keep_alive = false;
+  http::response<http::string_body> res{status, ex.req.version() >= 11 ? 11 : 10};
+  res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  res.keep_alive(ex.keep_alive);
+  res.prepare_payload();
+  stream_.expires_after(ex.cfg->limits.write_timeout);
+  auto [ec, n] = co_await http::async_write(stream_, res, use_tuple);
+  stream_.expires_never();
+  co_return !ec && ex.keep_alive;
+}
+
+net::awaitable<bool> Connection::reply_jsonrpc_error(Exchange& ex, http::status status, int code,
+                                                     std::string_view message) {
+  // The request's id is echoed so the client can match the error to its call.
+  const JsonRpcInfo info = inspect_jsonrpc(ex.req.body());
+  co_return co_await reply(ex, status, jsonrpc_error_body(code, message, info.id_json));
+}
+
+net::awaitable<void> Connection::reply_and_close(http::status status, std::string_view message) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::content_type, "application/json");
+  res.body() = jsonrpc_error_body(-32600, message, "null");
+  res.keep_alive(false);
+  res.prepare_payload();
+  stream_.expires_after(std::chrono::seconds(5));
+  co_await http::async_write(stream_, res, use_tuple);
+  error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  worker_.shared().metrics.count_request(MethodClass::other, static_cast<unsigned>(status));
+  log_event(spdlog::level::info, "request refused",
+            {{"conn", std::to_string(id_)},
+             {"status", std::to_string(static_cast<unsigned>(status))},
+             {"reason", std::string(message)}});
+}
+
+void Connection::log_access(const Exchange& ex) {
+  if (!ex.cfg->log.access || !spdlog::should_log(spdlog::level::info)) return;
+  const auto target = ex.req.target();
+  // The path only: a legacy query carries the raw session id, which never reaches a log.
+  const auto path = target.substr(0, target.find('?'));
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - ex.start).count();
+  log_event(spdlog::level::info, "access",
+            {{"conn", std::to_string(id_)},
+             {"method", std::string(ex.req.method_string())},
+             {"path", std::string(path)},
+             {"status", std::to_string(ex.status)},
+             {"pod", ex.ordinal < 0 ? "-" : std::to_string(ex.ordinal)},
+             {"duration_ms", std::to_string(static_cast<double>(micros) / 1000.0)},
+             {"session", ex.session_for_log.empty() ? "-" : ex.session_for_log}});
+}
+
+}  // namespace mcpproxy

@@ -1,0 +1,225 @@
+#include "mcpproxy/http_rules.hpp"
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+
+namespace mcpproxy {
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto x = static_cast<unsigned char>(a[i]);
+    const auto y = static_cast<unsigned char>(b[i]);
+    if (std::tolower(x) != std::tolower(y)) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+void inspect_message(const nlohmann::json& msg, JsonRpcInfo& info) {
+  if (!msg.is_object()) {
+    info.valid = false;
+    return;
+  }
+  const auto method = msg.find("method");
+  const auto id = msg.find("id");
+  const bool is_request = method != msg.end() && method->is_string() && id != msg.end();
+  if (method != msg.end() && method->is_string()) {
+    if (info.first_method.empty()) info.first_method = method->get<std::string>();
+    if (is_request && *method == "initialize") info.has_initialize = true;
+  }
+  if (is_request && !info.has_request) {
+    info.has_request = true;
+    info.id_json = id->dump();
+  }
+}
+
+}  // namespace
+
+bool valid_session_id(std::string_view id) {
+  if (id.empty() || id.size() > 256) return false;
+  for (const char c : id) {
+    if (c < 0x21 || c > 0x7E) return false;
+  }
+  return true;
+}
+
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  auto r = boost::urls::parse_origin_form(target);
+  if (!r) return std::nullopt;
+  for (const auto& p : r->params()) {
+    if (p.key == name) return std::string(p.value);
+  }
+  return std::nullopt;
+}
+
+JsonRpcInfo inspect_jsonrpc(std::string_view body) {
+  JsonRpcInfo info;
+  nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return info;
+  info.valid = true;
+  if (doc.is_array()) {
+    info.batch = true;
+    if (doc.empty()) info.valid = false;
+    for (const auto& m : doc) inspect_message(m, info);
+  } else {
+    inspect_message(doc, info);
+  }
+  return info;
+}
+
+bool may_be_initialize(std::string_view body) { return body.find("\"initialize\"") != std::string_view::npos; }
+
+std::string jsonrpc_error_body(int code, std::string_view message, std::string_view id_json) {
+  nlohmann::json err = {{"code", code}, {"message", message}};
+  std::string out = R"({"jsonrpc":"2.0","error":)" + err.dump() + R"(,"id":)";
+  out += id_json.empty() ? std::string_view("null") : id_json;
+  out += '}';
+  return out;
+}
+
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::array<std::string_view, 8> kHop = {"connection", "keep-alive",        "proxy-connection",
+                                                           "te",         "trailer",           "transfer-encoding",
+                                                           "upgrade",    "proxy-authenticate"};
+  for (const auto h : kHop) {
+    if (iequals(h, name)) return true;
+  }
+  return false;
+}
+
+bool connection_lists(std::string_view value, std::string_view name) {
+  while (!value.empty()) {
+    const auto comma = value.find(',');
+    const auto token = trim(value.substr(0, comma));
+    if (iequals(token, name)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+Classified classify_request(std::optional<std::string_view> header_id, std::string_view target, std::string_view body,
+                            bool is_post) {
+  Classified out;
+  std::optional<std::string> id;
+  if (header_id) {
+    id = std::string(*header_id);
+  } else if (auto q = query_param(target, "sessionId")) {
+    id = std::move(q);
+    out.from_query = true;
+  }
+  const bool initialize = is_post && may_be_initialize(body) && inspect_jsonrpc(body).has_initialize;
+  if (initialize) {
+    // A client that re-initializes with its old id starts a new session (DESIGN.md step 3).
+    out.cls = RequestClass::new_session;
+    out.drop_session_header = header_id.has_value();
+    return out;
+  }
+  if (!id) {
+    out.cls = RequestClass::sessionless;
+    return out;
+  }
+  if (!valid_session_id(*id)) {
+    out.cls = RequestClass::malformed_session_id;
+    return out;
+  }
+  out.cls = RequestClass::session;
+  out.session_id = std::move(*id);
+  return out;
+}
+
+std::string session_hash(std::string_view id) {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a 64
+  for (const char c : id) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  std::array<char, 17> buf{};
+  std::snprintf(buf.data(), buf.size(), "%016llx", static_cast<unsigned long long>(h));
+  return std::string(buf.data(), 12);
+}
+
+std::optional<std::string> legacy_endpoint_session(std::string_view data) {
+  data = trim(data);
+  // The announced URL may be relative (/messages?sessionId=x) or absolute.
+  auto r = boost::urls::parse_uri_reference(data);
+  if (!r) return std::nullopt;
+  for (const auto& p : r->params()) {
+    if (p.key == "sessionId" && valid_session_id(p.value)) return std::string(p.value);
+  }
+  return std::nullopt;
+}
+
+}  // namespace mcpproxy
+
+namespace mcpproxy {
+
+std::optional<std::string> SseEndpointScanner::take_event(std::string_view event) {
+  std::string_view name;
+  std::string data;
+  while (!event.empty()) {
+    const auto eol = event.find_first_of("\r\n");
+    const std::string_view line = event.substr(0, eol);
+    if (eol == std::string_view::npos) {
+      event = {};
+    } else {
+      // A line ends with "\r\n", "\n" or "\r".
+      const bool crlf = event[eol] == '\r' && eol + 1 < event.size() && event[eol + 1] == '\n';
+      event.remove_prefix(eol + (crlf ? 2 : 1));
+    }
+    const auto colon = line.find(':');
+    std::string_view field = line.substr(0, colon);
+    std::string_view value = colon == std::string_view::npos ? std::string_view{} : line.substr(colon + 1);
+    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    if (field == "event") {
+      name = value;
+    } else if (field == "data") {
+      if (!data.empty()) data += '\n';
+      data += value;
+    }
+  }
+  if (name != "endpoint") return std::nullopt;
+  done_ = true;
+  return legacy_endpoint_session(data);
+}
+
+std::optional<std::string> SseEndpointScanner::feed(std::string_view bytes) {
+  if (done_) return std::nullopt;
+  seen_ += bytes.size();
+  pending_.append(bytes);
+  // Events end with a blank line: "\n\n", "\r\n\r\n" or "\r\r".
+  for (;;) {
+    std::size_t end = std::string::npos;
+    std::size_t sep = 0;
+    for (const std::string_view s :
+         {std::string_view("\r\n\r\n"), std::string_view("\n\n"), std::string_view("\r\r")}) {
+      const auto at = pending_.find(s);
+      if (at != std::string::npos && at < end) {
+        end = at;
+        sep = s.size();
+      }
+    }
+    if (end == std::string::npos) break;
+    const std::string event = pending_.substr(0, end);
+    pending_.erase(0, end + sep);
+    auto id = take_event(event);
+    if (done_) return id;
+  }
+  if (seen_ > limit_) done_ = true;
+  return std::nullopt;
+}
+
+}  // namespace mcpproxy

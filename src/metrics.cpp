@@ -1,0 +1,185 @@
+#include "mcpproxy/metrics.hpp"
+
+#include <cstdio>
+
+#include "mcpproxy/session.hpp"
+
+namespace mcpproxy {
+namespace {
+
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+void sample(std::string& out, std::string_view name, std::string_view labels, double value) {
+  out += name;
+  if (!labels.empty()) {
+    out += '{';
+    out += labels;
+    out += '}';
+  }
+  char buf[64];
+  if (value == static_cast<double>(static_cast<std::int64_t>(value))) {
+    std::snprintf(buf, sizeof buf, " %lld\n", static_cast<long long>(value));
+  } else {
+    std::snprintf(buf, sizeof buf, " %.9g\n", value);
+  }
+  out += buf;
+}
+
+std::string pod_label(int ordinal) { return "pod=\"" + std::to_string(ordinal) + "\""; }
+
+constexpr std::array<std::string_view, 4> kMethods = {"GET", "POST", "DELETE", "OTHER"};
+constexpr std::array<std::string_view, 4> kStoreOps = {"get", "set", "del", "expire"};
+constexpr std::array<std::string_view, 3> kStoreResults = {"ok", "miss", "error"};
+constexpr std::array<std::string_view, 3> kUpstreamErrors = {"connect", "timeout", "io"};
+
+}  // namespace
+
+void Histogram::observe(double seconds) {
+  std::size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_ns_.fetch_add(static_cast<std::uint64_t>(seconds * 1e9), std::memory_order_relaxed);
+}
+
+void Histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
+  const std::string bucket = std::string(name) + "_bucket";
+  const std::string prefix = labels.empty() ? std::string() : std::string(labels) + ",";
+  std::uint64_t cumulative = 0;
+  char le[32];
+  for (std::size_t i = 0; i <= kBounds.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    if (i < kBounds.size()) {
+      std::snprintf(le, sizeof le, "%g", kBounds[i]);
+    } else {
+      std::snprintf(le, sizeof le, "+Inf");
+    }
+    sample(out, bucket, prefix + "le=\"" + le + "\"", static_cast<double>(cumulative));
+  }
+  sample(out, std::string(name) + "_sum", labels, static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9);
+  sample(out, std::string(name) + "_count", labels, static_cast<double>(cumulative));
+}
+
+MethodClass method_class(std::string_view method) {
+  if (method == "POST") return MethodClass::post;
+  if (method == "GET") return MethodClass::get;
+  if (method == "DELETE") return MethodClass::del;
+  return MethodClass::other;
+}
+
+Metrics::Metrics()
+    : upstream_duration_(new Histogram[kMaxReplicas]),
+      upstream_errors_(new std::array<std::atomic<std::uint64_t>, 3>[kMaxReplicas]) {
+  for (int i = 0; i < kMaxReplicas; ++i) {
+    for (auto& c : upstream_errors_[i]) c.store(0, std::memory_order_relaxed);
+  }
+}
+
+void Metrics::count_request(MethodClass m, unsigned status) {
+  if (status >= 600) status = 599;
+  requests[static_cast<int>(m)][status].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::count_upstream_error(int ordinal, UpstreamError e) {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return;
+  upstream_errors_[ordinal][static_cast<int>(e)].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::string Metrics::render(const SessionTable& table, int replicas, bool redis_store, bool redis_up) const {
+  std::string out;
+  out.reserve(16384);
+  auto load = [](const std::atomic<std::uint64_t>& a) {
+    return static_cast<double>(a.load(std::memory_order_relaxed));
+  };
+
+  family(out, "mcp_proxy_requests_total", "counter", "Downstream requests answered, by method and status code.");
+  for (std::size_t m = 0; m < kMethods.size(); ++m) {
+    for (unsigned code = 100; code < 600; ++code) {
+      const auto n = requests[m][code].load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      sample(out, "mcp_proxy_requests_total",
+             "method=\"" + std::string(kMethods[m]) + "\",code=\"" + std::to_string(code) + "\"",
+             static_cast<double>(n));
+    }
+  }
+
+  // Pods: every ordinal below `replicas`, and any beyond it that still holds data.
+  auto pod_in_scope = [&](int o) {
+    return o < replicas || upstream_duration_[o].count() > 0 || table.sessions_on(o) > 0;
+  };
+
+  family(out, "mcp_proxy_upstream_duration_seconds", "histogram",
+         "Time from sending a request to a pod to the end of its response head.");
+  for (int o = 0; o < kMaxReplicas; ++o) {
+    if (pod_in_scope(o)) upstream_duration_[o].render(out, "mcp_proxy_upstream_duration_seconds", pod_label(o));
+  }
+  family(out, "mcp_proxy_upstream_errors_total", "counter", "Failed exchanges with a pod, by pod and reason.");
+  for (int o = 0; o < kMaxReplicas; ++o) {
+    if (!pod_in_scope(o)) continue;
+    for (std::size_t e = 0; e < kUpstreamErrors.size(); ++e) {
+      sample(out, "mcp_proxy_upstream_errors_total",
+             pod_label(o) + ",reason=\"" + std::string(kUpstreamErrors[e]) + "\"", load(upstream_errors_[o][e]));
+    }
+  }
+  family(out, "mcp_proxy_sessions", "gauge", "Live sessions in the session table, by pod ordinal.");
+  for (int o = 0; o < kMaxReplicas; ++o) {
+    if (pod_in_scope(o)) sample(out, "mcp_proxy_sessions", pod_label(o), static_cast<double>(table.sessions_on(o)));
+  }
+
+  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 8> counters = {{
+      {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},
+      {"mcp_proxy_sessions_deleted_total", &sessions_deleted, "Sessions ended by DELETE."},
+      {"mcp_proxy_sessions_lost_total", &sessions_lost,
+       "Sessions whose pod no longer knew them or could not be reached."},
+      {"mcp_proxy_sessions_recovered_total", &sessions_recovered, "Lost sessions re-established on another pod."},
+      {"mcp_proxy_session_cache_hits_total", &cache_hits, "Session lookups answered by the local table."},
+      {"mcp_proxy_session_cache_misses_total", &cache_misses, "Session lookups the local table could not answer."},
+      {"mcp_proxy_client_aborts_total", &client_aborts, "Responses cut short because the client went away."},
+      {"mcp_proxy_config_reloads_failed_total", &config_reloads_failed, "SIGHUP reloads rejected as invalid."},
+  }};
+  for (const auto& [name, value, help] : counters) {
+    family(out, name, "counter", help);
+    sample(out, name, "", load(*value));
+  }
+  family(out, "mcp_proxy_config_reloads_total", "counter", "SIGHUP reloads applied.");
+  sample(out, "mcp_proxy_config_reloads_total", "", load(config_reloads_ok));
+  family(out, "mcp_proxy_sessions_evicted_total", "counter", "Sessions dropped because the table was full.");
+  sample(out, "mcp_proxy_sessions_evicted_total", "", static_cast<double>(table.evicted()));
+  family(out, "mcp_proxy_sessions_expired_total", "counter", "Sessions dropped after their TTL.");
+  sample(out, "mcp_proxy_sessions_expired_total", "", static_cast<double>(table.expired()));
+
+  family(out, "mcp_proxy_store_operations_total", "counter", "Session store operations, by operation and result.");
+  for (std::size_t op = 0; op < kStoreOps.size(); ++op) {
+    for (std::size_t r = 0; r < kStoreResults.size(); ++r) {
+      sample(out, "mcp_proxy_store_operations_total",
+             "op=\"" + std::string(kStoreOps[op]) + "\",result=\"" + std::string(kStoreResults[r]) + "\"",
+             load(store_ops[op][r]));
+    }
+  }
+  family(out, "mcp_proxy_store_duration_seconds", "histogram", "Session store operation latency.");
+  store_duration.render(out, "mcp_proxy_store_duration_seconds", "");
+  if (redis_store) {
+    family(out, "mcp_proxy_redis_up", "gauge", "1 when the Redis session store answers.");
+    sample(out, "mcp_proxy_redis_up", "", redis_up ? 1 : 0);
+  }
+  family(out, "mcp_proxy_downstream_connections", "gauge", "Open client connections.");
+  sample(out, "mcp_proxy_downstream_connections", "",
+         static_cast<double>(downstream_connections.load(std::memory_order_relaxed)));
+  family(out, "mcp_proxy_sse_streams", "gauge", "SSE responses being relayed now.");
+  sample(out, "mcp_proxy_sse_streams", "", static_cast<double>(sse_streams.load(std::memory_order_relaxed)));
+  family(out, "mcp_proxy_draining", "gauge", "1 while the proxy drains after SIGTERM.");
+  sample(out, "mcp_proxy_draining", "", draining.load(std::memory_order_relaxed) ? 1 : 0);
+  return out;
+}
+
+}  // namespace mcpproxy

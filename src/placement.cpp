@@ -1,0 +1,56 @@
+#include "mcpproxy/placement.hpp"
+
+#include <vector>
+
+namespace mcpproxy {
+
+PlacementPolicy placement_policy(std::string_view name) {
+  return name == "random" ? PlacementPolicy::random : PlacementPolicy::least_sessions;
+}
+
+int place(PlacementPolicy policy, int replicas, const std::function<bool(int)>& healthy,
+          const std::function<std::int64_t(int)>& load, std::mt19937_64& rng) {
+  if (replicas <= 1) return 0;
+  // Candidates without allocating on the common path: draw, and redraw a few times
+  // when the draw lands on an ejected pod; fall back to a scan when many are out.
+  auto draw = [&]() -> int {
+    std::uniform_int_distribution<int> pick(0, replicas - 1);
+    for (int tries = 0; tries < 4; ++tries) {
+      const int o = pick(rng);
+      if (healthy(o)) return o;
+    }
+    std::vector<int> ok;
+    for (int o = 0; o < replicas; ++o) {
+      if (healthy(o)) ok.push_back(o);
+    }
+    if (ok.empty()) return pick(rng);
+    std::uniform_int_distribution<std::size_t> any(0, ok.size() - 1);
+    return ok[any(rng)];
+  };
+  const int a = draw();
+  if (policy == PlacementPolicy::random) return a;
+  int b = draw();
+  for (int tries = 0; b == a && tries < 4; ++tries) b = draw();
+  return load(b) < load(a) ? b : a;
+}
+
+PodHealth::PodHealth() : until_(new std::atomic<std::int64_t>[kMaxReplicas]) {
+  for (int i = 0; i < kMaxReplicas; ++i) until_[i].store(0, std::memory_order_relaxed);
+}
+
+void PodHealth::eject(int ordinal, std::chrono::steady_clock::time_point until) {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return;
+  until_[ordinal].store(until.time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+void PodHealth::clear(int ordinal) {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return;
+  until_[ordinal].store(0, std::memory_order_relaxed);
+}
+
+bool PodHealth::healthy(int ordinal, std::chrono::steady_clock::time_point now) const {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return false;
+  return until_[ordinal].load(std::memory_order_relaxed) <= now.time_since_epoch().count();
+}
+
+}  // namespace mcpproxy

@@ -1,0 +1,265 @@
+#include "mcpproxy/server.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+
+#include "mcpproxy/admin.hpp"
+#include "mcpproxy/downstream.hpp"
+#include "mcpproxy/log.hpp"
+
+namespace mcpproxy {
+namespace {
+using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+}
+
+Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
+    : shared_(shared), cfg_(std::move(cfg)), index_(index), rng_(std::random_device{}()) {
+  pool_.configure(cfg_);
+}
+
+Worker::~Worker() { join(); }
+
+void Worker::listen(const ListenAddress& addr, std::uint16_t port_override) {
+  const tcp::endpoint ep{net::ip::make_address(addr.host), port_override != 0 ? port_override : addr.port};
+  acceptor_.open(ep.protocol());
+  acceptor_.set_option(net::socket_base::reuse_address(true));
+  // One listening socket per worker on the same port: the kernel spreads connections.
+  acceptor_.set_option(reuse_port(true));
+  acceptor_.bind(ep);
+  acceptor_.listen(net::socket_base::max_listen_connections);
+}
+
+std::uint16_t Worker::bound_port() const { return acceptor_.local_endpoint().port(); }
+
+void Worker::start() {
+  net::co_spawn(ioc_, accept_loop(), net::detached);
+  net::co_spawn(ioc_, prune_loop(), net::detached);
+  thread_ = std::thread([this] { ioc_.run(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::apply_config(std::shared_ptr<const Config> cfg) {
+  cfg_ = std::move(cfg);
+  pool_.configure(cfg_);
+}
+
+void Worker::stop_accepting() {
+  error_code ec;
+  acceptor_.close(ec);
+}
+
+void Worker::close_idle_connections() {
+  for (auto& weak : connections_) {
+    if (auto c = weak.lock()) c->close_if_idle();
+  }
+}
+
+void Worker::close_all_connections() {
+  for (auto& weak : connections_) {
+    if (auto c = weak.lock()) c->close();
+  }
+  pool_.clear();
+}
+
+std::list<std::weak_ptr<Connection>>::iterator Worker::add(std::weak_ptr<Connection> c) {
+  ++connection_count_;
+  return connections_.insert(connections_.end(), std::move(c));
+}
+
+void Worker::remove(std::list<std::weak_ptr<Connection>>::iterator it) {
+  --connection_count_;
+  connections_.erase(it);
+}
+
+net::awaitable<void> Worker::accept_loop() {
+  net::steady_timer backoff(ioc_);
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
+    if (!acceptor_.is_open()) co_return;
+    if (ec) {
+      // Out of descriptors: wait a little instead of spinning on the error.
+      log_event(spdlog::level::warn, "accept failed", {{"worker", std::to_string(index_)}, {"error", ec.message()}});
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(use_tuple);
+      continue;
+    }
+    if (connection_count_ >= cfg_->limits.max_connections) {
+      log_event(spdlog::level::warn, "connection refused: limits.max_connections reached",
+                {{"worker", std::to_string(index_)}, {"limit", std::to_string(cfg_->limits.max_connections)}});
+      error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    std::make_shared<Connection>(*this, std::move(socket))->start();
+  }
+}
+
+net::awaitable<void> Worker::prune_loop() {
+  net::steady_timer timer(ioc_);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(2));
+    auto [ec] = co_await timer.async_wait(use_tuple);
+    if (ec || shared_.draining.load(std::memory_order_relaxed)) co_return;
+    pool_.prune();
+  }
+}
+
+Server::Server(CommandLine cmd, Config cfg)
+    : cmd_(std::move(cmd)), cfg_(std::make_shared<const Config>(std::move(cfg))), shared_(*cfg_) {
+  AdminHandlers handlers;
+  handlers.ready = [this] { return !shared_.draining.load(); };
+  handlers.ready_body = [this] { return shared_.draining.load() ? std::string("draining\n") : std::string("ready\n"); };
+  handlers.metrics = [this] {
+    return shared_.metrics.render(shared_.table, cfg_->backend.replicas, cfg_->sessions.store == "redis", false);
+  };
+  admin_ = std::make_unique<AdminServer>(admin_ioc_, std::move(handlers));
+}
+
+Server::~Server() {
+  for (auto& w : workers_) w->ioc().stop();
+  for (auto& w : workers_) w->join();
+}
+
+int Server::run() {
+  const Config& cfg = *cfg_;
+  std::uint16_t port = 0;
+  for (int i = 0; i < cfg.threads; ++i) {
+    auto w = std::make_unique<Worker>(shared_, cfg_, i);
+    try {
+      w->listen(cfg.listen, port);
+    } catch (const std::system_error& e) {
+      throw std::runtime_error("listen " + cfg.listen.str() + ": " + e.code().message());
+    }
+    port = w->bound_port();
+    workers_.push_back(std::move(w));
+  }
+  try {
+    admin_->listen(cfg.admin_listen);
+  } catch (const std::system_error& e) {
+    throw std::runtime_error("admin_listen " + cfg.admin_listen.str() + ": " + e.code().message());
+  }
+
+  net::signal_set signals(admin_ioc_, SIGTERM, SIGINT, SIGHUP);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](error_code ec, int signo) {
+      if (ec) return;
+      on_signal(signo);
+      if (!shared_.draining.load()) wait_signal();
+    });
+  };
+  wait_signal();
+
+  // Expired sessions leave the table on a timer, never on the request path.
+  net::steady_timer sweeper(admin_ioc_);
+  std::function<void()> sweep = [&] {
+    const auto every = std::min<duration>(cfg_->sessions.ttl / 10, std::chrono::seconds(30));
+    sweeper.expires_after(std::max<duration>(every, std::chrono::milliseconds(100)));
+    sweeper.async_wait([&](error_code ec) {
+      if (ec) return;
+      shared_.table.sweep();
+      sweep();
+    });
+  };
+  sweep();
+
+  admin_->start();
+  for (auto& w : workers_) w->start();
+  log_event(spdlog::level::info, "listening",
+            {{"listen", cfg.listen.host + ":" + std::to_string(port)},
+             {"admin", cfg.admin_listen.str()},
+             {"threads", std::to_string(cfg.threads)},
+             {"replicas", std::to_string(cfg.backend.replicas)},
+             {"store", cfg.sessions.store},
+             {"pod0", expand_pod_url(cfg.backend, 0)}});
+  admin_ioc_.run();
+  for (auto& w : workers_) w->ioc().stop();
+  for (auto& w : workers_) w->join();
+  log_event(spdlog::level::info, "stopped");
+  return 0;
+}
+
+void Server::on_signal(int signo) {
+  if (signo == SIGHUP) {
+    reload();
+    return;
+  }
+  begin_drain();
+}
+
+void Server::reload() {
+  Config next;
+  try {
+    next = build_config(cmd_);
+  } catch (const ConfigError& e) {
+    shared_.metrics.config_reloads_failed.fetch_add(1);
+    log_event(spdlog::level::err, "config reload rejected, keeping the running config", {{"error", e.what()}});
+    return;
+  }
+  if (next.listen.str() != cfg_->listen.str() || next.admin_listen.str() != cfg_->admin_listen.str() ||
+      next.threads != cfg_->threads || next.sessions.store != cfg_->sessions.store ||
+      next.sessions.max_sessions != cfg_->sessions.max_sessions) {
+    log_event(spdlog::level::warn,
+              "config reload: listen, admin_listen, threads, sessions.store and sessions.max_sessions "
+              "take effect on restart only; the rest is applied");
+    next.listen = cfg_->listen;
+    next.admin_listen = cfg_->admin_listen;
+    next.threads = cfg_->threads;
+    next.sessions.store = cfg_->sessions.store;
+    next.sessions.max_sessions = cfg_->sessions.max_sessions;
+  }
+  auto shared_cfg = std::make_shared<const Config>(std::move(next));
+  cfg_ = shared_cfg;
+  shared_.table.set_ttl(shared_cfg->sessions.ttl);
+  apply_log_level(shared_cfg->log.level);
+  for (auto& w : workers_) {
+    net::post(w->ioc(), [w = w.get(), shared_cfg] { w->apply_config(shared_cfg); });
+  }
+  shared_.metrics.config_reloads_ok.fetch_add(1);
+  log_event(spdlog::level::info, "config reloaded",
+            {{"replicas", std::to_string(shared_cfg->backend.replicas)},
+             {"placement", shared_cfg->placement},
+             {"log_level", shared_cfg->log.level}});
+}
+
+void Server::begin_drain() {
+  if (shared_.draining.exchange(true)) return;
+  shared_.metrics.draining.store(true);
+  log_event(spdlog::level::info, "draining", {{"timeout", format_duration(cfg_->drain_timeout)}});
+  for (auto& w : workers_) {
+    net::post(w->ioc(), [w = w.get()] {
+      w->stop_accepting();
+      w->close_idle_connections();
+    });
+  }
+  net::co_spawn(admin_ioc_, drain(), net::detached);
+}
+
+net::awaitable<void> Server::drain() {
+  // In-flight requests finish (each connection closes after its response); SSE streams
+  // are not waited for. The check interval only bounds how late the exit notices.
+  net::steady_timer timer(admin_ioc_);
+  const auto deadline = std::chrono::steady_clock::now() + cfg_->drain_timeout;
+  while (shared_.busy.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(std::chrono::milliseconds(20));
+    co_await timer.async_wait(use_tuple);
+  }
+  if (shared_.busy.load() > 0) {
+    log_event(spdlog::level::warn, "drain timeout: closing requests still in flight",
+              {{"in_flight", std::to_string(shared_.busy.load())}});
+  }
+  for (auto& w : workers_) {
+    net::post(w->ioc(), [w = w.get()] { w->close_all_connections(); });
+  }
+  const auto close_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (shared_.metrics.downstream_connections.load() > 0 && std::chrono::steady_clock::now() < close_deadline) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    co_await timer.async_wait(use_tuple);
+  }
+  admin_ioc_.stop();
+}
+
+}  // namespace mcpproxy

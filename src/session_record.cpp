@@ -1,0 +1,40 @@
+#include <nlohmann/json.hpp>
+
+#include "mcpproxy/session.hpp"
+
+namespace mcpproxy {
+
+std::string encode_record(const SessionRecord& rec) {
+  nlohmann::json j = {
+      {"v", SessionRecord::kVersion}, {"ordinal", rec.ordinal}, {"url", rec.url}, {"created", rec.created}};
+  if (!rec.backend_session.empty()) j["backend_session"] = rec.backend_session;
+  if (!rec.init.empty()) j["init"] = rec.init;
+  if (!rec.principal.empty()) j["principal"] = rec.principal;
+  return j.dump();
+}
+
+std::optional<SessionRecord> decode_record(std::string_view text) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return std::nullopt;
+  const auto v = j.find("v");
+  const auto ordinal = j.find("ordinal");
+  if (v == j.end() || !v->is_number_integer() || *v != SessionRecord::kVersion) return std::nullopt;
+  if (ordinal == j.end() || !ordinal->is_number_integer() || *ordinal < 0 || *ordinal >= kMaxReplicas) {
+    return std::nullopt;
+  }
+  SessionRecord rec;
+  rec.ordinal = ordinal->get<int>();
+  auto str = [&j](const char* key, std::string& out) {
+    const auto it = j.find(key);
+    if (it != j.end() && it->is_string()) out = it->get<std::string>();
+  };
+  str("url", rec.url);
+  str("backend_session", rec.backend_session);
+  str("init", rec.init);
+  str("principal", rec.principal);
+  const auto created = j.find("created");
+  if (created != j.end() && created->is_number_integer()) rec.created = created->get<std::int64_t>();
+  return rec;
+}
+
+}  // namespace mcpproxy

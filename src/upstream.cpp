@@ -1,0 +1,107 @@
+#include "mcpproxy/upstream.hpp"
+
+#include <sys/socket.h>
+
+namespace mcpproxy {
+namespace {
+
+// True when the pod closed (or reset) a pooled connection while it sat idle: a
+// non-blocking peek sees end-of-stream or an error instead of "would block".
+bool closed_by_peer(beast::tcp_stream& s) {
+  char c = 0;
+  const ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+  return true;  // unsolicited bytes from an idle pod: do not trust the connection
+}
+
+}  // namespace
+
+UpstreamPool::UpstreamPool(net::io_context& ioc) : ioc_(ioc), resolver_(ioc) {}
+
+void UpstreamPool::configure(std::shared_ptr<const Config> cfg) {
+  const bool same_pods = cfg_ && cfg_->backend.url_template == cfg->backend.url_template &&
+                         cfg_->backend.statefulset == cfg->backend.statefulset &&
+                         cfg_->backend.service == cfg->backend.service && cfg_->backend.ns == cfg->backend.ns &&
+                         cfg_->backend.cluster_domain == cfg->backend.cluster_domain &&
+                         cfg_->backend.port == cfg->backend.port && cfg_->backend.scheme == cfg->backend.scheme;
+  cfg_ = std::move(cfg);
+  if (!same_pods) pods_.clear();
+}
+
+UpstreamPool::Pod& UpstreamPool::pod(int ordinal) {
+  if (static_cast<std::size_t>(ordinal) >= pods_.size()) pods_.resize(static_cast<std::size_t>(ordinal) + 1);
+  Pod& p = pods_[static_cast<std::size_t>(ordinal)];
+  if (!p.known) {
+    p.addr = parse_pod_url(expand_pod_url(cfg_->backend, ordinal));
+    p.known = true;
+  }
+  return p;
+}
+
+const PodAddress& UpstreamPool::address(int ordinal) { return pod(ordinal).addr; }
+
+net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
+  Lease lease;
+  {
+    Pod& p = pod(ordinal);
+    const auto now = std::chrono::steady_clock::now();
+    while (!p.idle.empty()) {
+      Idle idle = std::move(p.idle.back());
+      p.idle.pop_back();
+      if (now - idle.since < cfg_->backend.idle_connection_timeout && !closed_by_peer(*idle.stream)) {
+        lease.stream = std::move(idle.stream);
+        lease.reused = true;
+        co_return lease;
+      }
+    }
+  }
+  // The pod vector may grow while this coroutine waits: look the pod up again after each wait.
+  const auto cfg = cfg_;
+  if (std::chrono::steady_clock::now() >= pod(ordinal).resolved_until) {
+    const PodAddress addr = pod(ordinal).addr;
+    // Asio resolves on its own background thread: the worker never blocks on DNS.
+    auto [ec, results] = co_await resolver_.async_resolve(addr.host, addr.port, use_tuple);
+    if (ec) {
+      lease.ec = ec;
+      co_return lease;
+    }
+    Pod& p = pod(ordinal);
+    p.endpoints = std::move(results);
+    p.resolved_until = std::chrono::steady_clock::now() + cfg->backend.dns_cache_ttl;
+  }
+  const auto endpoints = pod(ordinal).endpoints;
+  auto stream = std::make_unique<beast::tcp_stream>(ioc_);
+  stream->expires_after(cfg->backend.connect_timeout);
+  auto [ec, ep] = co_await stream->async_connect(endpoints, use_tuple);
+  if (ec) {
+    pod(ordinal).resolved_until = {};  // a pod that moved gets a fresh lookup next time
+    lease.ec = ec;
+    co_return lease;
+  }
+  stream->expires_never();
+  stream->socket().set_option(tcp::no_delay(true));
+  lease.stream = std::move(stream);
+  co_return lease;
+}
+
+void UpstreamPool::release(int ordinal, std::unique_ptr<beast::tcp_stream> stream) {
+  if (static_cast<std::size_t>(ordinal) >= pods_.size() || !pods_[static_cast<std::size_t>(ordinal)].known) return;
+  Pod& p = pods_[static_cast<std::size_t>(ordinal)];
+  if (p.idle.size() >= cfg_->backend.max_idle_connections) return;
+  stream->expires_never();
+  p.idle.push_back(Idle{std::move(stream), std::chrono::steady_clock::now()});
+}
+
+void UpstreamPool::prune() {
+  const auto now = std::chrono::steady_clock::now();
+  for (Pod& p : pods_) {
+    std::erase_if(p.idle, [&](Idle& i) {
+      return now - i.since >= cfg_->backend.idle_connection_timeout || closed_by_peer(*i.stream);
+    });
+  }
+}
+
+void UpstreamPool::clear() { pods_.clear(); }
+
+}  // namespace mcpproxy
