@@ -54,7 +54,8 @@ class Worker {
   UpstreamPool& pool() { return pool_; }
   std::mt19937_64& rng() { return rng_; }
   int index() const { return index_; }
-  std::uint64_t next_connection_id() { return (static_cast<std::uint64_t>(index_) << 48) | ++connection_seq_; }
+  // Unique per process: the sequence number times 256 plus the worker index.
+  std::uint64_t next_connection_id() { return (++connection_seq_ << 8) | static_cast<std::uint64_t>(index_); }
 
   // Connection registry, for drain. Worker thread only.
   std::list<std::weak_ptr<Connection>>::iterator add(std::weak_ptr<Connection> c);
