@@ -232,8 +232,6 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
 
 void validate(Config& cfg) {
   if (cfg.threads == 0) cfg.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
-  // Every placeholder the template uses must have a value: never a silent empty host.
-  validate_url_template(cfg.backend);
   if (cfg.sessions.store == "memory" && !cfg.sessions.redis.url.empty()) {
     throw ConfigError(
         "sessions.redis.url: set, but sessions.store is memory (set sessions.store: redis, or remove the URL)");
@@ -245,6 +243,8 @@ void validate(Config& cfg) {
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");
   }
+  // Every placeholder the template uses must have a value: never a silent empty host.
+  validate_url_template(cfg.backend);
 }
 
 }  // namespace
@@ -391,13 +391,18 @@ std::string to_yaml(const Config& cfg) {
     std::vector<std::string> parts;
     std::stringstream ss(spec.key);
     for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
-    // yaml-cpp nodes are handles: walk down by reassigning.
-    YAML::Node node = root;
-    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-      YAML::Node child = node[parts[i]];
-      node.reset(child);
+    // Keys are at most three levels deep (sessions.redis.url).
+    switch (parts.size()) {
+      case 1:
+        root[parts[0]] = value;
+        break;
+      case 2:
+        root[parts[0]][parts[1]] = value;
+        break;
+      default:
+        root[parts[0]][parts[1]][parts[2]] = value;
+        break;
     }
-    node[parts.back()] = value;
   }
   YAML::Emitter out;
   out << root;

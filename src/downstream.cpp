@@ -380,8 +380,10 @@ net::awaitable<bool> Connection::forward(Exchange& ex) {
 
   if (sse) {
     shared.metrics.sse_streams.fetch_add(1, std::memory_order_relaxed);
-    // A stream is not a request the drain waits for: it is closed at the end of the drain.
-    if (counted_busy_) {
+    // A GET stream (the standalone stream, the legacy transport) never ends by itself: the
+    // drain does not wait for it, it closes it at the end. A POST answered with SSE is a
+    // call in progress, and the drain waits for its result like any other request.
+    if (counted_busy_ && ex.req.method() == http::verb::get) {
       shared.busy.fetch_sub(1, std::memory_order_relaxed);
       counted_busy_ = false;
     }

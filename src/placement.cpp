@@ -29,8 +29,15 @@ int place(PlacementPolicy policy, int replicas, const std::function<bool(int)>& 
   };
   const int a = draw();
   if (policy == PlacementPolicy::random) return a;
-  int b = draw();
-  for (int tries = 0; b == a && tries < 4; ++tries) b = draw();
+  // The second choice is another pod than the first whenever one is healthy.
+  std::uniform_int_distribution<int> other(0, replicas - 2);
+  int b = a;
+  for (int tries = 0; tries < 4 && b == a; ++tries) {
+    const int o = other(rng);
+    const int candidate = o >= a ? o + 1 : o;
+    if (healthy(candidate)) b = candidate;
+  }
+  if (b == a) b = draw();
   return load(b) < load(a) ? b : a;
 }
 

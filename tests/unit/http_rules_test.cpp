@@ -1,1 +1,152 @@
+#include "mcpproxy/http_rules.hpp"
+
 #include <gtest/gtest.h>
+
+using namespace mcpproxy;
+
+TEST(SessionId, Validation) {
+  EXPECT_TRUE(valid_session_id("a"));
+  EXPECT_TRUE(valid_session_id("550e8400-e29b-41d4-a716-446655440000"));
+  EXPECT_TRUE(valid_session_id(std::string(256, 'x')));
+  EXPECT_TRUE(valid_session_id("!~"));
+  EXPECT_FALSE(valid_session_id(""));
+  EXPECT_FALSE(valid_session_id(std::string(257, 'x')));
+  EXPECT_FALSE(valid_session_id("bad id"));
+  EXPECT_FALSE(valid_session_id("tab\there"));
+  EXPECT_FALSE(valid_session_id("del\x7f"));
+  EXPECT_FALSE(valid_session_id("caf\xc3\xa9"));
+}
+
+TEST(JsonRpc, SingleRequest) {
+  const auto i = inspect_jsonrpc(R"({"jsonrpc":"2.0","id":7,"method":"tools/list"})");
+  EXPECT_TRUE(i.valid);
+  EXPECT_FALSE(i.batch);
+  EXPECT_FALSE(i.has_initialize);
+  EXPECT_TRUE(i.has_request);
+  EXPECT_EQ(i.first_method, "tools/list");
+  EXPECT_EQ(i.id_json, "7");
+}
+
+TEST(JsonRpc, StringIdIsEchoedAsString) {
+  EXPECT_EQ(inspect_jsonrpc(R"({"jsonrpc":"2.0","id":"a\"b","method":"x"})").id_json, R"("a\"b")");
+}
+
+TEST(JsonRpc, Initialize) {
+  const auto i = inspect_jsonrpc(R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}})");
+  EXPECT_TRUE(i.has_initialize);
+  EXPECT_TRUE(may_be_initialize(R"({"method":"initialize"})"));
+  EXPECT_FALSE(may_be_initialize(R"({"method":"tools/call"})"));
+}
+
+TEST(JsonRpc, NotificationIsNotARequest) {
+  const auto i = inspect_jsonrpc(R"({"jsonrpc":"2.0","method":"notifications/initialized"})");
+  EXPECT_TRUE(i.valid);
+  EXPECT_FALSE(i.has_request);
+  EXPECT_EQ(i.id_json, "null");
+  // An "initialize" without an id is a notification, not a session start.
+  EXPECT_FALSE(inspect_jsonrpc(R"({"jsonrpc":"2.0","method":"initialize"})").has_initialize);
+}
+
+TEST(JsonRpc, BatchWithInitialize) {
+  const auto i = inspect_jsonrpc(
+      R"([{"jsonrpc":"2.0","method":"notifications/x"},{"jsonrpc":"2.0","id":"i1","method":"initialize"}])");
+  EXPECT_TRUE(i.valid);
+  EXPECT_TRUE(i.batch);
+  EXPECT_TRUE(i.has_initialize);
+  EXPECT_EQ(i.id_json, "\"i1\"");
+}
+
+TEST(JsonRpc, Malformed) {
+  EXPECT_FALSE(inspect_jsonrpc("{not json").valid);
+  EXPECT_FALSE(inspect_jsonrpc("[]").valid);
+  EXPECT_FALSE(inspect_jsonrpc("[1,2]").valid);
+  EXPECT_FALSE(inspect_jsonrpc("").valid);
+  EXPECT_EQ(inspect_jsonrpc("{not json").id_json, "null");
+}
+
+TEST(JsonRpc, ErrorBody) {
+  EXPECT_EQ(jsonrpc_error_body(-32001, "Session not found", "7"),
+            R"({"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":7})");
+  EXPECT_EQ(jsonrpc_error_body(-32600, "x", ""),
+            R"({"jsonrpc":"2.0","error":{"code":-32600,"message":"x"},"id":null})");
+}
+
+TEST(Headers, HopByHop) {
+  for (const char* h :
+       {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade"}) {
+    EXPECT_TRUE(is_hop_by_hop(h)) << h;
+  }
+  for (const char* h : {"Mcp-Session-Id", "Content-Type", "Content-Length", "Last-Event-ID", "MCP-Protocol-Version",
+                        "X-Accel-Buffering", "Authorization"}) {
+    EXPECT_FALSE(is_hop_by_hop(h)) << h;
+  }
+  EXPECT_TRUE(connection_lists("close, X-Private", "x-private"));
+  EXPECT_TRUE(connection_lists("keep-alive", "Keep-Alive"));
+  EXPECT_FALSE(connection_lists("close", "x-private"));
+  EXPECT_FALSE(connection_lists("", "x"));
+}
+
+TEST(Query, Params) {
+  EXPECT_EQ(query_param("/messages?sessionId=abc", "sessionId").value_or(""), "abc");
+  EXPECT_EQ(query_param("/messages?x=1&sessionId=a%2Db", "sessionId").value_or(""), "a-b");
+  EXPECT_FALSE(query_param("/messages", "sessionId").has_value());
+  EXPECT_FALSE(query_param("/messages?sessionid=abc", "sessionId").has_value());
+}
+
+TEST(Classify, Routes) {
+  const std::string call = R"({"jsonrpc":"2.0","id":2,"method":"tools/call"})";
+  const std::string init = R"({"jsonrpc":"2.0","id":1,"method":"initialize"})";
+  EXPECT_EQ(classify_request(std::nullopt, "/mcp", init, true).cls, RequestClass::new_session);
+  const auto stale = classify_request("old-id", "/mcp", init, true);
+  EXPECT_EQ(stale.cls, RequestClass::new_session);
+  EXPECT_TRUE(stale.drop_session_header);
+  const auto known = classify_request("abc", "/mcp", call, true);
+  EXPECT_EQ(known.cls, RequestClass::session);
+  EXPECT_EQ(known.session_id, "abc");
+  EXPECT_EQ(classify_request("bad id", "/mcp", call, true).cls, RequestClass::malformed_session_id);
+  EXPECT_EQ(classify_request(std::string_view(""), "/mcp", call, true).cls, RequestClass::malformed_session_id);
+  EXPECT_EQ(classify_request(std::nullopt, "/mcp", call, true).cls, RequestClass::sessionless);
+  EXPECT_EQ(classify_request(std::nullopt, "/sse", "", false).cls, RequestClass::sessionless);
+  // GET and DELETE carry the session in the header; an initialize is only ever a POST.
+  EXPECT_EQ(classify_request("abc", "/mcp", "", false).cls, RequestClass::session);
+  const auto legacy = classify_request(std::nullopt, "/messages?sessionId=xyz", call, true);
+  EXPECT_EQ(legacy.cls, RequestClass::session);
+  EXPECT_TRUE(legacy.from_query);
+  EXPECT_EQ(legacy.session_id, "xyz");
+}
+
+TEST(SessionHash, StableAndNotTheId) {
+  EXPECT_EQ(session_hash("abc"), session_hash("abc"));
+  EXPECT_NE(session_hash("abc"), session_hash("abd"));
+  EXPECT_EQ(session_hash("abc").size(), 12U);
+  EXPECT_EQ(session_hash("abcdef").find("abc"), std::string::npos);
+}
+
+TEST(LegacyEndpoint, SessionFromAnnouncedUrl) {
+  EXPECT_EQ(legacy_endpoint_session("/messages?sessionId=abc-1").value_or(""), "abc-1");
+  EXPECT_EQ(legacy_endpoint_session("http://pod:8080/messages?x=1&sessionId=zz").value_or(""), "zz");
+  EXPECT_FALSE(legacy_endpoint_session("/messages").has_value());
+}
+
+TEST(SseEndpointScanner, FindsEndpointAcrossChunks) {
+  SseEndpointScanner s;
+  EXPECT_FALSE(s.feed(": comment\n\nevent: endp").has_value());
+  EXPECT_FALSE(s.feed("oint\r\ndata: /messages?sessionId=").has_value());
+  const auto id = s.feed("s1\r\n\r\nevent: message\ndata: {}\n\n");
+  ASSERT_TRUE(id.has_value());
+  EXPECT_EQ(*id, "s1");
+  EXPECT_TRUE(s.done());
+  EXPECT_FALSE(s.feed("event: endpoint\ndata: /m?sessionId=s2\n\n").has_value());
+}
+
+TEST(SseEndpointScanner, GivesUpAfterItsBound) {
+  SseEndpointScanner s(64);
+  EXPECT_FALSE(s.feed(std::string(100, 'x')).has_value());
+  EXPECT_TRUE(s.done());
+}
+
+TEST(SseEndpointScanner, IgnoresOtherEvents) {
+  SseEndpointScanner s;
+  EXPECT_FALSE(s.feed("event: message\ndata: /messages?sessionId=no\n\n").has_value());
+  EXPECT_FALSE(s.done());
+}

@@ -1,1 +1,79 @@
+#include "mcpproxy/placement.hpp"
+
 #include <gtest/gtest.h>
+
+#include <map>
+
+using namespace mcpproxy;
+
+TEST(Placement, OneReplicaIsOrdinalZero) {
+  std::mt19937_64 rng(1);
+  EXPECT_EQ(place(
+                PlacementPolicy::least_sessions, 1, [](int) { return true; }, [](int) { return 0; }, rng),
+            0);
+}
+
+TEST(Placement, RandomCoversAllPods) {
+  std::mt19937_64 rng(1);
+  std::map<int, int> seen;
+  for (int i = 0; i < 3000; ++i)
+    ++seen[place(
+        PlacementPolicy::random, 3, [](int) { return true; }, [](int) { return 0; }, rng)];
+  ASSERT_EQ(seen.size(), 3U);
+  for (const auto& [o, n] : seen) EXPECT_GT(n, 800) << o;
+}
+
+TEST(Placement, LeastSessionsEvensOutLoad) {
+  std::mt19937_64 rng(7);
+  std::vector<std::int64_t> load(4, 0);
+  for (int i = 0; i < 4000; ++i) {
+    const int o = place(
+        PlacementPolicy::least_sessions, 4, [](int) { return true; },
+        [&](int p) { return load[static_cast<std::size_t>(p)]; }, rng);
+    ++load[static_cast<std::size_t>(o)];
+  }
+  const auto [lo, hi] = std::minmax_element(load.begin(), load.end());
+  EXPECT_LE(*hi - *lo, 40) << "two random choices keep pods within a few percent";
+}
+
+TEST(Placement, AvoidsPodsWithManySessions) {
+  std::mt19937_64 rng(3);
+  int on_busy = 0;
+  for (int i = 0; i < 1000; ++i) {
+    const int o = place(
+        PlacementPolicy::least_sessions, 2, [](int) { return true; }, [](int p) { return p == 0 ? 100 : 0; }, rng);
+    on_busy += o == 0;
+  }
+  EXPECT_EQ(on_busy, 0);
+}
+
+TEST(Placement, SkipsEjectedPods) {
+  std::mt19937_64 rng(5);
+  for (const auto policy : {PlacementPolicy::random, PlacementPolicy::least_sessions}) {
+    for (int i = 0; i < 500; ++i) {
+      const int o = place(
+          policy, 5, [](int p) { return p == 3; }, [](int) { return 0; }, rng);
+      EXPECT_EQ(o, 3);
+    }
+  }
+}
+
+TEST(Placement, NoHealthyPodStillPlaces) {
+  std::mt19937_64 rng(5);
+  const int o = place(
+      PlacementPolicy::least_sessions, 3, [](int) { return false; }, [](int) { return 0; }, rng);
+  EXPECT_GE(o, 0);
+  EXPECT_LT(o, 3);
+}
+
+TEST(PodHealth, EjectAndRecover) {
+  PodHealth h;
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_TRUE(h.healthy(2, now));
+  h.eject(2, now + std::chrono::seconds(10));
+  EXPECT_FALSE(h.healthy(2, now));
+  EXPECT_TRUE(h.healthy(2, now + std::chrono::seconds(11)));
+  h.clear(2);
+  EXPECT_TRUE(h.healthy(2, now));
+  EXPECT_FALSE(h.healthy(kMaxReplicas, now));
+}

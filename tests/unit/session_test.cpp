@@ -1,1 +1,94 @@
+#include "mcpproxy/session.hpp"
+
 #include <gtest/gtest.h>
+
+using namespace mcpproxy;
+
+namespace {
+SessionRecord on(int ordinal) {
+  SessionRecord r;
+  r.ordinal = ordinal;
+  r.url = "http://pod-" + std::to_string(ordinal);
+  return r;
+}
+}  // namespace
+
+TEST(SessionRecord, RoundTrip) {
+  SessionRecord r;
+  r.ordinal = 3;
+  r.url = "http://myserver-3.h.default.svc.cluster.local:8080";
+  r.backend_session = "b-1";
+  r.init = R"({"jsonrpc":"2.0","id":1,"method":"initialize"})";
+  r.created = 1700000000;
+  const std::string text = encode_record(r);
+  EXPECT_NE(text.find("\"v\":1"), std::string::npos);
+  const auto back = decode_record(text);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->ordinal, 3);
+  EXPECT_EQ(back->url, r.url);
+  EXPECT_EQ(back->backend_session, "b-1");
+  EXPECT_EQ(back->init, r.init);
+  EXPECT_EQ(back->created, 1700000000);
+}
+
+TEST(SessionRecord, RejectsWhatItDoesNotUnderstand) {
+  EXPECT_FALSE(decode_record("not json").has_value());
+  EXPECT_FALSE(decode_record(R"({"v":2,"ordinal":0})").has_value());
+  EXPECT_FALSE(decode_record(R"({"ordinal":0})").has_value());
+  EXPECT_FALSE(decode_record(R"({"v":1,"ordinal":-1})").has_value());
+  EXPECT_FALSE(decode_record(R"({"v":1,"ordinal":"0"})").has_value());
+  EXPECT_TRUE(decode_record(R"({"v":1,"ordinal":0})").has_value());
+}
+
+TEST(SessionTable, InsertFindErase) {
+  SessionTable t(100, std::chrono::hours(1));
+  EXPECT_EQ(t.find("a"), nullptr);
+  t.insert("a", on(1));
+  ASSERT_NE(t.find("a"), nullptr);
+  EXPECT_EQ(t.find("a")->ordinal, 1);
+  EXPECT_EQ(t.sessions_on(1), 1);
+  EXPECT_EQ(t.size(), 1U);
+  t.insert("a", on(2));  // replaced: moves between pods
+  EXPECT_EQ(t.sessions_on(1), 0);
+  EXPECT_EQ(t.sessions_on(2), 1);
+  EXPECT_TRUE(t.erase("a"));
+  EXPECT_FALSE(t.erase("a"));
+  EXPECT_EQ(t.find("a"), nullptr);
+  EXPECT_EQ(t.sessions_on(2), 0);
+  EXPECT_EQ(t.size(), 0U);
+}
+
+TEST(SessionTable, TtlSlidesOnlyEveryTenth) {
+  const auto t0 = clock::now();
+  SessionTable t(100, std::chrono::seconds(100));
+  t.insert("a", on(0), t0);
+  // Used at 5 s (< ttl/10): no refresh, so it still expires at 100 s.
+  ASSERT_NE(t.find("a", t0 + std::chrono::seconds(5)), nullptr);
+  // Used at 50 s: refreshed, so it lives until 150 s.
+  ASSERT_NE(t.find("a", t0 + std::chrono::seconds(50)), nullptr);
+  ASSERT_NE(t.find("a", t0 + std::chrono::seconds(149)), nullptr);
+  // 149 s refreshed it again; untouched past 149 + 100 it is gone.
+  EXPECT_EQ(t.find("a", t0 + std::chrono::seconds(250)), nullptr);
+  EXPECT_EQ(t.expired(), 1U);
+  EXPECT_EQ(t.sessions_on(0), 0);
+}
+
+TEST(SessionTable, SweepDropsExpired) {
+  const auto t0 = clock::now();
+  SessionTable t(100, std::chrono::seconds(10));
+  t.insert("old", on(0), t0);
+  t.insert("new", on(1), t0 + std::chrono::seconds(8));
+  EXPECT_EQ(t.sweep(t0 + std::chrono::seconds(11)), 1U);
+  EXPECT_EQ(t.size(), 1U);
+  EXPECT_EQ(t.sessions_on(0), 0);
+  EXPECT_EQ(t.sessions_on(1), 1);
+}
+
+TEST(SessionTable, BoundedEvictsLeastRecentlyUsed) {
+  SessionTable t(64, std::chrono::hours(1));  // 64 shards: one entry each
+  for (int i = 0; i < 1000; ++i) t.insert("s" + std::to_string(i), on(0));
+  EXPECT_LE(t.size(), 64U);
+  EXPECT_EQ(t.evicted(), 1000U - t.size());
+  EXPECT_EQ(t.sessions_on(0), static_cast<std::int64_t>(t.size()));
+  EXPECT_NE(t.find("s999"), nullptr);  // the newest survives
+}

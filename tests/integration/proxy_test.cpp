@@ -1,0 +1,264 @@
+// The real proxy binary in front of the sample MCP backend (three pods on 127.0.1.0-2).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace harness;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kInit =
+    R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}})";
+
+std::string call(int id, const std::string& tool, const json& args = json::object()) {
+  return json{
+      {"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/call"}, {"params", {{"name", tool}, {"arguments", args}}}}
+      .dump();
+}
+
+// The JSON-RPC message of a response, whether it came as JSON or as one SSE event.
+json message(const Response& r) {
+  if (r.header("content-type").rfind("text/event-stream", 0) == 0) {
+    const auto at = r.body.find("data: ");
+    return json::parse(r.body.substr(at + 6, r.body.find('\n', at) - at - 6));
+  }
+  return json::parse(r.body);
+}
+
+std::string initialize(std::uint16_t port) {
+  const Response r = request(port, "POST", "/mcp", kInit);
+  if (r.status != 200) return "";
+  const std::string sid = r.header("mcp-session-id");
+  request(port, "POST", "/mcp", R"({"jsonrpc":"2.0","method":"notifications/initialized"})", {{"Mcp-Session-Id", sid}});
+  return sid;
+}
+
+class ProxyTest : public ::testing::Test {
+ protected:
+  void start(std::vector<std::string> proxy_args = {}, std::vector<std::string> backend_args = {}, int pods = 3,
+             int replicas = 3) {
+    backend_ = std::make_unique<SampleBackend>(pods, backend_args);
+    std::vector<std::string> args = {
+        "--replicas", std::to_string(replicas), "--backend-url-template", backend_->url_template(), "--threads", "2"};
+    args.insert(args.end(), proxy_args.begin(), proxy_args.end());
+    proxy_ = std::make_unique<Proxy>(args);
+  }
+  std::uint16_t port() const { return proxy_->port; }
+  std::unique_ptr<SampleBackend> backend_;
+  std::unique_ptr<Proxy> proxy_;
+};
+
+TEST_F(ProxyTest, ConcurrentSessionsStayPinnedWithTheirState) {
+  start();
+  constexpr int kSessions = 24;
+  constexpr int kCalls = 10;
+  std::vector<std::string> pods(kSessions);
+  std::atomic<int> pinned{0};
+  std::vector<std::thread> clients;
+  for (int s = 0; s < kSessions; ++s) {
+    clients.emplace_back([&, s] {
+      const std::string sid = initialize(port());
+      if (sid.empty()) return;
+      std::set<std::string> seen;
+      bool counters_ok = true;
+      for (int i = 1; i <= kCalls; ++i) {
+        const Response r = request(port(), "POST", "/mcp", call(i + 1, "whoami"), {{"Mcp-Session-Id", sid}});
+        if (r.status != 200) {
+          counters_ok = false;
+          break;
+        }
+        const json sc = message(r)["result"]["structuredContent"];
+        seen.insert(sc["pod"].get<std::string>());
+        counters_ok &= sc["counter"].get<int>() == i;
+      }
+      if (counters_ok && seen.size() == 1) {
+        pods[static_cast<std::size_t>(s)] = *seen.begin();
+        ++pinned;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(pinned.load(), kSessions);
+  const std::set<std::string> distinct(pods.begin(), pods.end());
+  EXPECT_EQ(distinct.size(), 3U) << "least_sessions spreads 24 sessions over all three pods";
+  const std::string m = proxy_->metrics();
+  EXPECT_EQ(metric(m, "mcp_proxy_sessions_created_total").value_or(0), kSessions);
+  EXPECT_GE(metric(m, "mcp_proxy_session_cache_hits_total").value_or(0), kSessions * kCalls);
+}
+
+TEST_F(ProxyTest, SseEventsArriveBeforeTheStreamEnds) {
+  start();
+  const std::string sid = initialize(port());
+  ASSERT_FALSE(sid.empty());
+  Stream s(port(), "POST", "/mcp", call(5, "ticker", {{"count", 3}, {"interval_ms", 400}}), {{"Mcp-Session-Id", sid}});
+  ASSERT_EQ(s.status(), 200);
+  EXPECT_EQ(s.header("content-type"), "text/event-stream");
+  EXPECT_EQ(s.header("x-accel-buffering"), "no");
+  ASSERT_TRUE(s.read_to_end(10s));
+  const auto first = s.seen_at("\"progress\": 1");
+  const auto second = s.seen_at("\"progress\": 2");
+  const auto result = s.seen_at("\"result\"");
+  ASSERT_TRUE(first && second && result) << s.body();
+  // The pod spaces the events 400 ms apart: relayed unbuffered, they arrive that far apart.
+  EXPECT_GE(*result - *first, 1000ms);
+  EXPECT_GE(*second - *first, 300ms);
+}
+
+TEST_F(ProxyTest, GetStreamCarriesServerNotifications) {
+  start();
+  const std::string sid = initialize(port());
+  Stream get(port(), "GET", "/mcp", "", {{"Mcp-Session-Id", sid}, {"Accept", "text/event-stream"}});
+  ASSERT_EQ(get.status(), 200);
+  ASSERT_TRUE(eventually([&] { return metric(proxy_->metrics(), "mcp_proxy_sse_streams").value_or(0) == 1; }));
+  // The pod may not have registered the stream the instant its head was sent: ask until it has.
+  ASSERT_TRUE(eventually([&] {
+    const Response r =
+        request(port(), "POST", "/mcp", call(9, "notify", {{"text", "ping-42"}}), {{"Mcp-Session-Id", sid}});
+    return r.status == 200 && r.body.find("\"sent\"") != std::string::npos;
+  }));
+  EXPECT_TRUE(get.read_until("ping-42", 5s)) << get.body();
+}
+
+TEST_F(ProxyTest, DeleteEndsTheSessionThen404) {
+  start();
+  const std::string sid = initialize(port());
+  EXPECT_EQ(request(port(), "DELETE", "/mcp", "", {{"Mcp-Session-Id", sid}}).status, 200);
+  const Response r = request(port(), "POST", "/mcp", call(3, "whoami"), {{"Mcp-Session-Id", sid}});
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
+  EXPECT_EQ(json::parse(r.body)["id"], 3);
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_sessions_deleted_total").value_or(0), 1);
+}
+
+TEST_F(ProxyTest, RefusalsAreTheSpecs) {
+  start();
+  Response r = request(port(), "POST", "/mcp", R"({"jsonrpc":"2.0","id":"q","method":"tools/list"})",
+                       {{"Mcp-Session-Id", "never-issued"}});
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(json::parse(r.body)["id"], "q");
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
+  r = request(port(), "POST", "/mcp", R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})",
+              {{"Mcp-Session-Id", std::string(300, 'a')}});
+  EXPECT_EQ(r.status, 400);
+  // An initialize that still carries an old id starts a new session.
+  r = request(port(), "POST", "/mcp", kInit, {{"Mcp-Session-Id", "old-and-gone"}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_FALSE(r.header("mcp-session-id").empty());
+  EXPECT_NE(r.header("mcp-session-id"), "old-and-gone");
+  // A sessionless request is placed and answered by the pod (which wants a session here).
+  r = request(port(), "POST", "/mcp", R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32000);
+}
+
+TEST_F(ProxyTest, OneMebibyteResultIntact) {
+  start({}, {"--sse"});
+  const std::string sid = initialize(port());
+  const Response r = request(port(), "POST", "/mcp", call(4, "big", {{"bytes", 1 << 20}}), {{"Mcp-Session-Id", sid}});
+  ASSERT_EQ(r.status, 200);
+  const std::string text = message(r)["result"]["content"][0]["text"];
+  ASSERT_EQ(text.size(), 1U << 20);
+  for (std::size_t i = 0; i < text.size(); i += 4099) ASSERT_EQ(text[i], "0123456789abcdef"[i % 16]) << i;
+}
+
+TEST_F(ProxyTest, OversizedBodyIs413) {
+  start({"--max-body-size", "1KiB"});
+  const Response r = request(port(), "POST", "/mcp", std::string(4096, ' ') + kInit);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(request(port(), "POST", "/mcp", kInit).status, 200) << "the proxy keeps serving";
+}
+
+TEST_F(ProxyTest, ClientThatLeavesFreesTheUpstreamStream) {
+  start({}, {"--keepalive", "0.2"});
+  const std::string sid = initialize(port());
+  {
+    Stream get(port(), "GET", "/mcp", "", {{"Mcp-Session-Id", sid}, {"Accept", "text/event-stream"}});
+    ASSERT_EQ(get.status(), 200);
+    ASSERT_TRUE(eventually([&] { return metric(proxy_->metrics(), "mcp_proxy_sse_streams").value_or(0) == 1; }));
+  }  // the client closes its connection here
+  EXPECT_TRUE(eventually([&] {
+    const std::string m = proxy_->metrics();
+    return metric(m, "mcp_proxy_sse_streams").value_or(-1) == 0 &&
+           metric(m, "mcp_proxy_downstream_connections").value_or(-1) == 0;
+  }));
+  EXPECT_GE(metric(proxy_->metrics(), "mcp_proxy_client_aborts_total").value_or(0), 1);
+  // The pod's stream was closed with it: the session can open a new GET stream (the sample
+  // pod, like the SDK, keeps one per session and frees it when its connection closes).
+  Stream again(port(), "GET", "/mcp", "", {{"Mcp-Session-Id", sid}, {"Accept", "text/event-stream"}});
+  EXPECT_EQ(again.status(), 200);
+}
+
+TEST_F(ProxyTest, InitializeOnADeadPodIsPlacedElsewhere) {
+  // Four replicas configured, three pods alive: 127.0.1.3 refuses connections.
+  start({}, {}, 3, 4);
+  for (int i = 0; i < 12; ++i) EXPECT_FALSE(initialize(port()).empty()) << i;
+  const std::string m = proxy_->metrics();
+  EXPECT_GE(metric(m, R"(mcp_proxy_upstream_errors_total{pod="3",reason="connect"})").value_or(0), 1);
+  EXPECT_EQ(metric(m, R"(mcp_proxy_sessions{pod="3"})").value_or(-1), 0);
+}
+
+TEST_F(ProxyTest, LegacySseSessionPinnedByEndpointEvent) {
+  start();
+  Stream sse(port(), "GET", "/sse", "", {{"Accept", "text/event-stream"}});
+  ASSERT_EQ(sse.status(), 200);
+  ASSERT_TRUE(sse.read_until("sessionId=", 5s));
+  ASSERT_TRUE(sse.read_until("\n\n", 5s));
+  const auto at = sse.body().find("sessionId=") + 10;
+  const std::string sid = sse.body().substr(at, sse.body().find_first_of("\r\n", at) - at);
+  for (int i = 1; i <= 5; ++i) {
+    const Response r = request(port(), "POST", "/messages?sessionId=" + sid, call(100 + i, "whoami"));
+    ASSERT_EQ(r.status, 202) << r.body;
+    ASSERT_TRUE(sse.read_until("\"counter\": " + std::to_string(i), 5s)) << sse.body();
+  }
+  EXPECT_EQ(request(port(), "POST", "/messages?sessionId=unknown", call(1, "whoami")).status, 404);
+  // The raw id never reaches the log.
+  EXPECT_EQ(proxy_->log().find(sid), std::string::npos);
+}
+
+TEST_F(ProxyTest, SigtermDrainsInFlightRequestsAndExitsZero) {
+  start({"--drain-timeout", "10s"});
+  const std::string sid = initialize(port());
+  Stream slow(port(), "POST", "/mcp", call(7, "ticker", {{"count", 4}, {"interval_ms", 250}}),
+              {{"Mcp-Session-Id", sid}, {"Accept", "application/json"}});
+  ASSERT_EQ(slow.status(), 200);
+  proxy_->process->signal(SIGTERM);
+  EXPECT_TRUE(eventually([&] { return request(proxy_->admin, "GET", "/readyz").status == 503; }));
+  EXPECT_TRUE(slow.read_to_end(10s));
+  EXPECT_NE(slow.body().find("\"result\""), std::string::npos) << "the in-flight call finished";
+  EXPECT_EQ(proxy_->process->wait(15s).value_or(-1), 0);
+}
+
+TEST_F(ProxyTest, SighupReloadsReplicas) {
+  const std::string path = std::string(MCPPROXY_TEST_TMP_DIR) + "/reload.yaml";
+  backend_ = std::make_unique<SampleBackend>(3);
+  { std::ofstream(path) << "backend:\n  replicas: 1\n  url_template: " << backend_->url_template() << "\n"; }
+  proxy_ = std::make_unique<Proxy>(std::vector<std::string>{"--config", path});
+  for (int i = 0; i < 6; ++i) ASSERT_FALSE(initialize(port()).empty());
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="0"})").value_or(0), 6);
+  { std::ofstream(path) << "backend:\n  replicas: 3\n  url_template: " << backend_->url_template() << "\n"; }
+  proxy_->process->signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return metric(proxy_->metrics(), "mcp_proxy_config_reloads_total").value_or(0) == 1; }));
+  for (int i = 0; i < 6; ++i) ASSERT_FALSE(initialize(port()).empty());
+  const std::string m = proxy_->metrics();
+  EXPECT_EQ(metric(m, R"(mcp_proxy_sessions{pod="0"})").value_or(0), 6) << "least_sessions fills the new pods";
+  EXPECT_EQ(
+      metric(m, R"(mcp_proxy_sessions{pod="1"})").value_or(0) + metric(m, R"(mcp_proxy_sessions{pod="2"})").value_or(0),
+      6);
+  // An invalid file is rejected and the running config stays.
+  { std::ofstream(path) << "backend:\n  replicas: nope\n"; }
+  proxy_->process->signal(SIGHUP);
+  ASSERT_TRUE(
+      eventually([&] { return metric(proxy_->metrics(), "mcp_proxy_config_reloads_failed_total").value_or(0) == 1; }));
+  EXPECT_FALSE(initialize(port()).empty());
+}
+
+}  // namespace

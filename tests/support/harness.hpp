@@ -1,0 +1,114 @@
+#pragma once
+// Test harness: real processes (the proxy binary, the sample backend, SDK servers) on
+// 127.0.0.1 and free ports, and a small blocking HTTP client. Waits are bounded polls of
+// an observable condition (a port answering, a metric reaching a value), never sleeps.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace harness {
+
+std::uint16_t free_port();
+
+class Process {
+ public:
+  // Starts argv[0] with its stdout on a pipe (read_line) and stderr to `stderr_path` (or inherited).
+  explicit Process(std::vector<std::string> argv, std::string stderr_path = "");
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  // The next stdout line, waiting up to `timeout`; nullopt on timeout or end.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout);
+  void signal(int signo);
+  // Exit code, or -signal; nullopt when still running after `timeout`.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  bool running();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string pending_;
+  std::optional<int> status_;
+};
+
+struct Response {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string header(const std::string& name) const;
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// One request on a new connection; status 0 when the connection failed.
+Response request(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body = "",
+                 const Headers& headers = {}, const std::string& host = "127.0.0.1");
+
+// A streamed response: the head, then body pieces as they arrive, each with its time.
+class Stream {
+ public:
+  Stream(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body,
+         const Headers& headers);
+  ~Stream();
+  int status() const { return status_; }
+  std::string header(const std::string& name) const;
+  // Reads until `text` has appeared in the body (or the stream ends / `timeout`).
+  bool read_until(const std::string& text, std::chrono::milliseconds timeout);
+  // Reads to the end of the response.
+  bool read_to_end(std::chrono::milliseconds timeout);
+  void close();
+  const std::string& body() const { return body_; }
+  // When the body first contained `text` (steady clock), if it did.
+  std::optional<std::chrono::steady_clock::time_point> seen_at(const std::string& text) const;
+  std::chrono::steady_clock::time_point ended_at() const { return ended_; }
+
+ private:
+  bool read_some(std::chrono::milliseconds timeout);
+  struct Impl;
+  Impl* impl_;
+  int status_ = 0;
+  std::map<std::string, std::string> headers_;
+  std::string body_;
+  std::vector<std::pair<std::size_t, std::chrono::steady_clock::time_point>> arrivals_;
+  std::chrono::steady_clock::time_point ended_{};
+  bool done_ = false;
+};
+
+// Polls `cond` until it holds or `timeout` passes.
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// The value of one sample in a Prometheus text page (exact series text, e.g. `x{pod="0"}`).
+std::optional<double> metric(const std::string& page, const std::string& series);
+
+std::string source_dir();  // the repository root
+std::string proxy_binary();
+
+// A running proxy on free ports.
+struct Proxy {
+  Proxy(std::vector<std::string> extra_args, const std::string& name = "proxy");
+  std::uint16_t port = 0;
+  std::uint16_t admin = 0;
+  std::string log_path;
+  std::unique_ptr<Process> process;
+  std::string metrics() const;
+  std::string log() const;
+};
+
+// The sample backend: `pods` pods on one free port, pod N on 127.0.1.N.
+struct SampleBackend {
+  explicit SampleBackend(int pods, std::vector<std::string> extra_args = {});
+  std::uint16_t port = 0;
+  std::string url_template() const;
+  std::unique_ptr<Process> process;
+};
+
+}  // namespace harness
