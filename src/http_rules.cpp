@@ -121,7 +121,9 @@ Classified classify_request(std::optional<std::string_view> header_id, std::stri
     id = std::move(q);
     out.from_query = true;
   }
-  const bool initialize = is_post && may_be_initialize(body) && inspect_jsonrpc(body).has_initialize;
+  // In the legacy transport the initialize travels on the session the GET stream opened
+  // (?sessionId=): it routes like any other message of that session.
+  const bool initialize = is_post && !out.from_query && may_be_initialize(body) && inspect_jsonrpc(body).has_initialize;
   if (initialize) {
     // A client that re-initializes with its old id starts a new session (DESIGN.md step 3).
     out.cls = RequestClass::new_session;

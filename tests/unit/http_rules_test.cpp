@@ -109,6 +109,9 @@ TEST(Classify, Routes) {
   EXPECT_EQ(classify_request(std::nullopt, "/sse", "", false).cls, RequestClass::sessionless);
   // GET and DELETE carry the session in the header; an initialize is only ever a POST.
   EXPECT_EQ(classify_request("abc", "/mcp", "", false).cls, RequestClass::session);
+  const auto legacy_init = classify_request(std::nullopt, "/messages?sessionId=xyz", init, true);
+  EXPECT_EQ(legacy_init.cls, RequestClass::session) << "a legacy initialize belongs to its SSE stream's session";
+  EXPECT_EQ(legacy_init.session_id, "xyz");
   const auto legacy = classify_request(std::nullopt, "/messages?sessionId=xyz", call, true);
   EXPECT_EQ(legacy.cls, RequestClass::session);
   EXPECT_TRUE(legacy.from_query);

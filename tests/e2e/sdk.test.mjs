@@ -1,0 +1,149 @@
+// The official MCP TypeScript SDK as client and server, through the real proxy binary.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { startPods, startProxy, metric } from './harness.mjs';
+
+async function connect(url, Transport = StreamableHTTPClientTransport, path = '/mcp') {
+  const client = new Client({ name: 'e2e', version: '1.0.0' });
+  const transport = new Transport(new URL(path, url));
+  await client.connect(transport);
+  return { client, transport };
+}
+
+async function whoami(client) {
+  const r = await client.callTool({ name: 'whoami', arguments: {} });
+  return r.structuredContent;
+}
+
+// N sessions at once, each making `calls` calls: every call of a session reaches one pod and
+// its per-session counter runs 1..calls. Returns the pods used.
+async function pinnedSessions(url, sessions, calls, Transport, path) {
+  const results = await Promise.all(Array.from({ length: sessions }, async () => {
+    const { client } = await connect(url, Transport, path);
+    const seen = [];
+    for (let i = 0; i < calls; i++) seen.push(await whoami(client));
+    await client.close();
+    return seen;
+  }));
+  for (const seen of results) {
+    assert.equal(new Set(seen.map((s) => s.pod)).size, 1, `one pod per session: ${JSON.stringify(seen)}`);
+    assert.deepEqual(seen.map((s) => s.counter), Array.from({ length: calls }, (_, i) => i + 1));
+  }
+  return new Set(results.map((seen) => seen[0].pod));
+}
+
+for (const mode of ['stateful', 'json']) {
+  describe(`Streamable HTTP with sessions (SDK server, ${mode === 'json' ? 'JSON answers' : 'SSE answers'})`, () => {
+    let pods;
+    let proxy;
+    before(async () => {
+      pods = await startPods(3, ['--mode', mode]);
+      proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template]);
+    });
+    after(async () => {
+      await proxy?.stop();
+      await pods?.stop();
+    });
+
+    test('50 concurrent sessions pinned with their state, spread over the pods', async () => {
+      const used = await pinnedSessions(proxy.url, 50, 6);
+      assert.equal(used.size, 3, `pods used: ${[...used]}`);
+    });
+
+    test('progress notifications arrive before the result', async () => {
+      const { client } = await connect(proxy.url);
+      const progress = [];
+      const result = await client.callTool({ name: 'slow', arguments: { steps: 3, interval_ms: 300 } }, undefined, {
+        onprogress: (p) => progress.push({ at: Date.now(), progress: p.progress }),
+      });
+      const done = Date.now();
+      assert.match(result.content[0].text, /done after 3 steps/);
+      if (mode === 'json') {
+        // A JSON answer has no room for notifications: the SDK server sends none.
+        assert.equal(progress.length, 0);
+      } else {
+        assert.deepEqual(progress.map((p) => p.progress), [1, 2, 3]);
+        assert.ok(done - progress[0].at >= 600, `first progress ${done - progress[0].at} ms before the result`);
+      }
+      await client.close();
+    });
+
+    test('server notifications arrive on the standalone GET stream', async () => {
+      const { client } = await connect(proxy.url);
+      const got = new Promise((resolve) => {
+        client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => resolve(n.params.data));
+      });
+      // The client opens the GET stream after initialization; retry until the pod has it.
+      let data;
+      for (let i = 0; i < 50 && data === undefined; i++) {
+        await client.callTool({ name: 'announce', arguments: { text: 'hello-through-proxy' } });
+        data = await Promise.race([got, new Promise((r) => setTimeout(r, 100))]);
+      }
+      assert.equal(data, 'hello-through-proxy');
+      await client.close();
+    });
+
+    test('DELETE ends the session; the id then gets 404 -32001', async () => {
+      const { client, transport } = await connect(proxy.url);
+      await whoami(client);
+      const sid = transport.sessionId;
+      assert.ok(sid);
+      await transport.terminateSession();
+      const res = await fetch(`${proxy.url}/mcp`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream',
+          'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '2025-11-25' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 41, method: 'tools/list' }),
+      });
+      assert.equal(res.status, 404);
+      const body = await res.json();
+      assert.equal(body.error.code, -32001);
+      assert.equal(body.id, 41);
+      await client.close();
+      assert.ok(metric(await proxy.metrics(), 'mcp_proxy_sessions_deleted_total') >= 1);
+    });
+  });
+}
+
+describe('Legacy HTTP+SSE, 2024-11-05 (SDK SSEServerTransport)', () => {
+  let pods;
+  let proxy;
+  before(async () => {
+    pods = await startPods(3, ['--mode', 'legacy']);
+    proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template]);
+  });
+  after(async () => {
+    await proxy?.stop();
+    await pods?.stop();
+  });
+
+  test('sessions pinned by the endpoint event, spread over the pods', async () => {
+    const used = await pinnedSessions(proxy.url, 12, 5, SSEClientTransport, '/sse');
+    assert.ok(used.size >= 2, `pods used: ${[...used]}`);
+  });
+});
+
+describe('Sessionless Streamable HTTP (SDK server without session ids)', () => {
+  let pods;
+  let proxy;
+  before(async () => {
+    pods = await startPods(3, ['--mode', 'stateless']);
+    proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template, '--placement', 'random']);
+  });
+  after(async () => {
+    await proxy?.stop();
+    await pods?.stop();
+  });
+
+  test('every request is placed on its own and answered', async () => {
+    const { client } = await connect(proxy.url);
+    const pods = new Set();
+    for (let i = 0; i < 30; i++) pods.add((await whoami(client)).pod);
+    assert.ok(pods.size >= 2, `requests spread over ${[...pods]}`);
+    await client.close();
+  });
+});
