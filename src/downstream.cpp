@@ -186,13 +186,12 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
         co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
       }
       shared.metrics.cache_hits.fetch_add(1, std::memory_order_relaxed);
+      ex.ordinal = ex.rec->ordinal;
       if (ex.rec->ordinal >= cfg.backend.replicas) {
         // The StatefulSet was scaled down below this session's pod: it is gone.
-        shared.table.erase(ex.route.session_id);
-        shared.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
-        co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
+        prepare_upstream_request(ex);
+        co_return co_await session_lost(ex, true);
       }
-      ex.ordinal = ex.rec->ordinal;
       break;
     }
     case RequestClass::new_session:
@@ -207,34 +206,138 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
   co_return co_await forward(ex);
 }
 
-void Connection::prepare_upstream_request(Exchange& ex, const std::string& authority) {
+void Connection::prepare_upstream_request(Exchange& ex) {
   auto& req = ex.req;
-  const auto original_host = header(req, "Host");
-  if (original_host) req.set("X-Forwarded-Host", std::string(*original_host));
+  if (const auto original_host = header(req, "Host")) req.set("X-Forwarded-Host", std::string(*original_host));
   strip_hop_by_hop(req);
   req.erase(http::field::expect);
   if (ex.route.drop_session_header) req.erase(kSessionHeader);
-  if (ex.rec && !ex.rec->backend_session.empty() && !ex.route.from_query)
-    req.set(kSessionHeader, ex.rec->backend_session);
   if (const auto xff = header(req, "X-Forwarded-For")) {
     req.set("X-Forwarded-For", std::string(*xff) + ", " + peer_ip_);
   } else {
     req.set("X-Forwarded-For", peer_ip_);
   }
   req.set("X-Forwarded-Proto", "http");
-  if (ex.cfg->backend.rewrite_host || !original_host) req.set(http::field::host, authority);
   req.version(11);
   req.keep_alive(true);
   req.prepare_payload();
 }
 
-net::awaitable<bool> Connection::forward(Exchange& ex) {
+void Connection::aim_at_pod(Exchange& ex) {
+  if (ex.cfg->backend.rewrite_host || header(ex.req, "Host") == std::nullopt) {
+    ex.req.set(http::field::host, worker_.pool().address(ex.ordinal).authority);
+  }
+  // After a re-initialize the pod knows the session by its own id; the client keeps its.
+  if (ex.rec && !ex.route.from_query) {
+    ex.req.set(kSessionHeader, ex.rec->backend_session.empty() ? ex.route.session_id : ex.rec->backend_session);
+  }
+}
+
+bool Connection::can_reestablish(const Exchange& ex) const {
+  return ex.cfg->sessions.on_lost == "reinitialize" && ex.rec && !ex.rec->init.empty() && !ex.route.from_query &&
+         ex.req.method() != http::verb::delete_;
+}
+
+net::awaitable<bool> Connection::session_lost(Exchange& ex, bool may_recover) {
+  Shared& shared = worker_.shared();
+  shared.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+  if (may_recover && can_reestablish(ex) && co_await reestablish(ex)) {
+    co_return co_await forward(ex, /*may_recover=*/false);
+  }
+  if (shared.table.erase(ex.route.session_id)) shared.metrics.count_store(StoreOp::del, StoreResult::ok);
+  co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
+}
+
+net::awaitable<bool> Connection::reestablish(Exchange& ex) {
+  Shared& shared = worker_.shared();
+  const Config& cfg = *ex.cfg;
+  UpstreamPool& pool = worker_.pool();
+  const int lost_on = ex.rec->ordinal;
+  const auto now = std::chrono::steady_clock::now();
+  const int ordinal = place(
+      placement_policy(cfg.placement), cfg.backend.replicas,
+      [&](int o) { return (o != lost_on || cfg.backend.replicas == 1) && shared.health.healthy(o, now); },
+      [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
+  auto fail = [&](std::string_view why) {
+    log_event(spdlog::level::warn, "session could not be re-established",
+              {{"conn", std::to_string(id_)},
+               {"session", ex.session_for_log},
+               {"pod", std::to_string(ordinal)},
+               {"reason", std::string(why)}});
+    return false;
+  };
+  const std::string target(ex.req.target().substr(0, ex.req.target().find('?')));
+  const auto protocol_version = header(ex.req, "MCP-Protocol-Version");
+  std::unique_ptr<beast::tcp_stream> up;
+  // One exchange with the new pod, on a pooled or new connection; the answer is read whole
+  // (an initialize answer is small, and an SSE answer to it ends after the result).
+  auto exchange = [&](std::string body,
+                      const std::string& session) -> net::awaitable<http::response<http::string_body>> {
+    http::response<http::string_body> res;
+    if (!up) {
+      auto lease = co_await pool.acquire(ordinal);
+      if (lease.ec) {
+        shared.health.eject(ordinal, std::chrono::steady_clock::now() + cfg.backend.eject_cooldown);
+        co_return res;
+      }
+      up = std::move(lease.stream);
+    }
+    http::request<http::string_body> req{http::verb::post, target, 11};
+    req.set(http::field::host, pool.address(ordinal).authority);
+    req.set(http::field::content_type, "application/json");
+    req.set(http::field::accept, "application/json, text/event-stream");
+    if (!session.empty()) req.set(kSessionHeader, session);
+    if (protocol_version) req.set("MCP-Protocol-Version", std::string(*protocol_version));
+    req.body() = std::move(body);
+    req.prepare_payload();
+    up->expires_after(cfg.backend.response_timeout);
+    auto [wec, wn] = co_await http::async_write(*up, req, use_tuple);
+    if (wec) co_return res;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(cfg.limits.max_body_size);
+    beast::flat_buffer buf;
+    auto [rec, rn] = co_await http::async_read(*up, buf, parser, use_tuple);
+    if (rec) {
+      up.reset();
+      co_return res;
+    }
+    res = parser.release();
+    if (!res.keep_alive()) up.reset();
+    co_return res;
+  };
+  auto init = co_await exchange(ex.rec->init, "");
+  const auto sid = header(init, kSessionHeader);
+  if (init.result_int() / 100 != 2 || !sid || !valid_session_id(*sid)) co_return fail("initialize refused");
+  const std::string backend_session(*sid);
+  auto initialized = co_await exchange(R"({"jsonrpc":"2.0","method":"notifications/initialized"})", backend_session);
+  if (initialized.result_int() / 100 != 2) co_return fail("notifications/initialized refused");
+  if (up) pool.release(ordinal, std::move(up));
+
+  SessionRecord rec = *ex.rec;
+  rec.ordinal = ordinal;
+  rec.url = pool.address(ordinal).url;
+  rec.backend_session = backend_session == ex.route.session_id ? std::string() : backend_session;
+  shared.table.insert(ex.route.session_id, rec);
+  shared.metrics.count_store(StoreOp::set, StoreResult::ok);
+  ex.rec = std::make_shared<const SessionRecord>(std::move(rec));
+  ex.ordinal = ordinal;
+  shared.metrics.sessions_recovered.fetch_add(1, std::memory_order_relaxed);
+  log_event(spdlog::level::info, "session re-established",
+            {{"conn", std::to_string(id_)},
+             {"session", ex.session_for_log},
+             {"from_pod", std::to_string(lost_on)},
+             {"to_pod", std::to_string(ordinal)}});
+  co_return true;
+}
+
+net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   Shared& shared = worker_.shared();
   const Config& cfg = *ex.cfg;
   UpstreamPool& pool = worker_.pool();
   const bool placed = ex.route.cls != RequestClass::session;
   const bool head_request = ex.req.method() == http::verb::head;
-  prepare_upstream_request(ex, pool.address(ex.ordinal).authority);
+  if (may_recover) prepare_upstream_request(ex);
+  aim_at_pod(ex);
 
   // Connect, send, read the response head. A placed request whose pod fails before it
   // answered is placed again once; a request on a reused connection that the pod had
@@ -257,16 +360,11 @@ net::awaitable<bool> Connection::forward(Exchange& ex) {
         ex.ordinal = place(
             placement_policy(cfg.placement), cfg.backend.replicas, [&](int o) { return shared.health.healthy(o, now); },
             [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
-        ex.req.set(http::field::host, cfg.backend.rewrite_host ? pool.address(ex.ordinal).authority
-                                                               : std::string(header(ex.req, "Host").value_or("")));
+        aim_at_pod(ex);
         continue;
       }
-      if (!placed) {
-        // The session's pod cannot be reached: the session is lost with it.
-        shared.table.erase(ex.route.session_id);
-        shared.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
-        co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
-      }
+      // The session's pod cannot be reached: the session is lost with it.
+      if (!placed) co_return co_await session_lost(ex, may_recover);
       co_return co_await reply_jsonrpc_error(ex, http::status::bad_gateway, -32603, "MCP server unreachable");
     }
     up = std::move(lease.stream);
@@ -346,6 +444,14 @@ net::awaitable<bool> Connection::forward(Exchange& ex) {
   }
   if (ex.route.cls == RequestClass::session) {
     const bool is_delete = ex.req.method() == http::verb::delete_;
+    if (ex.status == 404 && may_recover && can_reestablish(ex)) {
+      // The pod no longer knows the session (it restarted, or dropped it): the pod's 404
+      // is not relayed; the session moves to a new pod and the request is replayed there.
+      finish_watch(watch_);
+      watch_.reset();
+      up.reset();
+      co_return co_await session_lost(ex, true);
+    }
     if (ex.status == 404 || (is_delete && ok)) {
       // DELETE ended it, or the pod no longer knows it: either way the record goes.
       if (shared.table.erase(ex.route.session_id)) {

@@ -56,12 +56,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<void> run();
   // Returns false when the connection must close after this request.
   net::awaitable<bool> handle(Exchange& ex);
-  net::awaitable<bool> forward(Exchange& ex);
+  // `may_recover`: a lost session may be re-established once (sessions.on_lost).
+  net::awaitable<bool> forward(Exchange& ex, bool may_recover = true);
+  // Lost session, policy reinitialize: replays the stored initialize and
+  // notifications/initialized on a newly placed pod and points the record there.
+  net::awaitable<bool> reestablish(Exchange& ex);
+  bool can_reestablish(const Exchange& ex) const;
+  net::awaitable<bool> session_lost(Exchange& ex, bool may_recover);
   net::awaitable<bool> reply(Exchange& ex, http::status status, std::string body,
                              std::string_view content_type = "application/json");
   net::awaitable<bool> reply_jsonrpc_error(Exchange& ex, http::status status, int code, std::string_view message);
   net::awaitable<void> reply_and_close(http::status status, std::string_view message);
-  void prepare_upstream_request(Exchange& ex, const std::string& authority);
+  void prepare_upstream_request(Exchange& ex);  // once per request
+  void aim_at_pod(Exchange& ex);                // per pod: Host, the pod's session id
   void watch_client(const std::shared_ptr<Watch>& watch);
   void finish_watch(const std::shared_ptr<Watch>& watch);
   void log_access(const Exchange& ex);

@@ -262,3 +262,66 @@ TEST_F(ProxyTest, SighupReloadsReplicas) {
 }
 
 }  // namespace
+
+namespace {
+
+// Ends a session on its pod behind the proxy's back, as a pod restart would.
+void forget_on_pod(const SampleBackend& backend, const std::string& pod_name, const std::string& sid) {
+  const std::string ip = "127.0.1." + pod_name.substr(pod_name.find('-') + 1);
+  const Response r = request(backend.port, "DELETE", "/mcp", "", {{"Mcp-Session-Id", sid}}, ip);
+  ASSERT_EQ(r.status, 200) << "pod " << ip;
+}
+
+TEST_F(ProxyTest, LostSessionIsReinitializedOnAnotherPod) {
+  start();
+  const std::string sid = initialize(port());
+  Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+  const std::string first_pod = message(r)["result"]["structuredContent"]["pod"];
+  forget_on_pod(*backend_, first_pod, sid);
+  // The client keeps its id; the proxy replays initialize elsewhere and then the call.
+  r = request(port(), "POST", "/mcp", call(3, "whoami"), {{"Mcp-Session-Id", sid}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json sc = message(r)["result"]["structuredContent"];
+  EXPECT_NE(sc["pod"], first_pod);
+  EXPECT_EQ(sc["counter"], 1) << "a new server-side session";
+  r = request(port(), "POST", "/mcp", call(4, "whoami"), {{"Mcp-Session-Id", sid}});
+  EXPECT_EQ(message(r)["result"]["structuredContent"]["counter"], 2) << "and it stays pinned there";
+  EXPECT_EQ(message(r)["result"]["structuredContent"]["pod"], sc["pod"]);
+  const std::string m = proxy_->metrics();
+  EXPECT_EQ(metric(m, "mcp_proxy_sessions_lost_total").value_or(0), 1);
+  EXPECT_EQ(metric(m, "mcp_proxy_sessions_recovered_total").value_or(0), 1);
+  // DELETE reaches the new pod under the pod's own id, and ends the session for the client.
+  EXPECT_EQ(request(port(), "DELETE", "/mcp", "", {{"Mcp-Session-Id", sid}}).status, 200);
+  EXPECT_EQ(request(port(), "POST", "/mcp", call(5, "whoami"), {{"Mcp-Session-Id", sid}}).status, 404);
+}
+
+TEST_F(ProxyTest, LostSessionWithNotFoundPolicyIs404) {
+  start({"--on-lost-session", "not_found"});
+  const std::string sid = initialize(port());
+  Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+  forget_on_pod(*backend_, message(r)["result"]["structuredContent"]["pod"], sid);
+  r = request(port(), "POST", "/mcp", call(3, "whoami"), {{"Mcp-Session-Id", sid}});
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
+  // The record is gone too: the proxy answers the next request itself.
+  r = request(port(), "POST", "/mcp", call(4, "whoami"), {{"Mcp-Session-Id", sid}});
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(json::parse(r.body)["id"], 4);
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_sessions_recovered_total").value_or(-1), 0);
+}
+
+TEST_F(ProxyTest, LostSessionWithNoPodLeftIs404NotA5xx) {
+  start({}, {}, 2, 2);
+  const std::string sid = initialize(port());
+  Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+  ASSERT_EQ(r.status, 200);
+  // Stop the whole backend: both pods become unreachable, so recovery must fail cleanly.
+  backend_->process->signal(SIGKILL);
+  backend_->process->wait(10s);
+  r = request(port(), "POST", "/mcp", call(3, "whoami"), {{"Mcp-Session-Id", sid}});
+  EXPECT_EQ(r.status, 404) << "never a 5xx for a lost session: " << r.body;
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
+  EXPECT_GE(metric(proxy_->metrics(), "mcp_proxy_sessions_lost_total").value_or(0), 1);
+}
+
+}  // namespace

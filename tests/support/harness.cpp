@@ -168,13 +168,13 @@ struct Stream::Impl {
 };
 
 Stream::Stream(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body,
-               const Headers& headers)
+               const Headers& headers, const std::string& host)
     : impl_(new Impl) {
   impl_->parser.body_limit(boost::none);
   impl_->parser.eager(true);
   if (method == "HEAD") impl_->parser.skip(true);
-  impl_->fd = connect_to(port, "127.0.0.1");
-  if (impl_->fd < 0 || !send_all(impl_->fd, build_request(method, target, body, headers, "127.0.0.1", port))) {
+  impl_->fd = connect_to(port, host);
+  if (impl_->fd < 0 || !send_all(impl_->fd, build_request(method, target, body, headers, host, port))) {
     done_ = true;
     return;
   }
@@ -276,8 +276,7 @@ std::optional<clock::time_point> Stream::seen_at(const std::string& text) const 
 
 Response request(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body,
                  const Headers& headers, const std::string& host) {
-  (void)host;
-  Stream s(port, method, target, body, headers);
+  Stream s(port, method, target, body, headers, host);
   Response r;
   if (s.status() == 0) return r;
   s.read_to_end(std::chrono::seconds(30));

@@ -57,7 +57,7 @@ Response request(std::uint16_t port, const std::string& method, const std::strin
 class Stream {
  public:
   Stream(std::uint16_t port, const std::string& method, const std::string& target, const std::string& body,
-         const Headers& headers);
+         const Headers& headers, const std::string& host = "127.0.0.1");
   ~Stream();
   int status() const { return status_; }
   std::string header(const std::string& name) const;
