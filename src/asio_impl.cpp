@@ -1,5 +1,6 @@
 // Asio and Beast compiled once, for the whole program (BOOST_*_SEPARATE_COMPILATION).
 #include <boost/asio/impl/src.hpp>
+#include <boost/asio/ssl/impl/src.hpp>
 #include <boost/beast/src.hpp>
 
 #include "mcpproxy/net.hpp"

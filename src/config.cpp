@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "mcpproxy/redis_codec.hpp"
 #include "mcpproxy/url_template.hpp"
 
 namespace mcpproxy {
@@ -141,6 +142,28 @@ const std::vector<KeySpec>& key_specs() {
        MCP_STR(sessions.redis.url), true},
       {"sessions.redis.key_prefix", "--redis-key-prefix", "key prefix (default mcp-session-proxy:)",
        MCP_STR(sessions.redis.key_prefix)},
+      {"sessions.redis.password_file", "--redis-password-file",
+       "file holding the Redis password (else MCP_SESSION_PROXY_REDIS_PASSWORD, else the URL's)",
+       MCP_STR(sessions.redis.password_file)},
+      {"sessions.redis.tls_ca_file", "--redis-tls-ca-file", "CA bundle for rediss:// (default: the system's)",
+       MCP_STR(sessions.redis.tls_ca_file)},
+      {"sessions.redis.tls_server_name", "--redis-tls-server-name",
+       "name checked in the Redis certificate (default: the URL's host)", MCP_STR(sessions.redis.tls_server_name)},
+      {"sessions.redis.tls_verify", "--redis-tls-verify", "verify the Redis certificate (default true)",
+       [](Config& c, const std::string& v) { c.sessions.redis.tls_verify = to_bool(v); },
+       [](const Config& c) { return b(c.sessions.redis.tls_verify); }},
+      {"sessions.redis.connect_timeout", "--redis-connect-timeout", "connect and TLS handshake (default 1s)",
+       MCP_DUR(sessions.redis.connect_timeout)},
+      {"sessions.redis.command_timeout", "--redis-command-timeout",
+       "deadline of one command, and of the write before an initialize is answered (default 250ms)",
+       MCP_DUR(sessions.redis.command_timeout)},
+      {"sessions.redis.reconnect_max_backoff", "--redis-reconnect-max-backoff", "reconnect backoff cap (default 5s)",
+       MCP_DUR(sessions.redis.reconnect_max_backoff)},
+      {"sessions.redis.queue_size", "--redis-queue-size", "records kept while Redis is down (default 10000)",
+       [](Config& c, const std::string& v) {
+         c.sessions.redis.queue_size = static_cast<std::size_t>(int_in(v, 1, 10000000));
+       },
+       [](const Config& c) { return std::to_string(c.sessions.redis.queue_size); }},
       {"sessions.on_lost", "--on-lost-session", "reinitialize or not_found (default reinitialize)",
        [](Config& c, const std::string& v) {
          c.sessions.on_lost = one_of(v, {"reinitialize", "not_found"});
@@ -236,9 +259,26 @@ void validate(Config& cfg) {
     throw ConfigError(
         "sessions.redis.url: set, but sessions.store is memory (set sessions.store: redis, or remove the URL)");
   }
+  const auto& redis = cfg.sessions.redis;
   if (cfg.sessions.store == "redis") {
-    if (cfg.sessions.redis.url.empty()) throw ConfigError("sessions.redis.url: required when sessions.store is redis");
-    throw ConfigError("sessions.store: redis is not available in this build yet (use memory)");
+    if (redis.url.empty()) throw ConfigError("sessions.redis.url: required when sessions.store is redis");
+    try {
+      const RedisUrl url = parse_redis_url(redis.url);
+      if (!url.tls && (!redis.tls_ca_file.empty() || !redis.tls_server_name.empty())) {
+        throw ConfigError("sessions.redis.tls_ca_file: TLS options need a rediss:// URL");
+      }
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(std::string("sessions.redis.url: ") + e.what());
+    }
+    for (const auto& [key, path] : {std::pair{"sessions.redis.password_file", redis.password_file},
+                                    std::pair{"sessions.redis.tls_ca_file", redis.tls_ca_file}}) {
+      if (!path.empty() && !std::ifstream(path)) throw ConfigError(std::string(key) + ": cannot read " + path);
+    }
+  } else {
+    // Redis options with the memory store would be silent no-ops.
+    if (!redis.password_file.empty() || !redis.tls_ca_file.empty() || !redis.tls_server_name.empty()) {
+      throw ConfigError("sessions.redis: options set, but sessions.store is memory");
+    }
   }
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");

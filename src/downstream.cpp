@@ -179,13 +179,27 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
                                              "Invalid Mcp-Session-Id: 1-256 visible ASCII characters expected");
     case RequestClass::session: {
       ex.session_for_log = session_hash(ex.route.session_id);
-      ex.rec = shared.table.find(ex.route.session_id);
-      if (!ex.rec) {
+      bool refreshed = false;
+      ex.rec = shared.table.find(ex.route.session_id, std::chrono::steady_clock::now(), &refreshed);
+      RedisStore* store = worker_.store();
+      if (ex.rec) {
+        // The hot path: routed from the local table, no network round trip.
+        shared.metrics.cache_hits.fetch_add(1, std::memory_order_relaxed);
+        if (refreshed && store != nullptr) store->touch(ex.route.session_id);
+      } else {
         shared.metrics.cache_misses.fetch_add(1, std::memory_order_relaxed);
-        shared.metrics.count_store(StoreOp::get, StoreResult::miss);
-        co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
+        if (store != nullptr) {
+          // Created through another proxy replica, or before this process restarted.
+          const auto found = co_await store->get(ex.route.session_id);
+          if (found.record) {
+            shared.table.insert(ex.route.session_id, *found.record);
+            ex.rec = found.record;
+          }
+        } else {
+          shared.metrics.count_store(StoreOp::get, StoreResult::miss);
+        }
+        if (!ex.rec) co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
       }
-      shared.metrics.cache_hits.fetch_add(1, std::memory_order_relaxed);
       ex.ordinal = ex.rec->ordinal;
       if (ex.rec->ordinal >= cfg.backend.replicas) {
         // The StatefulSet was scaled down below this session's pod: it is gone.
@@ -240,12 +254,54 @@ bool Connection::can_reestablish(const Exchange& ex) const {
 
 net::awaitable<bool> Connection::session_lost(Exchange& ex, bool may_recover) {
   Shared& shared = worker_.shared();
+  if (RedisStore* store = worker_.store(); store != nullptr && may_recover) {
+    // Another proxy replica may have moved the session already: its record wins over
+    // this process's cached copy, and no second re-initialize happens.
+    const auto current = co_await store->get(ex.route.session_id);
+    if (current.record &&
+        (current.record->ordinal != ex.rec->ordinal || current.record->backend_session != ex.rec->backend_session) &&
+        current.record->ordinal < ex.cfg->backend.replicas) {
+      shared.table.insert(ex.route.session_id, *current.record);
+      ex.rec = current.record;
+      ex.ordinal = current.record->ordinal;
+      co_return co_await forward(ex, /*may_recover=*/false);
+    }
+  }
   shared.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
   if (may_recover && can_reestablish(ex) && co_await reestablish(ex)) {
     co_return co_await forward(ex, /*may_recover=*/false);
   }
-  if (shared.table.erase(ex.route.session_id)) shared.metrics.count_store(StoreOp::del, StoreResult::ok);
+  co_await forget_session(ex.route.session_id);
   co_return co_await reply_jsonrpc_error(ex, http::status::not_found, -32001, "Session not found");
+}
+
+net::awaitable<void> Connection::record_new_session(const std::string& id, SessionRecord rec) {
+  // In the local table first (routing never waits for Redis), then in Redis before the
+  // response head goes downstream, so the next request may land on another replica.
+  Shared& shared = worker_.shared();
+  shared.table.insert(id, rec);
+  shared.metrics.sessions_created.fetch_add(1, std::memory_order_relaxed);
+  if (RedisStore* store = worker_.store()) {
+    if (auto winner = co_await store->create(id, rec)) {
+      log_event(spdlog::level::err, "session id already recorded by another writer; the first record wins",
+                {{"session", session_hash(id)},
+                 {"ours", std::to_string(rec.ordinal)},
+                 {"theirs", std::to_string(winner->ordinal)}});
+      shared.table.insert(id, std::move(*winner));
+    }
+  } else {
+    shared.metrics.count_store(StoreOp::set, StoreResult::ok);
+  }
+}
+
+net::awaitable<void> Connection::forget_session(const std::string& id) {
+  Shared& shared = worker_.shared();
+  const bool was_there = shared.table.erase(id);
+  if (RedisStore* store = worker_.store()) {
+    co_await store->remove(id);
+  } else if (was_there) {
+    shared.metrics.count_store(StoreOp::del, StoreResult::ok);
+  }
 }
 
 net::awaitable<bool> Connection::reestablish(Exchange& ex) {
@@ -318,7 +374,11 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   rec.url = pool.address(ordinal).url;
   rec.backend_session = backend_session == ex.route.session_id ? std::string() : backend_session;
   shared.table.insert(ex.route.session_id, rec);
-  shared.metrics.count_store(StoreOp::set, StoreResult::ok);
+  if (RedisStore* store = worker_.store()) {
+    co_await store->update(ex.route.session_id, rec);
+  } else {
+    shared.metrics.count_store(StoreOp::set, StoreResult::ok);
+  }
   ex.rec = std::make_shared<const SessionRecord>(std::move(rec));
   ex.ordinal = ordinal;
   shared.metrics.sessions_recovered.fetch_add(1, std::memory_order_relaxed);
@@ -434,9 +494,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
       rec.url = pool.address(ex.ordinal).url;
       rec.init = ex.req.body();
       rec.created = static_cast<std::int64_t>(std::time(nullptr));
-      shared.table.insert(id, std::move(rec));
-      shared.metrics.count_store(StoreOp::set, StoreResult::ok);
-      shared.metrics.sessions_created.fetch_add(1, std::memory_order_relaxed);
+      co_await record_new_session(id, std::move(rec));
       ex.session_for_log = session_hash(id);
     } else if (ex.rec && !ex.rec->backend_session.empty()) {
       res.set(kSessionHeader, ex.route.session_id);  // the client keeps the id it knows
@@ -454,11 +512,9 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     }
     if (ex.status == 404 || (is_delete && ok)) {
       // DELETE ended it, or the pod no longer knows it: either way the record goes.
-      if (shared.table.erase(ex.route.session_id)) {
-        shared.metrics.count_store(StoreOp::del, StoreResult::ok);
-        (is_delete && ok ? shared.metrics.sessions_deleted : shared.metrics.sessions_lost)
-            .fetch_add(1, std::memory_order_relaxed);
-      }
+      (is_delete && ok ? shared.metrics.sessions_deleted : shared.metrics.sessions_lost)
+          .fetch_add(1, std::memory_order_relaxed);
+      co_await forget_session(ex.route.session_id);
     }
   } else if (ex.route.cls == RequestClass::sessionless && ex.req.method() == http::verb::get && ok &&
              ex.req.target().starts_with(cfg.legacy_sse_path)) {
@@ -541,9 +597,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
           rec2.ordinal = ex.ordinal;
           rec2.url = pool.address(ex.ordinal).url;
           rec2.created = static_cast<std::int64_t>(std::time(nullptr));
-          shared.table.insert(*id, std::move(rec2));
-          shared.metrics.count_store(StoreOp::set, StoreResult::ok);
-          shared.metrics.sessions_created.fetch_add(1, std::memory_order_relaxed);
+          co_await record_new_session(*id, std::move(rec2));
           ex.session_for_log = session_hash(*id);
           legacy_id = *id;
         }
@@ -563,9 +617,10 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   finish_watch(watch_);
   const bool client_gone = client_failed || watch_->client_gone || closed_;
   watch_.reset();
-  if (!legacy_id.empty() && shared.table.erase(legacy_id)) {
+  if (!legacy_id.empty()) {
     // The legacy transport's session lives exactly as long as its GET stream.
     shared.metrics.sessions_deleted.fetch_add(1, std::memory_order_relaxed);
+    co_await forget_session(legacy_id);
   }
   if (client_gone) {
     shared.metrics.client_aborts.fetch_add(1, std::memory_order_relaxed);

@@ -95,7 +95,7 @@ void Metrics::count_upstream_error(int ordinal, UpstreamError e) {
   upstream_errors_[ordinal][static_cast<int>(e)].fetch_add(1, std::memory_order_relaxed);
 }
 
-std::string Metrics::render(const SessionTable& table, int replicas, bool redis_store, bool redis_up) const {
+std::string Metrics::render(const SessionTable& table, int replicas, const StoreStatus& store) const {
   std::string out;
   out.reserve(16384);
   auto load = [](const std::atomic<std::uint64_t>& a) {
@@ -168,9 +168,13 @@ std::string Metrics::render(const SessionTable& table, int replicas, bool redis_
   }
   family(out, "mcp_proxy_store_duration_seconds", "histogram", "Session store operation latency.");
   store_duration.render(out, "mcp_proxy_store_duration_seconds", "");
-  if (redis_store) {
+  if (store.redis) {
     family(out, "mcp_proxy_redis_up", "gauge", "1 when the Redis session store answers.");
-    sample(out, "mcp_proxy_redis_up", "", redis_up ? 1 : 0);
+    sample(out, "mcp_proxy_redis_up", "", store.up ? 1 : 0);
+    family(out, "mcp_proxy_store_queue_depth", "gauge", "Session records waiting for Redis to answer again.");
+    sample(out, "mcp_proxy_store_queue_depth", "", static_cast<double>(store.queue_depth));
+    family(out, "mcp_proxy_store_queue_dropped_total", "counter", "Queued records dropped because the queue was full.");
+    sample(out, "mcp_proxy_store_queue_dropped_total", "", static_cast<double>(store.queue_dropped));
   }
   family(out, "mcp_proxy_downstream_connections", "gauge", "Open client connections.");
   sample(out, "mcp_proxy_downstream_connections", "",

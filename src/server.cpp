@@ -11,7 +11,15 @@
 namespace mcpproxy {
 namespace {
 using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+std::string to_yaml_redis(const Config& c) {
+  const auto& r = c.sessions.redis;
+  return r.url + '|' + r.key_prefix + '|' + r.password_file + '|' + r.tls_ca_file + '|' + r.tls_server_name + '|' +
+         (r.tls_verify ? "1" : "0") + '|' + format_duration(r.connect_timeout) + '|' +
+         format_duration(r.command_timeout) + '|' + format_duration(r.reconnect_max_backoff) + '|' +
+         std::to_string(r.queue_size);
 }
+}  // namespace
 
 Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
     : shared_(shared), cfg_(std::move(cfg)), index_(index), rng_(std::random_device{}()) {
@@ -36,6 +44,12 @@ void Worker::start() {
   net::co_spawn(ioc_, accept_loop(), net::detached);
   net::co_spawn(ioc_, prune_loop(), net::detached);
   thread_ = std::thread([this] { ioc_.run(); });
+}
+
+void Worker::use_redis(const RedisOptions& options) {
+  redis_ = std::make_shared<RedisClient>(ioc_, options, "worker-" + std::to_string(index_));
+  store_ = std::make_unique<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
+  redis_->start();
 }
 
 void Worker::join() {
@@ -111,12 +125,30 @@ net::awaitable<void> Worker::prune_loop() {
 Server::Server(CommandLine cmd, Config cfg)
     : cmd_(std::move(cmd)), cfg_(std::make_shared<const Config>(std::move(cfg))), shared_(*cfg_) {
   AdminHandlers handlers;
+  // Ready while not draining: with Redis down the proxy still serves (cached sessions, new
+  // sessions queued), so readiness stays; the body and /metrics say what is wrong.
   handlers.ready = [this] { return !shared_.draining.load(); };
-  handlers.ready_body = [this] { return shared_.draining.load() ? std::string("draining\n") : std::string("ready\n"); };
-  handlers.metrics = [this] {
-    return shared_.metrics.render(shared_.table, cfg_->backend.replicas, cfg_->sessions.store == "redis", false);
+  handlers.ready_body = [this] {
+    std::string body = shared_.draining.load() ? "draining\n" : "ready\n";
+    if (shared_.store) {
+      body += shared_.store->up.load() ? "redis: up\n" : "redis: DOWN (sessions route from the local table)\n";
+      body += "redis queue: " + std::to_string(shared_.store->depth()) + " records waiting\n";
+    }
+    return body;
   };
+  handlers.metrics = [this] { return shared_.metrics.render(shared_.table, cfg_->backend.replicas, store_status()); };
   admin_ = std::make_unique<AdminServer>(admin_ioc_, std::move(handlers));
+}
+
+Metrics::StoreStatus Server::store_status() const {
+  Metrics::StoreStatus st;
+  if (shared_.store) {
+    st.redis = true;
+    st.up = shared_.store->up.load();
+    st.queue_depth = shared_.store->depth();
+    st.queue_dropped = shared_.store->dropped();
+  }
+  return st;
 }
 
 Server::~Server() {
@@ -166,6 +198,16 @@ int Server::run() {
   };
   sweep();
 
+  if (shared_.store) {
+    // Each worker talks to Redis on its own connection; the control connection writes
+    // queued records and tells whether Redis is up. None of them blocks start-up.
+    const RedisOptions options = redis_options(cfg);
+    for (auto& w : workers_) w->use_redis(options);
+    control_redis_ = std::make_shared<RedisClient>(admin_ioc_, options, "control");
+    control_redis_->start();
+    net::co_spawn(admin_ioc_, flush_queue_loop(control_redis_, *shared_.store, shared_.metrics, stopping_),
+                  net::detached);
+  }
   admin_->start();
   for (auto& w : workers_) w->start();
   log_event(spdlog::level::info, "listening",
@@ -201,19 +243,21 @@ void Server::reload() {
   }
   if (next.listen.str() != cfg_->listen.str() || next.admin_listen.str() != cfg_->admin_listen.str() ||
       next.threads != cfg_->threads || next.sessions.store != cfg_->sessions.store ||
-      next.sessions.max_sessions != cfg_->sessions.max_sessions) {
+      next.sessions.max_sessions != cfg_->sessions.max_sessions || to_yaml_redis(next) != to_yaml_redis(*cfg_)) {
     log_event(spdlog::level::warn,
-              "config reload: listen, admin_listen, threads, sessions.store and sessions.max_sessions "
-              "take effect on restart only; the rest is applied");
+              "config reload: listen, admin_listen, threads, sessions.store, sessions.max_sessions and "
+              "sessions.redis take effect on restart only; the rest is applied");
     next.listen = cfg_->listen;
     next.admin_listen = cfg_->admin_listen;
     next.threads = cfg_->threads;
     next.sessions.store = cfg_->sessions.store;
     next.sessions.max_sessions = cfg_->sessions.max_sessions;
+    next.sessions.redis = cfg_->sessions.redis;
   }
   auto shared_cfg = std::make_shared<const Config>(std::move(next));
   cfg_ = shared_cfg;
   shared_.table.set_ttl(shared_cfg->sessions.ttl);
+  if (shared_.store) shared_.store->set_ttl(shared_cfg->sessions.ttl);
   apply_log_level(shared_cfg->log.level);
   for (auto& w : workers_) {
     net::post(w->ioc(), [w = w.get(), shared_cfg] { w->apply_config(shared_cfg); });
@@ -259,6 +303,8 @@ net::awaitable<void> Server::drain() {
     timer.expires_after(std::chrono::milliseconds(10));
     co_await timer.async_wait(use_tuple);
   }
+  stopping_.store(true);
+  if (control_redis_) control_redis_->stop();
   admin_ioc_.stop();
 }
 

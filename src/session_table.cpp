@@ -31,7 +31,7 @@ void SessionTable::drop_locked(Shard& s, std::list<Entry>::iterator it) {
   size_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-std::shared_ptr<const SessionRecord> SessionTable::find(const std::string& id, clock::time_point now) {
+std::shared_ptr<const SessionRecord> SessionTable::find(const std::string& id, clock::time_point now, bool* refreshed) {
   Shard& s = shard_for(id);
   std::lock_guard lock(s.mu);
   const auto found = s.index.find(std::string_view(id));
@@ -45,7 +45,10 @@ std::shared_ptr<const SessionRecord> SessionTable::find(const std::string& id, c
   }
   // Slide the TTL at most every ttl/10 (DESIGN.md): cheap here, and the same rule
   // bounds the refresh writes a remote store would see.
-  if (now - it->refreshed >= life / 10) it->refreshed = now;
+  if (now - it->refreshed >= life / 10) {
+    it->refreshed = now;
+    if (refreshed != nullptr) *refreshed = true;
+  }
   s.lru.splice(s.lru.begin(), s.lru, it);
   return it->rec;
 }

@@ -49,6 +49,14 @@ struct BackendConfig {
 struct RedisConfig {
   std::string url;
   std::string key_prefix = "mcp-session-proxy:";
+  std::string password_file;  // else MCP_SESSION_PROXY_REDIS_PASSWORD, else the URL's password
+  std::string tls_ca_file;
+  std::string tls_server_name;
+  bool tls_verify = true;
+  duration connect_timeout{1000};
+  duration command_timeout{250};  // also bounds the write-before-answer of a new session
+  duration reconnect_max_backoff{5000};
+  std::size_t queue_size = 10000;  // records waiting for Redis to come back
 };
 
 struct SessionsConfig {

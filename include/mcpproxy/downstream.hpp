@@ -63,6 +63,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<bool> reestablish(Exchange& ex);
   bool can_reestablish(const Exchange& ex) const;
   net::awaitable<bool> session_lost(Exchange& ex, bool may_recover);
+  net::awaitable<void> record_new_session(const std::string& id, SessionRecord rec);
+  net::awaitable<void> forget_session(const std::string& id);
   net::awaitable<bool> reply(Exchange& ex, http::status status, std::string body,
                              std::string_view content_type = "application/json");
   net::awaitable<bool> reply_jsonrpc_error(Exchange& ex, http::status status, int code, std::string_view message);

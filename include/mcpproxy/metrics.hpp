@@ -64,8 +64,14 @@ struct Metrics {
   std::atomic<std::uint64_t> client_aborts{0};
   std::atomic<bool> draining{false};
 
+  struct StoreStatus {
+    bool redis = false;
+    bool up = false;
+    std::size_t queue_depth = 0;
+    std::uint64_t queue_dropped = 0;
+  };
   // Renders the exposition text (format 0.0.4). `replicas` bounds the pod label set.
-  std::string render(const SessionTable& table, int replicas, bool redis_store, bool redis_up) const;
+  std::string render(const SessionTable& table, int replicas, const StoreStatus& store) const;
 
  private:
   std::unique_ptr<Histogram[]> upstream_duration_;

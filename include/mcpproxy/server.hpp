@@ -14,6 +14,7 @@
 #include "mcpproxy/net.hpp"
 #include "mcpproxy/placement.hpp"
 #include "mcpproxy/session.hpp"
+#include "mcpproxy/session_store.hpp"
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
@@ -22,8 +23,14 @@ class Connection;
 
 // What all workers share: the session table, metrics, pod health, the drain state.
 struct Shared {
-  explicit Shared(const Config& cfg) : table(cfg.sessions.max_sessions, cfg.sessions.ttl) {}
+  explicit Shared(const Config& cfg) : table(cfg.sessions.max_sessions, cfg.sessions.ttl) {
+    if (cfg.sessions.store == "redis") {
+      store =
+          std::make_unique<StoreShared>(cfg.sessions.redis.key_prefix, cfg.sessions.ttl, cfg.sessions.redis.queue_size);
+    }
+  }
   SessionTable table;
+  std::unique_ptr<StoreShared> store;  // the redis store's shared part; null with the memory store
   Metrics metrics;
   PodHealth health;
   std::atomic<bool> draining{false};
@@ -52,6 +59,8 @@ class Worker {
   std::shared_ptr<const Config> config() const { return cfg_; }
   Shared& shared() { return shared_; }
   UpstreamPool& pool() { return pool_; }
+  RedisStore* store() { return store_.get(); }  // null with the memory store
+  void use_redis(const RedisOptions& options);
   std::mt19937_64& rng() { return rng_; }
   int index() const { return index_; }
   // Unique per process: the sequence number times 256 plus the worker index.
@@ -72,6 +81,8 @@ class Worker {
   net::io_context ioc_{1};
   tcp::acceptor acceptor_{ioc_};
   UpstreamPool pool_{ioc_};
+  std::shared_ptr<RedisClient> redis_;
+  std::unique_ptr<RedisStore> store_;
   std::mt19937_64 rng_;
   std::list<std::weak_ptr<Connection>> connections_;
   std::size_t connection_count_ = 0;
@@ -99,6 +110,9 @@ class Server {
   Shared shared_;
   net::io_context admin_ioc_{1};
   std::unique_ptr<AdminServer> admin_;
+  std::shared_ptr<RedisClient> control_redis_;  // the queue flusher's connection, on the admin context
+  std::atomic<bool> stopping_{false};
+  Metrics::StoreStatus store_status() const;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

@@ -41,8 +41,10 @@ class SessionTable {
  public:
   SessionTable(std::size_t max_sessions, duration ttl);
 
-  // Hot path: no I/O. Slides the TTL at most every ttl/10. nullptr when unknown or expired.
-  std::shared_ptr<const SessionRecord> find(const std::string& id, clock::time_point now = clock::now());
+  // Hot path: no I/O. Slides the TTL at most every ttl/10 (`*refreshed` tells when it did,
+  // so a remote store gets the same rare refresh). nullptr when unknown or expired.
+  std::shared_ptr<const SessionRecord> find(const std::string& id, clock::time_point now = clock::now(),
+                                            bool* refreshed = nullptr);
 
   // Adds or replaces a record. Evicts the least recently used entry of its shard when full.
   void insert(const std::string& id, SessionRecord rec, clock::time_point now = clock::now());

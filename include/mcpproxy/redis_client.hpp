@@ -1,0 +1,90 @@
+#pragma once
+// A Redis connection owned by Asio: TCP or TLS, pipelined commands with a deadline each,
+// AUTH and SELECT on connect, reconnect with exponential backoff and jitter. hiredis is
+// only the codec (redis_codec). One client per io_context; never used from another thread.
+
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mcpproxy/config.hpp"
+#include "mcpproxy/net.hpp"
+#include "mcpproxy/redis_codec.hpp"
+
+namespace boost::asio::ssl {
+class context;
+template <typename Stream>
+class stream;
+}  // namespace boost::asio::ssl
+
+namespace mcpproxy {
+
+struct RedisOptions {
+  RedisUrl url;
+  std::string password;  // from the URL, the password file or the environment
+  duration connect_timeout{1000};
+  duration command_timeout{250};
+  duration backoff_max{5000};
+  std::size_t max_pending = 10000;  // commands in flight on the connection
+  std::string tls_ca_file;
+  std::string tls_server_name;  // default: the URL's host
+  bool tls_verify = true;
+};
+
+// Errors of the client itself (the connection, the deadline), apart from Redis error replies.
+enum class RedisError { not_connected = 1, timeout, connection_lost, too_many_pending };
+const boost::system::error_category& redis_category();
+inline error_code make_error_code(RedisError e) { return {static_cast<int>(e), redis_category()}; }
+
+class RedisClient : public std::enable_shared_from_this<RedisClient> {
+ public:
+  RedisClient(net::io_context& ioc, RedisOptions options, std::string name);
+  ~RedisClient();
+
+  void start();  // connects in the background and keeps reconnecting
+  void stop();
+  bool up() const { return up_; }
+
+  struct Result {
+    error_code ec;
+    RedisReply reply;
+  };
+  // Fails at once when not connected: callers decide what waits (the record queue), so a
+  // down Redis never holds a request.
+  net::awaitable<Result> command(std::vector<std::string> args);
+
+ private:
+  struct Pending;
+  using ssl_stream = net::ssl::stream<tcp::socket>;
+
+  net::awaitable<void> run();
+  net::awaitable<error_code> connect_once();
+  net::awaitable<error_code> read_loop();
+  net::awaitable<void> write_loop();
+  void fail_all(error_code ec);
+  void drop_connection();
+  tcp::socket& socket();
+
+  net::io_context& ioc_;
+  RedisOptions options_;
+  std::string name_;
+  std::unique_ptr<net::ssl::context> tls_;
+  std::unique_ptr<ssl_stream> stream_;
+  std::deque<std::shared_ptr<Pending>> pending_;
+  std::string out_;
+  std::string writing_;
+  bool write_active_ = false;
+  std::size_t handshake_left_ = 0;  // AUTH/SELECT/PING replies still to come on this connection
+  bool up_ = false;
+  bool stopped_ = false;
+  std::uint64_t generation_ = 0;  // bumps on every reconnect
+  std::mt19937_64 rng_{std::random_device{}()};
+  net::steady_timer backoff_timer_;
+};
+
+}  // namespace mcpproxy
+
+template <>
+struct boost::system::is_error_code_enum<mcpproxy::RedisError> : std::true_type {};

@@ -1,0 +1,60 @@
+#pragma once
+// RESP on the wire, sans I/O: hiredis encodes commands (redisFormatCommandArgv) and parses
+// replies (redisReader); no socket in here. Driven by redis_client, tested without a server.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mcpproxy {
+
+struct RedisReply {
+  enum class Type { nil, status, error, integer, string, array };
+  Type type = Type::nil;
+  std::string str;  // status, error, string
+  std::int64_t integer = 0;
+  std::vector<RedisReply> elements;
+  bool is_error() const { return type == Type::error; }
+};
+
+// Appends one encoded command to `out`.
+void redis_encode(std::string& out, const std::vector<std::string>& args);
+
+// Feed bytes as they arrive; take complete replies in order.
+class RedisParser {
+ public:
+  RedisParser();
+  ~RedisParser();
+  RedisParser(const RedisParser&) = delete;
+  RedisParser& operator=(const RedisParser&) = delete;
+
+  void feed(std::string_view bytes);
+  // A complete reply, nullopt when more bytes are needed. A protocol error leaves
+  // `failed()` true: the connection must be dropped.
+  std::optional<RedisReply> next();
+  bool failed() const { return failed_; }
+  std::string error() const { return error_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  bool failed_ = false;
+  std::string error_;
+};
+
+// redis://[user[:password]@]host[:port][/db] and rediss:// (TLS).
+struct RedisUrl {
+  bool tls = false;
+  std::string host;
+  std::string port = "6379";
+  std::string username;
+  std::string password;
+  int db = 0;
+};
+// Throws std::invalid_argument with a clear reason.
+RedisUrl parse_redis_url(const std::string& url);
+
+}  // namespace mcpproxy

@@ -1,0 +1,93 @@
+#pragma once
+// The `redis` session store behind the session table: records as versioned JSON under
+// `<key_prefix>session:<id>` with a sliding TTL. A worker's own Redis connection does the
+// work of its requests; records that could not be written wait in a bounded queue shared
+// by all workers, flushed by the control connection when Redis answers again.
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "mcpproxy/metrics.hpp"
+#include "mcpproxy/net.hpp"
+#include "mcpproxy/redis_client.hpp"
+#include "mcpproxy/session.hpp"
+
+namespace mcpproxy {
+
+struct QueuedWrite {
+  std::string id;
+  std::string value;
+  bool only_if_absent = true;  // a new session: SET NX; an update: SET
+};
+
+// Shared by all workers (thread-safe).
+class StoreShared {
+ public:
+  StoreShared(std::string key_prefix, duration ttl, std::size_t queue_max)
+      : key_prefix_(std::move(key_prefix)), ttl_ms_(ttl.count()), queue_max_(queue_max) {}
+  std::string key(std::string_view id) const { return key_prefix_ + "session:" + std::string(id); }
+  std::string ttl_ms() const { return std::to_string(ttl_ms_.load(std::memory_order_relaxed)); }
+  void set_ttl(duration ttl) { ttl_ms_.store(ttl.count(), std::memory_order_relaxed); }
+
+  // Oldest first; when full the oldest is dropped (and counted).
+  void enqueue(QueuedWrite w);
+  std::optional<QueuedWrite> pop();
+  void push_front(QueuedWrite w);
+  std::size_t depth() const { return depth_.load(std::memory_order_relaxed); }
+  std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+  std::atomic<bool> up{false};
+
+ private:
+  std::string key_prefix_;
+  std::atomic<std::int64_t> ttl_ms_;
+  std::size_t queue_max_;
+  std::mutex mu_;
+  std::deque<QueuedWrite> queue_;
+  std::atomic<std::size_t> depth_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+};
+
+// Per worker: the store operations of that worker's requests.
+class RedisStore {
+ public:
+  RedisStore(net::io_context& ioc, std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics);
+
+  struct Lookup {
+    bool ok = false;  // false: Redis could not be asked
+    std::shared_ptr<const SessionRecord> record;
+  };
+  // One GET; concurrent lookups of one id on this worker share it.
+  net::awaitable<Lookup> get(const std::string& id);
+  // Writes a new session's record (SET NX PX). On failure it is queued. Returns the record
+  // Redis holds when another writer got there first.
+  net::awaitable<std::optional<SessionRecord>> create(const std::string& id, const SessionRecord& rec);
+  // Replaces a record (after a re-initialize). Queued on failure.
+  net::awaitable<void> update(const std::string& id, const SessionRecord& rec);
+  net::awaitable<void> remove(const std::string& id);
+  void touch(const std::string& id);  // PEXPIRE, in the background
+
+ private:
+  net::awaitable<RedisClient::Result> timed(StoreOp op, std::vector<std::string> args);
+  struct Inflight;
+
+  net::io_context& ioc_;
+  std::shared_ptr<RedisClient> client_;
+  StoreShared& shared_;
+  Metrics& metrics_;
+  std::unordered_map<std::string, std::shared_ptr<Inflight>> inflight_;
+};
+
+// Writes queued records once Redis answers, and keeps `up` current. Runs on the admin context.
+net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics,
+                                      const std::atomic<bool>& stopping);
+
+// Options from the config (password from the URL, the file, or MCP_SESSION_PROXY_REDIS_PASSWORD).
+RedisOptions redis_options(const Config& cfg);
+
+}  // namespace mcpproxy

@@ -1,0 +1,186 @@
+#include "mcpproxy/session_store.hpp"
+
+#include <cstdlib>
+#include <fstream>
+
+#include "mcpproxy/http_rules.hpp"
+#include "mcpproxy/log.hpp"
+
+namespace mcpproxy {
+
+void StoreShared::enqueue(QueuedWrite w) {
+  std::lock_guard lock(mu_);
+  if (queue_.size() >= queue_max_) {
+    queue_.pop_front();
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
+  queue_.push_back(std::move(w));
+  depth_.store(queue_.size(), std::memory_order_relaxed);
+}
+
+void StoreShared::push_front(QueuedWrite w) {
+  std::lock_guard lock(mu_);
+  if (queue_.size() >= queue_max_) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  queue_.push_front(std::move(w));
+  depth_.store(queue_.size(), std::memory_order_relaxed);
+}
+
+std::optional<QueuedWrite> StoreShared::pop() {
+  std::lock_guard lock(mu_);
+  if (queue_.empty()) return std::nullopt;
+  QueuedWrite w = std::move(queue_.front());
+  queue_.pop_front();
+  depth_.store(queue_.size(), std::memory_order_relaxed);
+  return w;
+}
+
+struct RedisStore::Inflight {
+  explicit Inflight(net::io_context& ioc) : done(ioc) { done.expires_at(net::steady_timer::time_point::max()); }
+  net::steady_timer done;
+  Lookup result;
+};
+
+RedisStore::RedisStore(net::io_context& ioc, std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics)
+    : ioc_(ioc), client_(std::move(client)), shared_(shared), metrics_(metrics) {}
+
+net::awaitable<RedisClient::Result> RedisStore::timed(StoreOp op, std::vector<std::string> args) {
+  const auto start = std::chrono::steady_clock::now();
+  auto result = co_await client_->command(std::move(args));
+  metrics_.store_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  StoreResult r = StoreResult::ok;
+  if (result.ec || result.reply.is_error()) {
+    r = StoreResult::error;
+  } else if (result.reply.type == RedisReply::Type::nil ||
+             (op == StoreOp::expire && result.reply.type == RedisReply::Type::integer && result.reply.integer == 0)) {
+    r = StoreResult::miss;
+  }
+  metrics_.count_store(op, r);
+  co_return result;
+}
+
+net::awaitable<RedisStore::Lookup> RedisStore::get(const std::string& id) {
+  if (auto it = inflight_.find(id); it != inflight_.end()) {
+    auto shared = it->second;
+    co_await shared->done.async_wait(use_tuple);
+    co_return shared->result;
+  }
+  auto mine = std::make_shared<Inflight>(ioc_);
+  inflight_.emplace(id, mine);
+  std::vector<std::string> args{"GET", shared_.key(id)};
+
+  const auto result = co_await timed(StoreOp::get, std::move(args));
+  if (!result.ec && !result.reply.is_error()) {
+    mine->result.ok = true;
+    if (result.reply.type == RedisReply::Type::string) {
+      if (auto rec = decode_record(result.reply.str)) {
+        mine->result.record = std::make_shared<const SessionRecord>(std::move(*rec));
+      } else {
+        log_event(spdlog::level::warn, "redis holds a session record this build cannot read; treated as unknown",
+                  {{"session", session_hash(id)}});
+      }
+    }
+  }
+  inflight_.erase(id);
+  mine->done.cancel();
+  co_return mine->result;
+}
+
+net::awaitable<std::optional<SessionRecord>> RedisStore::create(const std::string& id, const SessionRecord& rec) {
+  std::string value = encode_record(rec);
+  std::vector<std::string> args{"SET", shared_.key(id), value, "PX", shared_.ttl_ms(), "NX"};
+
+  const auto result = co_await timed(StoreOp::set, std::move(args));
+  if (result.ec || result.reply.is_error()) {
+    // Answer anyway: the record lives in this process and is written when Redis is back.
+    shared_.enqueue(QueuedWrite{id, std::move(value), true});
+    co_return std::nullopt;
+  }
+  if (result.reply.type == RedisReply::Type::nil) {
+    // Another writer holds this id: the first record wins, so every replica routes alike.
+    const auto existing = co_await get(id);
+    if (existing.record) co_return *existing.record;
+  }
+  co_return std::nullopt;
+}
+
+net::awaitable<void> RedisStore::update(const std::string& id, const SessionRecord& rec) {
+  std::string value = encode_record(rec);
+  std::vector<std::string> args{"SET", shared_.key(id), value, "PX", shared_.ttl_ms()};
+
+  const auto result = co_await timed(StoreOp::set, std::move(args));
+  if (result.ec || result.reply.is_error()) shared_.enqueue(QueuedWrite{id, std::move(value), false});
+}
+
+net::awaitable<void> RedisStore::remove(const std::string& id) {
+  // (Arguments are built outside the co_await: GCC 12 miscompiles a braced list there.)
+  std::vector<std::string> args{"DEL", shared_.key(id)};
+  co_await timed(StoreOp::del, std::move(args));
+}
+
+void RedisStore::touch(const std::string& id) {
+  net::co_spawn(
+      ioc_,
+      [this, key = shared_.key(id)]() -> net::awaitable<void> {
+        std::vector<std::string> args{"PEXPIRE", key, shared_.ttl_ms()};
+
+        co_await timed(StoreOp::expire, std::move(args));
+      },
+      net::detached);
+}
+
+net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics,
+                                      const std::atomic<bool>& stopping) {
+  auto executor = co_await net::this_coro::executor;
+  net::steady_timer tick(executor);
+  bool was_up = false;
+  while (!stopping.load()) {
+    shared.up.store(client->up());
+    if (client->up() && !was_up && shared.depth() > 0) {
+      log_event(spdlog::level::info, "redis is back: writing queued session records",
+                {{"queued", std::to_string(shared.depth())}});
+    }
+    was_up = client->up();
+    // Oldest first, as long as Redis takes them.
+    while (client->up()) {
+      auto w = shared.pop();
+      if (!w) break;
+      std::vector<std::string> args = {"SET", shared.key(w->id), w->value, "PX", shared.ttl_ms()};
+      if (w->only_if_absent) args.emplace_back("NX");
+      const auto r = co_await client->command(std::move(args));
+      if (r.ec || r.reply.is_error()) {
+        metrics.count_store(StoreOp::set, StoreResult::error);
+        shared.push_front(std::move(*w));
+        break;
+      }
+      metrics.count_store(StoreOp::set, r.reply.type == RedisReply::Type::nil ? StoreResult::miss : StoreResult::ok);
+    }
+    // The interval bounds how soon a queued record reaches Redis after it returns.
+    tick.expires_after(std::chrono::milliseconds(100));
+    co_await tick.async_wait(use_tuple);
+  }
+}
+
+RedisOptions redis_options(const Config& cfg) {
+  const auto& r = cfg.sessions.redis;
+  RedisOptions o;
+  o.url = parse_redis_url(r.url);
+  o.password = o.url.password;
+  if (!r.password_file.empty()) {
+    std::ifstream in(r.password_file);
+    std::getline(in, o.password);
+  } else if (const char* env = std::getenv("MCP_SESSION_PROXY_REDIS_PASSWORD"); env != nullptr && o.password.empty()) {
+    o.password = env;
+  }
+  o.connect_timeout = r.connect_timeout;
+  o.command_timeout = r.command_timeout;
+  o.backoff_max = r.reconnect_max_backoff;
+  o.tls_ca_file = r.tls_ca_file;
+  o.tls_server_name = r.tls_server_name;
+  o.tls_verify = r.tls_verify;
+  return o;
+}
+
+}  // namespace mcpproxy
