@@ -37,6 +37,7 @@ class Pod:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small header and body writes must not wait for delayed ACKs
 
     def log_message(self, *args):
         pass

@@ -344,3 +344,80 @@ SampleBackend::SampleBackend(int pods, std::vector<std::string> extra_args) {
 std::string SampleBackend::url_template() const { return "http://127.0.1.{ordinal}:" + std::to_string(port); }
 
 }  // namespace harness
+
+#include "mcpproxy/redis_codec.hpp"
+
+namespace harness {
+
+RedisServer::RedisServer(std::vector<std::string> extra_args, std::uint16_t fixed_port) : args(std::move(extra_args)) {
+  port = fixed_port != 0 ? fixed_port : free_port();
+  restart();
+}
+
+void RedisServer::restart() {
+  std::vector<std::string> argv = {
+      "redis-server", "--bind", "127.0.0.1",   "--port", std::to_string(port), "--save", "",
+      "--appendonly", "no",     "--daemonize", "no",     "--logfile",          ""};
+  argv.insert(argv.end(), args.begin(), args.end());
+  process = std::make_unique<Process>(argv, std::string(MCPPROXY_TEST_TMP) + "/redis-" + std::to_string(port) + ".log");
+  // TLS-only servers (port 0) are probed by their owner.
+  if (port_is_plain()) {
+    auto answers = [&] {
+      const std::string pong = redis_cmd(port, {"PING"});
+      return pong == "PONG" || pong.rfind("NOAUTH", 0) == 0;  // a server with a password answers too
+    };
+    if (!eventually([&] { return answers() || !process->running(); }) || !process->running()) {
+      throw std::runtime_error("redis-server did not start");
+    }
+  }
+}
+
+bool RedisServer::port_is_plain() const {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--port" && args[i + 1] == "0") return false;
+  }
+  return true;
+}
+
+void RedisServer::kill() {
+  process->signal(SIGKILL);
+  process->wait(std::chrono::seconds(10));
+}
+
+RedisServer::~RedisServer() { kill(); }
+
+std::string redis_cmd(std::uint16_t port, const std::vector<std::string>& args) {
+  const int fd = connect_to(port, "127.0.0.1");
+  if (fd < 0) return "(connect failed)";
+  std::string out;
+  mcpproxy::redis_encode(out, args);
+  if (!send_all(fd, out)) {
+    ::close(fd);
+    return "(send failed)";
+  }
+  mcpproxy::RedisParser parser;
+  std::optional<mcpproxy::RedisReply> reply;
+  while (!reply && !parser.failed()) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) break;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    parser.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+    reply = parser.next();
+  }
+  ::close(fd);
+  if (!reply) return "(no reply)";
+  switch (reply->type) {
+    case mcpproxy::RedisReply::Type::nil:
+      return "(nil)";
+    case mcpproxy::RedisReply::Type::integer:
+      return std::to_string(reply->integer);
+    case mcpproxy::RedisReply::Type::array:
+      return "(array " + std::to_string(reply->elements.size()) + ")";
+    default:
+      return reply->str;
+  }
+}
+
+}  // namespace harness

@@ -112,3 +112,26 @@ struct SampleBackend {
 };
 
 }  // namespace harness
+
+namespace harness {
+
+// A real redis-server on 127.0.0.1 and a free port, stopped with the object.
+struct RedisServer {
+  explicit RedisServer(std::vector<std::string> extra_args = {}, std::uint16_t port = 0);
+  ~RedisServer();
+  void kill();     // SIGKILL, as a crash
+  void restart();  // same port, same arguments (data is gone: no persistence)
+  std::uint16_t port = 0;
+  std::string url(int db = 0) const { return "redis://127.0.0.1:" + std::to_string(port) + "/" + std::to_string(db); }
+  std::vector<std::string> args;
+  std::unique_ptr<Process> process;
+
+ private:
+  bool port_is_plain() const;
+};
+
+// One blocking command over plain TCP (RESP via the project's codec); the reply as text:
+// a string or status as is, an integer in decimal, nil as "(nil)", an error as "ERR…".
+std::string redis_cmd(std::uint16_t port, const std::vector<std::string>& args);
+
+}  // namespace harness

@@ -190,3 +190,24 @@ TEST(Config, EffectiveConfigRoundTripsAndMasksSecrets) {
   EXPECT_EQ(again.backend.url_template, c.backend.url_template);
   EXPECT_EQ(again.threads, c.threads);
 }
+
+TEST(Config, RedisStoreNeedsAUrlAndRejectsStrayOptions) {
+  EXPECT_NE(error_of("sessions:\n  store: redis\n").find("sessions.redis.url: required"), std::string::npos);
+  EXPECT_NE(error_of("sessions:\n  store: redis\n  redis:\n    url: http://x\n").find("sessions.redis.url"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of("sessions:\n  store: redis\n  redis:\n    url: redis://h\n    tls_ca_file: /x\n").find("rediss://"),
+      std::string::npos);
+  EXPECT_NE(error_of("sessions:\n  store: redis\n  redis:\n    url: redis://h\n    password_file: /nonexistent\n")
+                .find("sessions.redis.password_file: cannot read"),
+            std::string::npos);
+  EXPECT_NE(error_of("sessions:\n  redis:\n    password_file: /etc/hostname\n").find("sessions.store is memory"),
+            std::string::npos);
+  const Config c = config_from_yaml(
+      "backend:\n  url_template: http://h-{ordinal}:80\nsessions:\n  store: redis\n  redis:\n    url: "
+      "redis://u:pw@127.0.0.1:6379/1\n    command_timeout: 100ms\n",
+      "t");
+  EXPECT_EQ(c.sessions.redis.command_timeout, std::chrono::milliseconds(100));
+  const std::string printed = to_yaml(c);
+  EXPECT_EQ(printed.find(":pw@"), std::string::npos) << "the password is masked: " << printed;
+}

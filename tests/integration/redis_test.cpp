@@ -1,0 +1,343 @@
+// The Redis client and the redis session store against a real redis-server on 127.0.0.1.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/use_future.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "harness.hpp"
+#include "mcpproxy/redis_client.hpp"
+
+using namespace harness;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+namespace net = boost::asio;
+
+namespace {
+
+// The client on its own io_context thread; tests call into it through futures.
+class ClientRig {
+ public:
+  explicit ClientRig(mcpproxy::RedisOptions options) : guard_(net::make_work_guard(ioc_)) {
+    client_ = std::make_shared<mcpproxy::RedisClient>(ioc_, std::move(options), "test");
+    client_->start();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~ClientRig() {
+    net::post(ioc_, [c = client_] { c->stop(); });
+    guard_.reset();
+    ioc_.stop();
+    thread_.join();
+  }
+  mcpproxy::RedisClient::Result run(std::vector<std::string> args) {
+    return net::co_spawn(ioc_, client_->command(std::move(args)), net::use_future).get();
+  }
+  std::vector<mcpproxy::RedisClient::Result> pipeline(const std::vector<std::vector<std::string>>& commands) {
+    // All started in one handler: they go out back to back on the one connection.
+    std::promise<std::vector<std::future<mcpproxy::RedisClient::Result>>> started;
+    net::post(ioc_, [&] {
+      std::vector<std::future<mcpproxy::RedisClient::Result>> fs;
+      for (const auto& c : commands) fs.push_back(net::co_spawn(ioc_, client_->command(c), net::use_future));
+      started.set_value(std::move(fs));
+    });
+    std::vector<mcpproxy::RedisClient::Result> out;
+    for (auto& f : started.get_future().get()) out.push_back(f.get());
+    return out;
+  }
+  bool up() {
+    std::promise<bool> p;
+    net::post(ioc_, [&] { p.set_value(client_->up()); });
+    return p.get_future().get();
+  }
+  // Up and answering PING.
+  bool ready() { return up() && run({"PING"}).reply.str == "PONG"; }
+
+ private:
+  net::io_context ioc_;
+  net::executor_work_guard<net::io_context::executor_type> guard_;
+  std::shared_ptr<mcpproxy::RedisClient> client_;
+  std::thread thread_;
+};
+
+mcpproxy::RedisOptions options_for(const std::string& url) {
+  mcpproxy::RedisOptions o;
+  o.url = mcpproxy::parse_redis_url(url);
+  o.password = o.url.password;
+  o.command_timeout = 1s;
+  o.backoff_max = 200ms;
+  return o;
+}
+
+TEST(RedisClient, PipelinedRepliesKeepTheirOrder) {
+  RedisServer redis;
+  ClientRig rig(options_for(redis.url()));
+  ASSERT_TRUE(eventually([&] { return rig.ready(); }));
+  std::vector<std::vector<std::string>> commands(200, {"INCR", "counter"});
+  const auto results = rig.pipeline(commands);
+  ASSERT_EQ(results.size(), 200U);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    ASSERT_FALSE(results[i].ec) << i;
+    EXPECT_EQ(results[i].reply.integer, static_cast<std::int64_t>(i + 1));
+  }
+}
+
+TEST(RedisClient, ErrorRepliesAndNil) {
+  RedisServer redis;
+  ClientRig rig(options_for(redis.url()));
+  ASSERT_TRUE(eventually([&] { return rig.ready(); }));
+  EXPECT_EQ(rig.run({"GET", "missing"}).reply.type, mcpproxy::RedisReply::Type::nil);
+  EXPECT_EQ(rig.run({"SET", "s", "text"}).reply.str, "OK");
+  const auto err = rig.run({"INCR", "s"});
+  EXPECT_FALSE(err.ec);
+  EXPECT_TRUE(err.reply.is_error());
+  EXPECT_NE(err.reply.str.find("not an integer"), std::string::npos);
+  EXPECT_EQ(rig.run({"GET", "s"}).reply.str, "text") << "the connection survives an error reply";
+}
+
+TEST(RedisClient, ReconnectsAfterTheServerRestarts) {
+  RedisServer redis;
+  ClientRig rig(options_for(redis.url()));
+  ASSERT_TRUE(eventually([&] { return rig.ready(); }));
+  redis.kill();
+  ASSERT_TRUE(eventually([&] { return !rig.up(); }));
+  const auto down = rig.run({"PING"});
+  EXPECT_TRUE(down.ec) << "fails fast while down";
+  redis.restart();
+  EXPECT_TRUE(eventually([&] { return rig.ready(); }));
+}
+
+TEST(RedisClient, CommandDeadlineFiresAndTheClientRecovers) {
+  RedisServer redis;
+  auto options = options_for(redis.url());
+  options.command_timeout = 200ms;
+  ClientRig rig(options);
+  ASSERT_TRUE(eventually([&] { return rig.ready(); }));
+  // Another connection pauses every client for 1.5 s: our command cannot be answered in time.
+  ASSERT_EQ(redis_cmd(redis.port, {"CLIENT", "PAUSE", "1500", "ALL"}), "OK");
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = rig.run({"GET", "k"});
+  EXPECT_EQ(r.ec, make_error_code(mcpproxy::RedisError::timeout));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1000ms);
+  EXPECT_TRUE(eventually([&] { return rig.ready(); }));
+}
+
+TEST(RedisClient, AuthWithAnAclUser) {
+  RedisServer redis;
+  ASSERT_EQ(redis_cmd(redis.port, {"ACL", "SETUSER", "alice", "on", ">s3cret", "~*", "+@all"}), "OK");
+  ClientRig rig(options_for("redis://alice:s3cret@127.0.0.1:" + std::to_string(redis.port)));
+  ASSERT_TRUE(eventually([&] { return rig.ready(); }));
+  EXPECT_EQ(rig.run({"ACL", "WHOAMI"}).reply.str, "alice");
+}
+
+TEST(RedisClient, AuthWithAPasswordOnly) {
+  RedisServer redis({"--requirepass", "pw-only"});
+  auto options = options_for("redis://127.0.0.1:" + std::to_string(redis.port));
+  options.password = "pw-only";  // as from sessions.redis.password_file
+  ClientRig rig(options);
+  ASSERT_TRUE(eventually([&] { return rig.ready(); }));
+  EXPECT_EQ(rig.run({"ACL", "WHOAMI"}).reply.str, "default");
+}
+
+TEST(RedisClient, SelectsTheDatabaseOfTheUrl) {
+  RedisServer redis;
+  ClientRig in3(options_for(redis.url(3)));
+  ASSERT_TRUE(eventually([&] { return in3.ready(); }));
+  EXPECT_EQ(in3.run({"SET", "k", "in-db-3"}).reply.str, "OK");
+  EXPECT_EQ(redis_cmd(redis.port, {"EXISTS", "k"}), "0") << "not in db 0";
+  ClientRig again(options_for(redis.url(3)));
+  ASSERT_TRUE(eventually([&] { return again.ready(); }));
+  EXPECT_EQ(again.run({"GET", "k"}).reply.str, "in-db-3");
+}
+
+TEST(RedisClient, Tls) {
+  const std::string dir = std::string(MCPPROXY_TEST_TMP_DIR) + "/tls";
+  const std::string cmd =
+      "set -e; mkdir -p " + dir + "; cd " + dir +
+      "; openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null"
+      "; openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null"
+      "; printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext"
+      "; openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile san.ext "
+      "-out server.pem 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::uint16_t port = free_port();
+  RedisServer redis(
+      {"--port", "0", "--tls-port", std::to_string(port), "--tls-cert-file", dir + "/server.pem", "--tls-key-file",
+       dir + "/server.key", "--tls-ca-cert-file", dir + "/ca.pem", "--tls-auth-clients", "no"},
+      port);
+  auto options = options_for("rediss://127.0.0.1:" + std::to_string(port));
+  options.tls_ca_file = dir + "/ca.pem";
+  options.tls_server_name = "localhost";
+  ClientRig rig(options);
+  ASSERT_TRUE(eventually([&] { return rig.ready(); }));
+  EXPECT_EQ(rig.run({"SET", "over", "tls"}).reply.str, "OK");
+  EXPECT_EQ(rig.run({"GET", "over"}).reply.str, "tls");
+}
+
+// ---- the proxy with the redis store ------------------------------------------------------
+
+const std::string kInit =
+    R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}})";
+
+std::string call(int id) {
+  return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/call"}, {"params", {{"name", "whoami"}}}}.dump();
+}
+
+std::string initialize(std::uint16_t port) {
+  const Response r = request(port, "POST", "/mcp", kInit);
+  return r.status == 200 ? r.header("mcp-session-id") : "";
+}
+
+// {pod, counter} of one whoami call, or {"", -status}.
+std::pair<std::string, int> whoami(std::uint16_t port, const std::string& sid, int id = 2) {
+  const Response r = request(port, "POST", "/mcp", call(id), {{"Mcp-Session-Id", sid}});
+  if (r.status != 200) return {"", -r.status};
+  const json sc = json::parse(r.body)["result"]["structuredContent"];
+  return {sc["pod"], sc["counter"]};
+}
+
+class RedisProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    redis_ = std::make_unique<RedisServer>();
+    backend_ = std::make_unique<SampleBackend>(3);
+  }
+  std::unique_ptr<Proxy> proxy(const std::string& name = "redis-proxy") {
+    return std::make_unique<Proxy>(
+        std::vector<std::string>{"--replicas", "3", "--backend-url-template", backend_->url_template(),
+                                 "--session-store", "redis", "--redis-url", redis_->url(1), "--threads", "2"},
+        name);
+  }
+  std::string key(const std::string& sid) const { return "mcp-session-proxy:session:" + sid; }
+  std::string in_db1(std::vector<std::string> args) const {
+    // Another connection, in the proxy's database.
+    return redis_cmd_db(1, std::move(args));
+  }
+  std::string redis_cmd_db(int db, std::vector<std::string> args) const {
+    (void)db;
+    // redis_cmd speaks to db 0; MOVE-free check: use a Lua script that selects the db.
+    std::vector<std::string> eval = {"EVAL", "redis.call('SELECT', ARGV[1]); return redis.call(unpack(KEYS))",
+                                     std::to_string(args.size())};
+    eval.insert(eval.end(), args.begin(), args.end());
+    eval.push_back("1");
+    return redis_cmd(redis_->port, eval);
+  }
+  std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<SampleBackend> backend_;
+};
+
+TEST_F(RedisProxyTest, RecordIsWrittenWithTtlBeforeTheInitializeAnswer) {
+  auto a = proxy();
+  const std::string sid = initialize(a->port);
+  ASSERT_FALSE(sid.empty());
+  // No wait: the record is in Redis by the time the client holds the answer.
+  const std::string value = in_db1({"GET", key(sid)});
+  const json rec = json::parse(value);
+  EXPECT_EQ(rec["v"], 1);
+  EXPECT_GE(rec["ordinal"].get<int>(), 0);
+  EXPECT_NE(rec["init"].get<std::string>().find("initialize"), std::string::npos);
+  const long ttl = std::stol(in_db1({"PTTL", key(sid)}));
+  EXPECT_GT(ttl, 7000 * 1000L);
+  EXPECT_LE(ttl, 7200 * 1000L);
+}
+
+TEST_F(RedisProxyTest, KillDashNineAndRestartKeepsEverySession) {
+  auto a = proxy();
+  std::vector<std::pair<std::string, std::string>> sessions;  // sid, pod
+  for (int i = 0; i < 12; ++i) {
+    const std::string sid = initialize(a->port);
+    ASSERT_FALSE(sid.empty());
+    for (int k = 1; k <= 3; ++k) ASSERT_EQ(whoami(a->port, sid).second, k);
+    sessions.emplace_back(sid, whoami(a->port, sid).first);
+  }
+  a->process->signal(SIGKILL);
+  a->process->wait(10s);
+  auto b = proxy("redis-proxy-restarted");
+  int continued = 0;
+  for (const auto& [sid, pod] : sessions) {
+    const auto [now_pod, counter] = whoami(b->port, sid);
+    continued += now_pod == pod && counter == 5;  // 4 calls before the crash
+  }
+  EXPECT_EQ(continued, 12);
+  const std::string m = b->metrics();
+  EXPECT_EQ(metric(m, "mcp_proxy_session_cache_misses_total").value_or(0), 12) << "one Redis lookup per session";
+  EXPECT_EQ(metric(m, R"(mcp_proxy_store_operations_total{op="get",result="ok"})").value_or(0), 12);
+}
+
+TEST_F(RedisProxyTest, TwoReplicasShareSessionsFromTheFirstRequest) {
+  auto a = proxy("replica-a");
+  auto b = proxy("replica-b");
+  for (int i = 0; i < 6; ++i) {
+    const std::string sid = initialize(a->port);
+    ASSERT_FALSE(sid.empty());
+    // The very next request goes to the other replica.
+    const auto first = whoami(b->port, sid);
+    ASSERT_EQ(first.second, 1);
+    const auto second = whoami(a->port, sid);
+    EXPECT_EQ(second, std::make_pair(first.first, 2));
+    EXPECT_EQ(whoami(b->port, sid), std::make_pair(first.first, 3));
+  }
+  // DELETE through B; A learns it at the latest from the pod's 404.
+  const std::string sid = initialize(a->port);
+  ASSERT_EQ(whoami(a->port, sid).second, 1);
+  EXPECT_EQ(request(b->port, "DELETE", "/mcp", "", {{"Mcp-Session-Id", sid}}).status, 200);
+  EXPECT_EQ(in_db1({"EXISTS", key(sid)}), "0");
+}
+
+TEST_F(RedisProxyTest, WarmCacheMakesNoRedisRoundTrip) {
+  auto a = proxy();
+  const std::string sid = initialize(a->port);
+  ASSERT_EQ(whoami(a->port, sid).second, 1);
+  auto ops = [&] {
+    const std::string m = a->metrics();
+    double total = 0;
+    for (const char* op : {"get", "set", "del", "expire"}) {
+      for (const char* r : {"ok", "miss", "error"}) {
+        total += metric(m, std::string("mcp_proxy_store_operations_total{op=\"") + op + "\",result=\"" + r + "\"}")
+                     .value_or(0);
+      }
+    }
+    return total;
+  };
+  const double before = ops();
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(whoami(a->port, sid).second, i + 2);
+  EXPECT_EQ(ops() - before, 0) << "200 requests on a warm cache, no Redis command";
+}
+
+TEST_F(RedisProxyTest, RedisDownKeepsServingAndQueuedRecordsArriveLater) {
+  auto a = proxy();
+  const std::string live = initialize(a->port);
+  ASSERT_EQ(whoami(a->port, live).second, 1);
+  redis_->kill();
+  ASSERT_TRUE(eventually([&] { return metric(a->metrics(), "mcp_proxy_redis_up").value_or(1) == 0; }));
+  const Response ready = request(a->admin, "GET", "/readyz");
+  EXPECT_EQ(ready.status, 200) << "still serving";
+  EXPECT_NE(ready.body.find("redis: DOWN"), std::string::npos) << ready.body;
+  // Cached sessions keep routing; a new session is created and used.
+  EXPECT_EQ(whoami(a->port, live).second, 2);
+  const std::string fresh = initialize(a->port);
+  ASSERT_FALSE(fresh.empty());
+  EXPECT_EQ(whoami(a->port, fresh).second, 1);
+  EXPECT_EQ(metric(a->metrics(), "mcp_proxy_store_queue_depth").value_or(0), 1);
+  // An unknown session while Redis is down: the spec's 404, not a 5xx.
+  EXPECT_EQ(whoami(a->port, "never-issued").second, -404);
+  redis_->restart();
+  EXPECT_TRUE(eventually([&] { return in_db1({"EXISTS", key(fresh)}) == "1"; }));
+  EXPECT_EQ(metric(a->metrics(), "mcp_proxy_store_queue_depth").value_or(-1), 0);
+  EXPECT_EQ(metric(a->metrics(), "mcp_proxy_redis_up").value_or(0), 1);
+}
+
+TEST_F(RedisProxyTest, StartsWithRedisUnreachable) {
+  redis_->kill();
+  auto a = proxy();  // ready without Redis
+  const std::string sid = initialize(a->port);
+  ASSERT_FALSE(sid.empty());
+  EXPECT_EQ(whoami(a->port, sid).second, 1);
+  redis_->restart();
+  EXPECT_TRUE(eventually([&] { return in_db1({"EXISTS", key(sid)}) == "1"; }));
+}
+
+}  // namespace
