@@ -211,3 +211,11 @@ TEST(Config, RedisStoreNeedsAUrlAndRejectsStrayOptions) {
   const std::string printed = to_yaml(c);
   EXPECT_EQ(printed.find(":pw@"), std::string::npos) << "the password is masked: " << printed;
 }
+
+TEST(Config, TheShippedExampleIsValid) {
+  CommandLine cmd;
+  cmd.config_file = std::string(MCPPROXY_SOURCE_DIR) + "/config/mcp-session-proxy.yaml";
+  const Config c = build_config(cmd);
+  EXPECT_EQ(c.backend.replicas, 3);
+  EXPECT_EQ(c.log.format, "json");
+}
