@@ -70,3 +70,54 @@ export function metric(page, series) {
   const line = page.split('\n').find((l) => l.startsWith(series + ' '));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
+
+// A redis-server on a free port, for tests that share sessions between proxy replicas.
+export async function startRedis() {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  const lines = readline.createInterface({ input: child.stdout });
+  const ready = new Promise((resolve, reject) => {
+    lines.on('line', (l) => { if (l.includes('Ready to accept connections')) resolve(); });
+    child.once('exit', () => reject(new Error('redis-server exited at start')));
+  });
+  await ready;
+  return { port, url: `redis://127.0.0.1:${port}/0`, stop: () => stop(child) };
+}
+
+// Collects an SSE response body in the background; `until(predicate)` waits (bounded) for
+// the text so far to satisfy it. No read is ever abandoned, so no bytes are lost.
+export function collect(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const state = { text: '', done: false, waiters: [] };
+  (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        state.text += decoder.decode(value, { stream: true });
+        state.waiters.forEach((w) => w());
+      }
+    } catch { /* aborted */ }
+    state.done = true;
+    state.waiters.forEach((w) => w());
+  })();
+  state.until = (predicate, timeoutMs = 10000) => new Promise((resolve) => {
+    const check = () => {
+      if (predicate(state.text) || state.done) {
+        clearTimeout(timer);
+        state.waiters = state.waiters.filter((w) => w !== check);
+        resolve(predicate(state.text));
+      }
+    };
+    const timer = setTimeout(() => {
+      state.waiters = state.waiters.filter((w) => w !== check);
+      resolve(predicate(state.text));
+    }, timeoutMs);
+    state.waiters.push(check);
+    check();
+  });
+  return state;
+}

@@ -15,7 +15,6 @@ import { z } from 'zod';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
-import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 
 const { values } = parseArgs({
@@ -24,9 +23,37 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     mode: { type: 'string', default: 'stateful' },
     'event-store': { type: 'boolean', default: false },
+    'retry-interval': { type: 'string' },
   },
 });
 const mode = values.mode;
+
+// An event store for resumability. (The SDK's example InMemoryEventStore finds a stream by
+// the part of the event id before the first '_', so it cannot replay the standalone GET
+// stream, whose id is '_GET_stream'.) Events are kept in order with their stream.
+class EventStore {
+  constructor() {
+    this.events = [];  // {id, streamId, message}
+    this.seq = 0;
+  }
+  async storeEvent(streamId, message) {
+    const id = `e${++this.seq}`;
+    this.events.push({ id, streamId, message });
+    return id;
+  }
+  async getStreamIdForEventId(eventId) {
+    return this.events.find((e) => e.id === eventId)?.streamId;
+  }
+  async replayEventsAfter(lastEventId, { send }) {
+    const at = this.events.findIndex((e) => e.id === lastEventId);
+    if (at < 0) return '';
+    const { streamId } = this.events[at];
+    for (const e of this.events.slice(at + 1)) {
+      if (e.streamId === streamId) await send(e.id, e.message);
+    }
+    return streamId;
+  }
+}
 
 function buildServer(podName, counters, sessionKey) {
   const server = new McpServer({ name: podName, version: '1.0.0' }, { capabilities: { logging: {} } });
@@ -107,6 +134,11 @@ function startPod(ordinal, port) {
       if (url.pathname !== '/mcp') return jsonError(res, 404, -32000, 'not found');
       const body = req.method === 'POST' ? await readBody(req) : undefined;
       if (mode === 'stateless') {
+        // A sessionless (2026-07-28) server takes POST only.
+        if (req.method !== 'POST') {
+          res.writeHead(405, { Allow: 'POST', 'Content-Type': 'application/json' });
+          return res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null }));
+        }
         const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
         const server = buildServer(podName, counters, () => 'stateless');
         res.on('close', () => { transport.close(); server.close(); });
@@ -124,7 +156,8 @@ function startPod(ordinal, port) {
         transport = new StreamableHTTPServerTransport({
           sessionIdGenerator: () => randomUUID(),
           enableJsonResponse: mode === 'json',
-          eventStore: values['event-store'] ? new InMemoryEventStore() : undefined,
+          eventStore: values['event-store'] ? new EventStore() : undefined,
+          retryInterval: values['retry-interval'] ? Number(values['retry-interval']) : undefined,
           onsessioninitialized: (id) => { sessionId = id; transports.set(id, transport); },
         });
         transport.onclose = () => { if (sessionId) transports.delete(sessionId); };
