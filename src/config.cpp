@@ -185,6 +185,13 @@ const std::vector<KeySpec>& key_specs() {
          c.legacy_sse_path = v;
        },
        [](const Config& c) { return c.legacy_sse_path; }},
+      {"legacy_endpoint_prefix", "--legacy-endpoint-prefix",
+       "path prefix the proxy is mounted under, prepended to the legacy endpoint URL (default none)",
+       [](Config& c, const std::string& v) {
+         if (!v.empty() && v.front() != '/') bad("must be empty or a path starting with '/', got '" + v + "'");
+         c.legacy_endpoint_prefix = v;
+       },
+       [](const Config& c) { return c.legacy_endpoint_prefix; }},
       {"limits.max_header_size", "--max-header-size", "request head bound (default 16KiB, 431 past it)",
        MCP_SIZE(limits.max_header_size)},
       {"limits.max_body_size", "--max-body-size", "request body bound (default 8MiB, 413 past it)",

@@ -567,6 +567,8 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   std::optional<SseEndpointScanner> scanner;
   std::string legacy_id;
   if (legacy_stream) scanner.emplace();
+  const bool rewrite_endpoint = legacy_stream && !cfg.legacy_endpoint_prefix.empty();
+  std::string held;  // the stream's first bytes while the endpoint event is rewritten
   char* const buf = relay_buffer_.get();
   while (!client_failed && !sr.is_done()) {
     if (!parser->is_done()) {
@@ -592,6 +594,8 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
       res.body().size = got;
       res.body().more = !parser->is_done();
       if (scanner && got > 0) {
+        const bool was_scanning = !scanner->done();
+        if (rewrite_endpoint && was_scanning) held.append(buf, got);
         if (auto id = scanner->feed(std::string_view(buf, got))) {
           SessionRecord rec2;
           rec2.ordinal = ex.ordinal;
@@ -600,6 +604,13 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
           co_await record_new_session(*id, std::move(rec2));
           ex.session_for_log = session_hash(*id);
           legacy_id = *id;
+        }
+        if (rewrite_endpoint && was_scanning) {
+          // Held back until the endpoint event is complete, then sent with the prefix.
+          if (!scanner->done() && !parser->is_done()) continue;
+          held = prefix_legacy_endpoint(std::move(held), cfg.legacy_endpoint_prefix);
+          res.body().data = held.data();
+          res.body().size = held.size();
         }
       }
       if (got == 0 && !parser->is_done()) continue;

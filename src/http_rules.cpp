@@ -225,3 +225,24 @@ std::optional<std::string> SseEndpointScanner::feed(std::string_view bytes) {
 }
 
 }  // namespace mcpproxy
+
+namespace mcpproxy {
+
+std::string prefix_legacy_endpoint(std::string bytes, std::string_view prefix) {
+  if (prefix.empty()) return bytes;
+  const auto event = bytes.find("event: endpoint");
+  if (event == std::string::npos) return bytes;
+  const auto data = bytes.find("data:", event);
+  if (data == std::string::npos) return bytes;
+  std::size_t value = data + 5;
+  if (value < bytes.size() && bytes[value] == ' ') ++value;
+  if (value >= bytes.size() || bytes[value] != '/' || (value + 1 < bytes.size() && bytes[value + 1] == '/')) {
+    return bytes;  // absolute ("http://…") or scheme-relative ("//host/…"): not ours to change
+  }
+  std::string_view p = prefix;
+  while (!p.empty() && p.back() == '/') p.remove_suffix(1);
+  bytes.insert(value, p);
+  return bytes;
+}
+
+}  // namespace mcpproxy

@@ -92,6 +92,7 @@ struct Config {
   DownstreamLimits limits;
   std::string placement = "least_sessions";
   std::string legacy_sse_path = "/sse";
+  std::string legacy_endpoint_prefix;  // prepended to the legacy endpoint event's relative URL
   LogConfig log;
   duration drain_timeout{20000};
 };

@@ -69,6 +69,12 @@ std::optional<std::string> legacy_endpoint_session(std::string_view data);
 
 namespace mcpproxy {
 
+// For a proxy mounted under a path prefix: the legacy `endpoint` event's relative URL
+// ("/messages?sessionId=x") gets the prefix ("/team-a/messages?sessionId=x") so the client
+// posts through the same mount. `bytes` holds the stream up to the end of that event;
+// absolute URLs and other events are left alone.
+std::string prefix_legacy_endpoint(std::string bytes, std::string_view prefix);
+
 // Watches the first events of a legacy (2024-11-05) SSE stream as they pass through, for
 // the `endpoint` event. Bounded: gives up after `limit` bytes without one.
 class SseEndpointScanner {

@@ -325,3 +325,21 @@ TEST_F(ProxyTest, LostSessionWithNoPodLeftIs404NotA5xx) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(ProxyTest, LegacyEndpointGetsTheMountPrefix) {
+  start({"--legacy-endpoint-prefix", "/team-a"});
+  Stream sse(port(), "GET", "/sse", "", {{"Accept", "text/event-stream"}});
+  ASSERT_EQ(sse.status(), 200);
+  ASSERT_TRUE(sse.read_until("sessionId=", 5s));
+  ASSERT_TRUE(sse.read_until("\n\n", 5s));
+  EXPECT_NE(sse.body().find("data: /team-a/messages?sessionId="), std::string::npos) << sse.body();
+  // An ingress strips the prefix again: the POST reaches the proxy at the pod's own path.
+  const auto at = sse.body().find("sessionId=") + 10;
+  const std::string sid = sse.body().substr(at, sse.body().find_first_of("\r\n", at) - at);
+  EXPECT_EQ(request(port(), "POST", "/messages?sessionId=" + sid, call(1, "whoami")).status, 202);
+  EXPECT_TRUE(sse.read_until("\"counter\": 1", 5s)) << sse.body();
+}
+
+}  // namespace

@@ -153,3 +153,15 @@ TEST(SseEndpointScanner, IgnoresOtherEvents) {
   EXPECT_FALSE(s.feed("event: message\ndata: /messages?sessionId=no\n\n").has_value());
   EXPECT_FALSE(s.done());
 }
+
+TEST(LegacyEndpoint, PrefixForAMountedProxy) {
+  EXPECT_EQ(prefix_legacy_endpoint("event: endpoint\ndata: /messages?sessionId=a\n\n", "/team-a"),
+            "event: endpoint\ndata: /team-a/messages?sessionId=a\n\n");
+  EXPECT_EQ(prefix_legacy_endpoint(": hi\n\nevent: endpoint\r\ndata:/m?sessionId=a\r\n\r\n", "/p/"),
+            ": hi\n\nevent: endpoint\r\ndata:/p/m?sessionId=a\r\n\r\n");
+  const std::string absolute = "event: endpoint\ndata: http://pod:8080/messages?sessionId=a\n\n";
+  EXPECT_EQ(prefix_legacy_endpoint(absolute, "/p"), absolute);
+  EXPECT_EQ(prefix_legacy_endpoint("event: endpoint\ndata: //h/m\n\n", "/p"), "event: endpoint\ndata: //h/m\n\n");
+  EXPECT_EQ(prefix_legacy_endpoint("event: message\ndata: /x\n\n", "/p"), "event: message\ndata: /x\n\n");
+  EXPECT_EQ(prefix_legacy_endpoint("event: endpoint\ndata: /m\n\n", ""), "event: endpoint\ndata: /m\n\n");
+}
