@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""mcp-session-proxy against nginx and HAProxy at the same job, side by side on this machine.
+
+  python3 bench/bench.py                 # the full run (a few minutes), results to stdout
+  python3 bench/bench.py --write-docs    # ... and into docs/benchmarks.md
+  python3 bench/bench.py --smoke         # CI: every arm answers correctly (1 s each), no figures
+
+Everything runs on 127.0.0.1 / 127.0.1.N. Backends: nginx serving three "pods" that answer
+every POST with a fixed JSON-RPC result and a fresh Mcp-Session-Id, fast enough that the
+proxy is the bottleneck. Arms, run interleaved (A B C D E A B C D E ...) so drift hits all:
+  1 mcp-session-proxy, memory store, one worker thread
+  2 mcp-session-proxy, redis store, one worker thread, warm cache
+  3 nginx, hash $http_mcp_session_id consistent, one worker, upstream keep-alive
+  4 HAProxy, balance hdr(Mcp-Session-Id), one thread, http-reuse always
+  5 the backend directly (the limit)
+Sessions are created through each proxy first; wrk then rotates over their ids.
+Also: initialize rate with the redis store, and RSS per cached session.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import http.client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICKS = os.sysconf("SC_CLK_TCK")
+INIT = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                   "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                              "clientInfo": {"name": "bench", "version": "1"}}})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{host}:{port} did not open")
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICKS
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="mcp-bench-")
+        self.procs = []
+        self.binary = args.binary
+
+    def spawn(self, cmd, **kw):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "stderr.log"), "a"), **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def nginx(self, name, body):
+        conf = os.path.join(self.tmp, f"{name}.conf")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes 1;
+daemon off;
+pid {self.tmp}/{name}.pid;
+error_log {self.tmp}/{name}.err warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {self.tmp}/{name}-body;
+  proxy_temp_path {self.tmp}/{name}-proxy;
+  fastcgi_temp_path {self.tmp}/{name}-fcgi;
+  uwsgi_temp_path {self.tmp}/{name}-uwsgi;
+  scgi_temp_path {self.tmp}/{name}-scgi;
+{body}
+}}
+""")
+        return self.spawn(["nginx", "-c", conf, "-p", self.tmp])
+
+    def start(self):
+        self.pod_port = free_port()
+        pods = "\n".join(f"""  server {{
+    listen 127.0.1.{i}:{self.pod_port};
+    location / {{
+      default_type application/json;
+      add_header Mcp-Session-Id $request_id always;
+      return 200 '{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"pod-{i}"}}]}}}}';
+    }}
+  }}""" for i in range(3))
+        self.backend = self.nginx("backend", pods)
+        for i in range(3):
+            wait_port(f"127.0.1.{i}", self.pod_port)
+        self.redis_port = free_port()
+        self.spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "", "--appendonly", "no"])
+        wait_port("127.0.0.1", self.redis_port)
+
+        self.arms = {}
+        template = f"http://127.0.1.{{ordinal}}:{self.pod_port}"
+        for store in ("memory", "redis"):
+            port = free_port()
+            cmd = [self.binary, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}",
+                   "--threads", "1", "--replicas", "3", "--backend-url-template", template, "--log-level", "warn",
+                   "--session-store", store]
+            if store == "redis":
+                cmd += ["--redis-url", f"redis://127.0.0.1:{self.redis_port}/0"]
+            p = self.spawn(cmd)
+            wait_port("127.0.0.1", port)
+            self.arms[f"mcp-session-proxy ({store})"] = (port, lambda p=p: [p.pid], p.pid)
+        port = free_port()
+        servers = "\n".join(f"    server 127.0.1.{i}:{self.pod_port};" for i in range(3))
+        ng = self.nginx("proxy", f"""  upstream pods {{
+    hash $http_mcp_session_id consistent;
+{servers}
+    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://pods;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}""")
+        wait_port("127.0.0.1", port)
+        self.arms["nginx"] = (port, lambda ng=ng: [ng.pid] + children(ng.pid), None)
+        port = free_port()
+        cfg = os.path.join(self.tmp, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(f"""global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{port}
+  default_backend pods
+backend pods
+  balance hdr(Mcp-Session-Id)
+  hash-type consistent
+""" + "".join(f"  server p{i} 127.0.1.{i}:{self.pod_port}\n" for i in range(3)))
+        hp = self.spawn(["haproxy", "-f", cfg])
+        wait_port("127.0.0.1", port)
+        self.arms["haproxy"] = (port, lambda hp=hp: [hp.pid] + children(hp.pid), None)
+        self.arms["direct"] = (None, lambda: [self.backend.pid] + children(self.backend.pid), None)
+        time.sleep(0.3)  # the redis arm's connection comes up in the background
+
+    def sessions(self, name, port, n):
+        """Creates n sessions through the arm; returns the path of the id file."""
+        host, p = ("127.0.1.0", self.pod_port) if port is None else ("127.0.0.1", port)
+        conn = http.client.HTTPConnection(host, p)
+        ids = []
+        for _ in range(n):
+            conn.request("POST", "/mcp", INIT, {"Content-Type": "application/json",
+                                                "Accept": "application/json, text/event-stream"})
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200 or not r.getheader("Mcp-Session-Id"):
+                raise RuntimeError(f"{name}: initialize answered {r.status}")
+            ids.append(r.getheader("Mcp-Session-Id"))
+        path = os.path.join(self.tmp, name.replace(" ", "_").replace("(", "").replace(")", "") + ".ids")
+        with open(path, "w") as f:
+            f.write("\n".join(ids) + "\n")
+        return path
+
+    def wrk(self, port, seconds, connections, env):
+        host, p = ("127.0.1.0", self.pod_port) if port is None else ("127.0.0.1", port)
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", os.path.join(ROOT, "bench/mcp.lua"),
+                              f"http://{host}:{p}/mcp"], capture_output=True, text=True, env={**os.environ, **env},
+                             timeout=seconds + 60)
+        for line in out.stdout.splitlines():
+            if line.startswith("RESULT "):
+                return json.loads(line[7:])
+        raise RuntimeError("wrk gave no result: " + out.stdout + out.stderr)
+
+    def throughput(self, rounds, seconds, connections, sessions):
+        ids = {name: self.sessions(name, port, sessions) for name, (port, _, _) in self.arms.items()}
+        results = {name: [] for name in self.arms}
+        for r in range(rounds):
+            for name, (port, pids, _) in self.arms.items():
+                before = cpu_seconds(pids())
+                res = self.wrk(port, seconds, connections, {"SESSIONS": ids[name], "MODE": "call"})
+                res["cpu_per_100k"] = (cpu_seconds(pids()) - before) / max(res["requests"], 1) * 100000
+                results[name].append(res)
+                print(f"  round {r + 1} {name:28s} {res['rps']:9.0f} req/s  p50 {res['p50_us']:5d} us  "
+                      f"p99 {res['p99_us']:6d} us  errors {res['errors'] + res['non2xx']}", flush=True)
+        return results
+
+    def initialize_rate_and_rss(self, seconds):
+        port, _, pid = self.arms["mcp-session-proxy (redis)"]
+        rss_before = rss_kib(pid)
+        res = self.wrk(port, seconds, 16, {"MODE": "initialize"})
+        # The records of the sessions just made, in Redis and in the local table.
+        rss_after = rss_kib(pid)
+        created = res["requests"]
+        return res, created, (rss_after - rss_before) * 1024 / max(created, 1)
+
+
+def median(results, key):
+    return statistics.median(r[key] for r in results)
+
+
+def report(results, init, machine):
+    names = list(results)
+    lines = ["| arm | req/s | p50 us | p99 us | p99.9 us | CPU s / 100k req | errors |", "|---|---|---|---|---|---|---|"]
+    for n in names:
+        rs = results[n]
+        lines.append(f"| {n} | {median(rs, 'rps'):.0f} | {median(rs, 'p50_us'):.0f} | {median(rs, 'p99_us'):.0f} | "
+                     f"{median(rs, 'p999_us'):.0f} | {median(rs, 'cpu_per_100k'):.2f} | "
+                     f"{sum(r['errors'] + r['non2xx'] for r in rs)} |")
+    lines += ["", "Ratios (median req/s of the arm / median req/s of the peer; p99 the other way round, >1 is better):", "",
+              "| arm | vs nginx | vs HAProxy | vs direct | p99 vs nginx | p99 vs HAProxy | CPU vs nginx | CPU vs HAProxy |",
+              "|---|---|---|---|---|---|---|---|"]
+    for n in names[:2]:
+        rps = median(results[n], "rps")
+        p99 = median(results[n], "p99_us")
+        cpu = median(results[n], "cpu_per_100k")
+        lines.append(f"| {n} | {rps / median(results['nginx'], 'rps'):.2f} | {rps / median(results['haproxy'], 'rps'):.2f} | "
+                     f"{rps / median(results['direct'], 'rps'):.2f} | {median(results['nginx'], 'p99_us') / p99:.2f} | "
+                     f"{median(results['haproxy'], 'p99_us') / p99:.2f} | {median(results['nginx'], 'cpu_per_100k') / cpu:.2f} | "
+                     f"{median(results['haproxy'], 'cpu_per_100k') / cpu:.2f} |")
+    if init:
+        res, created, per_session = init
+        lines += ["", f"initialize through mcp-session-proxy (redis store): {res['rps']:.0f} new sessions/s "
+                      f"(p50 {res['p50_us']} us, p99 {res['p99_us']} us), {created} sessions; "
+                      f"RSS growth {per_session:.0f} bytes per session held in the local table."]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build/mcp-session-proxy"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--sessions", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true", help="every arm once for 1 s; fail on any error")
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+    if args.smoke:
+        args.rounds, args.seconds, args.sessions = 1, 1, 50
+    b = Bench(args)
+    try:
+        b.start()
+        cmd = " ".join(["python3 bench/bench.py"] + sys.argv[1:])
+        print(f"{len(b.arms)} arms, {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}, "
+              f"{args.sessions} sessions per arm", flush=True)
+        results = b.throughput(args.rounds, args.seconds, args.connections, args.sessions)
+        bad = {n: sum(r["errors"] + r["non2xx"] for r in rs) for n, rs in results.items()}
+        if any(bad.values()):
+            print(f"FAIL: errors per arm {bad}")
+            return 1
+        if args.smoke:
+            print(f"smoke: {len(results)} passed, 0 failed")
+            return 0
+        init = b.initialize_rate_and_rss(args.seconds)
+        machine = (f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; "
+                   + subprocess.run(["sh", "-c", "nginx -v 2>&1; haproxy -v | head -1; wrk --version 2>&1 | head -1; "
+                                     "redis-server --version"], capture_output=True, text=True).stdout.replace("\n", "; "))
+        text = report(results, init, machine)
+        print("\n" + text)
+        if args.write_docs:
+            with open(os.path.join(ROOT, "docs/benchmarks.md"), "w") as f:
+                f.write(f"# Benchmarks\n\nMeasured {time.strftime('%Y-%m-%d')} with `{cmd}` on {machine}\n\n"
+                        f"Everything on one 2-core machine: wrk, the proxy under test and the nginx backend share the "
+                        f"cores, so absolute figures are low and the ratios are what to read.\n\n{text}\n")
+        return 0
+    finally:
+        b.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
