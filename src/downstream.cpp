@@ -559,10 +559,16 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   } sse_gauge{shared.metrics, sse};
 
   // Relay: the head, then every chunk as it arrives (read_some: never wait to fill a buffer).
+  // When body bytes came with the head (a small JSON answer, usually) the head goes out
+  // with the first chunk in one write; otherwise it goes out at once, so an SSE client
+  // sees its stream open before the first event.
   http::serializer<false, http::buffer_body> sr{res};
-  stream_.expires_after(cfg.limits.write_timeout);
-  auto [hec, hn] = co_await http::async_write_header(stream_, sr, use_tuple);
-  bool client_failed = static_cast<bool>(hec);
+  bool client_failed = false;
+  if (upstream_buffer_.size() == 0 && !parser->is_done()) {
+    stream_.expires_after(cfg.limits.write_timeout);
+    auto [hec, hn] = co_await http::async_write_header(stream_, sr, use_tuple);
+    client_failed = static_cast<bool>(hec);
+  }
   bool upstream_failed = false;
   std::optional<SseEndpointScanner> scanner;
   std::string legacy_id;
