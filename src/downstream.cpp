@@ -52,6 +52,37 @@ void strip_hop_by_hop(Fields& f) {
 
 bool status_has_no_body(unsigned status) { return status < 200 || status == 204 || status == 304; }
 
+void append_fields(std::string& out, const http::fields& fields) {
+  for (const auto& f : fields) {
+    out.append(f.name_string().data(), f.name_string().size());
+    out += ": ";
+    out.append(f.value().data(), f.value().size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+// The heads are written by hand into a buffer the connection reuses: Beast's serializer
+// walks nested buffer views per byte range and showed as the largest user-space cost of
+// the relay in `perf` (bench/README.md). Bodies are never copied.
+void append_response_head(std::string& out, const http::response<http::buffer_body>& res) {
+  out += res.version() >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  out += std::to_string(res.result_int());
+  out += ' ';
+  const auto reason = res.reason().empty() ? http::obsolete_reason(res.result()) : res.reason();
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+  append_fields(out, res.base());
+}
+
+void append_request_head(std::string& out, const http::request<http::string_body>& req) {
+  out.append(req.method_string().data(), req.method_string().size());
+  out += ' ';
+  out.append(req.target().data(), req.target().size());
+  out += req.version() >= 11 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n";
+  append_fields(out, req.base());
+}
+
 }  // namespace
 
 Connection::Connection(Worker& worker, tcp::socket socket)
@@ -440,7 +471,10 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     watch->upstream = up.get();
     watch_ = watch;
     watch_client(watch);
-    auto [wec, wn] = co_await http::async_write(*up, ex.req, use_tuple);
+    head_buffer_.clear();
+    append_request_head(head_buffer_, ex.req);
+    const std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_), net::buffer(ex.req.body())};
+    auto [wec, wn] = co_await net::async_write(*up, request_bytes, use_tuple);
     error_code ec = wec;
     if (!ec) {
       auto [hec, hn] = co_await http::async_read_header(*up, upstream_buffer_, *parser, use_tuple);
@@ -562,13 +596,31 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   // When body bytes came with the head (a small JSON answer, usually) the head goes out
   // with the first chunk in one write; otherwise it goes out at once, so an SSE client
   // sees its stream open before the first event.
-  http::serializer<false, http::buffer_body> sr{res};
+  head_buffer_.clear();
+  append_response_head(head_buffer_, res);
+  const bool chunked = res.chunked();
+  bool head_sent = false;
   bool client_failed = false;
-  if (upstream_buffer_.size() == 0 && !parser->is_done()) {
+  // One gathered write: [head] [chunk size] [data] [CRLF] [last chunk]; unused parts are empty.
+  auto write_out = [&](std::string_view data, bool last) -> net::awaitable<bool> {
+    std::array<char, 20> size_line{};
+    std::array<net::const_buffer, 5> out{};
+    if (!head_sent) out[0] = net::buffer(head_buffer_);
+    if (!data.empty()) {
+      if (chunked) {
+        const int n = std::snprintf(size_line.data(), size_line.size(), "%zx\r\n", data.size());
+        out[1] = net::buffer(size_line.data(), static_cast<std::size_t>(n));
+        out[3] = net::buffer("\r\n", 2);
+      }
+      out[2] = net::buffer(data.data(), data.size());
+    }
+    if (last && chunked) out[4] = net::buffer("0\r\n\r\n", 5);
+    head_sent = true;
     stream_.expires_after(cfg.limits.write_timeout);
-    auto [hec, hn] = co_await http::async_write_header(stream_, sr, use_tuple);
-    client_failed = static_cast<bool>(hec);
-  }
+    auto [wec, wn] = co_await net::async_write(stream_, out, use_tuple);
+    co_return !wec;
+  };
+  if (upstream_buffer_.size() == 0 && !parser->is_done()) client_failed = !co_await write_out({}, false);
   bool upstream_failed = false;
   std::optional<SseEndpointScanner> scanner;
   std::string legacy_id;
@@ -576,7 +628,8 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   const bool rewrite_endpoint = legacy_stream && !cfg.legacy_endpoint_prefix.empty();
   std::string held;  // the stream's first bytes while the endpoint event is rewritten
   char* const buf = relay_buffer_.get();
-  while (!client_failed && !sr.is_done()) {
+  while (!client_failed) {
+    std::string_view data;
     if (!parser->is_done()) {
       res.body().data = buf;
       res.body().size = kRelayBufferSize;
@@ -596,13 +649,11 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
         break;
       }
       const std::size_t got = kRelayBufferSize - res.body().size;
-      res.body().data = buf;
-      res.body().size = got;
-      res.body().more = !parser->is_done();
+      data = std::string_view(buf, got);
       if (scanner && got > 0) {
         const bool was_scanning = !scanner->done();
         if (rewrite_endpoint && was_scanning) held.append(buf, got);
-        if (auto id = scanner->feed(std::string_view(buf, got))) {
+        if (auto id = scanner->feed(data)) {
           SessionRecord rec2;
           rec2.ordinal = ex.ordinal;
           rec2.url = pool.address(ex.ordinal).url;
@@ -615,20 +666,14 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
           // Held back until the endpoint event is complete, then sent with the prefix.
           if (!scanner->done() && !parser->is_done()) continue;
           held = prefix_legacy_endpoint(std::move(held), cfg.legacy_endpoint_prefix);
-          res.body().data = held.data();
-          res.body().size = held.size();
+          data = held;
         }
       }
-      if (got == 0 && !parser->is_done()) continue;
-    } else {
-      res.body().data = nullptr;
-      res.body().size = 0;
-      res.body().more = false;
+      if (data.empty() && !parser->is_done()) continue;
     }
-    stream_.expires_after(cfg.limits.write_timeout);
-    auto [wec, wn] = co_await http::async_write(stream_, sr, use_tuple);
-    if (wec == http::error::need_buffer) wec = {};
-    if (wec) client_failed = true;
+    const bool last = parser->is_done();
+    if (!co_await write_out(data, last)) client_failed = true;
+    if (last) break;
   }
   stream_.expires_never();
   finish_watch(watch_);
