@@ -469,8 +469,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     up->expires_after(cfg.backend.response_timeout);
     auto watch = std::make_shared<Watch>();
     watch->upstream = up.get();
-    watch_ = watch;
-    watch_client(watch);
+    watch_ = watch;  // armed by the worker's watch tick if the exchange outlasts it
     head_buffer_.clear();
     append_request_head(head_buffer_, ex.req);
     const std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_), net::buffer(ex.req.body())};
@@ -708,12 +707,21 @@ void Connection::watch_client(const std::shared_ptr<Watch>& watch) {
   });
 }
 
+void Connection::arm_watch(std::chrono::steady_clock::time_point started_before) {
+  if (watch_ && !watch_->done && !watch_->armed && watch_->started < started_before) {
+    watch_->armed = true;
+    watch_client(watch_);
+  }
+}
+
 void Connection::finish_watch(const std::shared_ptr<Watch>& watch) {
   if (!watch || watch->done) return;
   watch->done = true;
   watch->upstream = nullptr;
-  error_code ignored;
-  stream_.socket().cancel(ignored);
+  if (watch->armed) {
+    error_code ignored;
+    stream_.socket().cancel(ignored);
+  }
 }
 
 net::awaitable<bool> Connection::reply(Exchange& ex, http::status status, std::string body,

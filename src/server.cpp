@@ -43,6 +43,7 @@ std::uint16_t Worker::bound_port() const { return acceptor_.local_endpoint().por
 void Worker::start() {
   net::co_spawn(ioc_, accept_loop(), net::detached);
   net::co_spawn(ioc_, prune_loop(), net::detached);
+  net::co_spawn(ioc_, watch_loop(), net::detached);
   thread_ = std::thread([this] { ioc_.run(); });
 }
 
@@ -109,6 +110,20 @@ net::awaitable<void> Worker::accept_loop() {
       continue;
     }
     std::make_shared<Connection>(*this, std::move(socket))->start();
+  }
+}
+
+net::awaitable<void> Worker::watch_loop() {
+  net::steady_timer timer(ioc_);
+  for (;;) {
+    timer.expires_after(std::chrono::milliseconds(100));
+    auto [ec] = co_await timer.async_wait(use_tuple);
+    if (ec) co_return;
+    const auto before = std::chrono::steady_clock::now() - std::chrono::milliseconds(100);
+    for (auto& weak : connections_) {
+      if (auto c = weak.lock()) c->arm_watch(before);
+    }
+    if (!acceptor_.is_open() && connection_count_ == 0) co_return;
   }
 }
 

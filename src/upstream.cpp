@@ -49,7 +49,12 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
     while (!p.idle.empty()) {
       Idle idle = std::move(p.idle.back());
       p.idle.pop_back();
-      if (now - idle.since < cfg_->backend.idle_connection_timeout && !closed_by_peer(*idle.stream)) {
+      // A connection used within the last second is taken without the peek (a syscall per
+      // request): if the pod closed it just now, nothing reached the pod and the request is
+      // sent again on a fresh connection (Connection::forward).
+      const auto idle_for = now - idle.since;
+      if (idle_for < cfg_->backend.idle_connection_timeout &&
+          (idle_for < std::chrono::seconds(1) || !closed_by_peer(*idle.stream))) {
         lease.stream = std::move(idle.stream);
         lease.reused = true;
         co_return lease;

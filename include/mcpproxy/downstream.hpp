@@ -32,11 +32,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close();
 
   // Shared between the exchange and the client watcher (see watch_client).
+  // Most exchanges end within a millisecond; watching the client's socket costs a
+  // reactor registration each time, so the watch is armed only for an exchange that is
+  // still running at the worker's next watch tick (every 100 ms): a client that leaves
+  // during a long tool call or an SSE stream is noticed within about 200 ms.
   struct Watch {
     bool done = false;
+    bool armed = false;
     bool client_gone = false;
     beast::tcp_stream* upstream = nullptr;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };
+  void arm_watch(std::chrono::steady_clock::time_point started_before);
 
  private:
   using request = http::request<http::string_body>;

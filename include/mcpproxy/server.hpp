@@ -74,6 +74,7 @@ class Worker {
  private:
   net::awaitable<void> accept_loop();
   net::awaitable<void> prune_loop();
+  net::awaitable<void> watch_loop();
 
   Shared& shared_;
   std::shared_ptr<const Config> cfg_;
