@@ -132,6 +132,8 @@ const std::vector<KeySpec>& key_specs() {
          c.backend.max_idle_connections = static_cast<std::size_t>(int_in(v, 0, 100000));
        },
        [](const Config& c) { return std::to_string(c.backend.max_idle_connections); }},
+      {"backend.max_response_header_size", "--max-response-header-size",
+       "bound of a pod's response head (default 64KiB, 502 past it)", MCP_SIZE(backend.max_response_header_size)},
       {"sessions.store", "--session-store", "memory or redis (default memory)",
        [](Config& c, const std::string& v) {
          c.sessions.store = one_of(v, {"memory", "redis"});
@@ -204,6 +206,9 @@ const std::vector<KeySpec>& key_specs() {
        MCP_DUR(limits.idle_timeout)},
       {"limits.write_timeout", "--write-timeout", "one write to a client that stopped reading (default 60s)",
        MCP_DUR(limits.write_timeout)},
+      {"limits.relay_buffer_size", "--relay-buffer-size",
+       "per connection, the most of a response body relayed per read (default 16KiB)",
+       MCP_SIZE(limits.relay_buffer_size)},
       {"limits.max_connections", "--max-connections", "client connections per worker thread (default 10000)",
        [](Config& c, const std::string& v) {
          c.limits.max_connections = static_cast<std::size_t>(int_in(v, 1, 10000000));

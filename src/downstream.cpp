@@ -14,8 +14,6 @@
 namespace mcpproxy {
 namespace {
 
-constexpr std::size_t kRelayBufferSize = 16 * 1024;
-constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
 constexpr std::string_view kSessionHeader = "Mcp-Session-Id";
 
 std::optional<std::string_view> header(const http::fields& f, std::string_view name) {
@@ -86,10 +84,7 @@ void append_request_head(std::string& out, const http::request<http::string_body
 }  // namespace
 
 Connection::Connection(Worker& worker, tcp::socket socket)
-    : worker_(worker),
-      stream_(std::move(socket)),
-      relay_buffer_(new char[kRelayBufferSize]),
-      id_(worker.next_connection_id()) {
+    : worker_(worker), stream_(std::move(socket)), id_(worker.next_connection_id()) {
   error_code ec;
   const auto ep = stream_.socket().remote_endpoint(ec);
   if (!ec) peer_ip_ = ep.address().to_string();
@@ -462,7 +457,8 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     sent_at = std::chrono::steady_clock::now();
     upstream_buffer_.clear();
     parser.emplace();
-    parser->header_limit(kUpstreamHeaderLimit);
+    parser->header_limit(
+        static_cast<std::uint32_t>(std::min<std::size_t>(cfg.backend.max_response_header_size, UINT32_MAX)));
     parser->body_limit(boost::none);
     if (head_request) parser->skip(true);
 
@@ -626,12 +622,18 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   if (legacy_stream) scanner.emplace();
   const bool rewrite_endpoint = legacy_stream && !cfg.legacy_endpoint_prefix.empty();
   std::string held;  // the stream's first bytes while the endpoint event is rewritten
+  // Allocated at the first relayed body and kept for the connection's next responses.
+  const std::size_t relay_size = cfg.limits.relay_buffer_size;
+  if (!relay_buffer_ || relay_buffer_size_ != relay_size) {
+    relay_buffer_.reset(new char[relay_size]);  // not zeroed: only ever read after being filled
+    relay_buffer_size_ = relay_size;
+  }
   char* const buf = relay_buffer_.get();
   while (!client_failed) {
     std::string_view data;
     if (!parser->is_done()) {
       res.body().data = buf;
-      res.body().size = kRelayBufferSize;
+      res.body().size = relay_size;
       if (sse) {
         up->expires_never();  // SSE is never cut by a timeout: only by either side closing
       } else {
@@ -647,7 +649,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
         }
         break;
       }
-      const std::size_t got = kRelayBufferSize - res.body().size;
+      const std::size_t got = relay_size - res.body().size;
       data = std::string_view(buf, got);
       if (scanner && got > 0) {
         const bool was_scanning = !scanner->done();

@@ -44,6 +44,7 @@ struct BackendConfig {
   duration eject_cooldown{10000};
   duration idle_connection_timeout{60000};  // pooled keep-alive connection to a pod
   std::size_t max_idle_connections = 64;    // per pod, per worker thread
+  std::size_t max_response_header_size = 64 * 1024;
 };
 
 struct RedisConfig {
@@ -72,9 +73,10 @@ struct DownstreamLimits {
   std::size_t max_body_size = 8 * 1024 * 1024;
   duration header_timeout{10000};  // from the first byte of a request to the end of its head
   duration body_timeout{30000};
-  duration idle_timeout{60000};         // keep-alive connection with no request in progress
-  std::size_t max_connections = 10000;  // per worker thread
-  duration write_timeout{60000};        // one write to a client that stopped reading
+  duration idle_timeout{60000};               // keep-alive connection with no request in progress
+  std::size_t max_connections = 10000;        // per worker thread
+  duration write_timeout{60000};              // one write to a client that stopped reading
+  std::size_t relay_buffer_size = 16 * 1024;  // per connection: the most of a body read at once
 };
 
 struct LogConfig {

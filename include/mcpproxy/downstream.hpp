@@ -87,7 +87,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
   beast::flat_buffer upstream_buffer_;    // reused for every exchange of this connection
   std::unique_ptr<char[]> relay_buffer_;  // reused for every body chunk
-  std::string head_buffer_;               // reused for every serialised request and response head
+  std::size_t relay_buffer_size_ = 0;
+  std::string head_buffer_;  // reused for every serialised request and response head
   std::uint64_t id_;
   std::string peer_ip_;
   bool idle_ = false;
