@@ -236,14 +236,20 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
     }
     case RequestClass::new_session:
     case RequestClass::sessionless: {
-      const auto now = std::chrono::steady_clock::now();
-      ex.ordinal = place(
-          placement_policy(cfg.placement), cfg.backend.replicas, [&](int o) { return shared.health.healthy(o, now); },
-          [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
+      ex.ordinal = place_new(cfg);
       break;
     }
   }
   co_return co_await forward(ex);
+}
+
+int Connection::place_new(const Config& cfg, int avoid) {
+  Shared& shared = worker_.shared();
+  const auto now = std::chrono::steady_clock::now();
+  return place(
+      placement_policy(cfg.placement), cfg.backend.replicas,
+      [&](int o) { return (o != avoid || cfg.backend.replicas == 1) && shared.health.healthy(o, now); },
+      [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
 }
 
 void Connection::prepare_upstream_request(Exchange& ex) {
@@ -335,11 +341,7 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   const Config& cfg = *ex.cfg;
   UpstreamPool& pool = worker_.pool();
   const int lost_on = ex.rec->ordinal;
-  const auto now = std::chrono::steady_clock::now();
-  const int ordinal = place(
-      placement_policy(cfg.placement), cfg.backend.replicas,
-      [&](int o) { return (o != lost_on || cfg.backend.replicas == 1) && shared.health.healthy(o, now); },
-      [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
+  const int ordinal = place_new(cfg, /*avoid=*/lost_on);
   auto fail = [&](std::string_view why) {
     log_event(spdlog::level::warn, "session could not be re-established",
               {{"conn", std::to_string(id_)},
@@ -442,10 +444,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
       log_event(spdlog::level::warn, "pod unreachable",
                 {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", lease.ec.message()}});
       if (++attempt < attempts) {
-        const auto now = std::chrono::steady_clock::now();
-        ex.ordinal = place(
-            placement_policy(cfg.placement), cfg.backend.replicas, [&](int o) { return shared.health.healthy(o, now); },
-            [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
+        ex.ordinal = place_new(cfg);  // the failed pod is ejected now, so placement skips it
         aim_at_pod(ex);
         continue;
       }

@@ -76,6 +76,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                              std::string_view content_type = "application/json");
   net::awaitable<bool> reply_jsonrpc_error(Exchange& ex, http::status status, int code, std::string_view message);
   net::awaitable<void> reply_and_close(http::status status, std::string_view message);
+  // A pod for a new session or a sessionless request (placement policy, healthy pods).
+  int place_new(const Config& cfg, int avoid = -1);
   void prepare_upstream_request(Exchange& ex);  // once per request
   void aim_at_pod(Exchange& ex);                // per pod: Host, the pod's session id
   void watch_client(const std::shared_ptr<Watch>& watch);

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
 import readline from 'node:readline';
+import { before, after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -120,4 +121,19 @@ export function collect(response) {
     check();
   });
   return state;
+}
+
+// Inside a describe(): three SDK pods and a proxy in front of them, started before its
+// tests and stopped after. Returns an object whose `pods` and `proxy` are set by then.
+export function podsBehindProxy(podArgs, proxyArgs = []) {
+  const ctx = {};
+  before(async () => {
+    ctx.pods = await startPods(3, podArgs);
+    ctx.proxy = await startProxy(['--replicas', '3', '--backend-url-template', ctx.pods.template, ...proxyArgs]);
+  });
+  after(async () => {
+    await ctx.proxy?.stop();
+    await ctx.pods?.stop();
+  });
+  return ctx;
 }

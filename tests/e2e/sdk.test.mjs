@@ -1,11 +1,11 @@
 // The official MCP TypeScript SDK as client and server, through the real proxy binary.
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { startPods, startProxy, metric } from './harness.mjs';
+import { podsBehindProxy, metric } from './harness.mjs';
 
 async function connect(url, Transport = StreamableHTTPClientTransport, path = '/mcp') {
   const client = new Client({ name: 'e2e', version: '1.0.0' });
@@ -38,24 +38,15 @@ async function pinnedSessions(url, sessions, calls, Transport, path) {
 
 for (const mode of ['stateful', 'json']) {
   describe(`Streamable HTTP with sessions (SDK server, ${mode === 'json' ? 'JSON answers' : 'SSE answers'})`, () => {
-    let pods;
-    let proxy;
-    before(async () => {
-      pods = await startPods(3, ['--mode', mode]);
-      proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template]);
-    });
-    after(async () => {
-      await proxy?.stop();
-      await pods?.stop();
-    });
+    const ctx = podsBehindProxy(['--mode', mode]);
 
     test('50 concurrent sessions pinned with their state, spread over the pods', async () => {
-      const used = await pinnedSessions(proxy.url, 50, 6);
+      const used = await pinnedSessions(ctx.proxy.url, 50, 6);
       assert.equal(used.size, 3, `pods used: ${[...used]}`);
     });
 
     test('progress notifications arrive before the result', async () => {
-      const { client } = await connect(proxy.url);
+      const { client } = await connect(ctx.proxy.url);
       const progress = [];
       const result = await client.callTool({ name: 'slow', arguments: { steps: 3, interval_ms: 300 } }, undefined, {
         onprogress: (p) => progress.push({ at: Date.now(), progress: p.progress }),
@@ -73,7 +64,7 @@ for (const mode of ['stateful', 'json']) {
     });
 
     test('server notifications arrive on the standalone GET stream', async () => {
-      const { client } = await connect(proxy.url);
+      const { client } = await connect(ctx.proxy.url);
       const got = new Promise((resolve) => {
         client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => resolve(n.params.data));
       });
@@ -88,12 +79,12 @@ for (const mode of ['stateful', 'json']) {
     });
 
     test('DELETE ends the session; the id then gets 404 -32001', async () => {
-      const { client, transport } = await connect(proxy.url);
+      const { client, transport } = await connect(ctx.proxy.url);
       await whoami(client);
       const sid = transport.sessionId;
       assert.ok(sid);
       await transport.terminateSession();
-      const res = await fetch(`${proxy.url}/mcp`, {
+      const res = await fetch(`${ctx.proxy.url}/mcp`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream',
           'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '2025-11-25' },
@@ -104,43 +95,25 @@ for (const mode of ['stateful', 'json']) {
       assert.equal(body.error.code, -32001);
       assert.equal(body.id, 41);
       await client.close();
-      assert.ok(metric(await proxy.metrics(), 'mcp_proxy_sessions_deleted_total') >= 1);
+      assert.ok(metric(await ctx.proxy.metrics(), 'mcp_proxy_sessions_deleted_total') >= 1);
     });
   });
 }
 
 describe('Legacy HTTP+SSE, 2024-11-05 (SDK SSEServerTransport)', () => {
-  let pods;
-  let proxy;
-  before(async () => {
-    pods = await startPods(3, ['--mode', 'legacy']);
-    proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template]);
-  });
-  after(async () => {
-    await proxy?.stop();
-    await pods?.stop();
-  });
+  const ctx = podsBehindProxy(['--mode', 'legacy']);
 
   test('sessions pinned by the endpoint event, spread over the pods', async () => {
-    const used = await pinnedSessions(proxy.url, 12, 5, SSEClientTransport, '/sse');
+    const used = await pinnedSessions(ctx.proxy.url, 12, 5, SSEClientTransport, '/sse');
     assert.ok(used.size >= 2, `pods used: ${[...used]}`);
   });
 });
 
 describe('Sessionless Streamable HTTP (SDK server without session ids)', () => {
-  let pods;
-  let proxy;
-  before(async () => {
-    pods = await startPods(3, ['--mode', 'stateless']);
-    proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template, '--placement', 'random']);
-  });
-  after(async () => {
-    await proxy?.stop();
-    await pods?.stop();
-  });
+  const ctx = podsBehindProxy(['--mode', 'stateless'], ['--placement', 'random']);
 
   test('every request is placed on its own and answered', async () => {
-    const { client } = await connect(proxy.url);
+    const { client } = await connect(ctx.proxy.url);
     const pods = new Set();
     for (let i = 0; i < 30; i++) pods.add((await whoami(client)).pod);
     assert.ok(pods.size >= 2, `requests spread over ${[...pods]}`);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { startPods, startProxy, startRedis, collect, metric } from './harness.mjs';
+import { podsBehindProxy, startPods, startProxy, startRedis, collect, metric } from './harness.mjs';
 
 const VERSION = '2025-11-25';
 const INIT = (version = VERSION) => ({ jsonrpc: '2.0', id: 1, method: 'initialize',
@@ -47,20 +47,11 @@ function openGet(base, sid, extra = {}) {
 }
 
 describe('Streamable HTTP: resumption, priming, batches, refusals (SDK server with an event store)', () => {
-  let pods;
-  let proxy;
-  before(async () => {
-    pods = await startPods(3, ['--mode', 'stateful', '--event-store', '--retry-interval', '1234']);
-    proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template]);
-  });
-  after(async () => {
-    await proxy?.stop();
-    await pods?.stop();
-  });
+  const ctx = podsBehindProxy(['--mode', 'stateful', '--event-store', '--retry-interval', '1234']);
 
   test('priming event and retry pass through untouched on an SSE answer', async () => {
-    const sid = await rawSession(proxy.url);
-    const res = await callTool(proxy.url, sid, 5, 'whoami');
+    const sid = await rawSession(ctx.proxy.url);
+    const res = await callTool(ctx.proxy.url, sid, 5, 'whoami');
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'text/event-stream');
     assert.equal(res.headers.get('x-accel-buffering'), 'no');
@@ -70,25 +61,25 @@ describe('Streamable HTTP: resumption, priming, batches, refusals (SDK server wi
   });
 
   test('Last-Event-ID resumes the GET stream on the session pod', async () => {
-    const sid = await rawSession(proxy.url);
-    const first = openGet(proxy.url, sid);
+    const sid = await rawSession(ctx.proxy.url);
+    const first = openGet(ctx.proxy.url, sid);
     const res = await first.res;
     assert.equal(res.status, 200);
     const stream = collect(res);
     for (let i = 0; i < 50 && !stream.text.includes('first-message'); i++) {
       // The pod may not have registered the stream the instant its head was sent: ask again.
-      await (await callTool(proxy.url, sid, 10 + i, 'announce', { text: 'first-message' })).text();
+      await (await callTool(ctx.proxy.url, sid, 10 + i, 'announce', { text: 'first-message' })).text();
       await stream.until((t) => t.includes('first-message'), 200);
     }
     assert.ok(stream.text.includes('first-message'), stream.text);
     const lastId = [...stream.text.matchAll(/id: (\S+)\n/g)].at(-1)[1];
     // The client drops the stream; the server goes on and stores what it sends meanwhile.
     first.controller.abort();
-    await (await callTool(proxy.url, sid, 99, 'announce', { text: 'while-away' })).text();
+    await (await callTool(ctx.proxy.url, sid, 99, 'announce', { text: 'while-away' })).text();
     // Resume: the GET carries the session id, so it reaches the pod that holds the events.
     let resumed;
     for (let i = 0; i < 50 && !resumed; i++) {
-      const again = openGet(proxy.url, sid, { 'Last-Event-ID': lastId });
+      const again = openGet(ctx.proxy.url, sid, { 'Last-Event-ID': lastId });
       const r = await again.res;
       if (r.status === 200) {
         resumed = collect(r);
@@ -103,70 +94,61 @@ describe('Streamable HTTP: resumption, priming, batches, refusals (SDK server wi
   });
 
   test('a 2025-03-26 batch holding the initialize starts a pinned session', async () => {
-    const res = await post(proxy.url, [INIT('2025-03-26')]);
+    const res = await post(ctx.proxy.url, [INIT('2025-03-26')]);
     assert.equal(res.status, 200);
     await res.text();
     const sid = res.headers.get('mcp-session-id');
     assert.ok(sid, 'the pod answered the batch with a session id');
-    const m = await proxy.metrics();
+    const m = await ctx.proxy.metrics();
     assert.ok(metric(m, 'mcp_proxy_sessions_created_total') >= 1);
-    await (await post(proxy.url, { jsonrpc: '2.0', method: 'notifications/initialized' },
+    await (await post(ctx.proxy.url, { jsonrpc: '2.0', method: 'notifications/initialized' },
       { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '2025-03-26' })).text();
-    const listed = await post(proxy.url, { jsonrpc: '2.0', id: 2, method: 'tools/list' },
+    const listed = await post(ctx.proxy.url, { jsonrpc: '2.0', id: 2, method: 'tools/list' },
       { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '2025-03-26' });
     assert.equal(listed.status, 200, 'routed to the pod that holds the session');
   });
 
   test('MCP-Protocol-Version reaches the pod unchanged (an unsupported one is refused by the pod)', async () => {
-    const sid = await rawSession(proxy.url);
-    const bad = await post(proxy.url, { jsonrpc: '2.0', id: 3, method: 'tools/list' },
+    const sid = await rawSession(ctx.proxy.url);
+    const bad = await post(ctx.proxy.url, { jsonrpc: '2.0', id: 3, method: 'tools/list' },
       { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '1999-01-01' });
     assert.equal(bad.status, 400);
     assert.match(await bad.text(), /Unsupported protocol version/);
   });
 
   test('refusals: unknown session 404 -32001 with the id, malformed id 400', async () => {
-    let res = await post(proxy.url, { jsonrpc: '2.0', id: 'x-7', method: 'tools/list' }, { 'Mcp-Session-Id': 'nope' });
+    let res = await post(ctx.proxy.url, { jsonrpc: '2.0', id: 'x-7', method: 'tools/list' }, { 'Mcp-Session-Id': 'nope' });
     assert.equal(res.status, 404);
     assert.deepEqual((await res.json()).error.code, -32001);
-    res = await post(proxy.url, { jsonrpc: '2.0', id: 8, method: 'tools/list' }, { 'Mcp-Session-Id': 'x'.repeat(257) });
+    res = await post(ctx.proxy.url, { jsonrpc: '2.0', id: 8, method: 'tools/list' }, { 'Mcp-Session-Id': 'x'.repeat(257) });
     assert.equal(res.status, 400);
     await res.text();
   });
 
   test('a session the pod lost is re-established: the SDK client never sees the 404', async () => {
     const client = new Client({ name: 'e2e', version: '1' });
-    const transport = new StreamableHTTPClientTransport(new URL('/mcp', proxy.url));
+    const transport = new StreamableHTTPClientTransport(new URL('/mcp', ctx.proxy.url));
     await client.connect(transport);
     const before = (await client.callTool({ name: 'whoami', arguments: {} })).structuredContent;
     // The pod forgets the session behind the proxy's back (as a pod restart would).
     const pod = Number(before.pod.split('-')[1]);
-    const gone = await fetch(`http://127.0.1.${pod}:${pods.port}/mcp`, {
+    const gone = await fetch(`http://127.0.1.${pod}:${ctx.pods.port}/mcp`, {
       method: 'DELETE', headers: { 'Mcp-Session-Id': transport.sessionId, 'MCP-Protocol-Version': VERSION } });
     assert.equal(gone.status, 200);
     const after = (await client.callTool({ name: 'whoami', arguments: {} })).structuredContent;
     assert.notEqual(after.pod, before.pod);
     assert.equal(after.counter, 1);
     assert.equal((await client.callTool({ name: 'whoami', arguments: {} })).structuredContent.counter, 2);
-    assert.ok(metric(await proxy.metrics(), 'mcp_proxy_sessions_recovered_total') >= 1);
+    assert.ok(metric(await ctx.proxy.metrics(), 'mcp_proxy_sessions_recovered_total') >= 1);
     await client.close();
   });
 });
 
 describe('Sessionless (2026-07-28 style): no session, per-request placement', () => {
-  let pods;
-  let proxy;
-  before(async () => {
-    pods = await startPods(3, ['--mode', 'stateless']);
-    proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template, '--placement', 'random']);
-  });
-  after(async () => {
-    await proxy?.stop();
-    await pods?.stop();
-  });
+  const ctx = podsBehindProxy(['--mode', 'stateless'], ['--placement', 'random']);
 
   test('requests without a session are never refused for it; Mcp-Method/Mcp-Name are passed through', async () => {
-    const res = await post(proxy.url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: {} } },
+    const res = await post(ctx.proxy.url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: {} } },
       { 'Mcp-Method': 'tools/call', 'Mcp-Name': 'whoami', 'MCP-Protocol-Version': VERSION });
     assert.equal(res.status, 200);
     assert.ok(!res.headers.get('mcp-session-id'));
@@ -174,7 +156,7 @@ describe('Sessionless (2026-07-28 style): no session, per-request placement', ()
   });
 
   test('405 from the pod is passed through (GET on a stateless server)', async () => {
-    const res = await fetch(`${proxy.url}/mcp`, { headers: { Accept: 'text/event-stream' } });
+    const res = await fetch(`${ctx.proxy.url}/mcp`, { headers: { Accept: 'text/event-stream' } });
     assert.equal(res.status, 405);
     await res.text();
   });
