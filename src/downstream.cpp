@@ -218,7 +218,7 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
           // Created through another proxy replica, or before this process restarted.
           const auto found = co_await store->get(ex.route.session_id);
           if (found.record) {
-            shared.table.insert(ex.route.session_id, *found.record);
+            cache_session(ex.route.session_id, *found.record);
             ex.rec = found.record;
           }
         } else {
@@ -293,11 +293,13 @@ net::awaitable<bool> Connection::session_lost(Exchange& ex, bool may_recover) {
     if (current.record &&
         (current.record->ordinal != ex.rec->ordinal || current.record->backend_session != ex.rec->backend_session) &&
         current.record->ordinal < ex.cfg->backend.replicas) {
-      shared.table.insert(ex.route.session_id, *current.record);
+      cache_session(ex.route.session_id, *current.record);
       ex.rec = current.record;
       ex.ordinal = current.record->ordinal;
       co_return co_await forward(ex, /*may_recover=*/false);
     }
+    // The local copy leaves the initialize body in Redis; the re-initialize needs it.
+    if (current.record) ex.rec = current.record;
   }
   shared.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
   if (may_recover && can_reestablish(ex) && co_await reestablish(ex)) {
@@ -311,7 +313,7 @@ net::awaitable<void> Connection::record_new_session(const std::string& id, Sessi
   // In the local table first (routing never waits for Redis), then in Redis before the
   // response head goes downstream, so the next request may land on another replica.
   Shared& shared = worker_.shared();
-  shared.table.insert(id, rec);
+  cache_session(id, rec);
   shared.metrics.sessions_created.fetch_add(1, std::memory_order_relaxed);
   if (RedisStore* store = worker_.store()) {
     if (auto winner = co_await store->create(id, rec)) {
@@ -319,11 +321,20 @@ net::awaitable<void> Connection::record_new_session(const std::string& id, Sessi
                 {{"session", session_hash(id)},
                  {"ours", std::to_string(rec.ordinal)},
                  {"theirs", std::to_string(winner->ordinal)}});
-      shared.table.insert(id, std::move(*winner));
+      cache_session(id, std::move(*winner));
     }
   } else {
     shared.metrics.count_store(StoreOp::set, StoreResult::ok);
   }
+}
+
+void Connection::cache_session(const std::string& id, SessionRecord rec) {
+  // The local table keeps what routing needs. The pod URL follows from the ordinal; with
+  // the redis store the initialize body stays in Redis (read back on the rare re-initialize).
+  // About 250 bytes a session fewer (bench/bench.py measures the RSS per session).
+  rec.url = std::string();
+  if (worker_.store() != nullptr) rec.init = std::string();
+  worker_.shared().table.insert(id, std::move(rec));
 }
 
 net::awaitable<void> Connection::forget_session(const std::string& id) {
@@ -401,7 +412,7 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   rec.ordinal = ordinal;
   rec.url = pool.address(ordinal).url;
   rec.backend_session = backend_session == ex.route.session_id ? std::string() : backend_session;
-  shared.table.insert(ex.route.session_id, rec);
+  cache_session(ex.route.session_id, rec);
   if (RedisStore* store = worker_.store()) {
     co_await store->update(ex.route.session_id, rec);
   } else {

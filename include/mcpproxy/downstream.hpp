@@ -72,6 +72,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<bool> session_lost(Exchange& ex, bool may_recover);
   net::awaitable<void> record_new_session(const std::string& id, SessionRecord rec);
   net::awaitable<void> forget_session(const std::string& id);
+  void cache_session(const std::string& id, SessionRecord rec);
   net::awaitable<bool> reply(Exchange& ex, http::status status, std::string body,
                              std::string_view content_type = "application/json");
   net::awaitable<bool> reply_jsonrpc_error(Exchange& ex, http::status status, int code, std::string_view message);
