@@ -92,9 +92,15 @@ Connection::Connection(Worker& worker, tcp::socket socket)
   worker_.shared().metrics.downstream_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Connection::release_relay_buffer() {
+  if (relay_buffer_) worker_.give_relay_buffer(std::move(relay_buffer_), relay_buffer_size_);
+}
+
 Connection::~Connection() {
   worker_.shared().metrics.downstream_connections.fetch_sub(1, std::memory_order_relaxed);
   if (counted_busy_) worker_.shared().busy.fetch_sub(1, std::memory_order_relaxed);
+  if (worker_.shutting_down()) return;  // the worker's pool and registry are gone already
+  release_relay_buffer();
   if (registered_) worker_.remove(registry_);
 }
 
@@ -581,6 +587,8 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
 
   if (sse) {
     shared.metrics.sse_streams.fetch_add(1, std::memory_order_relaxed);
+    // A stream may stay open for hours: it keeps no request-sized read buffer meanwhile.
+    if (buffer_.size() == 0) buffer_.shrink_to_fit();
     // A GET stream (the standalone stream, the legacy transport) never ends by itself: the
     // drain does not wait for it, it closes it at the end. A POST answered with SSE is a
     // call in progress, and the drain waits for its result like any other request.
@@ -632,16 +640,26 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   if (legacy_stream) scanner.emplace();
   const bool rewrite_endpoint = legacy_stream && !cfg.legacy_endpoint_prefix.empty();
   std::string held;  // the stream's first bytes while the endpoint event is rewritten
-  // Allocated at the first relayed body and kept for the connection's next responses.
+  // The relay buffer is lent by the worker. An SSE stream waiting for its next event holds
+  // none: it waits for the pod's socket to turn readable first, so ten thousand idle
+  // streams cost ten thousand sockets, not ten thousand buffers.
   const std::size_t relay_size = cfg.limits.relay_buffer_size;
-  if (!relay_buffer_ || relay_buffer_size_ != relay_size) {
-    relay_buffer_.reset(new char[relay_size]);  // not zeroed: only ever read after being filled
-    relay_buffer_size_ = relay_size;
-  }
-  char* const buf = relay_buffer_.get();
   while (!client_failed) {
     std::string_view data;
     if (!parser->is_done()) {
+      if (sse && upstream_buffer_.size() == 0) {
+        release_relay_buffer();
+        auto [rec_ec] = co_await up->socket().async_wait(tcp::socket::wait_read, use_tuple);
+        if (rec_ec) {
+          upstream_failed = true;
+          break;
+        }
+      }
+      if (!relay_buffer_) {
+        relay_buffer_ = worker_.take_relay_buffer(relay_size);
+        relay_buffer_size_ = relay_size;
+      }
+      char* const buf = relay_buffer_.get();
       res.body().data = buf;
       res.body().size = relay_size;
       if (sse) {
@@ -660,10 +678,10 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
         break;
       }
       const std::size_t got = relay_size - res.body().size;
-      data = std::string_view(buf, got);
+      data = std::string_view(relay_buffer_.get(), got);
       if (scanner && got > 0) {
         const bool was_scanning = !scanner->done();
-        if (rewrite_endpoint && was_scanning) held.append(buf, got);
+        if (rewrite_endpoint && was_scanning) held.append(data);
         if (auto id = scanner->feed(data)) {
           SessionRecord rec2;
           rec2.ordinal = ex.ordinal;
@@ -687,6 +705,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     if (last) break;
   }
   stream_.expires_never();
+  release_relay_buffer();
   finish_watch(watch_);
   const bool client_gone = client_failed || watch_->client_gone || closed_;
   watch_.reset();

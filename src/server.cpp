@@ -26,7 +26,11 @@ Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
   pool_.configure(cfg_);
 }
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  ioc_.stop();
+  join();
+  shutting_down_ = true;
+}
 
 void Worker::listen(const ListenAddress& addr, std::uint16_t port_override) {
   const tcp::endpoint ep{net::ip::make_address(addr.host), port_override != 0 ? port_override : addr.port};
@@ -78,6 +82,23 @@ void Worker::close_all_connections() {
     if (auto c = weak.lock()) c->close();
   }
   pool_.clear();
+}
+
+std::unique_ptr<char[]> Worker::take_relay_buffer(std::size_t size) {
+  if (size != relay_buffers_size_) {
+    relay_buffers_.clear();  // the size changed with a reload
+    relay_buffers_size_ = size;
+  }
+  if (relay_buffers_.empty()) return std::unique_ptr<char[]>(new char[size]);  // not zeroed: written before read
+  auto buffer = std::move(relay_buffers_.back());
+  relay_buffers_.pop_back();
+  return buffer;
+}
+
+void Worker::give_relay_buffer(std::unique_ptr<char[]> buffer, std::size_t size) {
+  if (size == relay_buffers_size_ && relay_buffers_.size() < kPooledRelayBuffers) {
+    relay_buffers_.push_back(std::move(buffer));
+  }
 }
 
 std::list<std::weak_ptr<Connection>>::iterator Worker::add(std::weak_ptr<Connection> c) {

@@ -89,8 +89,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   beast::flat_buffer upstream_buffer_;    // reused for every exchange of this connection
-  std::unique_ptr<char[]> relay_buffer_;  // reused for every body chunk
+  std::unique_ptr<char[]> relay_buffer_;  // lent by the worker while a body is relayed
   std::size_t relay_buffer_size_ = 0;
+  void release_relay_buffer();
   std::string head_buffer_;  // reused for every serialised request and response head
   std::uint64_t id_;
   std::string peer_ip_;

@@ -66,10 +66,16 @@ class Worker {
   // Unique per process: the sequence number times 256 plus the worker index.
   std::uint64_t next_connection_id() { return (++connection_seq_ << 8) | static_cast<std::uint64_t>(index_); }
 
+  // Relay buffers, lent to connections while they relay a body and kept for reuse (at most
+  // `kPooledRelayBuffers`). Worker thread only.
+  std::unique_ptr<char[]> take_relay_buffer(std::size_t size);
+  void give_relay_buffer(std::unique_ptr<char[]> buffer, std::size_t size);
+
   // Connection registry, for drain. Worker thread only.
   std::list<std::weak_ptr<Connection>>::iterator add(std::weak_ptr<Connection> c);
   void remove(std::list<std::weak_ptr<Connection>>::iterator it);
   std::size_t connections() const { return connection_count_; }
+  bool shutting_down() const { return shutting_down_; }
 
  private:
   net::awaitable<void> accept_loop();
@@ -79,12 +85,18 @@ class Worker {
   Shared& shared_;
   std::shared_ptr<const Config> cfg_;
   int index_;
+  // Set when the worker is destroyed: connections still owned by the io_context die with
+  // it, after the members below them, and must not touch those members then.
+  bool shutting_down_ = false;
   net::io_context ioc_{1};
   tcp::acceptor acceptor_{ioc_};
   UpstreamPool pool_{ioc_};
   std::shared_ptr<RedisClient> redis_;
   std::unique_ptr<RedisStore> store_;
   std::mt19937_64 rng_;
+  static constexpr std::size_t kPooledRelayBuffers = 256;
+  std::vector<std::unique_ptr<char[]>> relay_buffers_;
+  std::size_t relay_buffers_size_ = 0;
   std::list<std::weak_ptr<Connection>> connections_;
   std::size_t connection_count_ = 0;
   std::uint64_t connection_seq_ = 0;

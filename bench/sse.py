@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Many open SSE streams through the proxy: its RSS, and the latency of one event while they are open.
+
+  python3 bench/sse.py [--streams 10000] [--binary build/mcp-session-proxy]
+
+A small asyncio MCP-shaped backend (one process, pods on 127.0.1.0-2) mints sessions on
+initialize and holds a GET stream per session; POST /ping?to=<session> sends one event on
+that session's stream. The client opens --streams sessions and their GET streams through
+the proxy, then measures 200 single events end to end (ping sent -> event received)
+through the proxy while all streams stay open, and the same against a pod directly.
+Bounded: the streams are closed and everything stops at the end.
+"""
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- the backend ------------------------------------------------------------------------
+STREAMS = {}
+
+
+async def handle(reader, writer):
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            if method == "POST" and target.startswith("/ping"):
+                sid = target.split("to=", 1)[1]
+                q = STREAMS.get(sid)
+                if q:
+                    q.put_nowait(body)
+                writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            elif method == "POST":
+                sid = uuid.uuid4().hex
+                out = b'{"jsonrpc":"2.0","id":1,"result":{}}'
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: " + sid.encode() +
+                             b"\r\nContent-Length: " + str(len(out)).encode() + b"\r\n\r\n" + out)
+            elif method == "GET":
+                sid = headers.get("mcp-session-id", "")
+                q = asyncio.Queue()
+                STREAMS[sid] = q
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+                try:
+                    while True:
+                        data = await q.get()
+                        event = b"event: message\ndata: " + data + b"\n\n"
+                        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                        await writer.drain()
+                finally:
+                    STREAMS.pop(sid, None)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def backend_main(port):
+    servers = [await asyncio.start_server(handle, f"127.0.1.{i}", port, backlog=4096) for i in range(3)]
+    print("ready", flush=True)
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+# ---- the client -------------------------------------------------------------------------
+async def request(host, port, method, target, body=b"", headers=None):
+    reader, writer = await asyncio.open_connection(host, port)
+    hdrs = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    writer.write(f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{hdrs}\r\n".encode() + body)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    return reader, writer, head
+
+
+async def open_stream(host, port, sem):
+    async with sem:
+        r, w, head = await request(host, port, "POST", "/mcp", b'{"jsonrpc":"2.0","id":1,"method":"initialize"}',
+                                   {"Content-Type": "application/json"})
+        sid = [l.split(":", 1)[1].strip() for l in head.decode().split("\r\n") if l.lower().startswith("mcp-session-id")][0]
+        w.close()
+        reader, writer, head = await request(host, port, "GET", "/mcp", headers={"Mcp-Session-Id": sid,
+                                                                               "Accept": "text/event-stream"})
+        assert head.startswith(b"HTTP/1.1 200"), head
+        return sid, reader, writer
+
+
+async def one_event_latency(host, port, pod_port, sid, reader):
+    stamp = str(time.perf_counter_ns()).encode()
+    _, w, _ = await request("127.0.1.0", pod_port, "POST", f"/ping?to={sid}", stamp)
+    w.close()
+    while True:
+        line = await reader.readline()
+        if stamp in line:
+            return time.perf_counter_ns() - int(stamp)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+async def client_main(args):
+    pod_port = free_port()
+    backend = subprocess.Popen([sys.executable, __file__, "--backend", str(pod_port)], stdout=subprocess.PIPE, text=True)
+    backend.stdout.readline()
+    port, admin = free_port(), free_port()
+    proxy = subprocess.Popen([args.binary, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+                              "--replicas", "1", "--threads", "1", "--backend-url-template",
+                              f"http://127.0.1.{{ordinal}}:{pod_port}", "--log-level", "warn",
+                              "--max-connections", str(args.streams * 2 + 100)])
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        rss0 = rss_kib(proxy.pid)
+        sem = asyncio.Semaphore(200)
+        t0 = time.time()
+        streams = await asyncio.gather(*(open_stream("127.0.0.1", port, sem) for _ in range(args.streams)))
+        opened = time.time() - t0
+        rss1 = rss_kib(proxy.pid)
+        lat = []
+        for i in range(args.events):
+            sid, reader, _ = streams[i * 37 % len(streams)]
+            lat.append(await one_event_latency("127.0.0.1", port, pod_port, sid, reader))
+        direct = await open_stream("127.0.1.0", pod_port, asyncio.Semaphore(1))
+        dlat = [await one_event_latency("127.0.1.0", pod_port, pod_port, direct[0], direct[1]) for _ in range(args.events)]
+        def fmt(xs):
+            xs = sorted(x / 1000 for x in xs)
+            return f"median {statistics.median(xs):.0f} us, p99 {xs[int(len(xs) * 0.99) - 1]:.0f} us"
+        print(f"{args.streams} SSE streams open through the proxy (one worker) in {opened:.1f} s")
+        print(f"proxy RSS {rss0 / 1024:.1f} MiB idle -> {rss1 / 1024:.1f} MiB with the streams open "
+              f"({(rss1 - rss0) * 1024 / args.streams:.0f} bytes per stream)")
+        print(f"one event, ping to arrival, with all streams open: through the proxy {fmt(lat)}; direct {fmt(dlat)}")
+        for _, _, w in streams:
+            w.close()
+    finally:
+        proxy.terminate()
+        backend.terminate()
+        proxy.wait()
+        backend.wait()
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--backend":
+        asyncio.run(backend_main(int(sys.argv[2])))
+        return 0
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build/mcp-session-proxy"))
+    ap.add_argument("--streams", type=int, default=10000)
+    ap.add_argument("--events", type=int, default=200)
+    args = ap.parse_args()
+    # Each stream is a client and an upstream descriptor in the proxy, and one in each peer.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, args.streams * 2 + 1000))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    asyncio.run(client_main(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
