@@ -94,7 +94,10 @@ async def open_stream(host, port, sem):
     async with sem:
         r, w, head = await request(host, port, "POST", "/mcp", b'{"jsonrpc":"2.0","id":1,"method":"initialize"}',
                                    {"Content-Type": "application/json"})
-        sid = [l.split(":", 1)[1].strip() for l in head.decode().split("\r\n") if l.lower().startswith("mcp-session-id")][0]
+        sids = [l.split(":", 1)[1].strip() for l in head.decode().split("\r\n") if l.lower().startswith("mcp-session-id")]
+        if not sids:
+            raise RuntimeError("initialize refused: " + head.decode(errors="replace").split("\r\n")[0])
+        sid = sids[0]
         w.close()
         reader, writer, head = await request(host, port, "GET", "/mcp", headers={"Mcp-Session-Id": sid,
                                                                                "Accept": "text/event-stream"})
@@ -171,9 +174,14 @@ def main():
     ap.add_argument("--events", type=int, default=200)
     args = ap.parse_args()
     # Each stream is a client and an upstream descriptor in the proxy, and one in each peer.
+    # The proxy needs two descriptors a stream (client and pod side).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, max(soft, args.streams * 2 + 1000))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    fit = (hard - 500) // 2
+    if args.streams > fit:
+        print(f"note: {args.streams} streams need {2 * args.streams + 500} descriptors in the proxy; "
+              f"the limit here is {hard}: measuring {fit}", file=sys.stderr)
+        args.streams = fit
     asyncio.run(client_main(args))
     return 0
 
