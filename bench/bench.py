@@ -244,6 +244,28 @@ backend pods
         return res, created, (rss_after - rss_before) * 1024 / max(created, 1)
 
 
+def soak(b, seconds):
+    name = "mcp-session-proxy (memory)"
+    port, _, pid = b.arms[name]
+    ids = b.sessions(name, port, 1000)
+    wrk = subprocess.Popen(["wrk", "-t1", "-c4", f"-d{seconds}s", "-s", os.path.join(ROOT, "bench/mcp.lua"),
+                            f"http://127.0.0.1:{port}/mcp"], stdout=subprocess.PIPE, text=True,
+                           env={**os.environ, "SESSIONS": ids, "MODE": "call"})
+    samples = []
+    start = time.time()
+    while wrk.poll() is None and time.time() - start < seconds + 30:
+        samples.append((round(time.time() - start), rss_kib(pid), len(os.listdir(f"/proc/{pid}/fd"))))
+        print(f"  t={samples[-1][0]:4d}s  RSS {samples[-1][1]} KiB  fds {samples[-1][2]}", flush=True)
+        time.sleep(10)
+    out = wrk.communicate()[0]
+    res = json.loads(next(l[7:] for l in out.splitlines() if l.startswith("RESULT ")))
+    steady = samples[1:] or samples
+    print(f"soak {seconds} s: {res['requests']} requests ({res['rps']:.0f}/s), errors {res['errors'] + res['non2xx']}; "
+          f"RSS {steady[0][1]} -> {steady[-1][1]} KiB (max {max(s[1] for s in steady)}), "
+          f"fds {steady[0][2]} -> {steady[-1][2]} (max {max(s[2] for s in steady)})")
+    return 0 if res["errors"] + res["non2xx"] == 0 else 1
+
+
 def median(results, key):
     return statistics.median(r[key] for r in results)
 
@@ -284,12 +306,16 @@ def main():
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--smoke", action="store_true", help="every arm once for 1 s; fail on any error")
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--soak", type=int, default=0, metavar="SECONDS",
+                    help="instead: wrk -c4 on the memory arm for SECONDS, RSS and open descriptors sampled every 10 s")
     args = ap.parse_args()
     if args.smoke:
         args.rounds, args.seconds, args.sessions = 1, 1, 50
     b = Bench(args)
     try:
         b.start()
+        if args.soak:
+            return soak(b, args.soak)
         cmd = " ".join(["python3 bench/bench.py"] + sys.argv[1:])
         print(f"{len(b.arms)} arms, {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}, "
               f"{args.sessions} sessions per arm", flush=True)

@@ -640,14 +640,18 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   if (legacy_stream) scanner.emplace();
   const bool rewrite_endpoint = legacy_stream && !cfg.legacy_endpoint_prefix.empty();
   std::string held;  // the stream's first bytes while the endpoint event is rewritten
-  // The relay buffer is lent by the worker. An SSE stream waiting for its next event holds
+  // The relay buffer is lent by the worker. A GET stream waiting for its next event holds
   // none: it waits for the pod's socket to turn readable first, so ten thousand idle
   // streams cost ten thousand sockets, not ten thousand buffers.
   const std::size_t relay_size = cfg.limits.relay_buffer_size;
+  // GET streams (the standalone stream, the legacy stream) idle for minutes; an SSE answer
+  // to a POST is a call in progress whose events come soon: it reads directly, one wakeup
+  // less per event.
+  const bool long_lived = sse && ex.req.method() == http::verb::get;
   while (!client_failed) {
     std::string_view data;
     if (!parser->is_done()) {
-      if (sse && upstream_buffer_.size() == 0) {
+      if (long_lived && upstream_buffer_.size() == 0) {
         release_relay_buffer();
         auto [rec_ec] = co_await up->socket().async_wait(tcp::socket::wait_read, use_tuple);
         if (rec_ec) {
