@@ -103,9 +103,22 @@ for (const mode of ['stateful', 'json']) {
 describe('Legacy HTTP+SSE, 2024-11-05 (SDK SSEServerTransport)', () => {
   const ctx = podsBehindProxy(['--mode', 'legacy']);
 
-  test('sessions pinned by the endpoint event, spread over the pods', async () => {
-    const used = await pinnedSessions(ctx.proxy.url, 12, 5, SSEClientTransport, '/sse');
-    assert.ok(used.size >= 2, `pods used: ${[...used]}`);
+  test('50 concurrent sessions pinned by the endpoint event, spread over the pods', async () => {
+    const used = await pinnedSessions(ctx.proxy.url, 50, 5, SSEClientTransport, '/sse');
+    assert.equal(used.size, 3, `pods used: ${[...used]}`);
+  });
+
+  test('progress notifications arrive on the stream before the result', async () => {
+    const { client } = await connect(ctx.proxy.url, SSEClientTransport, '/sse');
+    const progress = [];
+    const result = await client.callTool({ name: 'slow', arguments: { steps: 3, interval_ms: 300 } }, undefined, {
+      onprogress: (p) => progress.push({ at: Date.now(), progress: p.progress }),
+    });
+    const done = Date.now();
+    assert.match(result.content[0].text, /done after 3 steps/);
+    assert.deepEqual(progress.map((p) => p.progress), [1, 2, 3]);
+    assert.ok(done - progress[0].at >= 600, `first progress ${done - progress[0].at} ms before the result`);
+    await client.close();
   });
 });
 
