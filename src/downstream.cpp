@@ -787,10 +787,14 @@ net::awaitable<void> Connection::reply_and_close(http::status status, std::strin
   res.body() = jsonrpc_error_body(-32600, message, "null");
   res.keep_alive(false);
   res.prepare_payload();
-  stream_.expires_after(std::chrono::seconds(5));
-  co_await http::async_write(stream_, res, use_tuple);
-  error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  // A deadline that fired has closed the socket already (Beast's stream does so): the
+  // request is then counted and logged as 408, and the client sees the connection close.
+  if (stream_.socket().is_open()) {
+    stream_.expires_after(std::chrono::seconds(5));
+    co_await http::async_write(stream_, res, use_tuple);
+    error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
   worker_.shared().metrics.count_request(MethodClass::other, static_cast<unsigned>(status));
   log_event(spdlog::level::info, "request refused",
             {{"conn", std::to_string(id_)},
