@@ -58,7 +58,7 @@ for (const mode of ['stateful', 'json']) {
         assert.equal(progress.length, 0);
       } else {
         assert.deepEqual(progress.map((p) => p.progress), [1, 2, 3]);
-        assert.ok(done - progress[0].at >= 600, `first progress ${done - progress[0].at} ms before the result`);
+        assert.ok(done - progress[0].at >= 400, `first progress ${done - progress[0].at} ms before the result`);
       }
       await client.close();
     });
@@ -117,7 +117,7 @@ describe('Legacy HTTP+SSE, 2024-11-05 (SDK SSEServerTransport)', () => {
     const done = Date.now();
     assert.match(result.content[0].text, /done after 3 steps/);
     assert.deepEqual(progress.map((p) => p.progress), [1, 2, 3]);
-    assert.ok(done - progress[0].at >= 600, `first progress ${done - progress[0].at} ms before the result`);
+    assert.ok(done - progress[0].at >= 400, `first progress ${done - progress[0].at} ms before the result`);
     await client.close();
   });
 });

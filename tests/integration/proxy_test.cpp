@@ -112,9 +112,11 @@ TEST_F(ProxyTest, SseEventsArriveBeforeTheStreamEnds) {
   const auto second = s.seen_at("\"progress\": 2");
   const auto result = s.seen_at("\"result\"");
   ASSERT_TRUE(first && second && result) << s.body();
-  // The pod spaces the events 400 ms apart: relayed unbuffered, they arrive that far apart.
-  EXPECT_GE(*result - *first, 1000ms);
-  EXPECT_GE(*second - *first, 300ms);
+  // The pod spaces the events 400 ms apart (1.2 s from the first to the result): relayed
+  // unbuffered they arrive spread out; buffered, they would arrive together at the end.
+  // The bounds leave room for a loaded CI machine.
+  EXPECT_GE(*result - *first, 600ms);
+  EXPECT_GE(*second - *first, 200ms);
 }
 
 TEST_F(ProxyTest, GetStreamCarriesServerNotifications) {
