@@ -56,6 +56,12 @@ RedisClient::RedisClient(net::io_context& ioc, RedisOptions options, std::string
 
 RedisClient::~RedisClient() = default;
 
+void RedisClient::first_attempt_finished() {
+  if (first_attempt_done_) return;
+  first_attempt_done_ = true;
+  if (options_.on_first_attempt) options_.on_first_attempt();
+}
+
 tcp::socket& RedisClient::socket() { return stream_->next_layer(); }
 
 void RedisClient::start() {
@@ -219,6 +225,7 @@ net::awaitable<void> RedisClient::run() {
                    {"host", options_.url.host + ":" + options_.url.port},
                    {"tls", options_.url.tls ? "true" : "false"}});
         backoff = duration{100};
+        first_attempt_finished();
         ec = co_await read_loop();
       }
     }
@@ -226,7 +233,9 @@ net::awaitable<void> RedisClient::run() {
     drop_connection();
     fail_all(RedisError::connection_lost);
     if (stopped_) break;
-    log_event(was_up ? spdlog::level::warn : spdlog::level::debug, "redis unavailable; retrying",
+    const bool first = !first_attempt_done_;
+    first_attempt_finished();
+    log_event(was_up || first ? spdlog::level::warn : spdlog::level::debug, "redis unavailable; retrying",
               {{"client", name_}, {"error", ec.message()}, {"retry_in", format_duration(backoff)}});
     // Exponential backoff with full jitter, capped.
     std::uniform_int_distribution<std::int64_t> jitter(backoff.count() / 2, backoff.count());

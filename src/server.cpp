@@ -163,9 +163,12 @@ Server::Server(CommandLine cmd, Config cfg)
   AdminHandlers handlers;
   // Ready while not draining: with Redis down the proxy still serves (cached sessions, new
   // sessions queued), so readiness stays; the body and /metrics say what is wrong.
-  handlers.ready = [this] { return !shared_.draining.load(); };
+  handlers.ready = [this] {
+    return !shared_.draining.load() && (!shared_.store || shared_.store->connecting.load() == 0);
+  };
   handlers.ready_body = [this] {
     std::string body = shared_.draining.load() ? "draining\n" : "ready\n";
+    if (shared_.store && shared_.store->connecting.load() > 0) body = "starting: connecting to redis\n";
     if (shared_.store) {
       body += shared_.store->up.load() ? "redis: up\n" : "redis: DOWN (sessions route from the local table)\n";
       body += "redis queue: " + std::to_string(shared_.store->depth()) + " records waiting\n";
@@ -237,7 +240,9 @@ int Server::run() {
   if (shared_.store) {
     // Each worker talks to Redis on its own connection; the control connection writes
     // queued records and tells whether Redis is up. None of them blocks start-up.
-    const RedisOptions options = redis_options(cfg);
+    RedisOptions options = redis_options(cfg);
+    shared_.store->connecting.store(static_cast<int>(workers_.size()) + 1);
+    options.on_first_attempt = [store = shared_.store.get()] { store->connecting.fetch_sub(1); };
     for (auto& w : workers_) w->use_redis(options);
     control_redis_ = std::make_shared<RedisClient>(admin_ioc_, options, "control");
     control_redis_->start();

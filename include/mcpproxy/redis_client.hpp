@@ -4,6 +4,7 @@
 // only the codec (redis_codec). One client per io_context; never used from another thread.
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -31,6 +32,8 @@ struct RedisOptions {
   std::string tls_ca_file;
   std::string tls_server_name;  // default: the URL's host
   bool tls_verify = true;
+  // Called once, when the first connection attempt has succeeded or failed (readiness).
+  std::function<void()> on_first_attempt;
 };
 
 // Errors of the client itself (the connection, the deadline), apart from Redis error replies.
@@ -65,6 +68,7 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   net::awaitable<void> write_loop();
   void fail_all(error_code ec);
   void drop_connection();
+  void first_attempt_finished();
   tcp::socket& socket();
 
   net::io_context& ioc_;
@@ -79,6 +83,7 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   std::size_t handshake_left_ = 0;  // AUTH/SELECT/PING replies still to come on this connection
   bool up_ = false;
   bool stopped_ = false;
+  bool first_attempt_done_ = false;
   std::uint64_t generation_ = 0;  // bumps on every reconnect
   std::mt19937_64 rng_{std::random_device{}()};
   net::steady_timer backoff_timer_;

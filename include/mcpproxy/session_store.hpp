@@ -42,6 +42,10 @@ class StoreShared {
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
   std::atomic<bool> up{false};
+  // Redis connections that have not finished their first attempt yet: the proxy reports
+  // ready only after each has (connected or failed), so a record written right after
+  // start-up is not queued merely because the connection was still being made.
+  std::atomic<int> connecting{0};
 
  private:
   std::string key_prefix_;
