@@ -92,13 +92,20 @@ Connection::Connection(Worker& worker, tcp::socket socket)
   worker_.shared().metrics.downstream_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Connection::set_in_flight(bool in_flight) {
+  // Shared::busy counts the requests the drain waits for; each connection adds at most one.
+  if (in_flight == counted_busy_) return;
+  counted_busy_ = in_flight;
+  worker_.shared().busy.fetch_add(in_flight ? 1 : -1, std::memory_order_relaxed);
+}
+
 void Connection::release_relay_buffer() {
   if (relay_buffer_) worker_.give_relay_buffer(std::move(relay_buffer_), relay_buffer_size_);
 }
 
 Connection::~Connection() {
   worker_.shared().metrics.downstream_connections.fetch_sub(1, std::memory_order_relaxed);
-  if (counted_busy_) worker_.shared().busy.fetch_sub(1, std::memory_order_relaxed);
+  set_in_flight(false);
   if (worker_.shutting_down()) return;  // the worker's pool and registry are gone already
   release_relay_buffer();
   if (registered_) worker_.remove(registry_);
@@ -182,13 +189,9 @@ net::awaitable<void> Connection::run() {
     ex.cfg = std::move(cfg);
     ex.start = std::chrono::steady_clock::now();
     ex.keep_alive = ex.req.keep_alive();
-    worker_.shared().busy.fetch_add(1, std::memory_order_relaxed);
-    counted_busy_ = true;
+    set_in_flight(true);
     const bool again = co_await handle(ex);
-    if (counted_busy_) {
-      worker_.shared().busy.fetch_sub(1, std::memory_order_relaxed);
-      counted_busy_ = false;
-    }
+    set_in_flight(false);
     worker_.shared().metrics.count_request(method_class(ex.req.method_string()), ex.status);
     log_access(ex);
     if (!again || !ex.keep_alive || closed_) {
@@ -280,8 +283,10 @@ void Connection::aim_at_pod(Exchange& ex) {
     ex.req.set(http::field::host, worker_.pool().address(ex.ordinal).authority);
   }
   // After a re-initialize the pod knows the session by its own id; the client keeps its.
+  // Usually the header already holds it: rewritten only when it differs (no copy per request).
   if (ex.rec && !ex.route.from_query) {
-    ex.req.set(kSessionHeader, ex.rec->backend_session.empty() ? ex.route.session_id : ex.rec->backend_session);
+    const std::string& pod_id = ex.rec->backend_session.empty() ? ex.route.session_id : ex.rec->backend_session;
+    if (header(ex.req, kSessionHeader) != std::string_view(pod_id)) ex.req.set(kSessionHeader, pod_id);
   }
 }
 
@@ -592,10 +597,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     // A GET stream (the standalone stream, the legacy transport) never ends by itself: the
     // drain does not wait for it, it closes it at the end. A POST answered with SSE is a
     // call in progress, and the drain waits for its result like any other request.
-    if (counted_busy_ && ex.req.method() == http::verb::get) {
-      shared.busy.fetch_sub(1, std::memory_order_relaxed);
-      counted_busy_ = false;
-    }
+    if (ex.req.method() == http::verb::get) set_in_flight(false);
   }
   struct SseGauge {
     Metrics& m;

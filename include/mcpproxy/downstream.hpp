@@ -97,7 +97,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string peer_ip_;
   bool idle_ = false;
   bool closed_ = false;
-  bool counted_busy_ = false;
+  bool counted_busy_ = false;  // this connection's request is counted in Shared::busy
+  void set_in_flight(bool in_flight);
   std::shared_ptr<Watch> watch_;
   std::list<std::weak_ptr<Connection>>::iterator registry_;
   bool registered_ = false;
