@@ -1,3 +1,4 @@
+#include <cstring>
 #include <functional>
 
 #include "mcpproxy/session.hpp"
@@ -7,13 +8,105 @@ namespace mcpproxy {
 SessionTable::SessionTable(std::size_t max_sessions, duration ttl)
     : max_per_shard_(std::max<std::size_t>(1, (max_sessions + kShards - 1) / kShards)),
       ttl_ms_(ttl.count()),
-      per_pod_(new std::atomic<std::int64_t>[kMaxReplicas]) {
+      per_pod_(new std::atomic<std::int64_t>[kMaxReplicas]),
+      plain_(kMaxReplicas) {
   for (int i = 0; i < kMaxReplicas; ++i) per_pod_[i].store(0, std::memory_order_relaxed);
 }
 
-SessionTable::Shard& SessionTable::shard_for(const std::string& id) {
-  return shards_[std::hash<std::string>{}(id) % kShards];
+SessionTable::~SessionTable() {
+  for (Shard& s : shards_) {
+    for (std::uint32_t i = 0; i < s.nodes; ++i) {
+      Node& n = s.at(i);
+      if (n.used && n.len > kInlineKey) delete[] n.key.big;
+    }
+  }
 }
+
+std::uint32_t SessionTable::hash_of(std::string_view id) {
+  const std::size_t h = std::hash<std::string_view>{}(id);
+  return static_cast<std::uint32_t>(h ^ (h >> 32U));
+}
+
+// ---- one shard: node storage, LRU list and open-addressing index (callers hold `mu`) ----
+
+std::uint32_t SessionTable::Shard::lookup(std::string_view id, std::uint32_t hash) const {
+  if (slots.empty()) return kNil;
+  const std::size_t mask = slots.size() - 1;
+  for (std::size_t p = hash & mask;; p = (p + 1) & mask) {
+    const std::uint32_t slot = slots[p];
+    if (slot == 0) return kNil;
+    const Node& n = chunks[(slot - 1) / kChunk][(slot - 1) % kChunk];
+    if (n.hash == hash && n.id() == id) return slot - 1;
+  }
+}
+
+void SessionTable::Shard::index_insert(std::uint32_t i) {
+  if ((count + 1) * 4 > slots.size() * 3) {
+    // Grow to keep the load under 3/4; every node is placed again.
+    std::vector<std::uint32_t> old = std::move(slots);
+    slots.assign(std::max<std::size_t>(16, old.size() * 2), 0);
+    const std::size_t mask = slots.size() - 1;
+    for (const std::uint32_t slot : old) {
+      if (slot == 0) continue;
+      std::size_t p = at(slot - 1).hash & mask;
+      while (slots[p] != 0) p = (p + 1) & mask;
+      slots[p] = slot;
+    }
+  }
+  const std::size_t mask = slots.size() - 1;
+  std::size_t p = at(i).hash & mask;
+  while (slots[p] != 0) p = (p + 1) & mask;
+  slots[p] = i + 1;
+  ++count;
+}
+
+void SessionTable::Shard::index_erase(std::uint32_t i) {
+  // Backward-shift deletion: no tombstones, probe chains stay short.
+  const std::size_t mask = slots.size() - 1;
+  std::size_t hole = at(i).hash & mask;
+  while (slots[hole] != i + 1) hole = (hole + 1) & mask;
+  for (std::size_t p = (hole + 1) & mask;; p = (p + 1) & mask) {
+    const std::uint32_t slot = slots[p];
+    if (slot == 0) break;
+    const std::size_t home = at(slot - 1).hash & mask;
+    // The entry at p may move into the hole when its home is not between hole and p.
+    const bool movable = hole <= p ? (home <= hole || home > p) : (home <= hole && home > p);
+    if (movable) {
+      slots[hole] = slot;
+      hole = p;
+    }
+  }
+  slots[hole] = 0;
+  --count;
+}
+
+void SessionTable::Shard::unlink(std::uint32_t i) {
+  Node& n = at(i);
+  (n.prev == kNil ? head : at(n.prev).next) = n.next;
+  (n.next == kNil ? tail : at(n.next).prev) = n.prev;
+  n.prev = n.next = kNil;
+}
+
+void SessionTable::Shard::push_front(std::uint32_t i) {
+  Node& n = at(i);
+  n.prev = kNil;
+  n.next = head;
+  if (head != kNil) at(head).prev = i;
+  head = i;
+  if (tail == kNil) tail = i;
+}
+
+std::uint32_t SessionTable::Shard::new_node() {
+  if (free != kNil) {
+    const std::uint32_t i = free;
+    free = at(i).next;
+    return i;
+  }
+  if (nodes % kChunk == 0) chunks.push_back(std::make_unique<Node[]>(kChunk));
+  return nodes++;
+}
+
+// ---- the table ----
 
 void SessionTable::count(int ordinal, int delta) {
   if (ordinal >= 0 && ordinal < kMaxReplicas) per_pod_[ordinal].fetch_add(delta, std::memory_order_relaxed);
@@ -24,66 +117,119 @@ std::int64_t SessionTable::sessions_on(int ordinal) const {
   return per_pod_[ordinal].load(std::memory_order_relaxed);
 }
 
-void SessionTable::drop_locked(Shard& s, std::list<Entry>::iterator it) {
-  count(it->rec->ordinal, -1);
-  s.index.erase(std::string_view(it->id));
-  s.lru.erase(it);
+void SessionTable::drop_locked(Shard& s, std::uint32_t i) {
+  Node& n = s.at(i);
+  count(n.rec->ordinal, -1);
+  s.index_erase(i);
+  s.unlink(i);
+  if (n.len > kInlineKey) delete[] n.key.big;
+  n.rec.reset();
+  n.used = false;
+  n.len = 0;
+  n.next = s.free;
+  s.free = i;
   size_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 std::shared_ptr<const SessionRecord> SessionTable::find(const std::string& id, clock::time_point now, bool* refreshed) {
-  Shard& s = shard_for(id);
+  const std::uint32_t hash = hash_of(id);
+  Shard& s = shard_for(hash);
   std::lock_guard lock(s.mu);
-  const auto found = s.index.find(std::string_view(id));
-  if (found == s.index.end()) return nullptr;
-  const auto it = found->second;
+  const std::uint32_t i = s.lookup(id, hash);
+  if (i == kNil) return nullptr;
+  Node& n = s.at(i);
   const duration life = ttl();
-  if (now - it->refreshed >= life) {
-    drop_locked(s, it);
+  if (now - n.refreshed >= life) {
+    drop_locked(s, i);
     expired_.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
   // Slide the TTL at most every ttl/10 (DESIGN.md): cheap here, and the same rule
   // bounds the refresh writes a remote store would see.
-  if (now - it->refreshed >= life / 10) {
-    it->refreshed = now;
+  if (now - n.refreshed >= life / 10) {
+    n.refreshed = now;
     if (refreshed != nullptr) *refreshed = true;
   }
-  s.lru.splice(s.lru.begin(), s.lru, it);
-  return it->rec;
+  if (s.head != i) {
+    s.unlink(i);
+    s.push_front(i);
+  }
+  return n.rec;
+}
+
+std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
+  // What the table keeps: routing and re-initialize need the rest, Redis keeps all.
+  rec.url = std::string();
+  rec.created = 0;
+  std::lock_guard lock(intern_mu_);
+  if (rec.backend_session.empty() && rec.init.empty() && rec.principal.empty()) {
+    auto& plain = plain_[static_cast<std::size_t>(rec.ordinal)];
+    if (!plain) plain = std::make_shared<const SessionRecord>(std::move(rec));
+    return plain;
+  }
+  std::size_t h = std::hash<std::string>{}(rec.init);
+  h = h * 31U + std::hash<std::string>{}(rec.backend_session);
+  h = h * 31U + std::hash<std::string>{}(rec.principal);
+  h = h * 31U + static_cast<std::size_t>(rec.ordinal);
+  const auto [first, last] = interned_.equal_range(h);
+  for (auto it = first; it != last; ++it) {
+    const SessionRecord& r = *it->second;
+    if (r.ordinal == rec.ordinal && r.init == rec.init && r.backend_session == rec.backend_session &&
+        r.principal == rec.principal) {
+      return it->second;
+    }
+  }
+  auto shared = std::make_shared<const SessionRecord>(std::move(rec));
+  interned_.emplace(h, shared);
+  return shared;
 }
 
 void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_point now) {
-  Shard& s = shard_for(id);
-  auto shared = std::make_shared<const SessionRecord>(std::move(rec));
+  if (rec.ordinal < 0 || rec.ordinal >= kMaxReplicas || id.empty() || id.size() > UINT16_MAX) return;
+  auto shared = intern(std::move(rec));
+  const std::uint32_t hash = hash_of(id);
+  Shard& s = shard_for(hash);
   std::lock_guard lock(s.mu);
-  const auto found = s.index.find(std::string_view(id));
-  if (found != s.index.end()) {
-    const auto it = found->second;
-    count(it->rec->ordinal, -1);
+  if (const std::uint32_t i = s.lookup(id, hash); i != kNil) {
+    Node& n = s.at(i);
+    count(n.rec->ordinal, -1);
     count(shared->ordinal, +1);
-    it->rec = std::move(shared);
-    it->refreshed = now;
-    s.lru.splice(s.lru.begin(), s.lru, it);
+    n.rec = std::move(shared);
+    n.refreshed = now;
+    s.unlink(i);
+    s.push_front(i);
     return;
   }
-  if (s.lru.size() >= max_per_shard_) {
-    drop_locked(s, std::prev(s.lru.end()));
+  if (s.count >= max_per_shard_) {
+    drop_locked(s, s.tail);
     evicted_.fetch_add(1, std::memory_order_relaxed);
   }
+  const std::uint32_t i = s.new_node();
+  Node& n = s.at(i);
+  n.used = true;
+  n.hash = hash;
+  n.len = static_cast<std::uint16_t>(id.size());
+  if (n.len <= kInlineKey) {
+    std::memcpy(n.key.small.data(), id.data(), n.len);
+  } else {
+    n.key.big = new char[n.len];
+    std::memcpy(n.key.big, id.data(), n.len);
+  }
+  n.refreshed = now;
   count(shared->ordinal, +1);
-  s.lru.push_front(Entry{id, std::move(shared), now});
-  // The key views the entry's own string: list nodes never move.
-  s.index.emplace(std::string_view(s.lru.front().id), s.lru.begin());
+  n.rec = std::move(shared);
+  s.index_insert(i);
+  s.push_front(i);
   size_.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool SessionTable::erase(const std::string& id) {
-  Shard& s = shard_for(id);
+  const std::uint32_t hash = hash_of(id);
+  Shard& s = shard_for(hash);
   std::lock_guard lock(s.mu);
-  const auto found = s.index.find(std::string_view(id));
-  if (found == s.index.end()) return false;
-  drop_locked(s, found->second);
+  const std::uint32_t i = s.lookup(id, hash);
+  if (i == kNil) return false;
+  drop_locked(s, i);
   return true;
 }
 
@@ -92,18 +238,20 @@ std::size_t SessionTable::sweep(clock::time_point now) {
   const duration life = ttl();
   for (Shard& s : shards_) {
     std::lock_guard lock(s.mu);
-    for (auto it = s.lru.begin(); it != s.lru.end();) {
-      if (now - it->refreshed >= life) {
-        const auto next = std::next(it);
-        drop_locked(s, it);
-        it = next;
+    // Every node is looked at: LRU order is use order, not refresh order.
+    for (std::uint32_t i = s.tail; i != kNil;) {
+      const std::uint32_t prev = s.at(i).prev;
+      if (now - s.at(i).refreshed >= life) {
+        drop_locked(s, i);
         ++dropped;
-      } else {
-        ++it;
       }
+      i = prev;
     }
   }
   expired_.fetch_add(dropped, std::memory_order_relaxed);
+  // Shared records nobody points at any more.
+  std::lock_guard lock(intern_mu_);
+  std::erase_if(interned_, [](const auto& kv) { return kv.second.use_count() == 1; });
   return dropped;
 }
 

@@ -8,13 +8,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "mcpproxy/config.hpp"
 
@@ -40,6 +40,9 @@ using clock = std::chrono::steady_clock;
 class SessionTable {
  public:
   SessionTable(std::size_t max_sessions, duration ttl);
+  ~SessionTable();
+  SessionTable(const SessionTable&) = delete;
+  SessionTable& operator=(const SessionTable&) = delete;
 
   // Hot path: no I/O. Slides the TTL at most every ttl/10 (`*refreshed` tells when it did,
   // so a remote store gets the same rare refresh). nullptr when unknown or expired.
@@ -47,6 +50,8 @@ class SessionTable {
                                             bool* refreshed = nullptr);
 
   // Adds or replaces a record. Evicts the least recently used entry of its shard when full.
+  // The table keeps what routing and a re-initialize need: not `url` nor `created` (the
+  // remote store keeps the whole record).
   void insert(const std::string& id, SessionRecord rec, clock::time_point now = clock::now());
 
   // Removes a record; true when it was there.
@@ -62,21 +67,54 @@ class SessionTable {
   void set_ttl(duration ttl) { ttl_ms_.store(ttl.count(), std::memory_order_relaxed); }
 
  private:
-  struct Entry {
-    std::string id;
+  // About 90 bytes a session (bench/bench.py measures the RSS): the id is kept inline in a
+  // node (ids up to kInlineKey bytes, which covers UUIDs), nodes live in fixed chunks that
+  // never move, the index is open addressing over 32-bit node numbers, and the LRU links
+  // are node numbers too. The record is shared: every session of a pod that has nothing of
+  // its own (the redis store keeps the initialize body in Redis) points at one record for
+  // that pod, and equal records (the same initialize body, typical of one agent fleet)
+  // are stored once.
+  static constexpr std::uint32_t kNil = 0xffffffffU;
+  static constexpr std::size_t kInlineKey = 40;
+  static constexpr std::size_t kChunk = 256;  // nodes per chunk
+  struct Node {
+    std::uint32_t prev = kNil;
+    std::uint32_t next = kNil;  // also the free list's link
+    std::uint32_t hash = 0;
+    std::uint16_t len = 0;
+    bool used = false;
+    clock::time_point refreshed{};
     std::shared_ptr<const SessionRecord> rec;
-    clock::time_point refreshed;
+    union {
+      std::array<char, kInlineKey> small;
+      char* big;
+    } key{};
+    std::string_view id() const { return {len <= kInlineKey ? key.small.data() : key.big, len}; }
   };
   struct Shard {
     std::mutex mu;
-    std::list<Entry> lru;  // front: most recently used
-    std::unordered_map<std::string_view, std::list<Entry>::iterator> index;
+    std::vector<std::unique_ptr<Node[]>> chunks;
+    std::uint32_t nodes = 0;  // nodes handed out so far
+    std::uint32_t free = kNil;
+    std::uint32_t head = kNil;  // most recently used
+    std::uint32_t tail = kNil;
+    std::uint32_t count = 0;
+    std::vector<std::uint32_t> slots;  // node + 1, 0 empty; linear probing
+    Node& at(std::uint32_t i) { return chunks[i / kChunk][i % kChunk]; }
+    std::uint32_t lookup(std::string_view id, std::uint32_t hash) const;
+    void unlink(std::uint32_t i);
+    void push_front(std::uint32_t i);
+    void index_insert(std::uint32_t i);
+    void index_erase(std::uint32_t i);
+    std::uint32_t new_node();
   };
   static constexpr std::size_t kShards = 64;
 
-  Shard& shard_for(const std::string& id);
+  static std::uint32_t hash_of(std::string_view id);
+  Shard& shard_for(std::uint32_t hash) { return shards_[hash % kShards]; }
   void count(int ordinal, int delta);
-  void drop_locked(Shard& s, std::list<Entry>::iterator it);
+  void drop_locked(Shard& s, std::uint32_t i);
+  std::shared_ptr<const SessionRecord> intern(SessionRecord rec);
   duration ttl() const { return duration{ttl_ms_.load(std::memory_order_relaxed)}; }
 
   std::array<Shard, kShards> shards_;
@@ -86,6 +124,9 @@ class SessionTable {
   std::atomic<std::uint64_t> evicted_{0};
   std::atomic<std::uint64_t> expired_{0};
   std::unique_ptr<std::atomic<std::int64_t>[]> per_pod_;
+  std::mutex intern_mu_;
+  std::vector<std::shared_ptr<const SessionRecord>> plain_;  // per pod: a record with nothing else
+  std::unordered_multimap<std::size_t, std::shared_ptr<const SessionRecord>> interned_;
 };
 
 }  // namespace mcpproxy

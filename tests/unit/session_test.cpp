@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 using namespace mcpproxy;
 
 namespace {
@@ -91,4 +93,83 @@ TEST(SessionTable, BoundedEvictsLeastRecentlyUsed) {
   EXPECT_EQ(t.evicted(), 1000U - t.size());
   EXPECT_EQ(t.sessions_on(0), static_cast<std::int64_t>(t.size()));
   EXPECT_NE(t.find("s999"), nullptr);  // the newest survives
+}
+
+TEST(SessionTable, AgreesWithAMapUnderChurn) {
+  // Random inserts, moves, erases and lookups against std::map: exercises the index's
+  // growth, backward-shift deletion, node reuse and ids longer than the inline key.
+  SessionTable t(1'000'000, std::chrono::hours(1));
+  std::map<std::string, int> model;
+  std::uint64_t x = 88172645463325252ULL;
+  auto next = [&x] {
+    x ^= x << 13U;
+    x ^= x >> 7U;
+    x ^= x << 17U;
+    return x;
+  };
+  for (int step = 0; step < 200'000; ++step) {
+    const std::uint64_t r = next();
+    const std::uint64_t k = r % 5000;
+    std::string id = "sess-" + std::to_string(k);
+    if (k % 7 == 0) id += std::string(60 + k % 150, 'x');  // beyond the inline key
+    switch ((r >> 32U) % 4) {
+      case 0:
+      case 1: {
+        const int ordinal = static_cast<int>((r >> 40U) % 5);
+        t.insert(id, on(ordinal));
+        model[id] = ordinal;
+        break;
+      }
+      case 2:
+        EXPECT_EQ(t.erase(id), model.erase(id) == 1) << id;
+        break;
+      default: {
+        const auto found = t.find(id);
+        const auto it = model.find(id);
+        ASSERT_EQ(found != nullptr, it != model.end()) << id;
+        if (found) {
+          EXPECT_EQ(found->ordinal, it->second);
+        }
+      }
+    }
+  }
+  EXPECT_EQ(t.size(), model.size());
+  std::array<std::int64_t, 5> per_pod{};
+  for (const auto& [id, ordinal] : model) {
+    const auto found = t.find(id);
+    ASSERT_NE(found, nullptr) << id;
+    EXPECT_EQ(found->ordinal, ordinal);
+    ++per_pod[static_cast<std::size_t>(ordinal)];
+  }
+  for (int o = 0; o < 5; ++o) EXPECT_EQ(t.sessions_on(o), per_pod[static_cast<std::size_t>(o)]);
+}
+
+TEST(SessionTable, EqualRecordsAreStoredOnce) {
+  SessionTable t(100, std::chrono::hours(1));
+  SessionRecord a = on(1);
+  a.init = R"({"jsonrpc":"2.0","id":0,"method":"initialize"})";
+  a.created = 1;
+  SessionRecord b = a;
+  b.created = 2;  // not kept by the table
+  SessionRecord c = a;
+  c.init += " ";
+  t.insert("a", a);
+  t.insert("b", b);
+  t.insert("c", c);
+  t.insert("p", on(1));
+  t.insert("q", on(1));
+  EXPECT_EQ(t.find("a").get(), t.find("b").get());
+  EXPECT_NE(t.find("a").get(), t.find("c").get());
+  EXPECT_EQ(t.find("c")->init, c.init);
+  EXPECT_EQ(t.find("p").get(), t.find("q").get());
+  EXPECT_NE(t.find("p").get(), t.find("a").get());
+  EXPECT_TRUE(t.find("p")->init.empty());
+}
+
+TEST(SessionTable, RefusesWhatItCannotHold) {
+  SessionTable t(100, std::chrono::hours(1));
+  t.insert("", on(0));
+  t.insert("neg", on(-1));
+  t.insert("far", on(kMaxReplicas));
+  EXPECT_EQ(t.size(), 0U);
 }
