@@ -3,9 +3,10 @@
 #include <sys/socket.h>
 
 #include <boost/asio/write.hpp>
-#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <charconv>
 #include <ctime>
 
 #include "mcpproxy/log.hpp"
@@ -23,63 +24,65 @@ std::optional<std::string_view> header(const http::fields& f, std::string_view n
 }
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i]))) {
-      return false;
-    }
-  }
-  return true;
+  return s.size() >= prefix.size() && http1::iequals(s.substr(0, prefix.size()), prefix);
 }
 
-// Removes hop-by-hop headers, and the headers the Connection header names, in place.
-template <class Fields>
-void strip_hop_by_hop(Fields& f) {
-  if (const auto conn = header(f, "Connection")) {
-    const std::string listed(*conn);
-    for (auto it = f.begin(); it != f.end();) {
-      const std::string_view name(it->name_string().data(), it->name_string().size());
-      it = connection_lists(listed, name) ? f.erase(it) : std::next(it);
-    }
-  }
-  for (auto it = f.begin(); it != f.end();) {
-    const std::string_view name(it->name_string().data(), it->name_string().size());
-    it = is_hop_by_hop(name) ? f.erase(it) : std::next(it);
-  }
-}
-
-bool status_has_no_body(unsigned status) { return status < 200 || status == 204 || status == 304; }
-
-void append_fields(std::string& out, const http::fields& fields) {
-  for (const auto& f : fields) {
-    out.append(f.name_string().data(), f.name_string().size());
-    out += ": ";
-    out.append(f.value().data(), f.value().size());
-    out += "\r\n";
-  }
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out += ": ";
+  out.append(value);
   out += "\r\n";
 }
 
-// The heads are written by hand into a buffer the connection reuses: Beast's serializer
-// walks nested buffer views per byte range and showed as the largest user-space cost of
-// the relay in `perf` (bench/README.md). Bodies are never copied.
-void append_response_head(std::string& out, const http::response<http::buffer_body>& res) {
-  out += res.version() >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
-  out += std::to_string(res.result_int());
-  out += ' ';
-  const auto reason = res.reason().empty() ? http::obsolete_reason(res.result()) : res.reason();
-  out.append(reason.data(), reason.size());
-  out += "\r\n";
-  append_fields(out, res.base());
+// A field the proxy never forwards as received: hop-by-hop (RFC 9110 7.6.1), or named by
+// the message's Connection header.
+bool dropped_hop(const http1::Field& f, const std::optional<std::string_view>& connection) {
+  return is_hop_by_hop(f.name) || (connection && connection_lists(*connection, f.name));
 }
 
-void append_request_head(std::string& out, const http::request<http::string_body>& req) {
-  out.append(req.method_string().data(), req.method_string().size());
-  out += ' ';
-  out.append(req.target().data(), req.target().size());
-  out += req.version() >= 11 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n";
-  append_fields(out, req.base());
-}
+std::string_view view(const beast::flat_buffer& b) { return {static_cast<const char*>(b.data().data()), b.size()}; }
+
+// How much of a response body has been seen, and where it ends (RFC 9112 6).
+struct BodyFraming {
+  http1::Framing framing = http1::Framing::none;
+  std::uint64_t remaining = 0;  // Content-Length bytes not yet seen
+  http1::ChunkedDecoder chunks;
+  bool done = false;
+  bool error = false;
+  bool extra = false;  // the pod sent bytes past the end of its body: its connection is not reused
+
+  explicit BodyFraming(const http1::Head& res)
+      : framing(res.framing),
+        remaining(res.content_length),
+        done(res.framing == http1::Framing::none ||
+             (res.framing == http1::Framing::length && res.content_length == 0)) {}
+
+  // The payload of `n` bytes at `p`, moved to the front of `p` (chunk framing removed).
+  std::size_t take(char* p, std::size_t n) {
+    switch (framing) {
+      case http1::Framing::length: {
+        const auto k = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, n));
+        remaining -= k;
+        done = remaining == 0;
+        extra = extra || k < n;
+        return k;
+      }
+      case http1::Framing::chunked: {
+        const auto r = chunks.decode(p, p, n);
+        error = r.error;
+        done = chunks.done();
+        extra = extra || r.consumed < n;
+        return r.payload;
+      }
+      case http1::Framing::close:
+        return n;
+      case http1::Framing::none:
+        extra = extra || n > 0;
+        return 0;
+    }
+    return 0;
+  }
+};
 
 }  // namespace
 
@@ -151,49 +154,23 @@ net::awaitable<void> Connection::run() {
       }
       buffer_.commit(n);
     }
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(cfg->limits.max_header_size, UINT32_MAX)));
-    parser.body_limit(cfg->limits.max_body_size);
-    stream_.expires_after(cfg->limits.header_timeout);
-    auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
-    if (hec == http::error::header_limit)
-      co_return co_await reply_and_close(http::status::request_header_fields_too_large, "request head too large");
-    if (hec == http::error::body_limit)
-      co_return co_await reply_and_close(http::status::payload_too_large, "request body too large");
-    if (hec == beast::error::timeout)
-      co_return co_await reply_and_close(http::status::request_timeout, "request head not received in time");
-    if (hec == http::error::end_of_stream || hec == net::error::eof || harmless(hec)) co_return;
-    if (hec) co_return co_await reply_and_close(http::status::bad_request, "malformed request");
+    if (co_await read_request(*cfg) == ReadResult::closed) co_return;
 
-    // A client that waits for "100 Continue" before sending its body gets it from us: the
-    // body is read here, so the pod never sees the Expect header.
-    if (const auto expect = header(parser.get(), "Expect"); expect && starts_with_ci(*expect, "100-continue")) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [cec, cn] = co_await net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()), use_tuple);
-      if (cec) co_return;
-    }
-    stream_.expires_after(cfg->limits.body_timeout);
-    auto [bec, bn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
-    if (bec == http::error::body_limit)
-      co_return co_await reply_and_close(http::status::payload_too_large, "request body too large");
-    if (bec == beast::error::timeout)
-      co_return co_await reply_and_close(http::status::request_timeout, "request body not received in time");
-    if (bec) {
-      if (!harmless(bec)) co_await reply_and_close(http::status::bad_request, "malformed request body");
-      co_return;
-    }
-    stream_.expires_never();
-
-    Exchange ex;
-    ex.req = parser.release();
+    Exchange ex(request_);
     ex.cfg = std::move(cfg);
     ex.start = std::chrono::steady_clock::now();
-    ex.keep_alive = ex.req.keep_alive();
+    ex.keep_alive = request_.head.keep_alive;
     set_in_flight(true);
     const bool again = co_await handle(ex);
     set_in_flight(false);
-    worker_.shared().metrics.count_request(method_class(ex.req.method_string()), ex.status);
+    worker_.shared().metrics.count_request(method_class(request_.method()), ex.status);
     log_access(ex);
+    // A large body once does not pin its buffer for the connection's life.
+    if (request_.bytes.capacity() > 64 * 1024) {
+      request_.head = http1::Head();
+      request_.bytes = std::string();
+      request_.body = {};
+    }
     if (!again || !ex.keep_alive || closed_) {
       error_code ec;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -202,11 +179,124 @@ net::awaitable<void> Connection::run() {
   }
 }
 
+net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cfg) {
+  Request& req = request_;
+  auto more = [&](std::size_t want) { return buffer_.prepare(std::clamp<std::size_t>(want, 4096, 65536)); };
+
+  // The head, parsed where it lies; re-parsed from the start when more bytes were needed
+  // (a head nearly always arrives in one read).
+  stream_.expires_after(cfg.limits.header_timeout);
+  http1::Status st = http1::Status::need_more;
+  for (;;) {
+    st = http1::parse_request(view(buffer_), cfg.limits.max_header_size, req.head);
+    if (st != http1::Status::need_more) break;
+    auto [ec, n] = co_await stream_.async_read_some(more(cfg.limits.max_header_size - buffer_.size() + 1), use_tuple);
+    if (ec == beast::error::timeout) {
+      co_await reply_and_close(http::status::request_timeout, "request head not received in time");
+      co_return ReadResult::closed;
+    }
+    if (ec) co_return ReadResult::closed;  // the client left mid-head
+    buffer_.commit(n);
+  }
+  if (st == http1::Status::too_large) {
+    co_await reply_and_close(http::status::request_header_fields_too_large, "request head too large");
+    co_return ReadResult::closed;
+  }
+  if (st != http1::Status::complete) {
+    co_await reply_and_close(http::status::bad_request, st == http1::Status::bad_framing
+                                                            ? "malformed request: body framing"
+                                                            : "malformed request");
+    co_return ReadResult::closed;
+  }
+  const std::size_t head_size = req.head.size;
+  // The exchange keeps its own copy of the head: the read buffer may move while the body
+  // arrives, and is free for the next request as soon as this one is read.
+  const char* const parsed_at = view(buffer_).data();
+  req.bytes.assign(parsed_at, head_size);
+  req.head.rebase(parsed_at, req.bytes.data());
+
+  const auto framing = req.head.framing;
+  if (framing == http1::Framing::length && req.head.content_length > cfg.limits.max_body_size) {
+    co_await reply_and_close(http::status::payload_too_large, "request body too large");
+    co_return ReadResult::closed;
+  }
+  // A client that waits for "100 Continue" before sending its body gets it from us: the
+  // body is read here, so the pod never sees the Expect header.
+  if (framing != http1::Framing::none && buffer_.size() == head_size) {
+    if (const auto expect = req.get("Expect"); expect && starts_with_ci(*expect, "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto [cec, cn] = co_await net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()), use_tuple);
+      if (cec) co_return ReadResult::closed;
+    }
+  }
+
+  stream_.expires_after(cfg.limits.body_timeout);
+  auto read_more = [&](std::size_t want) -> net::awaitable<bool> {
+    auto [ec, n] = co_await stream_.async_read_some(more(want), use_tuple);
+    if (ec == beast::error::timeout) {
+      co_await reply_and_close(http::status::request_timeout, "request body not received in time");
+      co_return false;
+    }
+    if (ec) {
+      if (!harmless(ec) && ec != net::error::eof)
+        co_await reply_and_close(http::status::bad_request, "malformed request body");
+      co_return false;
+    }
+    buffer_.commit(n);
+    co_return true;
+  };
+  // The body goes after the head in req.bytes; the head's views follow when it grows.
+  auto append_body = [&req](std::string_view body) {
+    if (req.bytes.capacity() < req.bytes.size() + body.size()) {
+      std::string grown;
+      grown.reserve(req.bytes.size() + body.size());
+      grown.append(req.bytes);
+      req.head.rebase(req.bytes.data(), grown.data());
+      req.bytes.swap(grown);
+    }
+    req.bytes.append(body);
+  };
+  std::size_t raw = 0;  // body bytes on the wire
+  if (framing == http1::Framing::length) {
+    const auto length = static_cast<std::size_t>(req.head.content_length);
+    while (buffer_.size() < head_size + length) {
+      if (!co_await read_more(head_size + length - buffer_.size())) co_return ReadResult::closed;
+    }
+    append_body(view(buffer_).substr(head_size, length));
+    raw = length;
+  } else if (framing == http1::Framing::chunked) {
+    http1::ChunkedDecoder chunks;
+    std::size_t payload = 0;
+    for (;;) {
+      char* const base = static_cast<char*>(buffer_.data().data()) + head_size;
+      const auto r = chunks.decode(base + payload, base + raw, buffer_.size() - head_size - raw);
+      if (r.error) {
+        co_await reply_and_close(http::status::bad_request, "malformed request body");
+        co_return ReadResult::closed;
+      }
+      payload += r.payload;
+      raw += r.consumed;
+      // The framing may not cost more than the payload it carries, or 64 KiB.
+      if (payload > cfg.limits.max_body_size || raw > 2 * cfg.limits.max_body_size + 65536) {
+        co_await reply_and_close(http::status::payload_too_large, "request body too large");
+        co_return ReadResult::closed;
+      }
+      if (chunks.done()) break;
+      if (!co_await read_more(65536)) co_return ReadResult::closed;
+    }
+    append_body(view(buffer_).substr(head_size, payload));
+  }
+  stream_.expires_never();
+  req.body = std::string_view(req.bytes).substr(head_size);
+  buffer_.consume(head_size + raw);
+  co_return ReadResult::request;
+}
+
 net::awaitable<bool> Connection::handle(Exchange& ex) {
   Shared& shared = worker_.shared();
   const Config& cfg = *ex.cfg;
-  const bool is_post = ex.req.method() == http::verb::post;
-  ex.route = classify_request(header(ex.req, kSessionHeader), ex.req.target(), ex.req.body(), is_post);
+  const bool is_post = ex.req.method() == "POST";
+  ex.route = classify_request(ex.req.get(kSessionHeader), ex.req.target(), ex.req.body, is_post);
 
   switch (ex.route.cls) {
     case RequestClass::malformed_session_id:
@@ -238,7 +328,6 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
       ex.ordinal = ex.rec->ordinal;
       if (ex.rec->ordinal >= cfg.backend.replicas) {
         // The StatefulSet was scaled down below this session's pod: it is gone.
-        prepare_upstream_request(ex);
         co_return co_await session_lost(ex, true);
       }
       break;
@@ -261,38 +350,91 @@ int Connection::place_new(const Config& cfg, int avoid) {
       [&](int o) { return shared.table.sessions_on(o); }, worker_.rng());
 }
 
-void Connection::prepare_upstream_request(Exchange& ex) {
-  auto& req = ex.req;
-  if (const auto original_host = header(req, "Host")) req.set("X-Forwarded-Host", std::string(*original_host));
-  strip_hop_by_hop(req);
-  req.erase(http::field::expect);
-  if (ex.route.drop_session_header) req.erase(kSessionHeader);
-  if (const auto xff = header(req, "X-Forwarded-For")) {
-    req.set("X-Forwarded-For", std::string(*xff) + ", " + peer_ip_);
-  } else {
-    req.set("X-Forwarded-For", peer_ip_);
+void Connection::append_upstream_head(std::string& out, const Exchange& ex) {
+  const http1::Head& h = ex.req.head;
+  const bool rewrite_host = ex.cfg->backend.rewrite_host;
+  // After a re-initialize the pod knows the session by its own id; the client keeps its.
+  const std::string* pod_session = nullptr;
+  if (ex.rec && !ex.route.from_query && !ex.rec->backend_session.empty()) pod_session = &ex.rec->backend_session;
+  const auto connection = h.get("Connection");
+  std::optional<std::string_view> host;
+  std::optional<std::string_view> forwarded_for;
+  out.append(h.method);
+  out += ' ';
+  out.append(h.target);
+  out += " HTTP/1.1\r\n";
+  for (const http1::Field& f : h.fields) {
+    if (dropped_hop(f, connection) || http1::iequals(f.name, "Expect") || http1::iequals(f.name, "Content-Length") ||
+        http1::iequals(f.name, "X-Forwarded-Host") || http1::iequals(f.name, "X-Forwarded-Proto")) {
+      continue;
+    }
+    if (http1::iequals(f.name, "Host")) {
+      if (!host) host = f.value;
+      if (rewrite_host) continue;
+    } else if (http1::iequals(f.name, "X-Forwarded-For")) {
+      if (!forwarded_for) forwarded_for = f.value;
+      continue;
+    } else if (http1::iequals(f.name, kSessionHeader)) {
+      if (ex.route.drop_session_header) continue;
+      if (pod_session != nullptr) {
+        append_field(out, kSessionHeader, *pod_session);
+        continue;
+      }
+    }
+    append_field(out, f.name, f.value);
   }
-  req.set("X-Forwarded-Proto", "http");
-  req.version(11);
-  req.keep_alive(true);
-  req.prepare_payload();
+  if (rewrite_host || !host) append_field(out, "Host", worker_.pool().address(ex.ordinal).authority);
+  if (host) append_field(out, "X-Forwarded-Host", *host);
+  out += "X-Forwarded-For: ";
+  if (forwarded_for) {
+    out.append(*forwarded_for);
+    out += ", ";
+  }
+  out += peer_ip_;
+  out += "\r\nX-Forwarded-Proto: http\r\n";
+  const auto method = h.method;
+  if (!ex.req.body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+    std::array<char, 24> n{};
+    const auto [end, ec] = std::to_chars(n.data(), n.data() + n.size(), ex.req.body.size());
+    append_field(out, "Content-Length", std::string_view(n.data(), static_cast<std::size_t>(end - n.data())));
+  }
+  out += "\r\n";
 }
 
-void Connection::aim_at_pod(Exchange& ex) {
-  if (ex.cfg->backend.rewrite_host || header(ex.req, "Host") == std::nullopt) {
-    ex.req.set(http::field::host, worker_.pool().address(ex.ordinal).authority);
+void Connection::append_client_head(std::string& out, const Exchange& ex, const http1::Head& res, bool chunked) {
+  const bool http11 = ex.req.version() >= 11;
+  out += http11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  std::array<char, 8> code{};
+  const auto [end, ec] = std::to_chars(code.data(), code.data() + code.size(), res.status);
+  out.append(code.data(), end);
+  out += ' ';
+  if (res.reason.empty()) {
+    const auto reason = http::obsolete_reason(http::int_to_status(res.status));
+    out.append(reason.data(), reason.size());
+  } else {
+    out.append(res.reason);
   }
-  // After a re-initialize the pod knows the session by its own id; the client keeps its.
-  // Usually the header already holds it: rewritten only when it differs (no copy per request).
-  if (ex.rec && !ex.route.from_query) {
-    const std::string& pod_id = ex.rec->backend_session.empty() ? ex.route.session_id : ex.rec->backend_session;
-    if (header(ex.req, kSessionHeader) != std::string_view(pod_id)) ex.req.set(kSessionHeader, pod_id);
+  out += "\r\n";
+  // The client keeps the id it knows when the pod now knows the session by another.
+  const bool client_id = ex.route.cls == RequestClass::session && ex.rec && !ex.rec->backend_session.empty();
+  const auto connection = res.get("Connection");
+  for (const http1::Field& f : res.fields) {
+    if (dropped_hop(f, connection)) continue;
+    if (client_id && http1::iequals(f.name, kSessionHeader)) {
+      append_field(out, kSessionHeader, ex.route.session_id);
+      continue;
+    }
+    append_field(out, f.name, f.value);
   }
+  if (chunked) out += "Transfer-Encoding: chunked\r\n";
+  if (http11 && !ex.keep_alive) out += "Connection: close\r\n";
+  if (!http11 && ex.keep_alive) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
 }
 
 bool Connection::can_reestablish(const Exchange& ex) const {
   return ex.cfg->sessions.on_lost == "reinitialize" && ex.rec && !ex.rec->init.empty() && !ex.route.from_query &&
-         ex.req.method() != http::verb::delete_;
+         ex.req.method() != "DELETE";
 }
 
 net::awaitable<bool> Connection::session_lost(Exchange& ex, bool may_recover) {
@@ -373,7 +515,7 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
     return false;
   };
   const std::string target(ex.req.target().substr(0, ex.req.target().find('?')));
-  const auto protocol_version = header(ex.req, "MCP-Protocol-Version");
+  const auto protocol_version = ex.req.get("MCP-Protocol-Version");
   std::unique_ptr<beast::tcp_stream> up;
   // One exchange with the new pod, on a pooled or new connection; the answer is read whole
   // (an initialize answer is small, and an SSE answer to it ends after the result).
@@ -445,15 +587,13 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   const Config& cfg = *ex.cfg;
   UpstreamPool& pool = worker_.pool();
   const bool placed = ex.route.cls != RequestClass::session;
-  const bool head_request = ex.req.method() == http::verb::head;
-  if (may_recover) prepare_upstream_request(ex);
-  aim_at_pod(ex);
+  const std::size_t head_limit = cfg.backend.max_response_header_size;
+  http1::Head& res = response_;
 
   // Connect, send, read the response head. A placed request whose pod fails before it
   // answered is placed again once; a request on a reused connection that the pod had
   // closed is sent again on a fresh one (nothing reached the pod).
   std::unique_ptr<beast::tcp_stream> up;
-  std::optional<http::response_parser<http::buffer_body>> parser;
   const int attempts = placed ? std::min(2, cfg.backend.replicas) : 1;
   bool fresh_retry_used = false;
   std::chrono::steady_clock::time_point sent_at;
@@ -467,7 +607,6 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
                 {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", lease.ec.message()}});
       if (++attempt < attempts) {
         ex.ordinal = place_new(cfg);  // the failed pod is ejected now, so placement skips it
-        aim_at_pod(ex);
         continue;
       }
       // The session's pod cannot be reached: the session is lost with it.
@@ -477,26 +616,34 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     up = std::move(lease.stream);
     sent_at = std::chrono::steady_clock::now();
     upstream_buffer_.clear();
-    parser.emplace();
-    parser->header_limit(
-        static_cast<std::uint32_t>(std::min<std::size_t>(cfg.backend.max_response_header_size, UINT32_MAX)));
-    parser->body_limit(boost::none);
-    if (head_request) parser->skip(true);
 
     up->expires_after(cfg.backend.response_timeout);
     auto watch = std::make_shared<Watch>();
     watch->upstream = up.get();
     watch_ = watch;  // armed by the worker's watch tick if the exchange outlasts it
     head_buffer_.clear();
-    append_request_head(head_buffer_, ex.req);
-    const std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_), net::buffer(ex.req.body())};
+    append_upstream_head(head_buffer_, ex);
+    const std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_),
+                                                            net::buffer(ex.req.body.data(), ex.req.body.size())};
     auto [wec, wn] = co_await net::async_write(*up, request_bytes, use_tuple);
     error_code ec = wec;
-    if (!ec) {
-      auto [hec, hn] = co_await http::async_read_header(*up, upstream_buffer_, *parser, use_tuple);
-      ec = hec;
+    bool malformed = false;
+    while (!ec) {
+      const auto st = http1::parse_response(view(upstream_buffer_), head_limit, ex.req.method(), res);
+      if (st == http1::Status::complete && res.status >= 100 && res.status < 200 && res.status != 101) {
+        upstream_buffer_.consume(res.size);  // an interim response (103 Early Hints): not relayed
+        continue;
+      }
+      if (st == http1::Status::complete && res.status != 101) break;
+      if (st != http1::Status::need_more) {
+        malformed = true;
+        break;
+      }
+      auto [rec, rn] = co_await up->async_read_some(upstream_buffer_.prepare(8192), use_tuple);
+      ec = rec;
+      if (!ec) upstream_buffer_.commit(rn);
     }
-    if (!ec) break;
+    if (!ec && !malformed) break;
     finish_watch(watch);
     if (watch->client_gone || closed_) {
       shared.metrics.client_aborts.fetch_add(1, std::memory_order_relaxed);
@@ -505,15 +652,18 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     }
     const bool nothing_received = upstream_buffer_.size() == 0;
     if (lease.reused && !fresh_retry_used && nothing_received &&
-        (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
-         ec == net::error::broken_pipe)) {
+        (ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe)) {
       fresh_retry_used = true;  // the pod closed a pooled connection: not an attempt
       continue;
     }
     const bool timed_out = ec == beast::error::timeout;
     shared.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
-    log_event(spdlog::level::warn, timed_out ? "pod response timed out" : "pod exchange failed",
-              {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", ec.message()}});
+    log_event(spdlog::level::warn,
+              timed_out ? "pod response timed out"
+                        : (malformed ? "pod sent a malformed response head" : "pod exchange failed"),
+              {{"conn", std::to_string(id_)},
+               {"pod", std::to_string(ex.ordinal)},
+               {"error", malformed ? std::string("malformed") : ec.message()}});
     co_return co_await reply_jsonrpc_error(ex, timed_out ? http::status::gateway_timeout : http::status::bad_gateway,
                                            -32603,
                                            timed_out ? "MCP server did not answer in time" : "MCP server failed");
@@ -522,36 +672,31 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   shared.metrics.upstream_duration(ex.ordinal)
       .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at).count());
 
-  auto& res = parser->get();
-  ex.status = res.result_int();
+  ex.status = res.status;
   const bool ok = ex.status >= 200 && ex.status < 300;
 
   // Session bookkeeping happens before the head goes downstream, so the client's next
   // request finds the record (DESIGN.md step 4).
   bool legacy_stream = false;
-  if (const auto sid = header(res, kSessionHeader)) {
-    if (ex.route.cls == RequestClass::new_session) {
-      if (!valid_session_id(*sid)) {
-        finish_watch(watch_);
-        log_event(spdlog::level::warn, "pod sent an invalid Mcp-Session-Id",
-                  {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}});
-        co_return co_await reply_jsonrpc_error(ex, http::status::bad_gateway, -32603,
-                                               "MCP server sent an invalid session id");
-      }
-      const std::string id(*sid);
-      SessionRecord rec;
-      rec.ordinal = ex.ordinal;
-      rec.url = pool.address(ex.ordinal).url;
-      rec.init = ex.req.body();
-      rec.created = static_cast<std::int64_t>(std::time(nullptr));
-      co_await record_new_session(id, std::move(rec));
-      ex.session_for_log = session_hash(id);
-    } else if (ex.rec && !ex.rec->backend_session.empty()) {
-      res.set(kSessionHeader, ex.route.session_id);  // the client keeps the id it knows
+  if (const auto sid = res.get(kSessionHeader); sid && ex.route.cls == RequestClass::new_session) {
+    if (!valid_session_id(*sid)) {
+      finish_watch(watch_);
+      log_event(spdlog::level::warn, "pod sent an invalid Mcp-Session-Id",
+                {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}});
+      co_return co_await reply_jsonrpc_error(ex, http::status::bad_gateway, -32603,
+                                             "MCP server sent an invalid session id");
     }
+    const std::string id(*sid);
+    SessionRecord rec;
+    rec.ordinal = ex.ordinal;
+    rec.url = pool.address(ex.ordinal).url;
+    rec.init = ex.req.body;
+    rec.created = static_cast<std::int64_t>(std::time(nullptr));
+    co_await record_new_session(id, std::move(rec));
+    ex.session_for_log = session_hash(id);
   }
   if (ex.route.cls == RequestClass::session) {
-    const bool is_delete = ex.req.method() == http::verb::delete_;
+    const bool is_delete = ex.req.method() == "DELETE";
     if (ex.status == 404 && may_recover && can_reestablish(ex)) {
       // The pod no longer knows the session (it restarted, or dropped it): the pod's 404
       // is not relayed; the session moves to a new pod and the request is replayed there.
@@ -566,29 +711,24 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
           .fetch_add(1, std::memory_order_relaxed);
       co_await forget_session(ex.route.session_id);
     }
-  } else if (ex.route.cls == RequestClass::sessionless && ex.req.method() == http::verb::get && ok &&
+  } else if (ex.route.cls == RequestClass::sessionless && ex.req.method() == "GET" && ok &&
              ex.req.target().starts_with(cfg.legacy_sse_path)) {
     const auto target = ex.req.target();
     const auto path_end = target.find('?');
     legacy_stream = target.substr(0, path_end) == cfg.legacy_sse_path;
   }
 
-  const auto content_type = header(res, "Content-Type");
+  const auto content_type = res.get("Content-Type");
   const bool sse = content_type && starts_with_ci(*content_type, "text/event-stream");
-  const bool upstream_keep_alive = res.keep_alive();
-  strip_hop_by_hop(res);
-  const bool no_body = head_request || status_has_no_body(ex.status);
+  const bool upstream_keep_alive = res.keep_alive;
   const bool client_http11 = ex.req.version() >= 11;
   if (shared.draining.load(std::memory_order_relaxed)) ex.keep_alive = false;
-  if (!no_body && !res.has_content_length()) {
-    if (client_http11) {
-      res.chunked(true);
-    } else {
-      ex.keep_alive = false;  // HTTP/1.0: the end of the body is the end of the connection
-    }
-  }
-  res.version(client_http11 ? 11 : 10);
-  res.keep_alive(ex.keep_alive);
+  // A body whose end the pod marks by chunks or by closing goes to the client in chunks
+  // (HTTP/1.1), or ends with the client's connection (HTTP/1.0).
+  const bool open_ended = res.framing == http1::Framing::chunked || res.framing == http1::Framing::close;
+  const bool chunked = open_ended && client_http11;
+  if (open_ended && !client_http11) ex.keep_alive = false;
+  const bool is_get = ex.req.method() == "GET";
 
   if (sse) {
     shared.metrics.sse_streams.fetch_add(1, std::memory_order_relaxed);
@@ -597,7 +737,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     // A GET stream (the standalone stream, the legacy transport) never ends by itself: the
     // drain does not wait for it, it closes it at the end. A POST answered with SSE is a
     // call in progress, and the drain waits for its result like any other request.
-    if (ex.req.method() == http::verb::get) set_in_flight(false);
+    if (is_get) set_in_flight(false);
   }
   struct SseGauge {
     Metrics& m;
@@ -612,8 +752,9 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   // with the first chunk in one write; otherwise it goes out at once, so an SSE client
   // sees its stream open before the first event.
   head_buffer_.clear();
-  append_response_head(head_buffer_, res);
-  const bool chunked = res.chunked();
+  append_client_head(head_buffer_, ex, res, chunked);
+  upstream_buffer_.consume(res.size);  // the head's views are not used past this point
+  BodyFraming body(res);
   bool head_sent = false;
   bool client_failed = false;
   // One gathered write: [head] [chunk size] [data] [CRLF] [last chunk]; unused parts are empty.
@@ -635,7 +776,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     auto [wec, wn] = co_await net::async_write(stream_, out, use_tuple);
     co_return !wec;
   };
-  if (upstream_buffer_.size() == 0 && !parser->is_done()) client_failed = !co_await write_out({}, false);
+  if (upstream_buffer_.size() == 0 && !body.done) client_failed = !co_await write_out({}, false);
   bool upstream_failed = false;
   std::optional<SseEndpointScanner> scanner;
   std::string legacy_id;
@@ -649,43 +790,59 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   // GET streams (the standalone stream, the legacy stream) idle for minutes; an SSE answer
   // to a POST is a call in progress whose events come soon: it reads directly, one wakeup
   // less per event.
-  const bool long_lived = sse && ex.req.method() == http::verb::get;
+  const bool long_lived = sse && is_get;
   while (!client_failed) {
     std::string_view data;
-    if (!parser->is_done()) {
-      if (long_lived && upstream_buffer_.size() == 0) {
-        release_relay_buffer();
-        auto [rec_ec] = co_await up->socket().async_wait(tcp::socket::wait_read, use_tuple);
-        if (rec_ec) {
+    if (!body.done) {
+      char* bytes = nullptr;
+      std::size_t got = 0;
+      if (upstream_buffer_.size() > 0) {
+        // Body bytes that came with the head: used where they are.
+        bytes = static_cast<char*>(upstream_buffer_.data().data());
+        got = upstream_buffer_.size();
+        upstream_buffer_.consume(got);
+      } else {
+        if (long_lived) {
+          release_relay_buffer();
+          auto [rec_ec] = co_await up->socket().async_wait(tcp::socket::wait_read, use_tuple);
+          if (rec_ec) {
+            upstream_failed = true;
+            break;
+          }
+        }
+        if (!relay_buffer_) {
+          relay_buffer_ = worker_.take_relay_buffer(relay_size);
+          relay_buffer_size_ = relay_size;
+        }
+        if (sse) {
+          up->expires_never();  // SSE is never cut by a timeout: only by either side closing
+        } else {
+          up->expires_after(cfg.backend.response_timeout);
+        }
+        auto [rec_ec, rn] = co_await up->async_read_some(net::buffer(relay_buffer_.get(), relay_size), use_tuple);
+        if (rec_ec == net::error::eof && body.framing == http1::Framing::close) {
+          body.done = true;  // the end of a body that ends with the connection
+        } else if (rec_ec) {
           upstream_failed = true;
+          if (!watch_->client_gone && !closed_ && !harmless(rec_ec)) {
+            log_event(
+                spdlog::level::warn, "pod response cut short",
+                {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", rec_ec.message()}});
+          }
           break;
         }
+        bytes = relay_buffer_.get();
+        got = rn;
       }
-      if (!relay_buffer_) {
-        relay_buffer_ = worker_.take_relay_buffer(relay_size);
-        relay_buffer_size_ = relay_size;
-      }
-      char* const buf = relay_buffer_.get();
-      res.body().data = buf;
-      res.body().size = relay_size;
-      if (sse) {
-        up->expires_never();  // SSE is never cut by a timeout: only by either side closing
-      } else {
-        up->expires_after(cfg.backend.response_timeout);
-      }
-      auto [rec_ec, rn] = co_await http::async_read_some(*up, upstream_buffer_, *parser, use_tuple);
-      if (rec_ec == http::error::need_buffer) rec_ec = {};
-      if (rec_ec) {
+      const std::size_t payload = body.take(bytes, got);
+      if (body.error) {
         upstream_failed = true;
-        if (!watch_->client_gone && !closed_ && !harmless(rec_ec)) {
-          log_event(spdlog::level::warn, "pod response cut short",
-                    {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", rec_ec.message()}});
-        }
+        log_event(spdlog::level::warn, "pod sent a malformed chunked body",
+                  {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}});
         break;
       }
-      const std::size_t got = relay_size - res.body().size;
-      data = std::string_view(relay_buffer_.get(), got);
-      if (scanner && got > 0) {
+      data = std::string_view(bytes, payload);
+      if (scanner && payload > 0) {
         const bool was_scanning = !scanner->done();
         if (rewrite_endpoint && was_scanning) held.append(data);
         if (auto id = scanner->feed(data)) {
@@ -699,14 +856,14 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
         }
         if (rewrite_endpoint && was_scanning) {
           // Held back until the endpoint event is complete, then sent with the prefix.
-          if (!scanner->done() && !parser->is_done()) continue;
+          if (!scanner->done() && !body.done) continue;
           held = prefix_legacy_endpoint(std::move(held), cfg.legacy_endpoint_prefix);
           data = held;
         }
       }
-      if (data.empty() && !parser->is_done()) continue;
+      if (data.empty() && !body.done) continue;
     }
-    const bool last = parser->is_done();
+    const bool last = body.done;
     if (!co_await write_out(data, last)) client_failed = true;
     if (last) break;
   }
@@ -725,7 +882,9 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     co_return false;  // `up` closes here: a client that left cancels the pod's exchange
   }
   if (upstream_failed) co_return false;  // the client saw a cut body: it must not reuse the connection
-  if (parser->is_done() && upstream_keep_alive && upstream_buffer_.size() == 0) pool.release(ex.ordinal, std::move(up));
+  if (body.done && upstream_keep_alive && !body.extra && body.framing != http1::Framing::close) {
+    pool.release(ex.ordinal, std::move(up));
+  }
   co_return ex.keep_alive;
 }
 
@@ -779,7 +938,7 @@ net::awaitable<bool> Connection::reply(Exchange& ex, http::status status, std::s
 net::awaitable<bool> Connection::reply_jsonrpc_error(Exchange& ex, http::status status, int code,
                                                      std::string_view message) {
   // The request's id is echoed so the client can match the error to its call.
-  const JsonRpcInfo info = inspect_jsonrpc(ex.req.body());
+  const JsonRpcInfo info = inspect_jsonrpc(ex.req.body);
   co_return co_await reply(ex, status, jsonrpc_error_body(code, message, info.id_json));
 }
 
@@ -813,7 +972,7 @@ void Connection::log_access(const Exchange& ex) {
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - ex.start).count();
   log_event(spdlog::level::info, "access",
             {{"conn", std::to_string(id_)},
-             {"method", std::string(ex.req.method_string())},
+             {"method", std::string(ex.req.method())},
              {"path", std::string(path)},
              {"status", std::to_string(ex.status)},
              {"pod", ex.ordinal < 0 ? "-" : std::to_string(ex.ordinal)},

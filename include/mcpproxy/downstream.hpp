@@ -2,13 +2,13 @@
 // One client connection: reads requests (bounded, with deadlines), routes each one, relays
 // the pod's response as it arrives. Lives its whole life on one worker thread.
 
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/status.hpp>
 #include <chrono>
 #include <list>
 #include <memory>
 #include <string>
 
+#include "mcpproxy/http1.hpp"
 #include "mcpproxy/http_rules.hpp"
 #include "mcpproxy/net.hpp"
 #include "mcpproxy/session.hpp"
@@ -46,10 +46,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void arm_watch(std::chrono::steady_clock::time_point started_before);
 
  private:
-  using request = http::request<http::string_body>;
+  // The request of the exchange in progress: its own copy, so the read buffer moves on.
+  struct Request {
+    http1::Head head;
+    std::string bytes;  // the head as received, then the body (decoded when it came chunked)
+    std::string_view body;
+    std::string_view method() const { return head.method; }
+    std::string_view target() const { return head.target; }
+    int version() const { return head.version; }
+    std::optional<std::string_view> get(std::string_view name) const { return head.get(name); }
+  };
 
   struct Exchange {
-    request req;
+    explicit Exchange(Request& r) : req(r) {}
+    Request& req;
     Classified route;
     std::shared_ptr<const SessionRecord> rec;
     std::shared_ptr<const Config> cfg;
@@ -79,15 +89,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<void> reply_and_close(http::status status, std::string_view message);
   // A pod for a new session or a sessionless request (placement policy, healthy pods).
   int place_new(const Config& cfg, int avoid = -1);
-  void prepare_upstream_request(Exchange& ex);  // once per request
-  void aim_at_pod(Exchange& ex);                // per pod: Host, the pod's session id
+  // The request head for the pod, edited as it is written: hop-by-hop fields out, Host and
+  // the session id for that pod, X-Forwarded-*, the body's length.
+  void append_upstream_head(std::string& out, const Exchange& ex);
+  // The response head for the client: hop-by-hop fields out, the client's session id, framing.
+  void append_client_head(std::string& out, const Exchange& ex, const http1::Head& res, bool chunked);
+  // Reads one request (head and body) into request_; a refusal is answered here.
+  enum class ReadResult { request, closed };
+  net::awaitable<ReadResult> read_request(const Config& cfg);
   void watch_client(const std::shared_ptr<Watch>& watch);
   void finish_watch(const std::shared_ptr<Watch>& watch);
   void log_access(const Exchange& ex);
 
   Worker& worker_;
   beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;
+  beast::flat_buffer buffer_;  // bytes from the client not yet used
+  Request request_;
+  http1::Head response_;
   beast::flat_buffer upstream_buffer_;    // reused for every exchange of this connection
   std::unique_ptr<char[]> relay_buffer_;  // lent by the worker while a body is relayed
   std::size_t relay_buffer_size_ = 0;

@@ -1,0 +1,97 @@
+#pragma once
+// HTTP/1.x heads and body framing for the data plane, with no I/O and no allocation once
+// the field vector has grown: a head is parsed where it lies and read through views.
+// The proxy's hot path used Beast's parser, whose per-field allocations, ordered field set
+// and case-insensitive compares were the largest user-space cost (bench/README.md).
+// Strict where a proxy must be (RFC 9112): no whitespace before a colon, no obs-fold, no
+// bare CR or LF, one consistent Content-Length, chunked as the only request coding, never
+// both Content-Length and Transfer-Encoding.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace mcpproxy::http1 {
+
+enum class Status {
+  complete,
+  need_more,       // the blank line has not arrived yet
+  too_large,       // no complete head within the limit
+  bad_start_line,  // request line or status line
+  bad_field,       // a field line
+  bad_framing,     // Content-Length / Transfer-Encoding that cannot be trusted
+};
+
+struct Field {
+  std::string_view name;
+  std::string_view value;  // without surrounding whitespace
+};
+
+enum class Framing {
+  none,     // no body: a request without length, HEAD answers, 1xx/204/304
+  length,   // Content-Length bytes
+  chunked,  // Transfer-Encoding: chunked
+  close,    // a response that ends when the connection does
+};
+
+struct Head {
+  std::string_view method;  // requests
+  std::string_view target;
+  unsigned status = 0;  // responses
+  std::string_view reason;
+  int version = 11;  // 10 or 11
+  std::vector<Field> fields;
+  std::size_t size = 0;  // bytes of the head, blank line included
+  Framing framing = Framing::none;
+  std::uint64_t content_length = 0;
+  bool keep_alive = true;  // from the version and the Connection header
+
+  // The first field of that name (case-insensitive), without surrounding whitespace.
+  std::optional<std::string_view> get(std::string_view name) const;
+  bool is(std::string_view method_name) const { return method == method_name; }
+  // The bytes the views point into were copied from `from` to `to`: views follow.
+  void rebase(const char* from, const char* to);
+};
+
+// A head at the start of `bytes`, at most `limit` bytes long. The views point into `bytes`.
+Status parse_request(std::string_view bytes, std::size_t limit, Head& out);
+// `request_method` decides whether the response has a body (HEAD answers have none).
+Status parse_response(std::string_view bytes, std::size_t limit, std::string_view request_method, Head& out);
+
+bool iequals(std::string_view a, std::string_view b);
+
+// Decodes a chunked body as it arrives, in place: the payload of `n` input bytes is moved to
+// `out` (which may equal `in`; it never runs ahead of the input). Chunk extensions and
+// trailers are read and dropped.
+class ChunkedDecoder {
+ public:
+  struct Result {
+    std::size_t payload = 0;   // bytes written to out
+    std::size_t consumed = 0;  // input bytes used; less than n only when the body ended
+    bool error = false;
+  };
+  Result decode(char* out, const char* in, std::size_t n);
+  bool done() const { return state_ == State::done; }
+
+ private:
+  enum class State {
+    size,
+    extension,
+    size_lf,
+    data,
+    data_cr,
+    data_lf,
+    trailer,
+    trailer_lf,
+    trailer_start,
+    last_lf,
+    done
+  };
+  State state_ = State::size;
+  std::uint64_t remaining_ = 0;
+  int size_digits_ = 0;
+};
+
+}  // namespace mcpproxy::http1

@@ -1,0 +1,342 @@
+#include "mcpproxy/http1.hpp"
+
+#include <array>
+#include <cstring>
+
+namespace mcpproxy::http1 {
+namespace {
+
+constexpr unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? static_cast<unsigned char>(c + 32) : c; }
+
+constexpr std::array<bool, 256> kTchar = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (const char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
+
+// Field values: visible ASCII, space, tab and obs-text; no other control character.
+bool is_value_char(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u == '\t' || (u >= 0x20 && u != 0x7F);
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The lines of a head: each ends in CRLF; a bare LF or a CR elsewhere is an error.
+class Lines {
+ public:
+  explicit Lines(std::string_view bytes) : bytes_(bytes) {}
+  // false when no complete line is left; `bad` when the line ending is not CRLF.
+  bool next(std::string_view& line, bool& bad) {
+    const void* lf = std::memchr(bytes_.data() + pos_, '\n', bytes_.size() - pos_);
+    if (lf == nullptr) return false;
+    const auto end = static_cast<std::size_t>(static_cast<const char*>(lf) - bytes_.data());
+    bad = end == pos_ || bytes_[end - 1] != '\r';
+    line = bytes_.substr(pos_, bad ? end - pos_ : end - 1 - pos_);
+    pos_ = end + 1;
+    return true;
+  }
+  std::size_t pos() const { return pos_; }
+
+ private:
+  std::string_view bytes_;
+  std::size_t pos_ = 0;
+};
+
+bool parse_version(std::string_view v, int& version) {
+  if (v == "HTTP/1.1") {
+    version = 11;
+  } else if (v == "HTTP/1.0") {
+    version = 10;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool parse_request_line(std::string_view line, Head& out) {
+  const auto sp1 = line.find(' ');
+  if (sp1 == 0 || sp1 == std::string_view::npos) return false;
+  out.method = line.substr(0, sp1);
+  for (const char c : out.method) {
+    if (!is_tchar(c)) return false;
+  }
+  const auto sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return false;
+  out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  for (const char c : out.target) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7F) return false;
+  }
+  return parse_version(line.substr(sp2 + 1), out.version);
+}
+
+bool parse_status_line(std::string_view line, Head& out) {
+  // HTTP/1.1 200 OK (the reason may be empty, and so may its separating space)
+  if (line.size() < 12 || !parse_version(line.substr(0, 8), out.version) || line[8] != ' ') return false;
+  unsigned status = 0;
+  for (std::size_t i = 9; i < 12; ++i) {
+    if (line[i] < '0' || line[i] > '9') return false;
+    status = status * 10 + static_cast<unsigned>(line[i] - '0');
+  }
+  if (status < 100) return false;
+  out.status = status;
+  if (line.size() > 12) {
+    if (line[12] != ' ') return false;
+    out.reason = line.substr(13);
+    for (const char c : out.reason) {
+      if (!is_value_char(c)) return false;
+    }
+  } else {
+    out.reason = {};
+  }
+  return true;
+}
+
+bool parse_field(std::string_view line, Field& f) {
+  if (line.front() == ' ' || line.front() == '\t') return false;  // obs-fold
+  const auto colon = line.find(':');
+  if (colon == 0 || colon == std::string_view::npos) return false;
+  f.name = line.substr(0, colon);
+  for (const char c : f.name) {
+    if (!is_tchar(c)) return false;  // also whitespace before the colon
+  }
+  const auto value = line.substr(colon + 1);
+  for (const char c : value) {
+    if (!is_value_char(c)) return false;
+  }
+  f.value = trim(value);
+  return true;
+}
+
+bool parse_length(std::string_view v, std::uint64_t& out) {
+  if (v.empty() || v.size() > 18) return false;
+  std::uint64_t n = 0;
+  for (const char c : v) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  out = n;
+  return true;
+}
+
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+enum class Kind { request, response };
+
+Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_view request_method, Head& out) {
+  out.fields.clear();
+  out.size = 0;
+  out.framing = Framing::none;
+  out.content_length = 0;
+  const std::string_view window = bytes.substr(0, limit);
+  Lines lines(window);
+  std::string_view line;
+  bool bad = false;
+  const auto incomplete = [&] { return bytes.size() >= limit ? Status::too_large : Status::need_more; };
+  if (!lines.next(line, bad)) return incomplete();
+  if (bad) return Status::bad_start_line;
+  if (!(kind == Kind::request ? parse_request_line(line, out) : parse_status_line(line, out))) {
+    return Status::bad_start_line;
+  }
+  bool has_length = false;
+  bool chunked = false;
+  bool has_coding = false;
+  bool close = out.version < 11;
+  for (;;) {
+    if (!lines.next(line, bad)) return incomplete();
+    if (bad) return Status::bad_field;
+    if (line.empty()) break;
+    Field f;
+    if (!parse_field(line, f)) return Status::bad_field;
+    out.fields.push_back(f);
+    if (iequals(f.name, "content-length")) {
+      std::uint64_t n = 0;
+      if (!parse_length(f.value, n) || (has_length && n != out.content_length)) return Status::bad_framing;
+      has_length = true;
+      out.content_length = n;
+    } else if (iequals(f.name, "transfer-encoding")) {
+      // Only "chunked" alone is understood; a second header or another coding is refused.
+      if (has_coding || !iequals(f.value, "chunked")) return Status::bad_framing;
+      has_coding = true;
+      chunked = true;
+    } else if (iequals(f.name, "connection")) {
+      if (has_token(f.value, "close")) close = true;
+      if (out.version < 11 && has_token(f.value, "keep-alive")) close = false;
+    }
+  }
+  out.size = lines.pos();
+  out.keep_alive = !close;
+  // Both framings at once is the shape of a smuggling attempt: refused, never guessed.
+  if (has_length && has_coding) return Status::bad_framing;
+  if (chunked && out.version < 11) return Status::bad_framing;
+  if (kind == Kind::request) {
+    out.framing = chunked ? Framing::chunked : (has_length ? Framing::length : Framing::none);
+    return Status::complete;
+  }
+  if (request_method == "HEAD" || out.status < 200 || out.status == 204 || out.status == 304) {
+    out.framing = Framing::none;
+  } else if (chunked) {
+    out.framing = Framing::chunked;
+  } else if (has_length) {
+    out.framing = Framing::length;
+  } else {
+    out.framing = Framing::close;
+    out.keep_alive = false;
+  }
+  return Status::complete;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(static_cast<unsigned char>(a[i])) != lower(static_cast<unsigned char>(b[i]))) return false;
+  }
+  return true;
+}
+
+std::optional<std::string_view> Head::get(std::string_view name) const {
+  for (const Field& f : fields) {
+    if (iequals(f.name, name)) return f.value;
+  }
+  return std::nullopt;
+}
+
+void Head::rebase(const char* from, const char* to) {
+  const auto move = [from, to](std::string_view& v) {
+    if (!v.empty()) v = std::string_view(to + (v.data() - from), v.size());
+  };
+  move(method);
+  move(target);
+  move(reason);
+  for (Field& f : fields) {
+    move(f.name);
+    move(f.value);
+  }
+}
+
+Status parse_request(std::string_view bytes, std::size_t limit, Head& out) {
+  return parse(bytes, limit, Kind::request, {}, out);
+}
+
+Status parse_response(std::string_view bytes, std::size_t limit, std::string_view request_method, Head& out) {
+  return parse(bytes, limit, Kind::response, request_method, out);
+}
+
+ChunkedDecoder::Result ChunkedDecoder::decode(char* out, const char* in, std::size_t n) {
+  Result r;
+  std::size_t i = 0;
+  const auto fail = [&r, &i] {
+    r.error = true;
+    r.consumed = i;
+    return r;
+  };
+  while (i < n && state_ != State::done) {
+    const char c = in[i];
+    switch (state_) {
+      case State::size: {
+        const int v = hex_value(c);
+        if (v >= 0) {
+          if (++size_digits_ > 15) return fail();  // more than 2^60 bytes: not a real size
+          remaining_ = remaining_ * 16 + static_cast<std::uint64_t>(v);
+        } else if (size_digits_ > 0 && (c == ';' || c == ' ' || c == '\t')) {
+          state_ = State::extension;
+        } else if (size_digits_ > 0 && c == '\r') {
+          state_ = State::size_lf;
+        } else {
+          return fail();
+        }
+        ++i;
+        break;
+      }
+      case State::extension:
+        if (c == '\r') {
+          state_ = State::size_lf;
+        } else if (c == '\n') {
+          return fail();
+        }
+        ++i;
+        break;
+      case State::size_lf:
+        if (c != '\n') return fail();
+        size_digits_ = 0;
+        state_ = remaining_ == 0 ? State::trailer_start : State::data;
+        ++i;
+        break;
+      case State::data: {
+        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, n - i));
+        std::memmove(out + r.payload, in + i, k);
+        r.payload += k;
+        i += k;
+        remaining_ -= k;
+        if (remaining_ == 0) state_ = State::data_cr;
+        break;
+      }
+      case State::data_cr:
+        if (c != '\r') return fail();
+        state_ = State::data_lf;
+        ++i;
+        break;
+      case State::data_lf:
+        if (c != '\n') return fail();
+        state_ = State::size;
+        ++i;
+        break;
+      case State::trailer_start:
+        state_ = c == '\r' ? State::last_lf : State::trailer;
+        if (c == '\n') return fail();
+        ++i;
+        break;
+      case State::trailer:
+        if (c == '\r') {
+          state_ = State::trailer_lf;
+        } else if (c == '\n') {
+          return fail();
+        }
+        ++i;
+        break;
+      case State::trailer_lf:
+        if (c != '\n') return fail();
+        state_ = State::trailer_start;
+        ++i;
+        break;
+      case State::last_lf:
+        if (c != '\n') return fail();
+        state_ = State::done;
+        ++i;
+        break;
+      case State::done:
+        break;
+    }
+  }
+  r.consumed = i;
+  return r;
+}
+
+}  // namespace mcpproxy::http1

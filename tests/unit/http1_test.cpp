@@ -1,0 +1,167 @@
+#include "mcpproxy/http1.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+using namespace mcpproxy::http1;
+
+namespace {
+constexpr std::size_t kLimit = 16 * 1024;
+
+Status request(std::string_view bytes, Head& h, std::size_t limit = kLimit) { return parse_request(bytes, limit, h); }
+
+// Feeds `wire` to the decoder in pieces of `step` bytes, the way reads deliver it.
+std::string dechunk(const std::string& wire, std::size_t step, bool* error = nullptr, std::size_t* used = nullptr) {
+  ChunkedDecoder d;
+  std::string buf = wire;
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < buf.size() && !d.done()) {
+    const std::size_t n = std::min(step, buf.size() - pos);
+    const auto r = d.decode(buf.data() + pos, buf.data() + pos, n);
+    if (r.error) {
+      if (error != nullptr) *error = true;
+      return out;
+    }
+    out.append(buf.data() + pos, r.payload);
+    pos += r.consumed;
+    if (r.consumed < n) break;
+  }
+  if (used != nullptr) *used = pos;
+  if (error != nullptr) *error = !d.done();
+  return out;
+}
+}  // namespace
+
+TEST(Http1, ParsesARequestHead) {
+  Head h;
+  const std::string wire =
+      "POST /mcp?x=1 HTTP/1.1\r\nHost: a:8080\r\nMcp-Session-Id:  s-1 \r\ncontent-length: 5\r\n\r\nhello";
+  ASSERT_EQ(request(wire, h), Status::complete);
+  EXPECT_EQ(h.method, "POST");
+  EXPECT_EQ(h.target, "/mcp?x=1");
+  EXPECT_EQ(h.version, 11);
+  EXPECT_EQ(h.size, wire.size() - 5);
+  EXPECT_EQ(h.framing, Framing::length);
+  EXPECT_EQ(h.content_length, 5U);
+  EXPECT_TRUE(h.keep_alive);
+  EXPECT_EQ(h.get("mcp-session-id"), "s-1");
+  EXPECT_EQ(h.get("HOST"), "a:8080");
+  EXPECT_FALSE(h.get("Accept").has_value());
+  ASSERT_EQ(h.fields.size(), 3U);
+  EXPECT_EQ(h.fields[1].name, "Mcp-Session-Id");
+}
+
+TEST(Http1, WaitsForTheBlankLineWithinTheLimit) {
+  Head h;
+  const std::string wire = "GET /mcp HTTP/1.1\r\nHost: a\r\n\r\n";
+  for (std::size_t n = 0; n < wire.size(); ++n) EXPECT_EQ(request(wire.substr(0, n), h), Status::need_more) << n;
+  EXPECT_EQ(request(wire, h), Status::complete);
+  EXPECT_EQ(h.framing, Framing::none);
+  EXPECT_EQ(request(wire, h, wire.size()), Status::complete);  // exactly the limit is allowed
+  EXPECT_EQ(request(wire, h, wire.size() - 1), Status::too_large);
+  EXPECT_EQ(request(std::string(100, 'a'), h, 50), Status::too_large);
+}
+
+TEST(Http1, KeepAliveFollowsVersionAndConnection) {
+  Head h;
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n", h), Status::complete);
+  EXPECT_FALSE(h.keep_alive);
+  ASSERT_EQ(request("GET / HTTP/1.0\r\n\r\n", h), Status::complete);
+  EXPECT_EQ(h.version, 10);
+  EXPECT_FALSE(h.keep_alive);
+  ASSERT_EQ(request("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", h), Status::complete);
+  EXPECT_TRUE(h.keep_alive);
+}
+
+TEST(Http1, RefusesMalformedHeads) {
+  Head h;
+  EXPECT_EQ(request("GET  / HTTP/1.1\r\n\r\n", h), Status::bad_start_line);
+  EXPECT_EQ(request("GET / HTTP/2.0\r\n\r\n", h), Status::bad_start_line);
+  EXPECT_EQ(request("GET /\x01 HTTP/1.1\r\n\r\n", h), Status::bad_start_line);
+  EXPECT_EQ(request("G(T / HTTP/1.1\r\n\r\n", h), Status::bad_start_line);
+  EXPECT_EQ(request("GET / HTTP/1.1\n\r\n", h), Status::bad_start_line);  // bare LF
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost : a\r\n\r\n", h), Status::bad_field);
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", h), Status::bad_field);
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost a\r\n\r\n", h), Status::bad_field);
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", h), Status::bad_field);
+  EXPECT_EQ(request(std::string("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 30), h), Status::bad_field);
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: a\n\r\n", h), Status::bad_field);
+}
+
+TEST(Http1, RefusesFramingThatCannotBeTrusted) {
+  Head h;
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", h),
+            Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", h), Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", h), Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n", h), Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", h), Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", h),
+            Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", h), Status::bad_framing);
+  ASSERT_EQ(request("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", h), Status::complete);
+  EXPECT_EQ(h.content_length, 5U);
+  ASSERT_EQ(request("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n", h), Status::complete);
+  EXPECT_EQ(h.framing, Framing::chunked);
+}
+
+TEST(Http1, ResponseFraming) {
+  Head h;
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", kLimit, "POST", h), Status::complete);
+  EXPECT_EQ(h.status, 200U);
+  EXPECT_EQ(h.reason, "OK");
+  EXPECT_EQ(h.framing, Framing::length);
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", kLimit, "HEAD", h), Status::complete);
+  EXPECT_EQ(h.framing, Framing::none);
+  ASSERT_EQ(parse_response("HTTP/1.1 204\r\n\r\n", kLimit, "DELETE", h), Status::complete);
+  EXPECT_EQ(h.framing, Framing::none);
+  EXPECT_TRUE(h.reason.empty());
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", kLimit, "GET", h),
+            Status::complete);
+  EXPECT_EQ(h.framing, Framing::close);
+  EXPECT_FALSE(h.keep_alive);
+  ASSERT_EQ(parse_response("HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n", kLimit, "POST", h),
+            Status::complete);
+  EXPECT_EQ(h.framing, Framing::chunked);
+  EXPECT_EQ(parse_response("HTTP/1.1 2000 OK\r\n\r\n", kLimit, "GET", h), Status::bad_start_line);
+  EXPECT_EQ(parse_response("HTTP/1.1 099 x\r\n\r\n", kLimit, "GET", h), Status::bad_start_line);
+  EXPECT_EQ(parse_response("ICY 200 OK\r\n\r\n", kLimit, "GET", h), Status::bad_start_line);
+}
+
+TEST(Http1, ChunkedDecodesAcrossAnySplit) {
+  const std::string wire = "5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+  for (std::size_t step = 1; step <= wire.size(); ++step) {
+    bool error = false;
+    std::size_t used = 0;
+    EXPECT_EQ(dechunk(wire, step, &error, &used), "helloabcdefghijklmnopqrstuvwxyz") << step;
+    EXPECT_FALSE(error) << step;
+    EXPECT_EQ(used, wire.size() - 4) << step;  // the next message's bytes are left alone
+  }
+}
+
+TEST(Http1, ChunkedRefusesBadFraming) {
+  for (const std::string bad :
+       {"x\r\n", "5\r\nhelloXX", "\r\n", "5\nhello\r\n", "ffffffffffffffff0\r\n", "0\r\nTrailer\n"}) {
+    bool error = false;
+    dechunk(bad, 3, &error);
+    EXPECT_TRUE(error) << bad;
+  }
+  bool error = false;
+  dechunk("5\r\nhel", 2, &error);
+  EXPECT_TRUE(error);  // not finished
+}
+
+TEST(Http1, ViewsFollowACopy) {
+  Head h;
+  std::string wire = "GET /x HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n";
+  ASSERT_EQ(request(wire, h), Status::complete);
+  const std::string copy = wire;
+  h.rebase(wire.data(), copy.data());
+  wire.assign(wire.size(), '#');
+  EXPECT_EQ(h.method, "GET");
+  EXPECT_EQ(h.target, "/x");
+  EXPECT_EQ(h.get("host"), "a");
+  EXPECT_EQ(h.get("x-empty"), "");
+}
