@@ -176,6 +176,97 @@ TEST_F(ProxyTest, OneMebibyteResultIntact) {
   for (std::size_t i = 0; i < text.size(); i += 4099) ASSERT_EQ(text[i], "0123456789abcdef"[i % 16]) << i;
 }
 
+// The wire itself: what the proxy's own HTTP/1 parser accepts, refuses and produces.
+std::string head_for(const std::string& sid, const std::string& extra, const std::string& version = "HTTP/1.1") {
+  return "POST /mcp " + version +
+         "\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n" +
+         (sid.empty() ? "" : "Mcp-Session-Id: " + sid + "\r\n") + extra + "\r\n";
+}
+
+std::string chunked(const std::string& body) {
+  // Three chunks, one with an extension, and a trailer.
+  const std::size_t a = body.size() / 3;
+  const std::size_t b = 2 * body.size() / 3;
+  auto chunk = [](const std::string& s, const std::string& ext) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx", s.size());
+    return std::string(size) + ext + "\r\n" + s + "\r\n";
+  };
+  return chunk(body.substr(0, a), ";x=1") + chunk(body.substr(a, b - a), "") + chunk(body.substr(b), "") +
+         "0\r\nX-Trailer: t\r\n\r\n";
+}
+
+TEST_F(ProxyTest, ChunkedAndPipelinedRequestsAreForwardedWhole) {
+  start();
+  const std::string sid = initialize(port());
+  ASSERT_FALSE(sid.empty());
+  RawConnection c(port());
+  const std::string second = call(12, "whoami");
+  // Two requests in one write: a chunked body, then a sized one that closes the connection.
+  ASSERT_TRUE(c.send(head_for(sid, "Transfer-Encoding: chunked\r\n") + chunked(call(11, "whoami")) +
+                     head_for(sid, "Content-Length: " + std::to_string(second.size()) + "\r\nConnection: close\r\n") +
+                     second));
+  ASSERT_TRUE(c.read_to_close(10s));
+  const std::string& got = c.received();
+  const auto first_at = got.find("HTTP/1.1 200");
+  ASSERT_NE(first_at, std::string::npos) << got;
+  ASSERT_NE(got.find("HTTP/1.1 200", first_at + 1), std::string::npos) << got;
+  const auto id11 = got.find(R"("id": 11)") != std::string::npos ? got.find(R"("id": 11)") : got.find(R"("id":11)");
+  const auto id12 = got.find(R"("id": 12)") != std::string::npos ? got.find(R"("id": 12)") : got.find(R"("id":12)");
+  ASSERT_NE(id11, std::string::npos) << got;
+  ASSERT_NE(id12, std::string::npos) << got;
+  EXPECT_LT(id11, id12) << "answers in request order";
+  // Both reached the session's pod: its counter went 1, 2.
+  EXPECT_NE(got.find(R"(\"counter\": 2)"), std::string::npos) << got;
+}
+
+TEST_F(ProxyTest, SmugglingShapesAndMalformedHeadsAre400) {
+  start();
+  for (const std::string& bad : {
+           head_for("", "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n") + "0\r\n\r\n",
+           head_for("", "Content-Length: 4\r\nContent-Length: 5\r\n") + "abcd",
+           head_for("", "Transfer-Encoding: gzip\r\n"),
+           head_for("", "Transfer-Encoding: chunked\r\n") + "zz\r\n",
+           std::string("POST /mcp HTTP/1.1\r\nHost : x\r\nContent-Length: 0\r\n\r\n"),
+           std::string("POST /mcp HTTP/1.1\r\nHost: x\r\n folded\r\nContent-Length: 0\r\n\r\n"),
+           std::string("POST /mcp HTTP/1.1\nHost: x\r\n\r\n"),
+       }) {
+    RawConnection c(port());
+    ASSERT_TRUE(c.send(bad));
+    EXPECT_TRUE(c.read_to_close(10s)) << bad;
+    EXPECT_EQ(c.received().rfind("HTTP/1.1 400", 0), 0U) << bad << "\n--\n" << c.received();
+  }
+  EXPECT_EQ(request(port(), "POST", "/mcp", kInit).status, 200) << "the proxy keeps serving";
+}
+
+TEST_F(ProxyTest, Http10ClientGetsTheWholeAnswerThenTheClose) {
+  start({}, {"--sse"});  // the pod answers calls as a chunked SSE stream
+  const std::string sid = initialize(port());
+  ASSERT_FALSE(sid.empty());
+  RawConnection c(port());
+  const std::string body = call(21, "whoami");
+  ASSERT_TRUE(c.send(head_for(sid, "Content-Length: " + std::to_string(body.size()) + "\r\n", "HTTP/1.0") + body));
+  ASSERT_TRUE(c.read_to_close(10s)) << "HTTP/1.0: the end of an open-ended body is the close";
+  const std::string& got = c.received();
+  EXPECT_EQ(got.rfind("HTTP/1.0 200", 0), 0U) << got;
+  const std::string head = got.substr(0, got.find("\r\n\r\n"));
+  EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
+  EXPECT_NE(got.find("\"result\""), std::string::npos) << got;
+}
+
+TEST_F(ProxyTest, ExpectContinueIsAnsweredByTheProxy) {
+  start();
+  RawConnection c(port());
+  ASSERT_TRUE(c.send(head_for(
+      "", "Expect: 100-continue\r\nContent-Length: " + std::to_string(kInit.size()) + "\r\nConnection: close\r\n")));
+  ASSERT_TRUE(c.read_until("HTTP/1.1 100 Continue\r\n\r\n", 10s));
+  ASSERT_TRUE(c.send(kInit));
+  ASSERT_TRUE(c.read_to_close(10s));
+  const std::string final_head = c.received().substr(c.received().find("\r\n\r\n") + 4);
+  EXPECT_EQ(final_head.rfind("HTTP/1.1 200", 0), 0U) << c.received();
+  EXPECT_NE(final_head.find("Mcp-Session-Id: "), std::string::npos) << c.received();
+}
+
 TEST_F(ProxyTest, OversizedBodyIs413) {
   start({"--max-body-size", "1KiB"});
   const Response r = request(port(), "POST", "/mcp", std::string(4096, ' ') + kInit);

@@ -161,6 +161,38 @@ bool send_all(int fd, const std::string& data) {
 
 }  // namespace
 
+RawConnection::RawConnection(std::uint16_t port, const std::string& host) : fd_(connect_to(port, host)) {}
+
+RawConnection::~RawConnection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool RawConnection::send(const std::string& bytes) { return fd_ >= 0 && send_all(fd_, bytes); }
+
+bool RawConnection::read_until(const std::string& text, std::chrono::milliseconds timeout) {
+  const auto deadline = clock::now() + timeout;
+  while (received_.find(text) == std::string::npos) {
+    if (closed_ || fd_ < 0) return false;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+    pollfd p{fd_, POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      closed_ = true;
+      return received_.find(text) != std::string::npos;
+    }
+    received_.append(buf, static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+bool RawConnection::read_to_close(std::chrono::milliseconds timeout) {
+  // No text can match a NUL-led marker in these tests: reads until the close.
+  read_until(std::string("\0never", 6), timeout);
+  return closed_;
+}
+
 struct Stream::Impl {
   int fd = -1;
   http::response_parser<http::string_body> parser;

@@ -83,6 +83,27 @@ class Stream {
   bool done_ = false;
 };
 
+// A raw client connection, for what a well-behaved HTTP client never sends (pipelined
+// requests, chunked bodies, smuggling shapes, HTTP/1.0).
+class RawConnection {
+ public:
+  explicit RawConnection(std::uint16_t port, const std::string& host = "127.0.0.1");
+  ~RawConnection();
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+  bool send(const std::string& bytes);
+  // Reads until `text` has been received (true) or the peer closed / `timeout` passed.
+  bool read_until(const std::string& text, std::chrono::milliseconds timeout);
+  // Reads until the peer closes the connection (true), or `timeout` passes.
+  bool read_to_close(std::chrono::milliseconds timeout);
+  const std::string& received() const { return received_; }
+
+ private:
+  int fd_ = -1;
+  bool closed_ = false;
+  std::string received_;
+};
+
 // Polls `cond` until it holds or `timeout` passes.
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
