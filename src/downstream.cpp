@@ -15,6 +15,8 @@
 namespace mcpproxy {
 namespace {
 
+using namespace std::string_view_literals;
+
 constexpr std::string_view kSessionHeader = "Mcp-Session-Id";
 
 std::optional<std::string_view> header(const http::fields& f, std::string_view name) {
@@ -29,9 +31,9 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 
 void append_field(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
-  out += ": ";
+  out += ": "sv;
   out.append(value);
-  out += "\r\n";
+  out += "\r\n"sv;
 }
 
 // A field the proxy never forwards as received: hop-by-hop (RFC 9110 7.6.1), or named by
@@ -143,8 +145,9 @@ net::awaitable<void> Connection::run() {
     if (buffer_.size() == 0) {
       if (worker_.shared().draining.load(std::memory_order_relaxed)) co_return;
       idle_ = true;
-      stream_.expires_after(cfg->limits.idle_timeout);
+      expect_within(Wait::idle, cfg->limits.idle_timeout);
       auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(8192), use_tuple);
+      stop_waiting();
       idle_ = false;
       if (ec) {
         if (!harmless(ec))
@@ -185,13 +188,13 @@ net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cf
 
   // The head, parsed where it lies; re-parsed from the start when more bytes were needed
   // (a head nearly always arrives in one read).
-  stream_.expires_after(cfg.limits.header_timeout);
+  expect_within(Wait::head, cfg.limits.header_timeout);
   http1::Status st = http1::Status::need_more;
   for (;;) {
     st = http1::parse_request(view(buffer_), cfg.limits.max_header_size, req.head);
     if (st != http1::Status::need_more) break;
     auto [ec, n] = co_await stream_.async_read_some(more(cfg.limits.max_header_size - buffer_.size() + 1), use_tuple);
-    if (ec == beast::error::timeout) {
+    if (ec && expired(Wait::head)) {
       co_await reply_and_close(http::status::request_timeout, "request head not received in time");
       co_return ReadResult::closed;
     }
@@ -230,10 +233,10 @@ net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cf
     }
   }
 
-  stream_.expires_after(cfg.limits.body_timeout);
+  expect_within(Wait::body, cfg.limits.body_timeout);
   auto read_more = [&](std::size_t want) -> net::awaitable<bool> {
     auto [ec, n] = co_await stream_.async_read_some(more(want), use_tuple);
-    if (ec == beast::error::timeout) {
+    if (ec && expired(Wait::body)) {
       co_await reply_and_close(http::status::request_timeout, "request body not received in time");
       co_return false;
     }
@@ -286,7 +289,7 @@ net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cf
     }
     append_body(view(buffer_).substr(head_size, payload));
   }
-  stream_.expires_never();
+  stop_waiting();
   req.body = std::string_view(req.bytes).substr(head_size);
   buffer_.consume(head_size + raw);
   co_return ReadResult::request;
@@ -303,7 +306,6 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
       co_return co_await reply_jsonrpc_error(ex, http::status::bad_request, -32600,
                                              "Invalid Mcp-Session-Id: 1-256 visible ASCII characters expected");
     case RequestClass::session: {
-      ex.session_for_log = session_hash(ex.route.session_id);
       bool refreshed = false;
       ex.rec = shared.table.find(ex.route.session_id, std::chrono::steady_clock::now(), &refreshed);
       RedisStore* store = worker_.store();
@@ -362,7 +364,7 @@ void Connection::append_upstream_head(std::string& out, const Exchange& ex) {
   out.append(h.method);
   out += ' ';
   out.append(h.target);
-  out += " HTTP/1.1\r\n";
+  out += " HTTP/1.1\r\n"sv;
   for (const http1::Field& f : h.fields) {
     if (dropped_hop(f, connection) || http1::iequals(f.name, "Expect") || http1::iequals(f.name, "Content-Length") ||
         http1::iequals(f.name, "X-Forwarded-Host") || http1::iequals(f.name, "X-Forwarded-Proto")) {
@@ -385,25 +387,25 @@ void Connection::append_upstream_head(std::string& out, const Exchange& ex) {
   }
   if (rewrite_host || !host) append_field(out, "Host", worker_.pool().address(ex.ordinal).authority);
   if (host) append_field(out, "X-Forwarded-Host", *host);
-  out += "X-Forwarded-For: ";
+  out += "X-Forwarded-For: "sv;
   if (forwarded_for) {
     out.append(*forwarded_for);
-    out += ", ";
+    out += ", "sv;
   }
   out += peer_ip_;
-  out += "\r\nX-Forwarded-Proto: http\r\n";
+  out += "\r\nX-Forwarded-Proto: http\r\n"sv;
   const auto method = h.method;
   if (!ex.req.body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
     std::array<char, 24> n{};
     const auto [end, ec] = std::to_chars(n.data(), n.data() + n.size(), ex.req.body.size());
     append_field(out, "Content-Length", std::string_view(n.data(), static_cast<std::size_t>(end - n.data())));
   }
-  out += "\r\n";
+  out += "\r\n"sv;
 }
 
 void Connection::append_client_head(std::string& out, const Exchange& ex, const http1::Head& res, bool chunked) {
   const bool http11 = ex.req.version() >= 11;
-  out += http11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  out += http11 ? "HTTP/1.1 "sv : "HTTP/1.0 "sv;
   std::array<char, 8> code{};
   const auto [end, ec] = std::to_chars(code.data(), code.data() + code.size(), res.status);
   out.append(code.data(), end);
@@ -414,7 +416,7 @@ void Connection::append_client_head(std::string& out, const Exchange& ex, const 
   } else {
     out.append(res.reason);
   }
-  out += "\r\n";
+  out += "\r\n"sv;
   // The client keeps the id it knows when the pod now knows the session by another.
   const bool client_id = ex.route.cls == RequestClass::session && ex.rec && !ex.rec->backend_session.empty();
   const auto connection = res.get("Connection");
@@ -426,10 +428,10 @@ void Connection::append_client_head(std::string& out, const Exchange& ex, const 
     }
     append_field(out, f.name, f.value);
   }
-  if (chunked) out += "Transfer-Encoding: chunked\r\n";
-  if (http11 && !ex.keep_alive) out += "Connection: close\r\n";
-  if (!http11 && ex.keep_alive) out += "Connection: keep-alive\r\n";
-  out += "\r\n";
+  if (chunked) out += "Transfer-Encoding: chunked\r\n"sv;
+  if (http11 && !ex.keep_alive) out += "Connection: close\r\n"sv;
+  if (!http11 && ex.keep_alive) out += "Connection: keep-alive\r\n"sv;
+  out += "\r\n"sv;
 }
 
 bool Connection::can_reestablish(const Exchange& ex) const {
@@ -509,7 +511,7 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   auto fail = [&](std::string_view why) {
     log_event(spdlog::level::warn, "session could not be re-established",
               {{"conn", std::to_string(id_)},
-               {"session", ex.session_for_log},
+               {"session", session_label(ex)},
                {"pod", std::to_string(ordinal)},
                {"reason", std::string(why)}});
     return false;
@@ -559,7 +561,10 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   const std::string backend_session(*sid);
   auto initialized = co_await exchange(R"({"jsonrpc":"2.0","method":"notifications/initialized"})", backend_session);
   if (initialized.result_int() / 100 != 2) co_return fail("notifications/initialized refused");
-  if (up) pool.release(ordinal, std::move(up));
+  if (up) {
+    up->expires_never();  // pooled streams carry no deadline of their own
+    pool.release(ordinal, std::move(up));
+  }
 
   SessionRecord rec = *ex.rec;
   rec.ordinal = ordinal;
@@ -576,7 +581,7 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   shared.metrics.sessions_recovered.fetch_add(1, std::memory_order_relaxed);
   log_event(spdlog::level::info, "session re-established",
             {{"conn", std::to_string(id_)},
-             {"session", ex.session_for_log},
+             {"session", session_label(ex)},
              {"from_pod", std::to_string(lost_on)},
              {"to_pod", std::to_string(ordinal)}});
   co_return true;
@@ -617,8 +622,9 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     sent_at = std::chrono::steady_clock::now();
     upstream_buffer_.clear();
 
-    up->expires_after(cfg.backend.response_timeout);
+    expect_within(Wait::upstream, cfg.backend.response_timeout);
     auto watch = std::make_shared<Watch>();
+    watch->started_tick = worker_.tick();
     watch->upstream = up.get();
     watch_ = watch;  // armed by the worker's watch tick if the exchange outlasts it
     head_buffer_.clear();
@@ -643,6 +649,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
       ec = rec;
       if (!ec) upstream_buffer_.commit(rn);
     }
+    stop_waiting();
     if (!ec && !malformed) break;
     finish_watch(watch);
     if (watch->client_gone || closed_) {
@@ -656,7 +663,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
       fresh_retry_used = true;  // the pod closed a pooled connection: not an attempt
       continue;
     }
-    const bool timed_out = ec == beast::error::timeout;
+    const bool timed_out = expired(Wait::upstream);
     shared.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
     log_event(spdlog::level::warn,
               timed_out ? "pod response timed out"
@@ -772,8 +779,9 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     }
     if (last && chunked) out[4] = net::buffer("0\r\n\r\n", 5);
     head_sent = true;
-    stream_.expires_after(cfg.limits.write_timeout);
+    expect_within(Wait::write, cfg.limits.write_timeout);
     auto [wec, wn] = co_await net::async_write(stream_, out, use_tuple);
+    stop_waiting();
     co_return !wec;
   };
   if (upstream_buffer_.size() == 0 && !body.done) client_failed = !co_await write_out({}, false);
@@ -814,20 +822,19 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
           relay_buffer_ = worker_.take_relay_buffer(relay_size);
           relay_buffer_size_ = relay_size;
         }
-        if (sse) {
-          up->expires_never();  // SSE is never cut by a timeout: only by either side closing
-        } else {
-          up->expires_after(cfg.backend.response_timeout);
-        }
+        // SSE is never cut by a timeout: only by either side closing.
+        if (!sse) expect_within(Wait::upstream, cfg.backend.response_timeout);
         auto [rec_ec, rn] = co_await up->async_read_some(net::buffer(relay_buffer_.get(), relay_size), use_tuple);
+        stop_waiting();
         if (rec_ec == net::error::eof && body.framing == http1::Framing::close) {
           body.done = true;  // the end of a body that ends with the connection
         } else if (rec_ec) {
           upstream_failed = true;
-          if (!watch_->client_gone && !closed_ && !harmless(rec_ec)) {
-            log_event(
-                spdlog::level::warn, "pod response cut short",
-                {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", rec_ec.message()}});
+          if (expired(Wait::upstream) || (!watch_->client_gone && !closed_ && !harmless(rec_ec))) {
+            log_event(spdlog::level::warn, "pod response cut short",
+                      {{"conn", std::to_string(id_)},
+                       {"pod", std::to_string(ex.ordinal)},
+                       {"error", expired(Wait::upstream) ? std::string("timeout") : rec_ec.message()}});
           }
           break;
         }
@@ -867,7 +874,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     if (!co_await write_out(data, last)) client_failed = true;
     if (last) break;
   }
-  stream_.expires_never();
+  stop_waiting();
   release_relay_buffer();
   finish_watch(watch_);
   const bool client_gone = client_failed || watch_->client_gone || closed_;
@@ -903,8 +910,28 @@ void Connection::watch_client(const std::shared_ptr<Watch>& watch) {
   });
 }
 
-void Connection::arm_watch(std::chrono::steady_clock::time_point started_before) {
-  if (watch_ && !watch_->done && !watch_->armed && watch_->started < started_before) {
+void Connection::expect_within(Wait what, duration limit) {
+  waiting_ = what;
+  expired_ = Wait::none;
+  // Never early: the tick that fires is at least `limit` after now.
+  deadline_tick_ = worker_.tick() + static_cast<std::uint64_t>((limit.count() + kTickMs - 1) / kTickMs) + 1;
+}
+
+void Connection::on_tick(std::uint64_t tick) {
+  if (waiting_ != Wait::none && tick >= deadline_tick_) {
+    // What Beast's stream did on a deadline: the socket closes, the pending operation
+    // fails, and the coroutine reads `expired_` to tell a timeout from a peer's close.
+    expired_ = waiting_;
+    waiting_ = Wait::none;
+    error_code ignored;
+    if (expired_ == Wait::upstream) {
+      if (watch_ && watch_->upstream != nullptr) watch_->upstream->socket().close(ignored);
+    } else {
+      stream_.socket().close(ignored);
+    }
+  }
+  // A client that leaves during a long exchange is watched for from the second tick on.
+  if (watch_ && !watch_->done && !watch_->armed && tick >= watch_->started_tick + 2) {
     watch_->armed = true;
     watch_client(watch_);
   }
@@ -963,6 +990,12 @@ net::awaitable<void> Connection::reply_and_close(http::status status, std::strin
              {"reason", std::string(message)}});
 }
 
+std::string Connection::session_label(const Exchange& ex) {
+  // Hashed only when a line is written: most requests are never logged.
+  if (!ex.session_for_log.empty()) return ex.session_for_log;
+  return ex.route.session_id.empty() ? "-" : session_hash(ex.route.session_id);
+}
+
 void Connection::log_access(const Exchange& ex) {
   if (!ex.cfg->log.access || !spdlog::should_log(spdlog::level::info)) return;
   const auto target = ex.req.target();
@@ -977,7 +1010,7 @@ void Connection::log_access(const Exchange& ex) {
              {"status", std::to_string(ex.status)},
              {"pod", ex.ordinal < 0 ? "-" : std::to_string(ex.ordinal)},
              {"duration_ms", std::to_string(static_cast<double>(micros) / 1000.0)},
-             {"session", ex.session_for_log.empty() ? "-" : ex.session_for_log}});
+             {"session", session_label(ex)}});
 }
 
 }  // namespace mcpproxy

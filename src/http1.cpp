@@ -17,13 +17,16 @@ constexpr std::array<bool, 256> kTchar = [] {
   return t;
 }();
 
-bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
-
 // Field values: visible ASCII, space, tab and obs-text; no other control character.
-bool is_value_char(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return u == '\t' || (u >= 0x20 && u != 0x7F);
-}
+constexpr std::array<bool, 256> kValueChar = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x100; ++c) t[static_cast<std::size_t>(c)] = c != 0x7F;
+  t['\t'] = true;
+  return t;
+}();
+
+bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
+bool is_value_char(char c) { return kValueChar[static_cast<unsigned char>(c)]; }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -103,18 +106,19 @@ bool parse_status_line(std::string_view line, Head& out) {
 }
 
 bool parse_field(std::string_view line, Field& f) {
-  if (line.front() == ' ' || line.front() == '\t') return false;  // obs-fold
-  const auto colon = line.find(':');
-  if (colon == 0 || colon == std::string_view::npos) return false;
-  f.name = line.substr(0, colon);
-  for (const char c : f.name) {
-    if (!is_tchar(c)) return false;  // also whitespace before the colon
+  // name: one or more tchar, then the colon at once (no whitespace before it, no obs-fold)
+  std::size_t i = 0;
+  while (i < line.size() && is_tchar(line[i])) ++i;
+  if (i == 0 || i == line.size() || line[i] != ':') return false;
+  f.name = line.substr(0, i);
+  std::size_t begin = i + 1;
+  std::size_t end = line.size();
+  for (std::size_t j = begin; j < end; ++j) {
+    if (!is_value_char(line[j])) return false;
   }
-  const auto value = line.substr(colon + 1);
-  for (const char c : value) {
-    if (!is_value_char(c)) return false;
-  }
-  f.value = trim(value);
+  while (begin < end && (line[begin] == ' ' || line[begin] == '\t')) ++begin;
+  while (end > begin && (line[end - 1] == ' ' || line[end - 1] == '\t')) --end;
+  f.value = line.substr(begin, end - begin);
   return true;
 }
 

@@ -13,9 +13,11 @@ namespace {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto x = static_cast<unsigned char>(a[i]);
-    const auto y = static_cast<unsigned char>(b[i]);
-    if (std::tolower(x) != std::tolower(y)) return false;
+    auto x = static_cast<unsigned char>(a[i]);
+    auto y = static_cast<unsigned char>(b[i]);
+    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
+    if (x != y) return false;
   }
   return true;
 }
@@ -91,13 +93,23 @@ std::string jsonrpc_error_body(int code, std::string_view message, std::string_v
 }
 
 bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::array<std::string_view, 8> kHop = {"connection", "keep-alive",        "proxy-connection",
-                                                           "te",         "trailer",           "transfer-encoding",
-                                                           "upgrade",    "proxy-authenticate"};
-  for (const auto h : kHop) {
-    if (iequals(h, name)) return true;
+  // Called for every forwarded field: the length picks the one candidate to compare.
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te");
+    case 7:
+      return iequals(name, "trailer") || iequals(name, "upgrade");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    case 18:
+      return iequals(name, "proxy-authenticate");
+    default:
+      return false;
   }
-  return false;
 }
 
 bool connection_lists(std::string_view value, std::string_view name) {

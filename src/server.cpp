@@ -137,12 +137,12 @@ net::awaitable<void> Worker::accept_loop() {
 net::awaitable<void> Worker::watch_loop() {
   net::steady_timer timer(ioc_);
   for (;;) {
-    timer.expires_after(std::chrono::milliseconds(100));
+    timer.expires_after(std::chrono::milliseconds(Connection::kTickMs));
     auto [ec] = co_await timer.async_wait(use_tuple);
     if (ec) co_return;
-    const auto before = std::chrono::steady_clock::now() - std::chrono::milliseconds(100);
+    ++tick_;
     for (auto& weak : connections_) {
-      if (auto c = weak.lock()) c->arm_watch(before);
+      if (auto c = weak.lock()) c->on_tick(tick_);
     }
     if (!acceptor_.is_open() && connection_count_ == 0) co_return;
   }

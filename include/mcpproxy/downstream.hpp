@@ -41,11 +41,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool armed = false;
     bool client_gone = false;
     beast::tcp_stream* upstream = nullptr;
-    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::uint64_t started_tick = 0;
   };
-  void arm_watch(std::chrono::steady_clock::time_point started_before);
+  // The worker's tick (every kTickMs): deadlines, and the client watch of long exchanges.
+  static constexpr std::int64_t kTickMs = 100;
+  void on_tick(std::uint64_t tick);
 
  private:
+  // Deadlines of the data path are counted in worker ticks and checked by the tick, not
+  // armed as a timer around every read and write (that was a tenth of the proxy's
+  // user-space instructions): one deadline at a time, as a connection waits for one thing.
+  enum class Wait : std::uint8_t { none, idle, head, body, write, upstream };
+  void expect_within(Wait what, duration limit);
+  void stop_waiting() { waiting_ = Wait::none; }
+  bool expired(Wait what) const { return expired_ == what; }
+  Wait waiting_ = Wait::none;
+  Wait expired_ = Wait::none;
+  std::uint64_t deadline_tick_ = 0;
+
   // The request of the exchange in progress: its own copy, so the read buffer moves on.
   struct Request {
     http1::Head head;
@@ -67,7 +80,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     unsigned status = 0;
     bool keep_alive = true;
     std::chrono::steady_clock::time_point start;
-    std::string session_for_log;
+    std::string session_for_log;  // a session this exchange created; else route.session_id
   };
 
   net::awaitable<void> run();
@@ -100,6 +113,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void watch_client(const std::shared_ptr<Watch>& watch);
   void finish_watch(const std::shared_ptr<Watch>& watch);
   void log_access(const Exchange& ex);
+  static std::string session_label(const Exchange& ex);
 
   Worker& worker_;
   beast::tcp_stream stream_;

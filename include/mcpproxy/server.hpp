@@ -75,6 +75,8 @@ class Worker {
   std::list<std::weak_ptr<Connection>>::iterator add(std::weak_ptr<Connection> c);
   void remove(std::list<std::weak_ptr<Connection>>::iterator it);
   std::size_t connections() const { return connection_count_; }
+  // Counts the worker's 100 ms ticks (Connection::on_tick): coarse time for deadlines.
+  std::uint64_t tick() const { return tick_; }
   bool shutting_down() const { return shutting_down_; }
 
  private:
@@ -83,6 +85,7 @@ class Worker {
   net::awaitable<void> watch_loop();
 
   Shared& shared_;
+  std::uint64_t tick_ = 0;
   std::shared_ptr<const Config> cfg_;
   int index_;
   // Set when the worker is destroyed: connections still owned by the io_context die with
