@@ -234,6 +234,19 @@ backend pods
                       f"p99 {res['p99_us']:6d} us  errors {res['errors'] + res['non2xx']}", flush=True)
         return results
 
+    def moderate_load_latency(self, rounds, seconds):
+        """One connection, one request at a time (wrk -c1): the latency each arm adds to the
+        backend's own, with the machine far from saturated."""
+        ids = {name: self.sessions(name, port, 100) for name, (port, _, _) in self.arms.items()}
+        results = {name: [] for name in self.arms}
+        for r in range(rounds):
+            for name, (port, _, _) in self.arms.items():
+                res = self.wrk(port, seconds, 1, {"SESSIONS": ids[name], "MODE": "call"})
+                results[name].append(res)
+                print(f"  c1 round {r + 1} {name:28s} {res['rps']:9.0f} req/s  p50 {res['p50_us']:5d} us  "
+                      f"p99 {res['p99_us']:6d} us", flush=True)
+        return results
+
     def initialize_rate_and_rss(self, seconds):
         port, _, pid = self.arms["mcp-session-proxy (redis)"]
         rss_before = rss_kib(pid)
@@ -268,6 +281,18 @@ def soak(b, seconds):
 
 def median(results, key):
     return statistics.median(r[key] for r in results)
+
+
+def report_latency(results):
+    direct = median(results["direct"], "p50_us")
+    lines = ["One connection, one request at a time (`wrk -t1 -c1`, medians of the rounds): the latency an arm adds to the "
+             "backend's own p50.", "",
+             "| arm | req/s | p50 us | p99 us | p50 added vs direct, us |", "|---|---|---|---|---|"]
+    for n, rs in results.items():
+        p50 = median(rs, "p50_us")
+        lines.append(f"| {n} | {median(rs, 'rps'):.0f} | {p50:.0f} | {median(rs, 'p99_us'):.0f} | "
+                     f"{'-' if n == 'direct' else f'{p50 - direct:.0f}'} |")
+    return "\n".join(lines)
 
 
 def report(results, init, machine):
@@ -327,17 +352,28 @@ def main():
         if args.smoke:
             print(f"smoke: {len(results)} passed, 0 failed")
             return 0
+        latency = b.moderate_load_latency(args.rounds, max(2, args.seconds // 2))
         init = b.initialize_rate_and_rss(args.seconds)
         machine = (f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; "
                    + subprocess.run(["sh", "-c", "nginx -v 2>&1; haproxy -v | head -1; wrk --version 2>&1 | head -1; "
                                      "redis-server --version"], capture_output=True, text=True).stdout.replace("\n", "; "))
-        text = report(results, init, machine)
+        text = report(results, init, machine) + "\n\n" + report_latency(latency)
         print("\n" + text)
         if args.write_docs:
-            with open(os.path.join(ROOT, "docs/benchmarks.md"), "w") as f:
-                f.write(f"# Benchmarks\n\nMeasured {time.strftime('%Y-%m-%d')} with `{cmd}` on {machine}\n\n"
-                        f"Everything on one 2-core machine: wrk, the proxy under test and the nginx backend share the "
-                        f"cores, so absolute figures are low and the ratios are what to read.\n\n{text}\n")
+            # Only the generated part of the page is replaced; the sections measured by the
+            # other scripts (SSE streams, soak, allocations) stay as they are.
+            path = os.path.join(ROOT, "docs/benchmarks.md")
+            begin, end = "<!-- bench.py: begin -->", "<!-- bench.py: end -->"
+            page = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{begin}\n{end}\n"
+            if begin not in page:
+                page = f"# Benchmarks\n\n{begin}\n{end}\n" + page.split("\n", 1)[1]
+            head, rest = page.split(begin, 1)
+            tail = rest.split(end, 1)[1]
+            generated = (f"Measured {time.strftime('%Y-%m-%d')} with `{cmd}` on {machine}\n\n"
+                         f"Everything on one 2-core machine: wrk, the proxy under test and the nginx backend share the "
+                         f"cores, so absolute figures are low and the ratios are what to read.\n\n{text}\n")
+            with open(path, "w") as f:
+                f.write(head + begin + "\n" + generated + end + tail)
         return 0
     finally:
         b.stop()
