@@ -38,8 +38,8 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 
 // A field the proxy never forwards as received: hop-by-hop (RFC 9110 7.6.1), or named by
 // the message's Connection header.
-bool dropped_hop(const http1::Field& f, const std::optional<std::string_view>& connection) {
-  return is_hop_by_hop(f.name) || (connection && connection_lists(*connection, f.name));
+bool dropped_hop(const http1::Field& f, const http1::Head& h) {
+  return is_hop_by_hop(f.name) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
 }
 
 std::string_view view(const beast::flat_buffer& b) { return {static_cast<const char*>(b.data().data()), b.size()}; }
@@ -358,7 +358,6 @@ void Connection::append_upstream_head(std::string& out, const Exchange& ex) {
   // After a re-initialize the pod knows the session by its own id; the client keeps its.
   const std::string* pod_session = nullptr;
   if (ex.rec && !ex.route.from_query && !ex.rec->backend_session.empty()) pod_session = &ex.rec->backend_session;
-  const auto connection = h.get("Connection");
   std::optional<std::string_view> host;
   std::optional<std::string_view> forwarded_for;
   out.append(h.method);
@@ -366,7 +365,7 @@ void Connection::append_upstream_head(std::string& out, const Exchange& ex) {
   out.append(h.target);
   out += " HTTP/1.1\r\n"sv;
   for (const http1::Field& f : h.fields) {
-    if (dropped_hop(f, connection) || http1::iequals(f.name, "Expect") || http1::iequals(f.name, "Content-Length") ||
+    if (dropped_hop(f, h) || http1::iequals(f.name, "Expect") || http1::iequals(f.name, "Content-Length") ||
         http1::iequals(f.name, "X-Forwarded-Host") || http1::iequals(f.name, "X-Forwarded-Proto")) {
       continue;
     }
@@ -419,9 +418,8 @@ void Connection::append_client_head(std::string& out, const Exchange& ex, const 
   out += "\r\n"sv;
   // The client keeps the id it knows when the pod now knows the session by another.
   const bool client_id = ex.route.cls == RequestClass::session && ex.rec && !ex.rec->backend_session.empty();
-  const auto connection = res.get("Connection");
   for (const http1::Field& f : res.fields) {
-    if (dropped_hop(f, connection)) continue;
+    if (dropped_hop(f, res)) continue;
     if (client_id && http1::iequals(f.name, kSessionHeader)) {
       append_field(out, kSessionHeader, ex.route.session_id);
       continue;

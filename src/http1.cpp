@@ -28,6 +28,30 @@ constexpr std::array<bool, 256> kValueChar = [] {
 bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
 bool is_value_char(char c) { return kValueChar[static_cast<unsigned char>(c)]; }
 
+// Eight bytes at a time: a block with no byte below 0x20 and no 0x7F is all value
+// characters; a block with one (a tab, or a bad byte) is looked at byte by byte.
+bool all_value_chars(std::string_view v) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+  std::size_t i = 0;
+  for (; i + 8 <= v.size(); i += 8) {
+    std::uint64_t x = 0;
+    std::memcpy(&x, v.data() + i, 8);
+    const std::uint64_t below_space = (x - kOnes * 0x20) & ~x & kHigh;
+    const std::uint64_t del = x ^ (kOnes * 0x7F);
+    const std::uint64_t is_del = (del - kOnes) & ~del & kHigh;
+    if ((below_space | is_del) != 0) {
+      for (std::size_t j = i; j < i + 8; ++j) {
+        if (!is_value_char(v[j])) return false;
+      }
+    }
+  }
+  for (; i < v.size(); ++i) {
+    if (!is_value_char(v[i])) return false;
+  }
+  return true;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -113,9 +137,7 @@ bool parse_field(std::string_view line, Field& f) {
   f.name = line.substr(0, i);
   std::size_t begin = i + 1;
   std::size_t end = line.size();
-  for (std::size_t j = begin; j < end; ++j) {
-    if (!is_value_char(line[j])) return false;
-  }
+  if (!all_value_chars(line.substr(begin))) return false;
   while (begin < end && (line[begin] == ' ' || line[begin] == '\t')) ++begin;
   while (end > begin && (line[end - 1] == ' ' || line[end - 1] == '\t')) --end;
   f.value = line.substr(begin, end - begin);
@@ -143,10 +165,24 @@ bool has_token(std::string_view list, std::string_view token) {
   return false;
 }
 
+// True when a Connection value lists a token other than close and keep-alive.
+bool names_fields(std::string_view list) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    const auto token = trim(list.substr(0, comma));
+    if (!token.empty() && !iequals(token, "close") && !iequals(token, "keep-alive")) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 enum class Kind { request, response };
 
 Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_view request_method, Head& out) {
   out.fields.clear();
+  out.connection.reset();
+  out.connection_names_fields = false;
   out.size = 0;
   out.framing = Framing::none;
   out.content_length = 0;
@@ -184,6 +220,8 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
     } else if (iequals(f.name, "connection")) {
       if (has_token(f.value, "close")) close = true;
       if (out.version < 11 && has_token(f.value, "keep-alive")) close = false;
+      if (!out.connection) out.connection = f.value;
+      out.connection_names_fields = out.connection_names_fields || names_fields(f.value);
     }
   }
   out.size = lines.pos();

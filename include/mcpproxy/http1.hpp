@@ -47,6 +47,10 @@ struct Head {
   Framing framing = Framing::none;
   std::uint64_t content_length = 0;
   bool keep_alive = true;  // from the version and the Connection header
+  // Connection names a field other than close / keep-alive (those go as hop-by-hop anyway):
+  // only then must each field be looked up in it.
+  bool connection_names_fields = false;
+  std::optional<std::string_view> connection;  // the Connection field's value
 
   // The first field of that name (case-insensitive), without surrounding whitespace.
   std::optional<std::string_view> get(std::string_view name) const;

@@ -165,3 +165,29 @@ TEST(Http1, ViewsFollowACopy) {
   EXPECT_EQ(h.get("host"), "a");
   EXPECT_EQ(h.get("x-empty"), "");
 }
+
+TEST(Http1, ConnectionNamesFieldsOnlyBeyondCloseAndKeepAlive) {
+  Head h;
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", h), Status::complete);
+  EXPECT_FALSE(h.connection_names_fields);
+  EXPECT_EQ(h.connection, "keep-alive");
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nConnection: close, X-Secret\r\n\r\n", h), Status::complete);
+  EXPECT_TRUE(h.connection_names_fields);
+  ASSERT_EQ(request("GET / HTTP/1.1\r\n\r\n", h), Status::complete);
+  EXPECT_FALSE(h.connection.has_value());
+}
+
+TEST(Http1, ValueCheckSeesEveryByte) {
+  // A bad byte at every position of a long value, tabs allowed anywhere.
+  const std::string value = "abc\tdefghijklmnopqrstuvwxyz\t0123456789";
+  Head h;
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nX: " + value + "\r\n\r\n", h), Status::complete);
+  EXPECT_EQ(h.get("x"), value);
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    for (const char bad : {'\x00', '\x01', '\x1f', '\x7f', '\r'}) {
+      std::string v = value;
+      v[i] = bad;
+      EXPECT_NE(request("GET / HTTP/1.1\r\nX: " + v + "\r\n\r\n", h), Status::complete) << i << " " << int(bad);
+    }
+  }
+}
