@@ -89,11 +89,11 @@ struct BodyFraming {
 }  // namespace
 
 Connection::Connection(Worker& worker, tcp::socket socket)
-    : worker_(worker), stream_(std::move(socket)), id_(worker.next_connection_id()) {
+    : worker_(worker), socket_(std::move(socket)), id_(worker.next_connection_id()) {
   error_code ec;
-  const auto ep = stream_.socket().remote_endpoint(ec);
+  const auto ep = socket_.remote_endpoint(ec);
   if (!ec) peer_ip_ = ep.address().to_string();
-  stream_.socket().set_option(tcp::no_delay(true), ec);
+  socket_.set_option(tcp::no_delay(true), ec);
   worker_.shared().metrics.downstream_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -120,7 +120,7 @@ void Connection::start() {
   registry_ = worker_.add(weak_from_this());
   registered_ = true;
   net::co_spawn(
-      stream_.get_executor(), [self = shared_from_this()]() { return self->run(); }, net::detached);
+      socket_.get_executor(), [self = shared_from_this()]() { return self->run(); }, net::detached);
 }
 
 void Connection::close_if_idle() {
@@ -131,9 +131,9 @@ void Connection::close() {
   if (closed_) return;
   closed_ = true;
   error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream_.socket().close(ec);
-  if (watch_ && watch_->upstream != nullptr) watch_->upstream->socket().close(ec);
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  if (watch_ && watch_->upstream != nullptr) watch_->upstream->close(ec);
 }
 
 net::awaitable<void> Connection::run() {
@@ -146,7 +146,7 @@ net::awaitable<void> Connection::run() {
       if (worker_.shared().draining.load(std::memory_order_relaxed)) co_return;
       idle_ = true;
       expect_within(Wait::idle, cfg->limits.idle_timeout);
-      auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(8192), use_tuple);
+      auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(8192), use_tuple);
       stop_waiting();
       idle_ = false;
       if (ec) {
@@ -176,7 +176,7 @@ net::awaitable<void> Connection::run() {
     }
     if (!again || !ex.keep_alive || closed_) {
       error_code ec;
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+      socket_.shutdown(tcp::socket::shutdown_send, ec);
       co_return;
     }
   }
@@ -193,7 +193,7 @@ net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cf
   for (;;) {
     st = http1::parse_request(view(buffer_), cfg.limits.max_header_size, req.head);
     if (st != http1::Status::need_more) break;
-    auto [ec, n] = co_await stream_.async_read_some(more(cfg.limits.max_header_size - buffer_.size() + 1), use_tuple);
+    auto [ec, n] = co_await socket_.async_read_some(more(cfg.limits.max_header_size - buffer_.size() + 1), use_tuple);
     if (ec && expired(Wait::head)) {
       co_await reply_and_close(http::status::request_timeout, "request head not received in time");
       co_return ReadResult::closed;
@@ -228,14 +228,14 @@ net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cf
   if (framing != http1::Framing::none && buffer_.size() == head_size) {
     if (const auto expect = req.get("Expect"); expect && starts_with_ci(*expect, "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [cec, cn] = co_await net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()), use_tuple);
+      auto [cec, cn] = co_await net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()), use_tuple);
       if (cec) co_return ReadResult::closed;
     }
   }
 
   expect_within(Wait::body, cfg.limits.body_timeout);
   auto read_more = [&](std::size_t want) -> net::awaitable<bool> {
-    auto [ec, n] = co_await stream_.async_read_some(more(want), use_tuple);
+    auto [ec, n] = co_await socket_.async_read_some(more(want), use_tuple);
     if (ec && expired(Wait::body)) {
       co_await reply_and_close(http::status::request_timeout, "request body not received in time");
       co_return false;
@@ -516,7 +516,7 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   };
   const std::string target(ex.req.target().substr(0, ex.req.target().find('?')));
   const auto protocol_version = ex.req.get("MCP-Protocol-Version");
-  std::unique_ptr<beast::tcp_stream> up;
+  std::unique_ptr<tcp::socket> up;
   // One exchange with the new pod, on a pooled or new connection; the answer is read whole
   // (an initialize answer is small, and an SSE answer to it ends after the result).
   auto exchange = [&](std::string body,
@@ -538,13 +538,18 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
     if (protocol_version) req.set("MCP-Protocol-Version", std::string(*protocol_version));
     req.body() = std::move(body);
     req.prepare_payload();
-    up->expires_after(cfg.backend.response_timeout);
+    expect_within(Wait::upstream, cfg.backend.response_timeout, up.get());
     auto [wec, wn] = co_await http::async_write(*up, req, use_tuple);
-    if (wec) co_return res;
+    if (wec) {
+      stop_waiting();
+      up.reset();
+      co_return res;
+    }
     http::response_parser<http::string_body> parser;
     parser.body_limit(cfg.limits.max_body_size);
     beast::flat_buffer buf;
     auto [rec, rn] = co_await http::async_read(*up, buf, parser, use_tuple);
+    stop_waiting();
     if (rec) {
       up.reset();
       co_return res;
@@ -559,10 +564,7 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   const std::string backend_session(*sid);
   auto initialized = co_await exchange(R"({"jsonrpc":"2.0","method":"notifications/initialized"})", backend_session);
   if (initialized.result_int() / 100 != 2) co_return fail("notifications/initialized refused");
-  if (up) {
-    up->expires_never();  // pooled streams carry no deadline of their own
-    pool.release(ordinal, std::move(up));
-  }
+  if (up) pool.release(ordinal, std::move(up));
 
   SessionRecord rec = *ex.rec;
   rec.ordinal = ordinal;
@@ -596,7 +598,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
   // Connect, send, read the response head. A placed request whose pod fails before it
   // answered is placed again once; a request on a reused connection that the pod had
   // closed is sent again on a fresh one (nothing reached the pod).
-  std::unique_ptr<beast::tcp_stream> up;
+  std::unique_ptr<tcp::socket> up;
   const int attempts = placed ? std::min(2, cfg.backend.replicas) : 1;
   bool fresh_retry_used = false;
   std::chrono::steady_clock::time_point sent_at;
@@ -620,7 +622,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     sent_at = std::chrono::steady_clock::now();
     upstream_buffer_.clear();
 
-    expect_within(Wait::upstream, cfg.backend.response_timeout);
+    expect_within(Wait::upstream, cfg.backend.response_timeout, up.get());
     auto watch = std::make_shared<Watch>();
     watch->started_tick = worker_.tick();
     watch->upstream = up.get();
@@ -778,7 +780,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     if (last && chunked) out[4] = net::buffer("0\r\n\r\n", 5);
     head_sent = true;
     expect_within(Wait::write, cfg.limits.write_timeout);
-    auto [wec, wn] = co_await net::async_write(stream_, out, use_tuple);
+    auto [wec, wn] = co_await net::async_write(socket_, out, use_tuple);
     stop_waiting();
     co_return !wec;
   };
@@ -810,7 +812,8 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
       } else {
         if (long_lived) {
           release_relay_buffer();
-          auto [rec_ec] = co_await up->socket().async_wait(tcp::socket::wait_read, use_tuple);
+          if (upstream_buffer_.capacity() != 0) upstream_buffer_.shrink_to_fit();  // the head's buffer
+          auto [rec_ec] = co_await up->async_wait(tcp::socket::wait_read, use_tuple);
           if (rec_ec) {
             upstream_failed = true;
             break;
@@ -821,7 +824,7 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
           relay_buffer_size_ = relay_size;
         }
         // SSE is never cut by a timeout: only by either side closing.
-        if (!sse) expect_within(Wait::upstream, cfg.backend.response_timeout);
+        if (!sse) expect_within(Wait::upstream, cfg.backend.response_timeout, up.get());
         auto [rec_ec, rn] = co_await up->async_read_some(net::buffer(relay_buffer_.get(), relay_size), use_tuple);
         stop_waiting();
         if (rec_ec == net::error::eof && body.framing == http1::Framing::close) {
@@ -895,21 +898,22 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
 
 void Connection::watch_client(const std::shared_ptr<Watch>& watch) {
   // While the pod works, the only way to learn that the client left is to watch its socket.
-  stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), watch](error_code ec) {
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), watch](error_code ec) {
     if (ec || watch->done) return;
     char c = 0;
-    const ssize_t n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    const ssize_t n = ::recv(self->socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // a pipelined request: keep going
     watch->client_gone = true;
     if (watch->upstream != nullptr) {
       error_code ignored;
-      watch->upstream->socket().cancel(ignored);
+      watch->upstream->cancel(ignored);
     }
   });
 }
 
-void Connection::expect_within(Wait what, duration limit) {
+void Connection::expect_within(Wait what, duration limit, tcp::socket* upstream) {
   waiting_ = what;
+  deadline_upstream_ = upstream;
   expired_ = Wait::none;
   // Never early: the tick that fires is at least `limit` after now.
   deadline_tick_ = worker_.tick() + static_cast<std::uint64_t>((limit.count() + kTickMs - 1) / kTickMs) + 1;
@@ -923,9 +927,9 @@ void Connection::on_tick(std::uint64_t tick) {
     waiting_ = Wait::none;
     error_code ignored;
     if (expired_ == Wait::upstream) {
-      if (watch_ && watch_->upstream != nullptr) watch_->upstream->socket().close(ignored);
+      if (deadline_upstream_ != nullptr) deadline_upstream_->close(ignored);
     } else {
-      stream_.socket().close(ignored);
+      socket_.close(ignored);
     }
   }
   // A client that leaves during a long exchange is watched for from the second tick on.
@@ -941,7 +945,7 @@ void Connection::finish_watch(const std::shared_ptr<Watch>& watch) {
   watch->upstream = nullptr;
   if (watch->armed) {
     error_code ignored;
-    stream_.socket().cancel(ignored);
+    socket_.cancel(ignored);
   }
 }
 
@@ -954,9 +958,9 @@ net::awaitable<bool> Connection::reply(Exchange& ex, http::status status, std::s
   res.body() = std::move(body);
   res.keep_alive(ex.keep_alive);
   res.prepare_payload();
-  stream_.expires_after(ex.cfg->limits.write_timeout);
-  auto [ec, n] = co_await http::async_write(stream_, res, use_tuple);
-  stream_.expires_never();
+  expect_within(Wait::write, ex.cfg->limits.write_timeout);
+  auto [ec, n] = co_await http::async_write(socket_, res, use_tuple);
+  stop_waiting();
   co_return !ec && ex.keep_alive;
 }
 
@@ -973,13 +977,14 @@ net::awaitable<void> Connection::reply_and_close(http::status status, std::strin
   res.body() = jsonrpc_error_body(-32600, message, "null");
   res.keep_alive(false);
   res.prepare_payload();
-  // A deadline that fired has closed the socket already (Beast's stream does so): the
-  // request is then counted and logged as 408, and the client sees the connection close.
-  if (stream_.socket().is_open()) {
-    stream_.expires_after(std::chrono::seconds(5));
-    co_await http::async_write(stream_, res, use_tuple);
+  // A deadline that fired has closed the socket already (Connection::on_tick): the request
+  // is then counted and logged as 408, and the client sees the connection close.
+  if (socket_.is_open()) {
+    expect_within(Wait::write, std::chrono::seconds(5));
+    co_await http::async_write(socket_, res, use_tuple);
+    stop_waiting();
     error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
   }
   worker_.shared().metrics.count_request(MethodClass::other, static_cast<unsigned>(status));
   log_event(spdlog::level::info, "request refused",

@@ -2,14 +2,16 @@
 
 #include <sys/socket.h>
 
+#include <boost/asio/connect.hpp>
+
 namespace mcpproxy {
 namespace {
 
 // True when the pod closed (or reset) a pooled connection while it sat idle: a
 // non-blocking peek sees end-of-stream or an error instead of "would block".
-bool closed_by_peer(beast::tcp_stream& s) {
+bool closed_by_peer(tcp::socket& s) {
   char c = 0;
-  const ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  const ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return true;
   if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
   return true;  // unsolicited bytes from an idle pod: do not trust the connection
@@ -76,25 +78,36 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
     p.resolved_until = std::chrono::steady_clock::now() + cfg->backend.dns_cache_ttl;
   }
   const auto endpoints = pod(ordinal).endpoints;
-  auto stream = std::make_unique<beast::tcp_stream>(ioc_);
-  stream->expires_after(cfg->backend.connect_timeout);
-  auto [ec, ep] = co_await stream->async_connect(endpoints, use_tuple);
+  auto stream = std::make_unique<tcp::socket>(ioc_);
+  // The connect has its own timer (a connect is rare: pooled connections are the rule).
+  // `done` keeps a late expiry from closing a socket that has moved on to an exchange.
+  auto done = std::make_shared<bool>(false);
+  net::steady_timer deadline(ioc_);
+  deadline.expires_after(cfg->backend.connect_timeout);
+  deadline.async_wait([done, sock = stream.get()](error_code ec) {
+    if (!ec && !*done) {
+      error_code ignored;
+      sock->close(ignored);
+    }
+  });
+  auto [ec, ep] = co_await net::async_connect(*stream, endpoints, use_tuple);
+  *done = true;
+  deadline.cancel();
   if (ec) {
     pod(ordinal).resolved_until = {};  // a pod that moved gets a fresh lookup next time
-    lease.ec = ec;
+    lease.ec = ec == net::error::operation_aborted ? error_code(beast::error::timeout) : ec;
     co_return lease;
   }
-  stream->expires_never();
-  stream->socket().set_option(tcp::no_delay(true));
+  error_code ignored;
+  stream->set_option(tcp::no_delay(true), ignored);
   lease.stream = std::move(stream);
   co_return lease;
 }
 
-void UpstreamPool::release(int ordinal, std::unique_ptr<beast::tcp_stream> stream) {
+void UpstreamPool::release(int ordinal, std::unique_ptr<tcp::socket> stream) {
   if (static_cast<std::size_t>(ordinal) >= pods_.size() || !pods_[static_cast<std::size_t>(ordinal)].known) return;
   Pod& p = pods_[static_cast<std::size_t>(ordinal)];
   if (p.idle.size() >= cfg_->backend.max_idle_connections) return;
-  stream->expires_never();
   p.idle.push_back(Idle{std::move(stream), std::chrono::steady_clock::now()});
 }
 

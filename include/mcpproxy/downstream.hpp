@@ -40,7 +40,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool done = false;
     bool armed = false;
     bool client_gone = false;
-    beast::tcp_stream* upstream = nullptr;
+    tcp::socket* upstream = nullptr;
     std::uint64_t started_tick = 0;
   };
   // The worker's tick (every kTickMs): deadlines, and the client watch of long exchanges.
@@ -52,12 +52,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // armed as a timer around every read and write (that was a tenth of the proxy's
   // user-space instructions): one deadline at a time, as a connection waits for one thing.
   enum class Wait : std::uint8_t { none, idle, head, body, write, upstream };
-  void expect_within(Wait what, duration limit);
+  // `upstream`: the pod socket an upstream wait is on (closed when the deadline passes).
+  void expect_within(Wait what, duration limit, tcp::socket* upstream = nullptr);
   void stop_waiting() { waiting_ = Wait::none; }
   bool expired(Wait what) const { return expired_ == what; }
   Wait waiting_ = Wait::none;
   Wait expired_ = Wait::none;
   std::uint64_t deadline_tick_ = 0;
+  tcp::socket* deadline_upstream_ = nullptr;
 
   // The request of the exchange in progress: its own copy, so the read buffer moves on.
   struct Request {
@@ -116,7 +118,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static std::string session_label(const Exchange& ex);
 
   Worker& worker_;
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
   beast::flat_buffer buffer_;  // bytes from the client not yet used
   Request request_;
   http1::Head response_;

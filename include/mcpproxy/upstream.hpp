@@ -25,14 +25,14 @@ class UpstreamPool {
 
   struct Lease {
     error_code ec;
-    std::unique_ptr<beast::tcp_stream> stream;
+    std::unique_ptr<tcp::socket> stream;
     bool reused = false;
   };
   // A pooled connection when one is idle and still open, else a new one (resolve, connect).
   net::awaitable<Lease> acquire(int ordinal);
 
   // Back into the pool when the exchange ended cleanly and both sides keep it alive.
-  void release(int ordinal, std::unique_ptr<beast::tcp_stream> stream);
+  void release(int ordinal, std::unique_ptr<tcp::socket> stream);
 
   // Closes idle connections past their idle timeout or closed by the pod.
   void prune();
@@ -40,7 +40,7 @@ class UpstreamPool {
 
  private:
   struct Idle {
-    std::unique_ptr<beast::tcp_stream> stream;
+    std::unique_ptr<tcp::socket> stream;
     std::chrono::steady_clock::time_point since;
   };
   struct Pod {
