@@ -9,7 +9,7 @@ table, named pod-0, pod-1, ... in order. Only the Python standard library is use
   DELETE /mcp ends a session
   GET  /sse + POST /messages?sessionId=...   the legacy 2024-11-05 HTTP+SSE transport
 
-Tools: whoami (pod name and a per-session counter), big (a result of `bytes` bytes),
+Tools: whoami (pod name and a per-session counter), headers (the request's headers), big (a result of `bytes` bytes),
 ticker (an SSE response: `count` progress notifications `interval_ms` apart, then the result),
 notify (pushes a notification on the session's GET stream).
 Responses are JSON unless --sse is given (then every request answer is an SSE stream, as
@@ -129,7 +129,7 @@ class Handler(BaseHTTPRequestHandler):
     def _call(self, msg, session, sid):
         method, mid, params = msg.get("method"), msg.get("id"), msg.get("params") or {}
         if method == "tools/list":
-            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("whoami", "big", "ticker", "notify")]
+            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("whoami", "headers", "big", "ticker", "notify")]
             return self._answer(self._result(mid, {"tools": tools}))
         if method != "tools/call":
             return self._answer({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": "Method not found"}})
@@ -141,6 +141,10 @@ class Handler(BaseHTTPRequestHandler):
             text = json.dumps({"pod": self.pod.name, "counter": counter})
             return self._answer(self._result(mid, {"content": [{"type": "text", "text": text}],
                                                    "structuredContent": {"pod": self.pod.name, "counter": counter}}))
+        if name == "headers":
+            # What reached the pod: the test of the proxy's header edits reads it.
+            return self._answer(self._result(mid, {"content": [{"type": "text", "text": "headers"}],
+                                                   "structuredContent": {"headers": [[k, v] for k, v in self.headers.items()]}}))
         if name == "big":
             size = int(args.get("bytes", 1 << 20))
             blob = ("0123456789abcdef" * (size // 16 + 1))[:size]

@@ -42,6 +42,27 @@ bool dropped_hop(const http1::Field& f, const http1::Head& h) {
   return is_hop_by_hop(f.name) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
 }
 
+// Writes a head's field lines in runs: consecutive lines forwarded unchanged go out as one
+// copy of the bytes received (the lines lie back to back in the head).
+class FieldRuns {
+ public:
+  FieldRuns(std::string& out, const http1::Head& h) : out_(out), end_(h.raw.data() + h.raw.size() - 2) {}
+  void keep(const http1::Field& f) {
+    if (begin_ == nullptr) begin_ = f.name.data();
+  }
+  void drop(const http1::Field& f) { flush(f.name.data()); }
+  void finish() { flush(end_); }
+
+ private:
+  void flush(const char* upto) {
+    if (begin_ != nullptr) out_.append(begin_, static_cast<std::size_t>(upto - begin_));
+    begin_ = nullptr;
+  }
+  std::string& out_;
+  const char* begin_ = nullptr;
+  const char* end_;  // the blank line
+};
+
 std::string_view view(const beast::flat_buffer& b) { return {static_cast<const char*>(b.data().data()), b.size()}; }
 
 // How much of a response body has been seen, and where it ends (RFC 9112 6).
@@ -364,26 +385,37 @@ void Connection::append_upstream_head(std::string& out, const Exchange& ex) {
   out += ' ';
   out.append(h.target);
   out += " HTTP/1.1\r\n"sv;
+  FieldRuns runs(out, h);
   for (const http1::Field& f : h.fields) {
     if (dropped_hop(f, h) || http1::iequals(f.name, "Expect") || http1::iequals(f.name, "Content-Length") ||
         http1::iequals(f.name, "X-Forwarded-Host") || http1::iequals(f.name, "X-Forwarded-Proto")) {
+      runs.drop(f);
       continue;
     }
     if (http1::iequals(f.name, "Host")) {
       if (!host) host = f.value;
-      if (rewrite_host) continue;
+      if (rewrite_host) {
+        runs.drop(f);
+        continue;
+      }
     } else if (http1::iequals(f.name, "X-Forwarded-For")) {
       if (!forwarded_for) forwarded_for = f.value;
+      runs.drop(f);
       continue;
     } else if (http1::iequals(f.name, kSessionHeader)) {
-      if (ex.route.drop_session_header) continue;
+      if (ex.route.drop_session_header) {
+        runs.drop(f);
+        continue;
+      }
       if (pod_session != nullptr) {
+        runs.drop(f);
         append_field(out, kSessionHeader, *pod_session);
         continue;
       }
     }
-    append_field(out, f.name, f.value);
+    runs.keep(f);
   }
+  runs.finish();
   if (rewrite_host || !host) append_field(out, "Host", worker_.pool().address(ex.ordinal).authority);
   if (host) append_field(out, "X-Forwarded-Host", *host);
   out += "X-Forwarded-For: "sv;
@@ -418,14 +450,18 @@ void Connection::append_client_head(std::string& out, const Exchange& ex, const 
   out += "\r\n"sv;
   // The client keeps the id it knows when the pod now knows the session by another.
   const bool client_id = ex.route.cls == RequestClass::session && ex.rec && !ex.rec->backend_session.empty();
+  FieldRuns runs(out, res);
   for (const http1::Field& f : res.fields) {
-    if (dropped_hop(f, res)) continue;
-    if (client_id && http1::iequals(f.name, kSessionHeader)) {
+    if (dropped_hop(f, res)) {
+      runs.drop(f);
+    } else if (client_id && http1::iequals(f.name, kSessionHeader)) {
+      runs.drop(f);
       append_field(out, kSessionHeader, ex.route.session_id);
-      continue;
+    } else {
+      runs.keep(f);
     }
-    append_field(out, f.name, f.value);
   }
+  runs.finish();
   if (chunked) out += "Transfer-Encoding: chunked\r\n"sv;
   if (http11 && !ex.keep_alive) out += "Connection: close\r\n"sv;
   if (!http11 && ex.keep_alive) out += "Connection: keep-alive\r\n"sv;

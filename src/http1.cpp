@@ -225,6 +225,7 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
     }
   }
   out.size = lines.pos();
+  out.raw = bytes.substr(0, out.size);
   out.keep_alive = !close;
   // Both framings at once is the shape of a smuggling attempt: refused, never guessed.
   if (has_length && has_coding) return Status::bad_framing;
@@ -274,6 +275,7 @@ void Head::rebase(const char* from, const char* to) {
   const auto move = [from, to](std::string_view& v) {
     if (!v.empty()) v = std::string_view(to + (v.data() - from), v.size());
   };
+  move(raw);
   move(method);
   move(target);
   move(reason);

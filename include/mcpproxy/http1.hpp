@@ -44,6 +44,7 @@ struct Head {
   int version = 11;  // 10 or 11
   std::vector<Field> fields;
   std::size_t size = 0;  // bytes of the head, blank line included
+  std::string_view raw;  // the head's bytes, blank line included
   Framing framing = Framing::none;
   std::uint64_t content_length = 0;
   bool keep_alive = true;  // from the version and the Connection header

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -218,6 +219,42 @@ TEST_F(ProxyTest, ChunkedAndPipelinedRequestsAreForwardedWhole) {
   EXPECT_LT(id11, id12) << "answers in request order";
   // Both reached the session's pod: its counter went 1, 2.
   EXPECT_NE(got.find(R"(\"counter\": 2)"), std::string::npos) << got;
+}
+
+TEST_F(ProxyTest, HeadersReachThePodEditedAsAProxyMust) {
+  start();
+  const std::string sid = initialize(port());
+  ASSERT_FALSE(sid.empty());
+  RawConnection c(port());
+  const std::string body = call(31, "headers");
+  ASSERT_TRUE(c.send(head_for(sid,
+                              "Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\n"
+                              "X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Custom:  spaced value \r\n"
+                              "TE: trailers\r\nContent-Length: " +
+                                  std::to_string(body.size()) + "\r\n") +
+                     body));
+  ASSERT_TRUE(c.read_until("\"result\"", 10s));
+  const std::string& got = c.received();
+  const auto at = got.find("\r\n\r\n");
+  ASSERT_NE(at, std::string::npos);
+  std::map<std::string, std::vector<std::string>> seen;
+  const json answer = json::parse(got.substr(at + 4));
+  for (const auto& kv : answer["result"]["structuredContent"]["headers"]) {
+    std::string name = kv[0];
+    for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    seen[name].push_back(kv[1]);
+  }
+  for (const char* gone : {"connection", "x-secret", "keep-alive", "te"}) EXPECT_EQ(seen.count(gone), 0U) << gone;
+  EXPECT_EQ(seen["x-forwarded-for"], std::vector<std::string>{"10.0.0.1, 127.0.0.1"});
+  EXPECT_EQ(seen["x-forwarded-proto"], std::vector<std::string>{"http"});
+  EXPECT_EQ(seen["x-forwarded-host"], std::vector<std::string>{"x"});
+  // Host names the pod (backend.rewrite_host), as its headless-DNS name would.
+  ASSERT_EQ(seen["host"].size(), 1U);
+  EXPECT_EQ(seen["host"][0].rfind("127.0.1.", 0), 0U) << seen["host"][0];
+  EXPECT_NE(seen["host"][0].find(":" + std::to_string(backend_->port)), std::string::npos) << seen["host"][0];
+  EXPECT_EQ(seen["x-custom"], std::vector<std::string>{"spaced value "}) << "the line as received (the pod trims)";
+  EXPECT_EQ(seen["mcp-session-id"], std::vector<std::string>{sid});
+  EXPECT_EQ(seen["content-length"], std::vector<std::string>{std::to_string(body.size())});
 }
 
 TEST_F(ProxyTest, SmugglingShapesAndMalformedHeadsAre400) {
