@@ -6,8 +6,6 @@
 namespace mcpproxy::http1 {
 namespace {
 
-constexpr unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? static_cast<unsigned char>(c + 32) : c; }
-
 constexpr std::array<bool, 256> kTchar = [] {
   std::array<bool, 256> t{};
   for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
@@ -27,30 +25,6 @@ constexpr std::array<bool, 256> kValueChar = [] {
 
 bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
 bool is_value_char(char c) { return kValueChar[static_cast<unsigned char>(c)]; }
-
-// Eight bytes at a time: a block with no byte below 0x20 and no 0x7F is all value
-// characters; a block with one (a tab, or a bad byte) is looked at byte by byte.
-bool all_value_chars(std::string_view v) {
-  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
-  std::size_t i = 0;
-  for (; i + 8 <= v.size(); i += 8) {
-    std::uint64_t x = 0;
-    std::memcpy(&x, v.data() + i, 8);
-    const std::uint64_t below_space = (x - kOnes * 0x20) & ~x & kHigh;
-    const std::uint64_t del = x ^ (kOnes * 0x7F);
-    const std::uint64_t is_del = (del - kOnes) & ~del & kHigh;
-    if ((below_space | is_del) != 0) {
-      for (std::size_t j = i; j < i + 8; ++j) {
-        if (!is_value_char(v[j])) return false;
-      }
-    }
-  }
-  for (; i < v.size(); ++i) {
-    if (!is_value_char(v[i])) return false;
-  }
-  return true;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -129,19 +103,66 @@ bool parse_status_line(std::string_view line, Head& out) {
   return true;
 }
 
-bool parse_field(std::string_view line, Field& f) {
+// The first byte at or after `i` that is below 0x20 or is 0x7F (the end of a field value:
+// CR, or a tab inside it, or a byte no value may hold), eight bytes at a time; n if none.
+std::size_t find_control(const char* p, std::size_t i, std::size_t n) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t x = 0;
+    std::memcpy(&x, p + i, 8);
+    const std::uint64_t del = x ^ (kOnes * 0x7F);
+    // The lowest flagged byte is exact (borrows only spoil the bytes above it).
+    const std::uint64_t m = ((x - kOnes * 0x20) & ~x & kHigh) | ((del - kOnes) & ~del & kHigh);
+    if (m != 0) return i + static_cast<std::size_t>(__builtin_ctzll(m)) / 8;
+  }
+  for (; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(p[i]);
+    if (c < 0x20 || c == 0x7F) return i;
+  }
+  return n;
+}
+
+enum class Line { field, end, need_more, bad };
+
+// The field line at `pos` of `w`; `pos` moves past it. `end` is the blank line.
+Line next_field(std::string_view w, std::size_t& pos, Field& f) {
+  const char* const p = w.data();
+  const std::size_t n = w.size();
+  std::size_t i = pos;
+  if (i >= n) return Line::need_more;
+  if (p[i] == '\r') {
+    if (i + 1 >= n) return Line::need_more;
+    if (p[i + 1] != '\n') return Line::bad;
+    pos = i + 2;
+    return Line::end;
+  }
   // name: one or more tchar, then the colon at once (no whitespace before it, no obs-fold)
-  std::size_t i = 0;
-  while (i < line.size() && is_tchar(line[i])) ++i;
-  if (i == 0 || i == line.size() || line[i] != ':') return false;
-  f.name = line.substr(0, i);
-  std::size_t begin = i + 1;
-  std::size_t end = line.size();
-  if (!all_value_chars(line.substr(begin))) return false;
-  while (begin < end && (line[begin] == ' ' || line[begin] == '\t')) ++begin;
-  while (end > begin && (line[end - 1] == ' ' || line[end - 1] == '\t')) --end;
-  f.value = line.substr(begin, end - begin);
-  return true;
+  const std::size_t name_begin = i;
+  while (i < n && is_tchar(p[i])) ++i;
+  if (i >= n) return Line::need_more;
+  if (i == name_begin || p[i] != ':') return Line::bad;
+  f.name = std::string_view(p + name_begin, i - name_begin);
+  // value: up to CR LF; tabs are allowed, any other control byte is not
+  std::size_t begin = ++i;
+  for (;;) {
+    i = find_control(p, i, n);
+    if (i >= n) return Line::need_more;
+    if (p[i] == '\t') {
+      ++i;
+      continue;
+    }
+    if (p[i] != '\r') return Line::bad;
+    if (i + 1 >= n) return Line::need_more;
+    if (p[i + 1] != '\n') return Line::bad;
+    break;
+  }
+  std::size_t end = i;
+  pos = i + 2;
+  while (begin < end && (p[begin] == ' ' || p[begin] == '\t')) ++begin;
+  while (end > begin && (p[end - 1] == ' ' || p[end - 1] == '\t')) --end;
+  f.value = std::string_view(p + begin, end - begin);
+  return Line::field;
 }
 
 bool parse_length(std::string_view v, std::uint64_t& out) {
@@ -200,13 +221,15 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
   bool chunked = false;
   bool has_coding = false;
   bool close = out.version < 11;
+  std::size_t pos = lines.pos();
   for (;;) {
-    if (!lines.next(line, bad)) return incomplete();
-    if (bad) return Status::bad_field;
-    if (line.empty()) break;
     Field f;
-    if (!parse_field(line, f)) return Status::bad_field;
+    const Line l = next_field(window, pos, f);
+    if (l == Line::need_more) return incomplete();
+    if (l == Line::bad) return Status::bad_field;
+    if (l == Line::end) break;
     out.fields.push_back(f);
+    if (f.name.size() != 14 && f.name.size() != 17 && f.name.size() != 10) continue;  // none of the three
     if (iequals(f.name, "content-length")) {
       std::uint64_t n = 0;
       if (!parse_length(f.value, n) || (has_length && n != out.content_length)) return Status::bad_framing;
@@ -224,7 +247,7 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
       out.connection_names_fields = out.connection_names_fields || names_fields(f.value);
     }
   }
-  out.size = lines.pos();
+  out.size = pos;
   out.raw = bytes.substr(0, out.size);
   out.keep_alive = !close;
   // Both framings at once is the shape of a smuggling attempt: refused, never guessed.
@@ -255,21 +278,6 @@ int hex_value(char c) {
 }
 
 }  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(static_cast<unsigned char>(a[i])) != lower(static_cast<unsigned char>(b[i]))) return false;
-  }
-  return true;
-}
-
-std::optional<std::string_view> Head::get(std::string_view name) const {
-  for (const Field& f : fields) {
-    if (iequals(f.name, name)) return f.value;
-  }
-  return std::nullopt;
-}
 
 void Head::rebase(const char* from, const char* to) {
   const auto move = [from, to](std::string_view& v) {

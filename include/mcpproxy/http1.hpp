@@ -24,6 +24,20 @@ enum class Status {
   bad_framing,     // Content-Length / Transfer-Encoding that cannot be trusted
 };
 
+// ASCII case-insensitive equality (field names); inline: it is called for every field
+// against constant names, and the length check settles most calls.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    auto x = static_cast<unsigned char>(a[i]);
+    auto y = static_cast<unsigned char>(b[i]);
+    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
 struct Field {
   std::string_view name;
   std::string_view value;  // without surrounding whitespace
@@ -60,12 +74,17 @@ struct Head {
   void rebase(const char* from, const char* to);
 };
 
+inline std::optional<std::string_view> Head::get(std::string_view name) const {
+  for (const Field& f : fields) {
+    if (iequals(f.name, name)) return f.value;
+  }
+  return std::nullopt;
+}
+
 // A head at the start of `bytes`, at most `limit` bytes long. The views point into `bytes`.
 Status parse_request(std::string_view bytes, std::size_t limit, Head& out);
 // `request_method` decides whether the response has a body (HEAD answers have none).
 Status parse_response(std::string_view bytes, std::size_t limit, std::string_view request_method, Head& out);
-
-bool iequals(std::string_view a, std::string_view b);
 
 // Decodes a chunked body as it arrives, in place: the payload of `n` input bytes is moved to
 // `out` (which may equal `in`; it never runs ahead of the input). Chunk extensions and
