@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Where the proxy's own time goes, in numbers that do not drift on a noisy machine.
+
+  python3 bench/profile.py instructions   # instructions per proxied request (callgrind)
+  python3 bench/profile.py allocations    # allocations per relayed SSE chunk (heaptrack)
+
+instructions: the proxy (one worker) runs under `valgrind --tool=callgrind` in front of the
+bench's nginx backend; 200 sessions are created, then `wrk -t1 -c4` rotates over them for
+6 s. Prints the instruction count of the whole run divided by the requests served
+(start-up included, so it slightly overstates) and the ten costliest functions.
+
+allocations: the proxy (one worker) runs under heaptrack in front of the sample backend;
+one session makes one `ticker` call streaming N events (1 ms apart), then the proxy stops.
+Run for 200 and 2,000 events: equal allocation counts mean none per relayed chunk.
+"""
+import glob
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+ROOT = bench.ROOT
+BINARY = os.path.join(ROOT, "build/mcp-session-proxy")
+
+
+def instructions():
+    class Args:
+        binary = BINARY
+    b = bench.Bench(Args())
+    out = os.path.join(b.tmp, "callgrind.out")
+    try:
+        b.start()
+        port = bench.free_port()
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", BINARY,
+               "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{bench.free_port()}", "--threads", "1",
+               "--replicas", "3", "--backend-url-template", f"http://127.0.1.{{ordinal}}:{b.pod_port}",
+               "--log-level", "warn"]
+        p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+        bench.wait_port("127.0.0.1", port, 60)
+        sessions = 200
+        ids = b.sessions("callgrind", port, sessions)
+        res = b.wrk(port, 6, 4, {"SESSIONS": ids, "MODE": "call"})
+        p.terminate()
+        p.wait(timeout=60)
+        requests = res["requests"] + sessions
+        text = subprocess.run(["callgrind_annotate", out], capture_output=True, text=True).stdout
+        total = int(next(l for l in text.splitlines() if "PROGRAM TOTALS" in l).split()[0].replace(",", ""))
+        print(f"{requests} requests, {total:,} instructions: {total / requests:,.0f} per request")
+        rows = [l for l in text.splitlines() if "%)" in l and "PROGRAM TOTALS" not in l][:10]
+        print("\n".join(r[:160] for r in rows))
+    finally:
+        b.stop()
+
+
+def allocations(events):
+    tmp = tempfile.mkdtemp(prefix="mcp-heap-")
+    be = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples/sample_backend.py"), "--pods", "1",
+                           "--port", "0", "--sse"], stdout=subprocess.PIPE, text=True)
+    pod_port = int(be.stdout.readline().split()[1])
+    port = bench.free_port()
+    out = os.path.join(tmp, "heap")
+    px = subprocess.Popen(["heaptrack", "-o", out, BINARY, "--listen", f"127.0.0.1:{port}",
+                           "--admin-listen", f"127.0.0.1:{bench.free_port()}", "--threads", "1", "--replicas", "1",
+                           "--backend-url-template", f"http://127.0.1.{{ordinal}}:{pod_port}", "--log-level", "warn"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bench.wait_port("127.0.0.1", port, 60)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        c.request("POST", "/mcp", bench.INIT, headers)
+        r = c.getresponse()
+        r.read()
+        headers["Mcp-Session-Id"] = r.getheader("Mcp-Session-Id")
+        c.request("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), headers)
+        c.getresponse().read()
+        c.request("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "ticker", "arguments": {"count": events, "interval_ms": 1}}}), headers)
+        body = c.getresponse().read().decode()
+        relayed = body.count("event:")
+    finally:
+        # heaptrack runs the proxy as its child: the signal goes to the proxy itself.
+        subprocess.run(["pkill", "-INT", "-f", f"^{BINARY} --listen 127.0.0.1:{port}"])
+        px.wait(timeout=120)
+        be.terminate()
+    data = glob.glob(out + "*")[0]
+    text = subprocess.run(["heaptrack_print", "-f", data], capture_output=True, text=True).stdout
+    calls = next(l for l in text.splitlines() if l.startswith("calls to allocation functions:"))
+    print(f"{relayed} events relayed; {calls}")
+    subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "instructions"
+    if what == "instructions":
+        instructions()
+    elif what == "allocations":
+        for n in (200, 2000):
+            allocations(n)
+    else:
+        sys.exit(__doc__)
