@@ -96,6 +96,9 @@ def allocations(events):
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "instructions"
+    tool = {"instructions": "valgrind", "allocations": "heaptrack"}.get(what)
+    if tool and not __import__("shutil").which(tool):
+        sys.exit(f"{tool} is needed (Debian: apt-get install valgrind heaptrack); it is not part of scripts/setup.sh")
     if what == "instructions":
         instructions()
     elif what == "allocations":

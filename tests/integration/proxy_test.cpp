@@ -509,4 +509,109 @@ TEST_F(ProxyTest, OversizedHeadIs431AndASlowHeadIsCut) {
   EXPECT_EQ(request(port(), "POST", "/mcp", kInit).status, 200) << "the proxy keeps serving";
 }
 
+// A pod on 127.0.1.0 that answers every request with the same bytes and closes: for the
+// response shapes a well-behaved MCP server never sends.
+class RawPod {
+ public:
+  explicit RawPod(std::string response) : response_(std::move(response)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.1.0", &addr.sin_addr);
+    socklen_t len = sizeof addr;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd_, 16) != 0) return;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;  // the listener was shut down
+        const timeval bound{5, 0};
+        ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+        std::string in;
+        char buf[4096];
+        // The request head, then as many body bytes as its Content-Length says.
+        for (ssize_t n; in.find("\r\n\r\n") == std::string::npos && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
+          in.append(buf, static_cast<std::size_t>(n));
+        }
+        const auto cl = in.find("Content-Length: ");
+        const std::size_t want =
+            in.find("\r\n\r\n") + 4 + (cl == std::string::npos ? 0 : std::stoul(in.substr(cl + 16)));
+        for (ssize_t n; in.size() < want && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
+          in.append(buf, static_cast<std::size_t>(n));
+        }
+        for (std::size_t sent = 0; sent < response_.size();) {
+          const ssize_t n = ::send(c, response_.data() + sent, std::min<std::size_t>(response_.size() - sent, 1000),
+                                   MSG_NOSIGNAL);  // in pieces, as a slow pod writes
+          if (n <= 0) break;
+          sent += static_cast<std::size_t>(n);
+        }
+        ::close(c);
+      }
+    });
+  }
+  ~RawPod() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    if (thread_.joinable()) thread_.join();
+  }
+  RawPod(const RawPod&) = delete;
+  RawPod& operator=(const RawPod&) = delete;
+  std::uint16_t port = 0;
+
+ private:
+  std::string response_;
+  int fd_ = -1;
+  std::thread thread_;
+};
+
+Response through_raw_pod(const std::string& pod_answer) {
+  RawPod pod(pod_answer);
+  Proxy proxy({"--replicas", "1", "--threads", "1", "--backend-url-template",
+               "http://127.0.1.{ordinal}:" + std::to_string(pod.port)});
+  return request(proxy.port, "POST", "/mcp", kInit);
+}
+
+TEST(PodResponses, EveryFramingArrivesWhole) {
+  const std::string big(300 * 1000, 'x');
+  const std::string body = R"({"jsonrpc":"2.0","id":1,"result":{"text":")" + big + R"("}})";
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: raw-1\r\n";
+  // Content-Length
+  Response r = through_raw_pod(head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, body);
+  // The end of the body is the pod's close: relayed to an HTTP/1.1 client in chunks.
+  r = through_raw_pod(head + "\r\n" + body);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, body);
+  EXPECT_EQ(r.header("transfer-encoding"), "chunked");
+  // Chunked, with an extension and a trailer.
+  r = through_raw_pod(head + "Transfer-Encoding: chunked\r\n\r\n" + "10;x=y\r\n" + body.substr(0, 16) + "\r\n" +
+                      [&] {
+                        char size[32];
+                        std::snprintf(size, sizeof size, "%zx", body.size() - 16);
+                        return std::string(size);
+                      }() +
+                      "\r\n" + body.substr(16) + "\r\n0\r\nX-Done: 1\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, body);
+  // An interim 103 is not relayed; the final answer is.
+  r = through_raw_pod("HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n" + head + "Content-Length: 2\r\n\r\n{}");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{}");
+}
+
+TEST(PodResponses, UntrustworthyHeadsAre502) {
+  for (const std::string& bad : {
+           std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}"),
+           std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"),
+           std::string("HTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"),
+           std::string("HTTP/1.1 200 OK\r\nX Bad: 1\r\nContent-Length: 2\r\n\r\n{}"),
+       }) {
+    const Response r = through_raw_pod(bad);
+    EXPECT_EQ(r.status, 502) << bad;
+    EXPECT_EQ(json::parse(r.body)["error"]["code"], -32603) << bad;
+  }
+}
+
 }  // namespace
