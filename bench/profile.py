@@ -12,6 +12,8 @@ bench's nginx backend; 200 sessions are created, then `wrk -t1 -c4` rotates over
 allocations: the proxy (one worker) runs under heaptrack in front of the sample backend;
 one session makes one `ticker` call streaming N events (1 ms apart), then the proxy stops.
 Run for 200 and 2,000 events: equal allocation counts mean none per relayed chunk.
+
+MCPPROXY_BINARY=path profiles another build (an older commit, to compare).
 """
 import glob
 import http.client
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 ROOT = bench.ROOT
-BINARY = os.path.join(ROOT, "build/mcp-session-proxy")
+BINARY = os.environ.get("MCPPROXY_BINARY", os.path.join(ROOT, "build/mcp-session-proxy"))
 
 
 def instructions():
