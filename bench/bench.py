@@ -279,6 +279,32 @@ def soak(b, seconds):
     return 0 if res["errors"] + res["non2xx"] == 0 else 1
 
 
+def redis_trips(b):
+    """Commands Redis served (INFO commandstats) for new sessions and for warm calls."""
+    def stats():
+        out = subprocess.run(["redis-cli", "-p", str(b.redis_port), "INFO", "commandstats"],
+                             capture_output=True, text=True).stdout
+        counts = {}
+        for line in out.splitlines():
+            if line.startswith("cmdstat_") and line[8:12] != "info":
+                name, rest = line.split(":", 1)
+                counts[name[8:]] = int(rest.split(",")[0].split("=")[1])
+        return counts
+
+    def diff(before, after):
+        return {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+    name = "mcp-session-proxy (redis)"
+    port = b.arms[name][0]
+    s0 = stats()
+    ids = b.sessions(name, port, 500)
+    s1 = stats()
+    res = b.wrk(port, 5, 32, {"SESSIONS": ids, "MODE": "call"})
+    s2 = stats()
+    print(f"redis arm: 500 initializes -> Redis commands {diff(s0, s1)}; "
+          f"{res['requests']} calls on those sessions -> Redis commands {diff(s1, s2) or 'none'}")
+    return 0
+
+
 def median(results, key):
     return statistics.median(r[key] for r in results)
 
@@ -331,6 +357,8 @@ def main():
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--smoke", action="store_true", help="every arm once for 1 s; fail on any error")
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--redis-trips", action="store_true",
+                    help="instead: Redis commands per new session and per warm call (INFO commandstats)")
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS",
                     help="instead: wrk -c4 on the memory arm for SECONDS, RSS and open descriptors sampled every 10 s")
     args = ap.parse_args()
@@ -341,6 +369,8 @@ def main():
         b.start()
         if args.soak:
             return soak(b, args.soak)
+        if args.redis_trips:
+            return redis_trips(b)
         cmd = " ".join(["python3 bench/bench.py"] + sys.argv[1:])
         print(f"{len(b.arms)} arms, {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}, "
               f"{args.sessions} sessions per arm", flush=True)
