@@ -38,6 +38,7 @@ class Lines {
   explicit Lines(std::string_view bytes) : bytes_(bytes) {}
   // false when no complete line is left; `bad` when the line ending is not CRLF.
   bool next(std::string_view& line, bool& bad) {
+    if (pos_ >= bytes_.size()) return false;  // also an empty buffer, whose data() may be null
     const void* lf = std::memchr(bytes_.data() + pos_, '\n', bytes_.size() - pos_);
     if (lf == nullptr) return false;
     const auto end = static_cast<std::size_t>(static_cast<const char*>(lf) - bytes_.data());

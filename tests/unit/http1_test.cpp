@@ -86,7 +86,8 @@ TEST(Http1, RefusesMalformedHeads) {
   EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", h), Status::bad_field);
   EXPECT_EQ(request("GET / HTTP/1.1\r\nHost a\r\n\r\n", h), Status::bad_field);
   EXPECT_EQ(request("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", h), Status::bad_field);
-  EXPECT_EQ(request(std::string("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 30), h), Status::bad_field);
+  const std::string nul("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 26);
+  EXPECT_EQ(request(nul, h), Status::bad_field);
   EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: a\n\r\n", h), Status::bad_field);
 }
 
@@ -181,7 +182,8 @@ TEST(Http1, ValueCheckSeesEveryByte) {
   // A bad byte at every position of a long value, tabs allowed anywhere.
   const std::string value = "abc\tdefghijklmnopqrstuvwxyz\t0123456789";
   Head h;
-  ASSERT_EQ(request("GET / HTTP/1.1\r\nX: " + value + "\r\n\r\n", h), Status::complete);
+  const std::string good = "GET / HTTP/1.1\r\nX: " + value + "\r\n\r\n";  // the views point into it
+  ASSERT_EQ(request(good, h), Status::complete);
   EXPECT_EQ(h.get("x"), value);
   for (std::size_t i = 0; i < value.size(); ++i) {
     for (const char bad : {'\x00', '\x01', '\x1f', '\x7f', '\r'}) {
