@@ -313,6 +313,8 @@ net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cf
   stop_waiting();
   req.body = std::string_view(req.bytes).substr(head_size);
   buffer_.consume(head_size + raw);
+  // A large body once does not keep its buffer for the connection's life.
+  if (buffer_.size() == 0 && buffer_.capacity() > 64 * 1024) buffer_.shrink_to_fit();
   co_return ReadResult::request;
 }
 
@@ -926,7 +928,9 @@ net::awaitable<bool> Connection::forward(Exchange& ex, bool may_recover) {
     co_return false;  // `up` closes here: a client that left cancels the pod's exchange
   }
   if (upstream_failed) co_return false;  // the client saw a cut body: it must not reuse the connection
-  if (body.done && upstream_keep_alive && !body.extra && body.framing != http1::Framing::close) {
+  // Bytes past the body (after a 204, say) mean the pod and the proxy disagree on framing.
+  if (body.done && upstream_keep_alive && !body.extra && upstream_buffer_.size() == 0 &&
+      body.framing != http1::Framing::close) {
     pool.release(ex.ordinal, std::move(up));
   }
   co_return ex.keep_alive;
