@@ -510,7 +510,8 @@ TEST_F(ProxyTest, OversizedHeadIs431AndASlowHeadIsCut) {
 }
 
 // A pod on 127.0.1.0 that answers every request with the same bytes and closes: for the
-// response shapes a well-behaved MCP server never sends.
+// response shapes a well-behaved MCP server never sends. With no bytes it never answers
+// (the connection stays open until the pod is destroyed).
 class RawPod {
  public:
   explicit RawPod(std::string response) : response_(std::move(response)) {
@@ -540,6 +541,10 @@ class RawPod {
         for (ssize_t n; in.size() < want && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
           in.append(buf, static_cast<std::size_t>(n));
         }
+        if (response_.empty()) {
+          held_.push_back(c);
+          continue;
+        }
         for (std::size_t sent = 0; sent < response_.size();) {
           const ssize_t n = ::send(c, response_.data() + sent, std::min<std::size_t>(response_.size() - sent, 1000),
                                    MSG_NOSIGNAL);  // in pieces, as a slow pod writes
@@ -554,6 +559,7 @@ class RawPod {
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     if (thread_.joinable()) thread_.join();
+    for (const int c : held_) ::close(c);
   }
   RawPod(const RawPod&) = delete;
   RawPod& operator=(const RawPod&) = delete;
@@ -563,6 +569,7 @@ class RawPod {
   std::string response_;
   int fd_ = -1;
   std::thread thread_;
+  std::vector<int> held_;  // silent mode: accepted, never answered
 };
 
 Response through_raw_pod(const std::string& pod_answer) {
@@ -599,6 +606,51 @@ TEST(PodResponses, EveryFramingArrivesWhole) {
   r = through_raw_pod("HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n" + head + "Content-Length: 2\r\n\r\n{}");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "{}");
+}
+
+TEST(PodResponses, APodThatNeverAnswersIs504AtTheResponseTimeout) {
+  RawPod pod("");
+  Proxy proxy({"--replicas", "1", "--threads", "1", "--response-timeout", "300ms", "--backend-url-template",
+               "http://127.0.1.{ordinal}:" + std::to_string(pod.port)});
+  const auto started = std::chrono::steady_clock::now();
+  const Response r = request(proxy.port, "POST", "/mcp", kInit);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(r.status, 504);
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32603);
+  EXPECT_GE(took, 300ms) << "a deadline never fires early";
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(metric(proxy.metrics(), R"(mcp_proxy_upstream_errors_total{pod="0",reason="timeout"})").value_or(0), 1);
+}
+
+TEST(PodResponses, APodThatNeverAcceptsIs502AtTheConnectTimeout) {
+  // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+  // neither succeeds nor fails until the proxy's own timer ends it.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.1.0", &addr.sin_addr);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::vector<int> fillers;
+  for (int i = 0; i < 3; ++i) {
+    const int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::connect(f, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    fillers.push_back(f);
+  }
+  Proxy proxy({"--replicas", "1", "--threads", "1", "--connect-timeout", "300ms", "--backend-url-template",
+               "http://127.0.1.{ordinal}:" + std::to_string(ntohs(addr.sin_port))});
+  const auto started = std::chrono::steady_clock::now();
+  const Response r = request(proxy.port, "POST", "/mcp", kInit);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32603);
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(metric(proxy.metrics(), R"(mcp_proxy_upstream_errors_total{pod="0",reason="timeout"})").value_or(0), 1);
+  for (const int f : fillers) ::close(f);
+  ::close(listener);
 }
 
 TEST(PodResponses, UntrustworthyHeadsAre502) {
