@@ -26,12 +26,6 @@ constexpr std::array<bool, 256> kValueChar = [] {
 bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
 bool is_value_char(char c) { return kValueChar[static_cast<unsigned char>(c)]; }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // The lines of a head: each ends in CRLF; a bare LF or a CR elsewhere is an error.
 class Lines {
  public:
@@ -177,21 +171,11 @@ bool parse_length(std::string_view v, std::uint64_t& out) {
   return true;
 }
 
-bool has_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    const auto comma = list.find(',');
-    if (iequals(trim(list.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 // True when a Connection value lists a token other than close and keep-alive.
 bool names_fields(std::string_view list) {
   while (!list.empty()) {
     const auto comma = list.find(',');
-    const auto token = trim(list.substr(0, comma));
+    const auto token = trim_ows(list.substr(0, comma));
     if (!token.empty() && !iequals(token, "close") && !iequals(token, "keep-alive")) return true;
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
@@ -242,8 +226,8 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
       has_coding = true;
       chunked = true;
     } else if (iequals(f.name, "connection")) {
-      if (has_token(f.value, "close")) close = true;
-      if (out.version < 11 && has_token(f.value, "keep-alive")) close = false;
+      if (list_has_token(f.value, "close")) close = true;
+      if (out.version < 11 && list_has_token(f.value, "keep-alive")) close = false;
       if (!out.connection) out.connection = f.value;
       out.connection_names_fields = out.connection_names_fields || names_fields(f.value);
     }
@@ -279,6 +263,22 @@ int hex_value(char c) {
 }
 
 }  // namespace
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool list_has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    if (iequals(trim_ows(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
 
 void Head::rebase(const char* from, const char* to) {
   const auto move = [from, to](std::string_view& v) {

@@ -14,11 +14,7 @@ namespace {
 
 using http1::iequals;
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using http1::trim_ows;
 
 void inspect_message(const nlohmann::json& msg, JsonRpcInfo& info) {
   if (!msg.is_object()) {
@@ -104,16 +100,7 @@ bool is_hop_by_hop(std::string_view name) {
   }
 }
 
-bool connection_lists(std::string_view value, std::string_view name) {
-  while (!value.empty()) {
-    const auto comma = value.find(',');
-    const auto token = trim(value.substr(0, comma));
-    if (iequals(token, name)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
+bool connection_lists(std::string_view value, std::string_view name) { return http1::list_has_token(value, name); }
 
 Classified classify_request(std::optional<std::string_view> header_id, std::string_view target, std::string_view body,
                             bool is_post) {
@@ -159,7 +146,7 @@ std::string session_hash(std::string_view id) {
 }
 
 std::optional<std::string> legacy_endpoint_session(std::string_view data) {
-  data = trim(data);
+  data = trim_ows(data);
   // The announced URL may be relative (/messages?sessionId=x) or absolute.
   auto r = boost::urls::parse_uri_reference(data);
   if (!r) return std::nullopt;

@@ -38,6 +38,13 @@ inline bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// Without the optional whitespace (spaces, tabs) around it.
+std::string_view trim_ows(std::string_view s);
+
+// True when `token` is one of the comma-separated items of `list` (case-insensitive), as in
+// a Connection field.
+bool list_has_token(std::string_view list, std::string_view token);
+
 struct Field {
   std::string_view name;
   std::string_view value;  // without surrounding whitespace
@@ -69,7 +76,6 @@ struct Head {
 
   // The first field of that name (case-insensitive), without surrounding whitespace.
   std::optional<std::string_view> get(std::string_view name) const;
-  bool is(std::string_view method_name) const { return method == method_name; }
   // The bytes the views point into were copied from `from` to `to`: views follow.
   void rebase(const char* from, const char* to);
 };
