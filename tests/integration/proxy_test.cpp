@@ -480,6 +480,37 @@ TEST_F(ProxyTest, LegacyEndpointGetsTheMountPrefix) {
 
 namespace {
 
+TEST_F(ProxyTest, ASlowBodyIsCutAtTheBodyTimeout) {
+  start({"--body-timeout", "300ms"});
+  RawConnection c(port());
+  const auto started = std::chrono::steady_clock::now();
+  // The head promises 100 bytes; 10 come.
+  ASSERT_TRUE(c.send(head_for("", "Content-Length: 100\r\n") + kInit.substr(0, 10)));
+  EXPECT_TRUE(c.read_to_close(10s)) << "closed at the body deadline";
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms) << "never early";
+  EXPECT_TRUE(c.received().empty()) << c.received();
+  EXPECT_TRUE(eventually([&] {
+    return metric(proxy_->metrics(), R"(mcp_proxy_requests_total{method="OTHER",code="408"})").value_or(0) == 1;
+  }));
+  EXPECT_EQ(request(port(), "POST", "/mcp", kInit).status, 200) << "the proxy keeps serving";
+}
+
+TEST_F(ProxyTest, AClientThatStopsReadingIsCutAtTheWriteTimeout) {
+  start({"--write-timeout", "300ms"});
+  const std::string sid = initialize(port());
+  ASSERT_FALSE(sid.empty());
+  RawConnection c(port());
+  // 16 MB is more than the socket buffers between the proxy and a client that reads nothing.
+  const std::string body = call(41, "big", {{"bytes", 16 << 20}});
+  ASSERT_TRUE(c.send(head_for(sid, "Content-Length: " + std::to_string(body.size()) + "\r\n") + body));
+  EXPECT_TRUE(eventually([&] {
+    const std::string m = proxy_->metrics();
+    return metric(m, "mcp_proxy_client_aborts_total").value_or(0) >= 1 &&
+           metric(m, "mcp_proxy_downstream_connections").value_or(-1) == 0;
+  })) << "the stalled client's connection is closed";
+  EXPECT_EQ(request(port(), "POST", "/mcp", call(42, "whoami"), {{"Mcp-Session-Id", sid}}).status, 200);
+}
+
 TEST_F(ProxyTest, OversizedHeadIs431AndASlowHeadIsCut) {
   start({"--max-header-size", "2KiB", "--header-timeout", "300ms"});
   Response r = request(port(), "POST", "/mcp", kInit, {{"X-Padding", std::string(4096, 'p')}});
