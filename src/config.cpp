@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -63,6 +64,21 @@ std::string one_of(const std::string& v, std::initializer_list<const char*> allo
   }
   bad("must be one of " + list + ", got '" + v + "'");
 }
+
+// An enum's names, in the order of its values.
+template <class E, std::size_t N>
+E enum_of(const std::string& v, const std::array<std::string_view, N>& names) {
+  std::string list;
+  for (std::size_t i = 0; i < N; ++i) {
+    if (v == names[i]) return static_cast<E>(i);
+    list += list.empty() ? "" : ", ";
+    list += names[i];
+  }
+  bad("must be one of " + list + ", got '" + v + "'");
+}
+constexpr std::array<std::string_view, 2> kStoreNames = {"memory", "redis"};
+constexpr std::array<std::string_view, 2> kOnLostNames = {"reinitialize", "not_found"};
+constexpr std::array<std::string_view, 2> kPlacementNames = {"least_sessions", "random"};
 
 duration positive_duration(const std::string& v) {
   const duration d = parse_duration(v);
@@ -135,10 +151,8 @@ const std::vector<KeySpec>& key_specs() {
       {"backend.max_response_header_size", "--max-response-header-size",
        "bound of a pod's response head (default 64KiB, 502 past it)", MCP_SIZE(backend.max_response_header_size)},
       {"sessions.store", "--session-store", "memory or redis (default memory)",
-       [](Config& c, const std::string& v) {
-         c.sessions.store = one_of(v, {"memory", "redis"});
-       },
-       [](const Config& c) { return c.sessions.store; }},
+       [](Config& c, const std::string& v) { c.sessions.store = enum_of<StoreKind>(v, kStoreNames); },
+       [](const Config& c) { return std::string(to_string(c.sessions.store)); }},
       {"sessions.ttl", "--session-ttl", "sliding session TTL (default 2h)", MCP_DUR(sessions.ttl)},
       {"sessions.redis.url", "--redis-url", "redis://[user:pass@]host:port/db or rediss://",
        MCP_STR(sessions.redis.url), true},
@@ -167,20 +181,16 @@ const std::vector<KeySpec>& key_specs() {
        },
        [](const Config& c) { return std::to_string(c.sessions.redis.queue_size); }},
       {"sessions.on_lost", "--on-lost-session", "reinitialize or not_found (default reinitialize)",
-       [](Config& c, const std::string& v) {
-         c.sessions.on_lost = one_of(v, {"reinitialize", "not_found"});
-       },
-       [](const Config& c) { return c.sessions.on_lost; }},
+       [](Config& c, const std::string& v) { c.sessions.on_lost = enum_of<OnLost>(v, kOnLostNames); },
+       [](const Config& c) { return std::string(to_string(c.sessions.on_lost)); }},
       {"sessions.max_sessions", "--max-sessions", "sessions kept in the local table (default 1000000)",
        [](Config& c, const std::string& v) {
          c.sessions.max_sessions = static_cast<std::size_t>(int_in(v, 1, 1000000000));
        },
        [](const Config& c) { return std::to_string(c.sessions.max_sessions); }},
       {"placement", "--placement", "least_sessions or random (default least_sessions)",
-       [](Config& c, const std::string& v) {
-         c.placement = one_of(v, {"least_sessions", "random"});
-       },
-       [](const Config& c) { return c.placement; }},
+       [](Config& c, const std::string& v) { c.placement = enum_of<PlacementPolicy>(v, kPlacementNames); },
+       [](const Config& c) { return std::string(to_string(c.placement)); }},
       {"legacy_sse_path", "--legacy-sse-path", "path of the 2024-11-05 SSE endpoint (default /sse)",
        [](Config& c, const std::string& v) {
          if (v.empty() || v.front() != '/') bad("must be a path starting with '/', got '" + v + "'");
@@ -267,12 +277,12 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
 
 void validate(Config& cfg) {
   if (cfg.threads == 0) cfg.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
-  if (cfg.sessions.store == "memory" && !cfg.sessions.redis.url.empty()) {
+  if (cfg.sessions.store == StoreKind::memory && !cfg.sessions.redis.url.empty()) {
     throw ConfigError(
         "sessions.redis.url: set, but sessions.store is memory (set sessions.store: redis, or remove the URL)");
   }
   const auto& redis = cfg.sessions.redis;
-  if (cfg.sessions.store == "redis") {
+  if (cfg.sessions.store == StoreKind::redis) {
     if (redis.url.empty()) throw ConfigError("sessions.redis.url: required when sessions.store is redis");
     try {
       const RedisUrl url = parse_redis_url(redis.url);
@@ -297,9 +307,16 @@ void validate(Config& cfg) {
   }
   // Every placeholder the template uses must have a value: never a silent empty host.
   validate_url_template(cfg.backend);
+  cfg.backend.pods.clear();
+  for (int o = 0; o < cfg.backend.replicas; ++o)
+    cfg.backend.pods.push_back(parse_pod_url(expand_pod_url(cfg.backend, o)));
 }
 
 }  // namespace
+
+std::string_view to_string(StoreKind v) { return kStoreNames[static_cast<std::size_t>(v)]; }
+std::string_view to_string(OnLost v) { return kOnLostNames[static_cast<std::size_t>(v)]; }
+std::string_view to_string(PlacementPolicy v) { return kPlacementNames[static_cast<std::size_t>(v)]; }
 
 std::string ListenAddress::str() const {
   return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)

@@ -1,5 +1,6 @@
 #include "mcpproxy/http1.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -390,6 +391,132 @@ ChunkedDecoder::Result ChunkedDecoder::decode(char* out, const char* in, std::si
   }
   r.consumed = i;
   return r;
+}
+
+std::size_t BodyFraming::take(char* p, std::size_t n) {
+  switch (framing) {
+    case Framing::length: {
+      const auto k = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, n));
+      remaining -= k;
+      done = remaining == 0;
+      extra = extra || k < n;
+      return k;
+    }
+    case Framing::chunked: {
+      const auto r = chunks.decode(p, p, n);
+      error = r.error;
+      done = chunks.done();
+      extra = extra || r.consumed < n;
+      return r.payload;
+    }
+    case Framing::close:
+      return n;
+    case Framing::none:
+      extra = extra || n > 0;
+      return 0;
+  }
+  return 0;
+}
+
+std::string_view reason_phrase(unsigned status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 103:
+      return "Early Hints";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 203:
+      return "Non-Authoritative Information";
+    case 204:
+      return "No Content";
+    case 205:
+      return "Reset Content";
+    case 206:
+      return "Partial Content";
+    case 300:
+      return "Multiple Choices";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 407:
+      return "Proxy Authentication Required";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
+    case 417:
+      return "Expectation Failed";
+    case 421:
+      return "Misdirected Request";
+    case 422:
+      return "Unprocessable Content";
+    case 426:
+      return "Upgrade Required";
+    case 428:
+      return "Precondition Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
+  }
 }
 
 }  // namespace mcpproxy::http1

@@ -4,10 +4,6 @@
 
 namespace mcpproxy {
 
-PlacementPolicy placement_policy(std::string_view name) {
-  return name == "random" ? PlacementPolicy::random : PlacementPolicy::least_sessions;
-}
-
 int place(PlacementPolicy policy, int replicas, const std::function<bool(int)>& healthy,
           const std::function<std::int64_t(int)>& load, std::mt19937_64& rng) {
   if (replicas <= 1) return 0;

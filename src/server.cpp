@@ -11,18 +11,16 @@
 namespace mcpproxy {
 namespace {
 using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
-std::string to_yaml_redis(const Config& c) {
-  const auto& r = c.sessions.redis;
-  return r.url + '|' + r.key_prefix + '|' + r.password_file + '|' + r.tls_ca_file + '|' + r.tls_server_name + '|' +
-         (r.tls_verify ? "1" : "0") + '|' + format_duration(r.connect_timeout) + '|' +
-         format_duration(r.command_timeout) + '|' + format_duration(r.reconnect_max_backoff) + '|' +
-         std::to_string(r.queue_size);
-}
 }  // namespace
 
 Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
-    : shared_(shared), cfg_(std::move(cfg)), index_(index), rng_(std::random_device{}()) {
+    : shared_(shared),
+      cfg_(std::move(cfg)),
+      index_(index),
+      context_{cfg_,         shared.metrics, shared.health, pool_,           sessions_,   relay_buffers_,
+               connections_, rng_,           tick_,         shared.draining, shared.busy, shutting_down_},
+      sessions_(shared.table, shared.metrics),
+      rng_(std::random_device{}()) {
   pool_.configure(cfg_);
 }
 
@@ -54,6 +52,7 @@ void Worker::start() {
 void Worker::use_redis(const RedisOptions& options) {
   redis_ = std::make_shared<RedisClient>(ioc_, options, "worker-" + std::to_string(index_));
   store_ = std::make_unique<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
+  sessions_.use_store(store_.get());
   redis_->start();
 }
 
@@ -72,43 +71,12 @@ void Worker::stop_accepting() {
 }
 
 void Worker::close_idle_connections() {
-  for (auto& weak : connections_) {
-    if (auto c = weak.lock()) c->close_if_idle();
-  }
+  connections_.for_each([](Connection& c) { c.close_if_idle(); });
 }
 
 void Worker::close_all_connections() {
-  for (auto& weak : connections_) {
-    if (auto c = weak.lock()) c->close();
-  }
+  connections_.for_each([](Connection& c) { c.close(); });
   pool_.clear();
-}
-
-std::unique_ptr<char[]> Worker::take_relay_buffer(std::size_t size) {
-  if (size != relay_buffers_size_) {
-    relay_buffers_.clear();  // the size changed with a reload
-    relay_buffers_size_ = size;
-  }
-  if (relay_buffers_.empty()) return std::unique_ptr<char[]>(new char[size]);  // not zeroed: written before read
-  auto buffer = std::move(relay_buffers_.back());
-  relay_buffers_.pop_back();
-  return buffer;
-}
-
-void Worker::give_relay_buffer(std::unique_ptr<char[]> buffer, std::size_t size) {
-  if (size == relay_buffers_size_ && relay_buffers_.size() < kPooledRelayBuffers) {
-    relay_buffers_.push_back(std::move(buffer));
-  }
-}
-
-std::list<std::weak_ptr<Connection>>::iterator Worker::add(std::weak_ptr<Connection> c) {
-  ++connection_count_;
-  return connections_.insert(connections_.end(), std::move(c));
-}
-
-void Worker::remove(std::list<std::weak_ptr<Connection>>::iterator it) {
-  --connection_count_;
-  connections_.erase(it);
 }
 
 net::awaitable<void> Worker::accept_loop() {
@@ -123,14 +91,16 @@ net::awaitable<void> Worker::accept_loop() {
       co_await backoff.async_wait(use_tuple);
       continue;
     }
-    if (connection_count_ >= cfg_->limits.max_connections) {
+    if (connections_.size() >= cfg_->limits.max_connections) {
       log_event(spdlog::level::warn, "connection refused: limits.max_connections reached",
                 {{"worker", std::to_string(index_)}, {"limit", std::to_string(cfg_->limits.max_connections)}});
       error_code ignored;
       socket.close(ignored);
       continue;
     }
-    std::make_shared<Connection>(*this, std::move(socket))->start();
+    // Unique per process: the sequence number times 256 plus the worker index.
+    const std::uint64_t id = (++connection_seq_ << 8) | static_cast<std::uint64_t>(index_);
+    std::make_shared<Connection>(context_, std::move(socket), id)->start();
   }
 }
 
@@ -141,10 +111,8 @@ net::awaitable<void> Worker::watch_loop() {
     auto [ec] = co_await timer.async_wait(use_tuple);
     if (ec) co_return;
     ++tick_;
-    for (auto& weak : connections_) {
-      if (auto c = weak.lock()) c->on_tick(tick_);
-    }
-    if (!acceptor_.is_open() && connection_count_ == 0) co_return;
+    connections_.for_each([tick = tick_](Connection& c) { c.on_tick(tick); });
+    if (!acceptor_.is_open() && connections_.size() == 0) co_return;
   }
 }
 
@@ -256,7 +224,7 @@ int Server::run() {
              {"admin", cfg.admin_listen.str()},
              {"threads", std::to_string(cfg.threads)},
              {"replicas", std::to_string(cfg.backend.replicas)},
-             {"store", cfg.sessions.store},
+             {"store", std::string(to_string(cfg.sessions.store))},
              {"pod0", expand_pod_url(cfg.backend, 0)}});
   admin_ioc_.run();
   for (auto& w : workers_) w->ioc().stop();
@@ -282,9 +250,9 @@ void Server::reload() {
     log_event(spdlog::level::err, "config reload rejected, keeping the running config", {{"error", e.what()}});
     return;
   }
-  if (next.listen.str() != cfg_->listen.str() || next.admin_listen.str() != cfg_->admin_listen.str() ||
-      next.threads != cfg_->threads || next.sessions.store != cfg_->sessions.store ||
-      next.sessions.max_sessions != cfg_->sessions.max_sessions || to_yaml_redis(next) != to_yaml_redis(*cfg_)) {
+  if (next.listen != cfg_->listen || next.admin_listen != cfg_->admin_listen || next.threads != cfg_->threads ||
+      next.sessions.store != cfg_->sessions.store || next.sessions.max_sessions != cfg_->sessions.max_sessions ||
+      next.sessions.redis != cfg_->sessions.redis) {
     log_event(spdlog::level::warn,
               "config reload: listen, admin_listen, threads, sessions.store, sessions.max_sessions and "
               "sessions.redis take effect on restart only; the rest is applied");
@@ -306,7 +274,7 @@ void Server::reload() {
   shared_.metrics.config_reloads_ok.fetch_add(1);
   log_event(spdlog::level::info, "config reloaded",
             {{"replicas", std::to_string(shared_cfg->backend.replicas)},
-             {"placement", shared_cfg->placement},
+             {"placement", std::string(to_string(shared_cfg->placement))},
              {"log_level", shared_cfg->log.level}});
 }
 

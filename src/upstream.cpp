@@ -22,26 +22,23 @@ bool closed_by_peer(tcp::socket& s) {
 UpstreamPool::UpstreamPool(net::io_context& ioc) : ioc_(ioc), resolver_(ioc) {}
 
 void UpstreamPool::configure(std::shared_ptr<const Config> cfg) {
-  const bool same_pods = cfg_ && cfg_->backend.url_template == cfg->backend.url_template &&
-                         cfg_->backend.statefulset == cfg->backend.statefulset &&
-                         cfg_->backend.service == cfg->backend.service && cfg_->backend.ns == cfg->backend.ns &&
-                         cfg_->backend.cluster_domain == cfg->backend.cluster_domain &&
-                         cfg_->backend.port == cfg->backend.port && cfg_->backend.scheme == cfg->backend.scheme;
   cfg_ = std::move(cfg);
-  if (!same_pods) pods_.clear();
-}
-
-UpstreamPool::Pod& UpstreamPool::pod(int ordinal) {
-  if (static_cast<std::size_t>(ordinal) >= pods_.size()) pods_.resize(static_cast<std::size_t>(ordinal) + 1);
-  Pod& p = pods_[static_cast<std::size_t>(ordinal)];
-  if (!p.known) {
-    p.addr = parse_pod_url(expand_pod_url(cfg_->backend, ordinal));
-    p.known = true;
+  const auto& addrs = cfg_->backend.pods;
+  // Never shrinks: an exchange in progress on an ordinal a reload removed keeps a valid
+  // address; only its pooled connections go.
+  if (pods_.size() < addrs.size()) pods_.resize(addrs.size());
+  for (std::size_t i = 0; i < pods_.size(); ++i) {
+    Pod& p = pods_[i];
+    if (i >= addrs.size()) {
+      p.idle.clear();
+    } else if (p.addr != addrs[i]) {
+      p = Pod{};
+      p.addr = addrs[i];
+    }
   }
-  return p;
 }
 
-const PodAddress& UpstreamPool::address(int ordinal) { return pod(ordinal).addr; }
+UpstreamPool::Pod& UpstreamPool::pod(int ordinal) { return pods_[static_cast<std::size_t>(ordinal)]; }
 
 net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
   Lease lease;
@@ -105,7 +102,7 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
 }
 
 void UpstreamPool::release(int ordinal, std::unique_ptr<tcp::socket> stream) {
-  if (static_cast<std::size_t>(ordinal) >= pods_.size() || !pods_[static_cast<std::size_t>(ordinal)].known) return;
+  if (ordinal >= cfg_->backend.replicas) return;  // removed by a reload meanwhile
   Pod& p = pods_[static_cast<std::size_t>(ordinal)];
   if (p.idle.size() >= cfg_->backend.max_idle_connections) return;
   p.idle.push_back(Idle{std::move(stream), std::chrono::steady_clock::now()});
@@ -120,6 +117,8 @@ void UpstreamPool::prune() {
   }
 }
 
-void UpstreamPool::clear() { pods_.clear(); }
+void UpstreamPool::clear() {
+  for (Pod& p : pods_) p.idle.clear();
+}
 
 }  // namespace mcpproxy

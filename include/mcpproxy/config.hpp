@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,24 @@ struct ListenAddress {
   std::string host;
   std::uint16_t port = 0;
   std::string str() const;
+  bool operator==(const ListenAddress&) const = default;
+};
+
+// Choices among names, parsed once when the config is read: the data path compares enums.
+enum class StoreKind : std::uint8_t { memory, redis };
+enum class OnLost : std::uint8_t { reinitialize, not_found };
+enum class PlacementPolicy : std::uint8_t { least_sessions, random };
+std::string_view to_string(StoreKind v);
+std::string_view to_string(OnLost v);
+std::string_view to_string(PlacementPolicy v);
+
+// Where one pod is reached. `authority` is what goes into Host when it is rewritten.
+struct PodAddress {
+  std::string url;
+  std::string host;
+  std::string port;
+  std::string authority;
+  bool operator==(const PodAddress&) const = default;
 };
 
 struct BackendConfig {
@@ -45,6 +64,10 @@ struct BackendConfig {
   duration idle_connection_timeout{60000};  // pooled keep-alive connection to a pod
   std::size_t max_idle_connections = 64;    // per pod, per worker thread
   std::size_t max_response_header_size = 64 * 1024;
+  // Derived when the config is validated, not a key: the address of every ordinal below
+  // `replicas`, so the data path never expands a template (nor throws).
+  std::vector<PodAddress> pods;
+  bool operator==(const BackendConfig&) const = default;
 };
 
 struct RedisConfig {
@@ -58,14 +81,16 @@ struct RedisConfig {
   duration command_timeout{250};  // also bounds the write-before-answer of a new session
   duration reconnect_max_backoff{5000};
   std::size_t queue_size = 10000;  // records waiting for Redis to come back
+  bool operator==(const RedisConfig&) const = default;
 };
 
 struct SessionsConfig {
-  std::string store = "memory";
+  StoreKind store = StoreKind::memory;
   duration ttl{2 * 3600 * 1000};
   RedisConfig redis;
-  std::string on_lost = "reinitialize";
+  OnLost on_lost = OnLost::reinitialize;
   std::size_t max_sessions = 1000000;  // local table bound (the whole table for the memory store)
+  bool operator==(const SessionsConfig&) const = default;
 };
 
 struct DownstreamLimits {
@@ -77,12 +102,14 @@ struct DownstreamLimits {
   std::size_t max_connections = 10000;        // per worker thread
   duration write_timeout{60000};              // one write to a client that stopped reading
   std::size_t relay_buffer_size = 16 * 1024;  // per connection: the most of a body read at once
+  bool operator==(const DownstreamLimits&) const = default;
 };
 
 struct LogConfig {
   std::string level = "info";
   std::string format = "text";
   bool access = true;
+  bool operator==(const LogConfig&) const = default;
 };
 
 struct Config {
@@ -92,11 +119,12 @@ struct Config {
   BackendConfig backend;
   SessionsConfig sessions;
   DownstreamLimits limits;
-  std::string placement = "least_sessions";
+  PlacementPolicy placement = PlacementPolicy::least_sessions;
   std::string legacy_sse_path = "/sse";
   std::string legacy_endpoint_prefix;  // prepended to the legacy endpoint event's relative URL
   LogConfig log;
   duration drain_timeout{20000};
+  bool operator==(const Config&) const = default;
 };
 
 // What the command line asked for, kept so that SIGHUP can rebuild the config

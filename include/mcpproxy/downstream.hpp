@@ -1,26 +1,92 @@
 #pragma once
-// One client connection: reads requests (bounded, with deadlines), routes each one, relays
-// the pod's response as it arrives. Lives its whole life on one worker thread.
+// One client connection and the stages of its requests. The connection loop, deadlines,
+// the client watch, local replies and the per-request finish live in downstream.cpp; the
+// stages a proxied request meets after `route` (route.hpp) are members defined in their
+// own files, in the order a request meets them:
+//   upstream_exchange.cpp  acquire a pod connection, send, read the response head
+//   (downstream.cpp)       session bookkeeping on the response (response_action)
+//   relay.cpp              the body pump and the legacy SSE endpoint tap
+//   session_recovery.cpp   lost sessions: move to a new pod, or 404
+// A connection lives its whole life on one worker thread and reaches its worker only
+// through a ConnectionContext.
 
+#include <atomic>
 #include <boost/beast/http/status.hpp>
 #include <chrono>
 #include <list>
 #include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "mcpproxy/http1.hpp"
 #include "mcpproxy/http_rules.hpp"
+#include "mcpproxy/metrics.hpp"
 #include "mcpproxy/net.hpp"
+#include "mcpproxy/placement.hpp"
+#include "mcpproxy/route.hpp"
 #include "mcpproxy/session.hpp"
 
 namespace mcpproxy {
 
-class Worker;
+class Connection;
+class Sessions;
+class UpstreamPool;
 namespace http = beast::http;
+
+// Relay buffers, lent to connections while they relay a body and kept for reuse (at most
+// `kPooled`). One per worker; worker thread only.
+class RelayBuffers {
+ public:
+  std::unique_ptr<char[]> take(std::size_t size);
+  void give(std::unique_ptr<char[]> buffer, std::size_t size);
+
+ private:
+  static constexpr std::size_t kPooled = 256;
+  std::vector<std::unique_ptr<char[]>> buffers_;
+  std::size_t size_ = 0;
+};
+
+// The worker's live connections, for the drain and the tick. Worker thread only.
+class ConnectionRegistry {
+ public:
+  using Handle = std::list<std::weak_ptr<Connection>>::iterator;
+  Handle add(std::weak_ptr<Connection> c);
+  void remove(Handle it);
+  std::size_t size() const { return count_; }
+  // Calls f(Connection&) for every connection still alive.
+  template <class F>
+  void for_each(F&& f) {
+    for (auto& weak : connections_) {
+      if (auto c = weak.lock()) f(*c);
+    }
+  }
+
+ private:
+  std::list<std::weak_ptr<Connection>> connections_;
+  std::size_t count_ = 0;
+};
+
+// What a connection uses of its worker and of the process: references only, set up once
+// by the worker. `config` is the worker's current config (a reload swaps it).
+struct ConnectionContext {
+  const std::shared_ptr<const Config>& config;
+  Metrics& metrics;
+  PodHealth& health;
+  UpstreamPool& pool;
+  Sessions& sessions;
+  RelayBuffers& relay_buffers;
+  ConnectionRegistry& registry;
+  std::mt19937_64& rng;
+  const std::uint64_t& tick;  // the worker's 100 ms ticks (Connection::on_tick)
+  const std::atomic<bool>& draining;
+  std::atomic<std::int64_t>& busy;  // requests in progress the drain waits for
+  const bool& shutting_down;        // the worker is being destroyed
+};
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Worker& worker, tcp::socket socket);
+  Connection(ConnectionContext& ctx, tcp::socket socket, std::uint64_t id);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -31,18 +97,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close_if_idle();
   void close();
 
-  // Shared between the exchange and the client watcher (see watch_client).
-  // Most exchanges end within a millisecond; watching the client's socket costs a
-  // reactor registration each time, so the watch is armed only for an exchange that is
-  // still running at the worker's next watch tick (every 100 ms): a client that leaves
-  // during a long tool call or an SSE stream is noticed within about 200 ms.
-  struct Watch {
-    bool done = false;
-    bool armed = false;
-    bool client_gone = false;
-    tcp::socket* upstream = nullptr;
-    std::uint64_t started_tick = 0;
-  };
   // The worker's tick (every kTickMs): deadlines, and the client watch of long exchanges.
   static constexpr std::int64_t kTickMs = 100;
   void on_tick(std::uint64_t tick);
@@ -56,10 +110,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void expect_within(Wait what, duration limit, tcp::socket* upstream = nullptr);
   void stop_waiting() { waiting_ = Wait::none; }
   bool expired(Wait what) const { return expired_ == what; }
-  Wait waiting_ = Wait::none;
-  Wait expired_ = Wait::none;
-  std::uint64_t deadline_tick_ = 0;
-  tcp::socket* deadline_upstream_ = nullptr;
+
+  // While the pod works, the only way to learn that the client left is to watch its
+  // socket. Most exchanges end within a millisecond and a watch costs a reactor
+  // registration, so it is armed only for an exchange still running at the worker's next
+  // tick: a client that leaves during a long tool call or an SSE stream is noticed within
+  // about 200 ms. One watch per connection, reused; `generation` tells a late completion
+  // of an earlier exchange's watch from the current one.
+  struct Watch {
+    std::uint64_t generation = 0;
+    bool active = false;
+    bool armed = false;
+    bool client_gone = false;
+    tcp::socket* upstream = nullptr;
+    std::uint64_t started_tick = 0;
+  };
+  void begin_watch(tcp::socket* upstream);
+  void end_watch();
+  void arm_watch();
+  bool client_gone() const { return watch_.client_gone || closed_; }
 
   // The request of the exchange in progress: its own copy, so the read buffer moves on.
   struct Request {
@@ -72,6 +141,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::optional<std::string_view> get(std::string_view name) const { return head.get(name); }
   };
 
+  // One request and what became of it; `finish` reads it once the request is over.
   struct Exchange {
     explicit Exchange(Request& r) : req(r) {}
     Request& req;
@@ -82,42 +152,72 @@ class Connection : public std::enable_shared_from_this<Connection> {
     unsigned status = 0;
     bool keep_alive = true;
     std::chrono::steady_clock::time_point start;
-    std::string session_for_log;  // a session this exchange created; else route.session_id
+    std::string session_for_log;            // a session this exchange created; else route.session_id
+    std::unique_ptr<tcp::socket> upstream;  // the pod connection of the exchange in progress
   };
 
+  // --- downstream.cpp: the connection loop and the driver of the stages
   net::awaitable<void> run();
-  // Returns false when the connection must close after this request.
+  enum class ReadResult { request, closed };
+  // Reads one request (head and body) into request_; a refusal is answered here.
+  net::awaitable<ReadResult> read_request(const Config& cfg);
+  net::awaitable<ReadResult> read_head(const Config& cfg);
+  net::awaitable<ReadResult> read_body(const Config& cfg);
+  net::awaitable<bool> read_more(std::size_t want);
+  void append_body(std::string_view body);
+  // Routes the request and drives the stages. Returns false when the connection must
+  // close after this request.
   net::awaitable<bool> handle(Exchange& ex);
-  // `may_recover`: a lost session may be re-established once (sessions.on_lost).
-  net::awaitable<bool> forward(Exchange& ex, bool may_recover = true);
-  // Lost session, policy reinitialize: replays the stored initialize and
-  // notifications/initialized on a newly placed pod and points the record there.
-  net::awaitable<bool> reestablish(Exchange& ex);
-  bool can_reestablish(const Exchange& ex) const;
-  net::awaitable<bool> session_lost(Exchange& ex, bool may_recover);
-  net::awaitable<void> record_new_session(const std::string& id, SessionRecord rec);
-  net::awaitable<void> forget_session(const std::string& id);
-  void cache_session(const std::string& id, SessionRecord rec);
-  net::awaitable<bool> reply(Exchange& ex, http::status status, std::string body,
-                             std::string_view content_type = "application/json");
-  net::awaitable<bool> reply_jsonrpc_error(Exchange& ex, http::status status, int code, std::string_view message);
-  net::awaitable<void> reply_and_close(http::status status, std::string_view message);
+  // `may_recover`: a lost session may be moved once (sessions.on_lost); a replay may not.
+  net::awaitable<bool> proxy(Exchange& ex, bool may_recover);
+  // Session bookkeeping on the pod's response head, before it goes downstream.
+  enum class Bookkeeping { relay, relay_legacy_stream, answered };
+  net::awaitable<Bookkeeping> on_response_head(Exchange& ex, bool may_recover, bool& again);
   // A pod for a new session or a sessionless request (placement policy, healthy pods).
   int place_new(const Config& cfg, int avoid = -1);
-  // The request head for the pod, edited as it is written: hop-by-hop fields out, Host and
-  // the session id for that pod, X-Forwarded-*, the body's length.
-  void append_upstream_head(std::string& out, const Exchange& ex);
-  // The response head for the client: hop-by-hop fields out, the client's session id, framing.
-  void append_client_head(std::string& out, const Exchange& ex, const http1::Head& res, bool chunked);
-  // Reads one request (head and body) into request_; a refusal is answered here.
-  enum class ReadResult { request, closed };
-  net::awaitable<ReadResult> read_request(const Config& cfg);
-  void watch_client(const std::shared_ptr<Watch>& watch);
-  void finish_watch(const std::shared_ptr<Watch>& watch);
-  void log_access(const Exchange& ex);
+  // The one way to refuse: a JSON-RPC error body with the request's id echoed.
+  net::awaitable<bool> send_local_reply(Exchange& ex, const Refusal& r);
+  // A refusal before a request could be read whole: answered, counted, logged, closed.
+  net::awaitable<void> reply_and_close(http::status status, std::string_view message);
+  // Once per request: counters and the access line.
+  void finish(const Exchange& ex);
   static std::string session_label(const Exchange& ex);
 
-  Worker& worker_;
+  // --- upstream_exchange.cpp: acquire, send, read the response head
+  enum class UpstreamResult : std::uint8_t { head, client_gone, unreachable, refused };
+  // On `head` the pod's response head is in response_ and ex.upstream holds its connection;
+  // on `refused` the refusal to answer is in *refusal.
+  net::awaitable<UpstreamResult> exchange_upstream(Exchange& ex, Refusal* refusal);
+  enum class Attempt : std::uint8_t { head, client_gone, failed, stale_pooled };
+  net::awaitable<Attempt> send_and_read_head(Exchange& ex, bool reused, error_code& ec, bool& malformed);
+
+  // --- relay.cpp: the body pump
+  struct RelayOutcome {
+    bool client_gone = false;
+    bool pod_failed = false;    // the client saw a cut body
+    bool pod_reusable = false;  // the pod connection may go back to the pool
+  };
+  net::awaitable<RelayOutcome> relay(Exchange& ex, bool legacy_stream);
+  // One gathered write to the client: [head] [chunk size] [data] [CRLF] [last chunk].
+  net::awaitable<bool> write_client(std::string_view data, bool last, bool chunked, bool& head_sent, const Config& cfg);
+  // The next bytes of the pod's body into the relay buffer; false when the pod failed.
+  net::awaitable<bool> read_pod(Exchange& ex, http1::BodyFraming& body, bool sse, bool long_lived, char*& bytes,
+                                std::size_t& got);
+  void release_relay_buffer();
+
+  // --- session_recovery.cpp: lost sessions
+  net::awaitable<bool> session_lost(Exchange& ex, LostCause cause, bool may_recover);
+  // Replays the stored initialize and notifications/initialized on a newly placed pod and
+  // points the record there.
+  net::awaitable<bool> reestablish(Exchange& ex);
+  struct Reply {
+    unsigned status = 0;  // 0: no answer
+    std::optional<std::string> session_id;
+  };
+  net::awaitable<Reply> post_to_pod(int ordinal, std::unique_ptr<tcp::socket>& up, std::string_view target,
+                                    std::string_view body, std::string_view session, const Exchange& ex);
+
+  ConnectionContext& ctx_;
   tcp::socket socket_;
   beast::flat_buffer buffer_;  // bytes from the client not yet used
   Request request_;
@@ -125,16 +225,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer upstream_buffer_;    // reused for every exchange of this connection
   std::unique_ptr<char[]> relay_buffer_;  // lent by the worker while a body is relayed
   std::size_t relay_buffer_size_ = 0;
-  void release_relay_buffer();
   std::string head_buffer_;  // reused for every serialised request and response head
   std::uint64_t id_;
   std::string peer_ip_;
   bool idle_ = false;
   bool closed_ = false;
-  bool counted_busy_ = false;  // this connection's request is counted in Shared::busy
+  bool counted_busy_ = false;  // this connection's request is counted in ctx_.busy
   void set_in_flight(bool in_flight);
-  std::shared_ptr<Watch> watch_;
-  std::list<std::weak_ptr<Connection>>::iterator registry_;
+  Wait waiting_ = Wait::none;
+  Wait expired_ = Wait::none;
+  std::uint64_t deadline_tick_ = 0;
+  tcp::socket* deadline_upstream_ = nullptr;
+  Watch watch_;
+  ConnectionRegistry::Handle registry_;
   bool registered_ = false;
 };
 

@@ -124,4 +124,27 @@ class ChunkedDecoder {
   int size_digits_ = 0;
 };
 
+// How much of a response body has been seen, and where it ends (RFC 9112 6). Fed the bytes
+// that follow the head as they arrive; chunk framing is removed in place.
+struct BodyFraming {
+  Framing framing = Framing::none;
+  std::uint64_t remaining = 0;  // Content-Length bytes not yet seen
+  ChunkedDecoder chunks;
+  bool done = false;
+  bool error = false;
+  bool extra = false;  // bytes past the end of the body: the connection is not reused
+
+  explicit BodyFraming(const Head& res)
+      : framing(res.framing),
+        remaining(res.content_length),
+        done(res.framing == Framing::none || (res.framing == Framing::length && res.content_length == 0)) {}
+
+  // The payload of `n` bytes at `p`, moved to the front of `p`; returns its size.
+  std::size_t take(char* p, std::size_t n);
+};
+
+// The standard reason phrase of a status code (RFC 9110 15), for a head that came without
+// one; "Unknown" for a code the RFC does not name.
+std::string_view reason_phrase(unsigned status);
+
 }  // namespace mcpproxy::http1

@@ -13,9 +13,6 @@
 
 namespace mcpproxy {
 
-enum class PlacementPolicy { least_sessions, random };
-PlacementPolicy placement_policy(std::string_view name);
-
 // Picks an ordinal in [0, replicas). least_sessions: power of two random choices over
 // healthy pods by `load`; random: uniform over healthy pods. When no pod is healthy every
 // pod is a candidate again: refusing all traffic would be worse than trying.

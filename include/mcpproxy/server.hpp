@@ -10,21 +10,21 @@
 #include <vector>
 
 #include "mcpproxy/config.hpp"
+#include "mcpproxy/downstream.hpp"
 #include "mcpproxy/metrics.hpp"
 #include "mcpproxy/net.hpp"
 #include "mcpproxy/placement.hpp"
 #include "mcpproxy/session.hpp"
 #include "mcpproxy/session_store.hpp"
+#include "mcpproxy/sessions.hpp"
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
 
-class Connection;
-
 // What all workers share: the session table, metrics, pod health, the drain state.
 struct Shared {
   explicit Shared(const Config& cfg) : table(cfg.sessions.max_sessions, cfg.sessions.ttl) {
-    if (cfg.sessions.store == "redis") {
+    if (cfg.sessions.store == StoreKind::redis) {
       store =
           std::make_unique<StoreShared>(cfg.sessions.redis.key_prefix, cfg.sessions.ttl, cfg.sessions.redis.queue_size);
     }
@@ -55,29 +55,7 @@ class Worker {
   void close_all_connections();
 
   net::io_context& ioc() { return ioc_; }
-  const Config& cfg() const { return *cfg_; }
-  std::shared_ptr<const Config> config() const { return cfg_; }
-  Shared& shared() { return shared_; }
-  UpstreamPool& pool() { return pool_; }
-  RedisStore* store() { return store_.get(); }  // null with the memory store
   void use_redis(const RedisOptions& options);
-  std::mt19937_64& rng() { return rng_; }
-  int index() const { return index_; }
-  // Unique per process: the sequence number times 256 plus the worker index.
-  std::uint64_t next_connection_id() { return (++connection_seq_ << 8) | static_cast<std::uint64_t>(index_); }
-
-  // Relay buffers, lent to connections while they relay a body and kept for reuse (at most
-  // `kPooledRelayBuffers`). Worker thread only.
-  std::unique_ptr<char[]> take_relay_buffer(std::size_t size);
-  void give_relay_buffer(std::unique_ptr<char[]> buffer, std::size_t size);
-
-  // Connection registry, for drain. Worker thread only.
-  std::list<std::weak_ptr<Connection>>::iterator add(std::weak_ptr<Connection> c);
-  void remove(std::list<std::weak_ptr<Connection>>::iterator it);
-  std::size_t connections() const { return connection_count_; }
-  // Counts the worker's 100 ms ticks (Connection::on_tick): coarse time for deadlines.
-  std::uint64_t tick() const { return tick_; }
-  bool shutting_down() const { return shutting_down_; }
 
  private:
   net::awaitable<void> accept_loop();
@@ -85,23 +63,25 @@ class Worker {
   net::awaitable<void> watch_loop();
 
   Shared& shared_;
+  // Counts the worker's 100 ms ticks (Connection::on_tick): coarse time for deadlines.
   std::uint64_t tick_ = 0;
   std::shared_ptr<const Config> cfg_;
   int index_;
   // Set when the worker is destroyed: connections still owned by the io_context die with
   // it, after the members below them, and must not touch those members then.
   bool shutting_down_ = false;
+  // What connections reach of this worker. Declared before the io_context: connections
+  // that the io_context still owns when it is destroyed hold a reference to it.
+  ConnectionContext context_;
   net::io_context ioc_{1};
   tcp::acceptor acceptor_{ioc_};
   UpstreamPool pool_{ioc_};
   std::shared_ptr<RedisClient> redis_;
   std::unique_ptr<RedisStore> store_;
+  Sessions sessions_;
   std::mt19937_64 rng_;
-  static constexpr std::size_t kPooledRelayBuffers = 256;
-  std::vector<std::unique_ptr<char[]>> relay_buffers_;
-  std::size_t relay_buffers_size_ = 0;
-  std::list<std::weak_ptr<Connection>> connections_;
-  std::size_t connection_count_ = 0;
+  RelayBuffers relay_buffers_;
+  ConnectionRegistry connections_;
   std::uint64_t connection_seq_ = 0;
   std::thread thread_;
 };

@@ -18,10 +18,12 @@ class UpstreamPool {
  public:
   explicit UpstreamPool(net::io_context& ioc);
 
-  // A new config (SIGHUP): connections to pods whose address changed are dropped.
+  // A new config (SIGHUP): connections to pods whose address changed are dropped. The
+  // addresses come computed with the config (BackendConfig::pods): nothing here throws.
   void configure(std::shared_ptr<const Config> cfg);
 
-  const PodAddress& address(int ordinal);
+  // `ordinal` is below the replicas of this config or an earlier one.
+  const PodAddress& address(int ordinal) { return pod(ordinal).addr; }
 
   struct Lease {
     error_code ec;
@@ -44,7 +46,6 @@ class UpstreamPool {
     std::chrono::steady_clock::time_point since;
   };
   struct Pod {
-    bool known = false;
     PodAddress addr;
     std::vector<Idle> idle;
     tcp::resolver::results_type endpoints;

@@ -11,14 +11,6 @@ namespace mcpproxy {
 inline constexpr const char* kDefaultUrlTemplate =
     "{scheme}://{statefulset}-{ordinal}.{service}.{namespace}.svc.{cluster_domain}:{port}";
 
-// Where one pod is reached. `authority` is what goes into Host when it is rewritten.
-struct PodAddress {
-  std::string url;
-  std::string host;
-  std::string port;
-  std::string authority;
-};
-
 // Throws ConfigError naming the key: unknown placeholder, a placeholder with no value,
 // no {ordinal}, or a result that is not an http URL with a host.
 void validate_url_template(const BackendConfig& backend);

@@ -33,11 +33,11 @@ TEST(Config, DefaultsMatchTheContract) {
   EXPECT_EQ(c.backend.ns, "default");
   EXPECT_EQ(c.backend.cluster_domain, "cluster.local");
   EXPECT_EQ(c.backend.port, 8080);
-  EXPECT_EQ(c.sessions.store, "memory");
+  EXPECT_EQ(c.sessions.store, StoreKind::memory);
   EXPECT_EQ(c.sessions.ttl, std::chrono::hours(2));
   EXPECT_EQ(c.sessions.redis.key_prefix, "mcp-session-proxy:");
-  EXPECT_EQ(c.sessions.on_lost, "reinitialize");
-  EXPECT_EQ(c.placement, "least_sessions");
+  EXPECT_EQ(c.sessions.on_lost, OnLost::reinitialize);
+  EXPECT_EQ(c.placement, PlacementPolicy::least_sessions);
   EXPECT_EQ(c.log.level, "info");
   EXPECT_EQ(c.log.format, "text");
   EXPECT_EQ(c.drain_timeout, std::chrono::seconds(20));
@@ -53,8 +53,8 @@ TEST(Config, YamlKeysAreRead) {
   EXPECT_EQ(c.threads, 3);
   EXPECT_EQ(c.backend.replicas, 4);
   EXPECT_EQ(c.sessions.ttl, std::chrono::minutes(30));
-  EXPECT_EQ(c.sessions.on_lost, "not_found");
-  EXPECT_EQ(c.placement, "random");
+  EXPECT_EQ(c.sessions.on_lost, OnLost::not_found);
+  EXPECT_EQ(c.placement, PlacementPolicy::random);
   EXPECT_EQ(c.limits.max_body_size, 1024U * 1024U);
   EXPECT_EQ(c.log.format, "json");
   EXPECT_EQ(c.drain_timeout, std::chrono::milliseconds(500));

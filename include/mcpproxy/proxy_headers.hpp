@@ -1,0 +1,55 @@
+#pragma once
+// The head edits of a proxied exchange, as free functions over http1 heads: what a request
+// head becomes on its way to the pod, and what a response head becomes on its way back.
+// One named place for the hop-by-hop rules, X-Forwarded-*, Host and the session id mapping.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "mcpproxy/http1.hpp"
+
+namespace mcpproxy {
+
+inline constexpr std::string_view kSessionHeader = "Mcp-Session-Id";
+
+// What the request head edit needs to know besides the head itself.
+struct UpstreamHeadEdits {
+  std::string_view pod_authority;  // host:port of the pod, for Host
+  bool rewrite_host = false;       // Host names the pod instead of what the client sent
+  std::string_view peer_ip;        // appended to X-Forwarded-For
+  // The pod knows the session by its own id (after a re-initialize): the client's id is
+  // replaced by this one. Unset: the field goes as the client sent it.
+  std::optional<std::string_view> pod_session;
+  bool drop_session_header = false;  // an initialize carrying an old id
+  std::size_t body_size = 0;         // the body as forwarded (decoded when it came chunked)
+};
+
+// Writes the request line and fields for the pod: hop-by-hop fields, those the Connection
+// field names, Expect, Content-Length and client-sent X-Forwarded-Host/-Proto are dropped;
+// X-Forwarded-For gets the peer appended; X-Forwarded-Host carries the client's Host;
+// X-Forwarded-Proto is http; Content-Length is the forwarded body's when there is a body or
+// the method carries one. Lines forwarded unchanged are copied in runs.
+void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits);
+
+// What the response head edit needs to know besides the head itself.
+struct ClientHeadEdits {
+  bool http11 = true;      // the client's version
+  bool keep_alive = true;  // the client connection stays open after this response
+  bool chunked = false;    // the body goes to the client in chunks (the pod's ended by chunks or close)
+  // The client knows the session by this id while the pod knows it by another: the pod's
+  // Mcp-Session-Id is replaced by it. Unset: the field goes as the pod sent it.
+  std::optional<std::string_view> client_session;
+};
+
+// Writes the status line and fields for the client: hop-by-hop fields and those the
+// Connection field names are dropped; the framing and connection fields the proxy's own
+// relay needs are added.
+void write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits);
+
+// A field the proxy never forwards as received: hop-by-hop (RFC 9110 7.6.1), or named by
+// the message's Connection field.
+bool is_dropped_hop(const http1::Field& f, const http1::Head& h);
+
+}  // namespace mcpproxy

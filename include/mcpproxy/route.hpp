@@ -1,0 +1,77 @@
+#pragma once
+// The routing decisions of a request, with no I/O: where a classified request goes given
+// its session record, and what the proxy does with the pod's answer before relaying it.
+// The data plane (downstream.cpp) acts on these; unit-tested without sockets.
+
+#include <optional>
+#include <string_view>
+
+#include "mcpproxy/config.hpp"
+#include "mcpproxy/http_rules.hpp"
+#include "mcpproxy/session.hpp"
+
+namespace mcpproxy {
+
+// A local reply instead of a proxied one: HTTP status, JSON-RPC error code and message.
+struct Refusal {
+  unsigned status = 0;
+  int code = 0;
+  std::string_view message;
+};
+
+inline constexpr Refusal kSessionNotFound{404, -32001, "Session not found"};
+inline constexpr Refusal kMalformedSessionId{400, -32600,
+                                             "Invalid Mcp-Session-Id: 1-256 visible ASCII characters expected"};
+
+// Why a session's pod is taken to be gone.
+enum class LostCause : std::uint8_t {
+  pod_answered_404,  // the pod no longer knows the session (restarted, or dropped it)
+  scaled_down,       // its ordinal is no longer < replicas
+  unreachable,       // its pod could not be connected to
+};
+
+struct Route {
+  enum class Kind : std::uint8_t {
+    refuse,   // answer `refusal` locally
+    forward,  // to `ordinal`, the session's pod
+    place,    // a new session or a sessionless request: placement picks the pod
+    lost,     // the session's pod is gone (`cause`): recovery or 404
+  };
+  Kind kind = Kind::place;
+  int ordinal = -1;
+  Refusal refusal;
+  LostCause cause = LostCause::scaled_down;
+};
+
+// `rec` is the session's record when the request is of a session and one was found.
+Route route_request(const Classified& c, const SessionRecord* rec, int replicas);
+
+// Whether a lost session can move to another pod: policy reinitialize, a stored initialize,
+// not a legacy session (its stream is gone with its pod), and not a DELETE (nothing to keep).
+bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::string_view method);
+
+// What the proxy does with a pod's answer before relaying it.
+enum class ResponseAction : std::uint8_t {
+  relay,                  // nothing of the session table to do
+  record_new_session,     // the pod minted a session: record it before the head goes out
+  reject_bad_session_id,  // the pod minted an id that is not a valid one: 502
+  recover,                // the pod lost the session: move it, replay the request
+  forget_deleted,         // DELETE succeeded: the record goes
+  forget_lost,            // the pod lost the session and it cannot move: the record goes, 404 relayed
+  tap_legacy_stream,      // a legacy (2024-11-05) SSE stream: read its endpoint event as it passes
+};
+
+struct ResponseFacts {
+  RequestClass cls = RequestClass::sessionless;
+  std::string_view method;
+  std::string_view target;
+  unsigned status = 0;
+  std::optional<std::string_view> session_header;  // the pod's Mcp-Session-Id
+  bool may_recover = false;                        // this exchange is not a replay already
+  bool recoverable = false;                        // can_recover() for its session
+  std::string_view legacy_sse_path;
+};
+
+ResponseAction response_action(const ResponseFacts& f);
+
+}  // namespace mcpproxy

@@ -1,0 +1,60 @@
+#pragma once
+// One worker's view of the session table: the process-wide local table, this worker's
+// Redis store when there is one, and their metrics behind one interface, so the request
+// path never asks which store is configured.
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "mcpproxy/metrics.hpp"
+#include "mcpproxy/net.hpp"
+#include "mcpproxy/placement.hpp"
+#include "mcpproxy/session.hpp"
+
+namespace mcpproxy {
+
+class RedisStore;
+
+class Sessions {
+ public:
+  Sessions(SessionTable& table, Metrics& metrics) : table_(table), metrics_(metrics) {}
+
+  // With the redis store: this worker's store (set once at start-up, before any request).
+  void use_store(RedisStore* store) { store_ = store; }
+  bool remote() const { return store_ != nullptr; }
+
+  // The hot path: the local table, with no network round trip; on a miss the store (a
+  // session created through another replica, or before a restart). nullptr: unknown.
+  net::awaitable<std::shared_ptr<const SessionRecord>> find(const std::string& id);
+
+  // The store's current record, for a session this process takes to be lost: another
+  // replica may have moved it already, and the local copy lacks the initialize body with
+  // the redis store. With the memory store the local table is the store: `local` it is.
+  net::awaitable<std::shared_ptr<const SessionRecord>> authoritative(const std::string& id,
+                                                                     std::shared_ptr<const SessionRecord> local);
+
+  // A new session: in the local table at once (routing never waits for Redis), then in
+  // the store before the answer goes downstream. When another writer recorded the id
+  // first, its record wins and is returned.
+  net::awaitable<std::shared_ptr<const SessionRecord>> create(const std::string& id, SessionRecord rec);
+
+  // A session moved to another pod (recovery).
+  net::awaitable<void> update(const std::string& id, const SessionRecord& rec);
+
+  // The session ended (DELETE) or is lost for good.
+  net::awaitable<void> forget(const std::string& id);
+
+  // A record read from the store, kept locally so the next request routes without it.
+  void cache(const std::string& id, SessionRecord rec);
+
+  std::int64_t sessions_on(int ordinal) const { return table_.sessions_on(ordinal); }
+
+ private:
+  SessionTable& table_;
+  Metrics& metrics_;
+  RedisStore* store_ = nullptr;
+};
+
+}  // namespace mcpproxy

@@ -1,0 +1,136 @@
+// The request and response head edits (proxy_headers.hpp).
+#include "mcpproxy/proxy_headers.hpp"
+
+#include <array>
+#include <charconv>
+
+#include "mcpproxy/http_rules.hpp"
+
+namespace mcpproxy {
+namespace {
+
+using namespace std::string_view_literals;
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out += ": "sv;
+  out.append(value);
+  out += "\r\n"sv;
+}
+
+void append_number(std::string& out, std::size_t n) {
+  std::array<char, 24> digits{};
+  const auto [end, ec] = std::to_chars(digits.data(), digits.data() + digits.size(), n);
+  out.append(digits.data(), end);
+}
+
+// Writes a head's field lines in runs: consecutive lines forwarded unchanged go out as one
+// copy of the bytes received (the lines lie back to back in the head).
+class FieldRuns {
+ public:
+  FieldRuns(std::string& out, const http1::Head& h) : out_(out), end_(h.raw.data() + h.raw.size() - 2) {}
+  void keep(const http1::Field& f) {
+    if (begin_ == nullptr) begin_ = f.name.data();
+  }
+  void drop(const http1::Field& f) { flush(f.name.data()); }
+  void finish() { flush(end_); }
+
+ private:
+  void flush(const char* upto) {
+    if (begin_ != nullptr) out_.append(begin_, static_cast<std::size_t>(upto - begin_));
+    begin_ = nullptr;
+  }
+  std::string& out_;
+  const char* begin_ = nullptr;
+  const char* end_;  // the blank line
+};
+
+// Fields a request never takes to the pod as received: the proxy sets its own.
+bool replaced_by_proxy(std::string_view name) {
+  return http1::iequals(name, "Expect") || http1::iequals(name, "Content-Length") ||
+         http1::iequals(name, "X-Forwarded-Host") || http1::iequals(name, "X-Forwarded-Proto");
+}
+
+}  // namespace
+
+bool is_dropped_hop(const http1::Field& f, const http1::Head& h) {
+  return is_hop_by_hop(f.name) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
+}
+
+void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits) {
+  std::optional<std::string_view> host;
+  std::optional<std::string_view> forwarded_for;
+  out.append(req.method);
+  out += ' ';
+  out.append(req.target);
+  out += " HTTP/1.1\r\n"sv;
+  FieldRuns runs(out, req);
+  for (const http1::Field& f : req.fields) {
+    bool keep = true;
+    if (is_dropped_hop(f, req) || replaced_by_proxy(f.name)) {
+      keep = false;
+    } else if (http1::iequals(f.name, "Host")) {
+      if (!host) host = f.value;
+      keep = !edits.rewrite_host;
+    } else if (http1::iequals(f.name, "X-Forwarded-For")) {
+      if (!forwarded_for) forwarded_for = f.value;
+      keep = false;
+    } else if (http1::iequals(f.name, kSessionHeader)) {
+      if (edits.drop_session_header) {
+        keep = false;
+      } else if (edits.pod_session) {
+        runs.drop(f);
+        append_field(out, kSessionHeader, *edits.pod_session);
+        continue;
+      }
+    }
+    if (keep) {
+      runs.keep(f);
+    } else {
+      runs.drop(f);
+    }
+  }
+  runs.finish();
+  if (edits.rewrite_host || !host) append_field(out, "Host", edits.pod_authority);
+  if (host) append_field(out, "X-Forwarded-Host", *host);
+  out += "X-Forwarded-For: "sv;
+  if (forwarded_for) {
+    out.append(*forwarded_for);
+    out += ", "sv;
+  }
+  out.append(edits.peer_ip);
+  out += "\r\nX-Forwarded-Proto: http\r\n"sv;
+  const auto method = req.method;
+  if (edits.body_size > 0 || method == "POST" || method == "PUT" || method == "PATCH") {
+    out += "Content-Length: "sv;
+    append_number(out, edits.body_size);
+    out += "\r\n"sv;
+  }
+  out += "\r\n"sv;
+}
+
+void write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits) {
+  out += edits.http11 ? "HTTP/1.1 "sv : "HTTP/1.0 "sv;
+  append_number(out, res.status);
+  out += ' ';
+  out.append(res.reason.empty() ? http1::reason_phrase(res.status) : res.reason);
+  out += "\r\n"sv;
+  FieldRuns runs(out, res);
+  for (const http1::Field& f : res.fields) {
+    if (is_dropped_hop(f, res)) {
+      runs.drop(f);
+    } else if (edits.client_session && http1::iequals(f.name, kSessionHeader)) {
+      runs.drop(f);
+      append_field(out, kSessionHeader, *edits.client_session);
+    } else {
+      runs.keep(f);
+    }
+  }
+  runs.finish();
+  if (edits.chunked) out += "Transfer-Encoding: chunked\r\n"sv;
+  if (edits.http11 && !edits.keep_alive) out += "Connection: close\r\n"sv;
+  if (!edits.http11 && edits.keep_alive) out += "Connection: keep-alive\r\n"sv;
+  out += "\r\n"sv;
+}
+
+}  // namespace mcpproxy

@@ -1,0 +1,230 @@
+// Stage: the relay of a pod's response to the client. The head goes out edited
+// (proxy_headers), then every chunk of the body as it arrives (read_some: never wait to
+// fill a buffer), deframed in place and reframed for the client; a legacy SSE stream's
+// endpoint event is read as it passes (the session is recorded before the event goes on).
+#include <boost/asio/write.hpp>
+#include <ctime>
+
+#include "mcpproxy/downstream.hpp"
+#include "mcpproxy/log.hpp"
+#include "mcpproxy/proxy_headers.hpp"
+#include "mcpproxy/sessions.hpp"
+#include "mcpproxy/upstream.hpp"
+
+namespace mcpproxy {
+namespace {
+
+bool starts_with_ci(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && http1::iequals(s.substr(0, prefix.size()), prefix);
+}
+
+// Counts an open SSE stream for as long as it is relayed.
+class SseGauge {
+ public:
+  SseGauge(Metrics& m, bool on) : m_(m), on_(on) {
+    if (on_) m_.sse_streams.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~SseGauge() {
+    if (on_) m_.sse_streams.fetch_sub(1, std::memory_order_relaxed);
+  }
+  SseGauge(const SseGauge&) = delete;
+  SseGauge& operator=(const SseGauge&) = delete;
+
+ private:
+  Metrics& m_;
+  bool on_;
+};
+
+// The legacy (2024-11-05) stream's endpoint event, watched as the stream passes; with a
+// mount prefix, the stream's first bytes are held until the event is complete.
+struct LegacyTap {
+  SseEndpointScanner scanner;
+  bool rewrite = false;
+  std::string held;
+  std::string session_id;  // once the endpoint event announced it
+};
+
+}  // namespace
+
+net::awaitable<bool> Connection::write_client(std::string_view data, bool last, bool chunked, bool& head_sent,
+                                              const Config& cfg) {
+  std::array<char, 20> size_line{};
+  std::array<net::const_buffer, 5> out{};
+  if (!head_sent) out[0] = net::buffer(head_buffer_);
+  if (!data.empty()) {
+    if (chunked) {
+      const int n = std::snprintf(size_line.data(), size_line.size(), "%zx\r\n", data.size());
+      out[1] = net::buffer(size_line.data(), static_cast<std::size_t>(n));
+      out[3] = net::buffer("\r\n", 2);
+    }
+    out[2] = net::buffer(data.data(), data.size());
+  }
+  if (last && chunked) out[4] = net::buffer("0\r\n\r\n", 5);
+  head_sent = true;
+  expect_within(Wait::write, cfg.limits.write_timeout);
+  auto [wec, wn] = co_await net::async_write(socket_, out, use_tuple);
+  stop_waiting();
+  co_return !wec;
+}
+
+net::awaitable<bool> Connection::read_pod(Exchange& ex, http1::BodyFraming& body, bool sse, bool long_lived,
+                                          char*& bytes, std::size_t& got) {
+  const Config& cfg = *ex.cfg;
+  tcp::socket& up = *ex.upstream;
+  if (upstream_buffer_.size() > 0) {
+    // Body bytes that came with the head: used where they are.
+    bytes = static_cast<char*>(upstream_buffer_.data().data());
+    got = upstream_buffer_.size();
+    upstream_buffer_.consume(got);
+    co_return true;
+  }
+  // The relay buffer is lent by the worker. A GET stream waiting for its next event holds
+  // none: it waits for the pod's socket to turn readable first, so ten thousand idle
+  // streams cost ten thousand sockets, not ten thousand buffers.
+  if (long_lived) {
+    release_relay_buffer();
+    if (upstream_buffer_.capacity() != 0) upstream_buffer_.shrink_to_fit();  // the head's buffer
+    auto [wait_ec] = co_await up.async_wait(tcp::socket::wait_read, use_tuple);
+    if (wait_ec) co_return false;
+  }
+  const std::size_t relay_size = cfg.limits.relay_buffer_size;
+  if (!relay_buffer_) {
+    relay_buffer_ = ctx_.relay_buffers.take(relay_size);
+    relay_buffer_size_ = relay_size;
+  }
+  // SSE is never cut by a timeout: only by either side closing.
+  if (!sse) expect_within(Wait::upstream, cfg.backend.response_timeout, &up);
+  auto [ec, n] = co_await up.async_read_some(net::buffer(relay_buffer_.get(), relay_buffer_size_), use_tuple);
+  stop_waiting();
+  if (ec == net::error::eof && body.framing == http1::Framing::close) {
+    body.done = true;  // the end of a body that ends with the connection
+    got = 0;
+    co_return true;
+  }
+  if (ec) {
+    if (expired(Wait::upstream) || (!client_gone() && !harmless(ec))) {
+      log_event(spdlog::level::warn, "pod response cut short",
+                {{"conn", std::to_string(id_)},
+                 {"pod", std::to_string(ex.ordinal)},
+                 {"error", expired(Wait::upstream) ? std::string("timeout") : ec.message()}});
+    }
+    co_return false;
+  }
+  bytes = relay_buffer_.get();
+  got = n;
+  co_return true;
+}
+
+net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool legacy_stream) {
+  const Config& cfg = *ex.cfg;
+  const http1::Head& res = response_;
+  const auto content_type = res.get("Content-Type");
+  const bool sse = content_type && starts_with_ci(*content_type, "text/event-stream");
+  const bool upstream_keep_alive = res.keep_alive;
+  const bool client_http11 = ex.req.version() >= 11;
+  if (ctx_.draining.load(std::memory_order_relaxed)) ex.keep_alive = false;
+  // A body whose end the pod marks by chunks or by closing goes to the client in chunks
+  // (HTTP/1.1), or ends with the client's connection (HTTP/1.0).
+  const bool open_ended = res.framing == http1::Framing::chunked || res.framing == http1::Framing::close;
+  const bool chunked = open_ended && client_http11;
+  if (open_ended && !client_http11) ex.keep_alive = false;
+  const bool is_get = ex.req.method() == "GET";
+  if (sse) {
+    // A stream may stay open for hours: it keeps no request-sized read buffer meanwhile.
+    if (buffer_.size() == 0) buffer_.shrink_to_fit();
+    // A GET stream (the standalone stream, the legacy transport) never ends by itself: the
+    // drain does not wait for it, it closes it at the end. A POST answered with SSE is a
+    // call in progress, and the drain waits for its result like any other request.
+    if (is_get) set_in_flight(false);
+  }
+  const SseGauge sse_gauge(ctx_.metrics, sse);
+
+  ClientHeadEdits edits;
+  edits.http11 = client_http11;
+  edits.keep_alive = ex.keep_alive;
+  edits.chunked = chunked;
+  // The client keeps the id it knows when the pod now knows the session by another.
+  if (ex.route.cls == RequestClass::session && ex.rec && !ex.rec->backend_session.empty()) {
+    edits.client_session = ex.route.session_id;
+  }
+  head_buffer_.clear();
+  write_client_head(head_buffer_, res, edits);
+  upstream_buffer_.consume(res.size);  // the head's views are not used past this point
+  http1::BodyFraming body(res);
+
+  // When body bytes came with the head (a small JSON answer, usually) the head goes out
+  // with the first chunk in one write; otherwise it goes out at once, so an SSE client
+  // sees its stream open before the first event.
+  bool head_sent = false;
+  bool client_failed = false;
+  if (upstream_buffer_.size() == 0 && !body.done)
+    client_failed = !co_await write_client({}, false, chunked, head_sent, cfg);
+  bool pod_failed = false;
+  std::optional<LegacyTap> tap;
+  if (legacy_stream) {
+    tap.emplace();
+    tap->rewrite = !cfg.legacy_endpoint_prefix.empty();
+  }
+  // GET streams (the standalone stream, the legacy stream) idle for minutes; an SSE answer
+  // to a POST is a call in progress whose events come soon: it reads directly, one wakeup
+  // less per event.
+  const bool long_lived = sse && is_get;
+  while (!client_failed) {
+    std::string_view data;
+    if (!body.done) {
+      char* bytes = nullptr;
+      std::size_t got = 0;
+      if (!co_await read_pod(ex, body, sse, long_lived, bytes, got)) {
+        pod_failed = true;
+        break;
+      }
+      const std::size_t payload = got == 0 ? 0 : body.take(bytes, got);
+      if (body.error) {
+        pod_failed = true;
+        log_event(spdlog::level::warn, "pod sent a malformed chunked body",
+                  {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}});
+        break;
+      }
+      data = std::string_view(bytes, payload);
+      if (tap && payload > 0 && !tap->scanner.done()) {
+        if (tap->rewrite) tap->held.append(data);
+        if (auto id = tap->scanner.feed(data)) {
+          SessionRecord rec;
+          rec.ordinal = ex.ordinal;
+          rec.url = ctx_.pool.address(ex.ordinal).url;
+          rec.created = static_cast<std::int64_t>(std::time(nullptr));
+          co_await ctx_.sessions.create(*id, std::move(rec));
+          ex.session_for_log = session_hash(*id);
+          tap->session_id = std::move(*id);
+        }
+        if (tap->rewrite) {
+          // Held back until the endpoint event is complete, then sent with the prefix.
+          if (!tap->scanner.done() && !body.done) continue;
+          tap->held = prefix_legacy_endpoint(std::move(tap->held), cfg.legacy_endpoint_prefix);
+          data = tap->held;
+        }
+      }
+      if (data.empty() && !body.done) continue;
+    }
+    const bool last = body.done;
+    if (!co_await write_client(data, last, chunked, head_sent, cfg)) client_failed = true;
+    if (last) break;
+  }
+  stop_waiting();
+  release_relay_buffer();
+  RelayOutcome out;
+  out.client_gone = client_failed || client_gone();
+  end_watch();
+  if (tap && !tap->session_id.empty()) {
+    // The legacy transport's session lives exactly as long as its GET stream.
+    ctx_.metrics.sessions_deleted.fetch_add(1, std::memory_order_relaxed);
+    co_await ctx_.sessions.forget(tap->session_id);
+  }
+  out.pod_failed = pod_failed;
+  // Bytes past the body (after a 204, say) mean the pod and the proxy disagree on framing.
+  out.pod_reusable = !out.client_gone && !pod_failed && body.done && upstream_keep_alive && !body.extra &&
+                     upstream_buffer_.size() == 0 && body.framing != http1::Framing::close;
+  co_return out;
+}
+
+}  // namespace mcpproxy

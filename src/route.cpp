@@ -1,0 +1,59 @@
+// The routing decisions (route.hpp).
+#include "mcpproxy/route.hpp"
+
+namespace mcpproxy {
+
+Route route_request(const Classified& c, const SessionRecord* rec, int replicas) {
+  Route r;
+  switch (c.cls) {
+    case RequestClass::malformed_session_id:
+      r.kind = Route::Kind::refuse;
+      r.refusal = kMalformedSessionId;
+      return r;
+    case RequestClass::new_session:
+    case RequestClass::sessionless:
+      r.kind = Route::Kind::place;
+      return r;
+    case RequestClass::session:
+      break;
+  }
+  if (rec == nullptr) {
+    r.kind = Route::Kind::refuse;
+    r.refusal = kSessionNotFound;
+    return r;
+  }
+  r.ordinal = rec->ordinal;
+  // The StatefulSet was scaled down below this session's pod: it is gone.
+  r.kind = rec->ordinal >= replicas ? Route::Kind::lost : Route::Kind::forward;
+  r.cause = LostCause::scaled_down;
+  return r;
+}
+
+bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::string_view method) {
+  return policy == OnLost::reinitialize && rec != nullptr && !rec->init.empty() && !from_query && method != "DELETE";
+}
+
+ResponseAction response_action(const ResponseFacts& f) {
+  const bool ok = f.status >= 200 && f.status < 300;
+  switch (f.cls) {
+    case RequestClass::new_session:
+      if (!f.session_header) return ResponseAction::relay;
+      return valid_session_id(*f.session_header) ? ResponseAction::record_new_session
+                                                 : ResponseAction::reject_bad_session_id;
+    case RequestClass::session:
+      if (f.status == 404) {
+        return f.may_recover && f.recoverable ? ResponseAction::recover : ResponseAction::forget_lost;
+      }
+      return f.method == "DELETE" && ok ? ResponseAction::forget_deleted : ResponseAction::relay;
+    case RequestClass::sessionless: {
+      if (f.method != "GET" || !ok) return ResponseAction::relay;
+      const auto path = f.target.substr(0, f.target.find('?'));
+      return path == f.legacy_sse_path ? ResponseAction::tap_legacy_stream : ResponseAction::relay;
+    }
+    case RequestClass::malformed_session_id:
+      break;
+  }
+  return ResponseAction::relay;
+}
+
+}  // namespace mcpproxy

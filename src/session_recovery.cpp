@@ -1,0 +1,181 @@
+// Stage: lost sessions. A session whose pod is gone (it answered 404 for the session, its
+// ordinal is past the replicas, or it cannot be reached) moves to a newly placed pod when
+// the policy allows (sessions.on_lost: reinitialize): the stored initialize and
+// notifications/initialized are replayed there, the client's id is mapped to the pod's new
+// one, and the request is replayed once. Otherwise the record goes and the client gets 404.
+#include <boost/asio/write.hpp>
+
+#include "mcpproxy/downstream.hpp"
+#include "mcpproxy/log.hpp"
+#include "mcpproxy/proxy_headers.hpp"
+#include "mcpproxy/sessions.hpp"
+#include "mcpproxy/upstream.hpp"
+
+namespace mcpproxy {
+namespace {
+
+using namespace std::string_view_literals;
+
+std::string_view view(const beast::flat_buffer& b) { return {static_cast<const char*>(b.data().data()), b.size()}; }
+
+constexpr std::string_view kInitialized = R"({"jsonrpc":"2.0","method":"notifications/initialized"})";
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out += ": "sv;
+  out.append(value);
+  out += "\r\n"sv;
+}
+
+}  // namespace
+
+net::awaitable<bool> Connection::session_lost(Exchange& ex, LostCause cause, bool may_recover) {
+  const Config& cfg = *ex.cfg;
+  if (may_recover) {
+    // Another proxy replica may have moved the session already: its record wins over this
+    // process's cached copy, and no second re-initialize happens. (With the redis store the
+    // local copy also lacks the initialize body the re-initialize needs.)
+    auto current = co_await ctx_.sessions.authoritative(ex.route.session_id, ex.rec);
+    if (current && current != ex.rec &&
+        (current->ordinal != ex.rec->ordinal || current->backend_session != ex.rec->backend_session) &&
+        current->ordinal < cfg.backend.replicas) {
+      ctx_.sessions.cache(ex.route.session_id, *current);
+      ex.rec = std::move(current);
+      ex.ordinal = ex.rec->ordinal;
+      co_return co_await proxy(ex, /*may_recover=*/false);
+    }
+    if (current) ex.rec = std::move(current);
+  }
+  ctx_.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+  if (may_recover && can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method()) &&
+      co_await reestablish(ex)) {
+    co_return co_await proxy(ex, /*may_recover=*/false);
+  }
+  log_event(spdlog::level::info, "session lost",
+            {{"conn", std::to_string(id_)},
+             {"session", session_label(ex)},
+             {"pod", std::to_string(ex.ordinal)},
+             {"cause", cause == LostCause::pod_answered_404 ? "pod answered 404"
+                       : cause == LostCause::scaled_down    ? "ordinal past replicas"
+                                                            : "pod unreachable"}});
+  co_await ctx_.sessions.forget(ex.route.session_id);
+  co_return co_await send_local_reply(ex, kSessionNotFound);
+}
+
+net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::unique_ptr<tcp::socket>& up,
+                                                          std::string_view target, std::string_view body,
+                                                          std::string_view session, const Exchange& ex) {
+  const Config& cfg = *ex.cfg;
+  Reply reply;
+  if (!up) {
+    auto lease = co_await ctx_.pool.acquire(ordinal);
+    if (lease.ec) {
+      ctx_.health.eject(ordinal, std::chrono::steady_clock::now() + cfg.backend.eject_cooldown);
+      co_return reply;
+    }
+    up = std::move(lease.stream);
+  }
+  // The request is the proxy's own: written here, read back with the same strict parser
+  // and framing the proxied path uses.
+  std::string head;
+  head += "POST "sv;
+  head += target;
+  head += " HTTP/1.1\r\n"sv;
+  append_field(head, "Host", ctx_.pool.address(ordinal).authority);
+  append_field(head, "Content-Type", "application/json");
+  append_field(head, "Accept", "application/json, text/event-stream");
+  if (!session.empty()) append_field(head, kSessionHeader, session);
+  if (const auto version = ex.req.get("MCP-Protocol-Version")) append_field(head, "MCP-Protocol-Version", *version);
+  append_field(head, "Content-Length", std::to_string(body.size()));
+  head += "\r\n"sv;
+  const std::array<net::const_buffer, 2> bytes = {net::buffer(head), net::buffer(body.data(), body.size())};
+  expect_within(Wait::upstream, cfg.backend.response_timeout, up.get());
+  auto [wec, wn] = co_await net::async_write(*up, bytes, use_tuple);
+  beast::flat_buffer in;
+  http1::Head res;
+  error_code ec = wec;
+  http1::Status st = http1::Status::need_more;
+  while (!ec) {
+    st = http1::parse_response(view(in), cfg.backend.max_response_header_size, "POST", res);
+    if (st == http1::Status::complete && res.status >= 100 && res.status < 200) {
+      in.consume(res.size);
+      continue;
+    }
+    if (st != http1::Status::need_more) break;
+    auto [rec, rn] = co_await up->async_read_some(in.prepare(8192), use_tuple);
+    ec = rec;
+    if (!ec) in.commit(rn);
+  }
+  if (ec || st != http1::Status::complete) {
+    stop_waiting();
+    up.reset();
+    co_return reply;
+  }
+  reply.status = res.status;
+  if (const auto sid = res.get(kSessionHeader)) reply.session_id = std::string(*sid);
+  // The body is read to its end (an SSE answer to initialize ends after the result) and
+  // dropped; bounded like a request body.
+  const bool keep_alive = res.keep_alive;
+  const std::size_t head_size = res.size;
+  http1::BodyFraming framing(res);
+  std::size_t seen = in.size() - head_size;
+  if (seen > 0) framing.take(static_cast<char*>(in.data().data()) + head_size, seen);
+  in.consume(in.size());
+  while (!framing.done && !framing.error && seen <= cfg.limits.max_body_size) {
+    auto [rec, rn] = co_await up->async_read_some(in.prepare(8192), use_tuple);
+    if (rec == net::error::eof && framing.framing == http1::Framing::close) break;
+    if (rec) {
+      framing.error = true;
+      break;
+    }
+    in.commit(rn);
+    framing.take(static_cast<char*>(in.data().data()), rn);
+    in.consume(rn);
+    seen += rn;
+  }
+  stop_waiting();
+  if (framing.error || !framing.done || !keep_alive || framing.extra) up.reset();
+  if (framing.error || seen > cfg.limits.max_body_size) reply.status = 0;
+  co_return reply;
+}
+
+net::awaitable<bool> Connection::reestablish(Exchange& ex) {
+  const Config& cfg = *ex.cfg;
+  const int lost_on = ex.rec->ordinal;
+  const int ordinal = place_new(cfg, /*avoid=*/lost_on);
+  auto fail = [&](std::string_view why) {
+    log_event(spdlog::level::warn, "session could not be re-established",
+              {{"conn", std::to_string(id_)},
+               {"session", session_label(ex)},
+               {"pod", std::to_string(ordinal)},
+               {"reason", std::string(why)}});
+    return false;
+  };
+  const std::string_view target = ex.req.target().substr(0, ex.req.target().find('?'));
+  std::unique_ptr<tcp::socket> up;
+  const Reply init = co_await post_to_pod(ordinal, up, target, ex.rec->init, {}, ex);
+  if (init.status / 100 != 2 || !init.session_id || !valid_session_id(*init.session_id)) {
+    co_return fail("initialize refused");
+  }
+  const std::string backend_session = *init.session_id;
+  const Reply initialized = co_await post_to_pod(ordinal, up, target, kInitialized, backend_session, ex);
+  if (initialized.status / 100 != 2) co_return fail("notifications/initialized refused");
+  if (up) ctx_.pool.release(ordinal, std::move(up));
+
+  SessionRecord rec = *ex.rec;
+  rec.ordinal = ordinal;
+  rec.url = ctx_.pool.address(ordinal).url;
+  rec.backend_session = backend_session == ex.route.session_id ? std::string() : backend_session;
+  co_await ctx_.sessions.update(ex.route.session_id, rec);
+  ex.rec = std::make_shared<const SessionRecord>(std::move(rec));
+  ex.ordinal = ordinal;
+  ctx_.metrics.sessions_recovered.fetch_add(1, std::memory_order_relaxed);
+  log_event(spdlog::level::info, "session re-established",
+            {{"conn", std::to_string(id_)},
+             {"session", session_label(ex)},
+             {"from_pod", std::to_string(lost_on)},
+             {"to_pod", std::to_string(ordinal)}});
+  co_return true;
+}
+
+}  // namespace mcpproxy

@@ -1,0 +1,132 @@
+// Stage: the exchange with the pod up to its response head. Acquires a pod connection,
+// sends the edited request head and the body, reads the response head (interim 1xx
+// answers dropped), under two named retry rules.
+#include <boost/asio/write.hpp>
+
+#include "mcpproxy/downstream.hpp"
+#include "mcpproxy/log.hpp"
+#include "mcpproxy/proxy_headers.hpp"
+#include "mcpproxy/upstream.hpp"
+
+namespace mcpproxy {
+namespace {
+
+std::string_view view(const beast::flat_buffer& b) { return {static_cast<const char*>(b.data().data()), b.size()}; }
+
+// Retry rule 1: a placed request (a new session, a sessionless request) whose pod cannot be
+// connected to is placed again, once, on another pod; the failed pod is ejected first, so
+// placement skips it. A session's request has one pod and is not placed again.
+int connect_attempts(const Classified& route, int replicas) {
+  return route.cls == RequestClass::session ? 1 : std::min(2, replicas);
+}
+
+// Retry rule 2: a request sent on a pooled connection that the pod had closed meanwhile
+// (end of stream or reset before any byte of an answer) never reached the pod: it is sent
+// again on a fresh connection, once, and that is not counted as an attempt.
+bool pooled_connection_was_stale(bool reused, bool anything_received, const error_code& ec) {
+  return reused && !anything_received &&
+         (ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe);
+}
+
+}  // namespace
+
+net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchange& ex, Refusal* refusal) {
+  const Config& cfg = *ex.cfg;
+  const int attempts = connect_attempts(ex.route, cfg.backend.replicas);
+  bool stale_retry_used = false;
+  for (int attempt = 0;;) {
+    auto lease = co_await ctx_.pool.acquire(ex.ordinal);
+    if (lease.ec) {
+      ctx_.metrics.count_upstream_error(
+          ex.ordinal, lease.ec == beast::error::timeout ? UpstreamError::timeout : UpstreamError::connect);
+      ctx_.health.eject(ex.ordinal, std::chrono::steady_clock::now() + cfg.backend.eject_cooldown);
+      log_event(spdlog::level::warn, "pod unreachable",
+                {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", lease.ec.message()}});
+      if (++attempt < attempts) {
+        ex.ordinal = place_new(cfg);
+        continue;
+      }
+      *refusal = Refusal{502, -32603, "MCP server unreachable"};
+      co_return UpstreamResult::unreachable;
+    }
+    ex.upstream = std::move(lease.stream);
+    const auto sent_at = std::chrono::steady_clock::now();
+    error_code ec;
+    bool malformed = false;
+    const Attempt a = co_await send_and_read_head(ex, lease.reused, ec, malformed);
+    if (a == Attempt::head) {
+      ctx_.health.clear(ex.ordinal);
+      ctx_.metrics.upstream_duration(ex.ordinal)
+          .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at).count());
+      co_return UpstreamResult::head;
+    }
+    ex.upstream.reset();
+    if (a == Attempt::client_gone) co_return UpstreamResult::client_gone;
+    if (a == Attempt::stale_pooled && !stale_retry_used) {
+      stale_retry_used = true;
+      continue;
+    }
+    const bool timed_out = expired(Wait::upstream);
+    ctx_.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
+    log_event(spdlog::level::warn,
+              timed_out ? "pod response timed out"
+                        : (malformed ? "pod sent a malformed response head" : "pod exchange failed"),
+              {{"conn", std::to_string(id_)},
+               {"pod", std::to_string(ex.ordinal)},
+               {"error", malformed ? std::string("malformed") : ec.message()}});
+    *refusal = timed_out ? Refusal{504, -32603, "MCP server did not answer in time"}
+                         : Refusal{502, -32603, "MCP server failed"};
+    co_return UpstreamResult::refused;
+  }
+}
+
+net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex, bool reused, error_code& ec,
+                                                                   bool& malformed) {
+  const Config& cfg = *ex.cfg;
+  tcp::socket& up = *ex.upstream;
+  http1::Head& res = response_;
+  upstream_buffer_.clear();
+  expect_within(Wait::upstream, cfg.backend.response_timeout, &up);
+  begin_watch(&up);  // armed by the worker's tick if the exchange outlasts it
+
+  UpstreamHeadEdits edits;
+  edits.pod_authority = ctx_.pool.address(ex.ordinal).authority;
+  edits.rewrite_host = cfg.backend.rewrite_host;
+  edits.peer_ip = peer_ip_;
+  // After a re-initialize the pod knows the session by its own id; the client keeps its.
+  if (ex.rec && !ex.route.from_query && !ex.rec->backend_session.empty()) edits.pod_session = ex.rec->backend_session;
+  edits.drop_session_header = ex.route.drop_session_header;
+  edits.body_size = ex.req.body.size();
+  head_buffer_.clear();
+  write_upstream_head(head_buffer_, ex.req.head, edits);
+  const std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_),
+                                                          net::buffer(ex.req.body.data(), ex.req.body.size())};
+  auto [wec, wn] = co_await net::async_write(up, request_bytes, use_tuple);
+  ec = wec;
+  while (!ec) {
+    const auto st =
+        http1::parse_response(view(upstream_buffer_), cfg.backend.max_response_header_size, ex.req.method(), res);
+    if (st == http1::Status::complete && res.status >= 100 && res.status < 200 && res.status != 101) {
+      upstream_buffer_.consume(res.size);  // an interim response (103 Early Hints): not relayed
+      continue;
+    }
+    if (st == http1::Status::complete && res.status != 101) break;
+    if (st != http1::Status::need_more) {
+      malformed = true;
+      break;
+    }
+    auto [rec, rn] = co_await up.async_read_some(upstream_buffer_.prepare(8192), use_tuple);
+    ec = rec;
+    if (!ec) upstream_buffer_.commit(rn);
+  }
+  stop_waiting();
+  if (!ec && !malformed) co_return Attempt::head;
+  end_watch();
+  if (client_gone()) co_return Attempt::client_gone;
+  if (!malformed && pooled_connection_was_stale(reused, upstream_buffer_.size() != 0, ec)) {
+    co_return Attempt::stale_pooled;
+  }
+  co_return Attempt::failed;
+}
+
+}  // namespace mcpproxy
