@@ -219,6 +219,31 @@ void Connection::append_body(std::string_view body) {
   req.bytes.append(body);
 }
 
+net::awaitable<bool> Connection::read_chunked_body(const Config& cfg, std::size_t& raw) {
+  const std::size_t head_size = request_.head.size;
+  http1::ChunkedDecoder chunks;
+  std::size_t payload = 0;
+  for (;;) {
+    char* const base = static_cast<char*>(buffer_.data().data()) + head_size;
+    const auto r = chunks.decode(base + payload, base + raw, buffer_.size() - head_size - raw);
+    if (r.error) {
+      co_await reply_and_close(http::status::bad_request, "malformed request body");
+      co_return false;
+    }
+    payload += r.payload;
+    raw += r.consumed;
+    // The framing may not cost more than the payload it carries, or 64 KiB.
+    if (payload > cfg.limits.max_body_size || raw > 2 * cfg.limits.max_body_size + 65536) {
+      co_await reply_and_close(http::status::payload_too_large, "request body too large");
+      co_return false;
+    }
+    if (chunks.done()) break;
+    if (!co_await read_more(65536)) co_return false;
+  }
+  append_body(view(buffer_).substr(head_size, payload));
+  co_return true;
+}
+
 net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) {
   Request& req = request_;
   const std::size_t head_size = req.head.size;
@@ -247,26 +272,7 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
     append_body(view(buffer_).substr(head_size, length));
     raw = length;
   } else if (framing == http1::Framing::chunked) {
-    http1::ChunkedDecoder chunks;
-    std::size_t payload = 0;
-    for (;;) {
-      char* const base = static_cast<char*>(buffer_.data().data()) + head_size;
-      const auto r = chunks.decode(base + payload, base + raw, buffer_.size() - head_size - raw);
-      if (r.error) {
-        co_await reply_and_close(http::status::bad_request, "malformed request body");
-        co_return ReadResult::closed;
-      }
-      payload += r.payload;
-      raw += r.consumed;
-      // The framing may not cost more than the payload it carries, or 64 KiB.
-      if (payload > cfg.limits.max_body_size || raw > 2 * cfg.limits.max_body_size + 65536) {
-        co_await reply_and_close(http::status::payload_too_large, "request body too large");
-        co_return ReadResult::closed;
-      }
-      if (chunks.done()) break;
-      if (!co_await read_more(65536)) co_return ReadResult::closed;
-    }
-    append_body(view(buffer_).substr(head_size, payload));
+    if (!co_await read_chunked_body(cfg, raw)) co_return ReadResult::closed;
   }
   stop_waiting();
   req.body = std::string_view(req.bytes).substr(head_size);

@@ -95,13 +95,7 @@ void Metrics::count_upstream_error(int ordinal, UpstreamError e) {
   upstream_errors_[ordinal][static_cast<int>(e)].fetch_add(1, std::memory_order_relaxed);
 }
 
-std::string Metrics::render(const SessionTable& table, int replicas, const StoreStatus& store) const {
-  std::string out;
-  out.reserve(16384);
-  auto load = [](const std::atomic<std::uint64_t>& a) {
-    return static_cast<double>(a.load(std::memory_order_relaxed));
-  };
-
+void Metrics::render_requests(std::string& out) const {
   family(out, "mcp_proxy_requests_total", "counter", "Downstream requests answered, by method and status code.");
   for (std::size_t m = 0; m < kMethods.size(); ++m) {
     for (unsigned code = 100; code < 600; ++code) {
@@ -112,6 +106,16 @@ std::string Metrics::render(const SessionTable& table, int replicas, const Store
              static_cast<double>(n));
     }
   }
+}
+
+std::string Metrics::render(const SessionTable& table, int replicas, const StoreStatus& store) const {
+  std::string out;
+  out.reserve(16384);
+  auto load = [](const std::atomic<std::uint64_t>& a) {
+    return static_cast<double>(a.load(std::memory_order_relaxed));
+  };
+
+  render_requests(out);
 
   // Pods: every ordinal below `replicas`, and any beyond it that still holds data.
   auto pod_in_scope = [&](int o) {

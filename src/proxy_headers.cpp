@@ -57,6 +57,25 @@ bool is_dropped_hop(const http1::Field& f, const http1::Head& h) {
   return is_hop_by_hop(f.name) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
 }
 
+namespace {
+
+// What happens to one field of a request on its way to the pod.
+enum class FieldEdit : std::uint8_t { keep, drop, replace_session };
+
+FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const UpstreamHeadEdits& edits) {
+  if (is_dropped_hop(f, req) || replaced_by_proxy(f.name) || http1::iequals(f.name, "X-Forwarded-For")) {
+    return FieldEdit::drop;
+  }
+  if (http1::iequals(f.name, "Host")) return edits.rewrite_host ? FieldEdit::drop : FieldEdit::keep;
+  if (http1::iequals(f.name, kSessionHeader)) {
+    if (edits.drop_session_header) return FieldEdit::drop;
+    if (edits.pod_session) return FieldEdit::replace_session;
+  }
+  return FieldEdit::keep;
+}
+
+}  // namespace
+
 void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits) {
   std::optional<std::string_view> host;
   std::optional<std::string_view> forwarded_for;
@@ -66,28 +85,20 @@ void write_upstream_head(std::string& out, const http1::Head& req, const Upstrea
   out += " HTTP/1.1\r\n"sv;
   FieldRuns runs(out, req);
   for (const http1::Field& f : req.fields) {
-    bool keep = true;
-    if (is_dropped_hop(f, req) || replaced_by_proxy(f.name)) {
-      keep = false;
-    } else if (http1::iequals(f.name, "Host")) {
-      if (!host) host = f.value;
-      keep = !edits.rewrite_host;
-    } else if (http1::iequals(f.name, "X-Forwarded-For")) {
-      if (!forwarded_for) forwarded_for = f.value;
-      keep = false;
-    } else if (http1::iequals(f.name, kSessionHeader)) {
-      if (edits.drop_session_header) {
-        keep = false;
-      } else if (edits.pod_session) {
+    // The client's Host and X-Forwarded-For feed the proxy's own fields below.
+    if (!host && http1::iequals(f.name, "Host")) host = f.value;
+    if (!forwarded_for && http1::iequals(f.name, "X-Forwarded-For")) forwarded_for = f.value;
+    switch (edit_for(f, req, edits)) {
+      case FieldEdit::keep:
+        runs.keep(f);
+        break;
+      case FieldEdit::drop:
+        runs.drop(f);
+        break;
+      case FieldEdit::replace_session:
         runs.drop(f);
         append_field(out, kSessionHeader, *edits.pod_session);
-        continue;
-      }
-    }
-    if (keep) {
-      runs.keep(f);
-    } else {
-      runs.drop(f);
+        break;
     }
   }
   runs.finish();

@@ -35,15 +35,6 @@ class SseGauge {
   bool on_;
 };
 
-// The legacy (2024-11-05) stream's endpoint event, watched as the stream passes; with a
-// mount prefix, the stream's first bytes are held until the event is complete.
-struct LegacyTap {
-  SseEndpointScanner scanner;
-  bool rewrite = false;
-  std::string held;
-  std::string session_id;  // once the endpoint event announced it
-};
-
 }  // namespace
 
 net::awaitable<bool> Connection::write_client(std::string_view data, bool last, bool chunked, bool& head_sent,
@@ -115,99 +106,117 @@ net::awaitable<bool> Connection::read_pod(Exchange& ex, http1::BodyFraming& body
   co_return true;
 }
 
-net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool legacy_stream) {
-  const Config& cfg = *ex.cfg;
+Connection::RelayPlan Connection::plan_relay(Exchange& ex) {
   const http1::Head& res = response_;
+  RelayPlan plan;
   const auto content_type = res.get("Content-Type");
-  const bool sse = content_type && starts_with_ci(*content_type, "text/event-stream");
-  const bool upstream_keep_alive = res.keep_alive;
+  plan.sse = content_type && starts_with_ci(*content_type, "text/event-stream");
+  plan.pod_keep_alive = res.keep_alive;
   const bool client_http11 = ex.req.version() >= 11;
   if (ctx_.draining.load(std::memory_order_relaxed)) ex.keep_alive = false;
   // A body whose end the pod marks by chunks or by closing goes to the client in chunks
   // (HTTP/1.1), or ends with the client's connection (HTTP/1.0).
   const bool open_ended = res.framing == http1::Framing::chunked || res.framing == http1::Framing::close;
-  const bool chunked = open_ended && client_http11;
+  plan.chunked = open_ended && client_http11;
   if (open_ended && !client_http11) ex.keep_alive = false;
   const bool is_get = ex.req.method() == "GET";
-  if (sse) {
+  // GET streams (the standalone stream, the legacy stream) idle for minutes; an SSE answer
+  // to a POST is a call in progress whose events come soon: it reads directly, one wakeup
+  // less per event.
+  plan.long_lived = plan.sse && is_get;
+  if (plan.sse) {
     // A stream may stay open for hours: it keeps no request-sized read buffer meanwhile.
     if (buffer_.size() == 0) buffer_.shrink_to_fit();
-    // A GET stream (the standalone stream, the legacy transport) never ends by itself: the
-    // drain does not wait for it, it closes it at the end. A POST answered with SSE is a
-    // call in progress, and the drain waits for its result like any other request.
+    // A GET stream never ends by itself: the drain does not wait for it, it closes it at
+    // the end. A POST answered with SSE is a call in progress, and the drain waits for its
+    // result like any other request.
     if (is_get) set_in_flight(false);
   }
-  const SseGauge sse_gauge(ctx_.metrics, sse);
 
   ClientHeadEdits edits;
   edits.http11 = client_http11;
   edits.keep_alive = ex.keep_alive;
-  edits.chunked = chunked;
+  edits.chunked = plan.chunked;
   // The client keeps the id it knows when the pod now knows the session by another.
   if (ex.route.cls == RequestClass::session && ex.rec && !ex.rec->backend_session.empty()) {
     edits.client_session = ex.route.session_id;
   }
   head_buffer_.clear();
   write_client_head(head_buffer_, res, edits);
-  upstream_buffer_.consume(res.size);  // the head's views are not used past this point
-  http1::BodyFraming body(res);
+  return plan;
+}
+
+net::awaitable<bool> Connection::tap_endpoint(Exchange& ex, LegacyTap& tap, std::string_view& data, bool body_done) {
+  const Config& cfg = *ex.cfg;
+  if (tap.rewrite) tap.held.append(data);
+  if (auto id = tap.scanner.feed(data)) {
+    SessionRecord rec;
+    rec.ordinal = ex.ordinal;
+    rec.url = ctx_.pool.address(ex.ordinal).url;
+    rec.created = static_cast<std::int64_t>(std::time(nullptr));
+    co_await ctx_.sessions.create(*id, std::move(rec));
+    ex.session_for_log = session_hash(*id);
+    tap.session_id = std::move(*id);
+  }
+  if (!tap.rewrite) co_return false;
+  // Held back until the endpoint event is complete, then sent with the prefix.
+  if (!tap.scanner.done() && !body_done) co_return true;
+  tap.held = prefix_legacy_endpoint(std::move(tap.held), cfg.legacy_endpoint_prefix);
+  data = tap.held;
+  co_return false;
+}
+
+net::awaitable<Connection::Pumped> Connection::next_chunk(Exchange& ex, http1::BodyFraming& body, const RelayPlan& plan,
+                                                          LegacyTap* tap, std::string_view& data) {
+  char* bytes = nullptr;
+  std::size_t got = 0;
+  if (!co_await read_pod(ex, body, plan.sse, plan.long_lived, bytes, got)) co_return Pumped::pod_failed;
+  const std::size_t payload = got == 0 ? 0 : body.take(bytes, got);
+  if (body.error) {
+    log_event(spdlog::level::warn, "pod sent a malformed chunked body",
+              {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}});
+    co_return Pumped::pod_failed;
+  }
+  data = std::string_view(bytes, payload);
+  if (tap != nullptr && payload > 0 && !tap->scanner.done()) {
+    if (co_await tap_endpoint(ex, *tap, data, body.done)) co_return Pumped::hold;
+  }
+  co_return data.empty() && !body.done ? Pumped::hold : Pumped::data;
+}
+
+net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool legacy_stream) {
+  const Config& cfg = *ex.cfg;
+  const RelayPlan plan = plan_relay(ex);
+  const SseGauge sse_gauge(ctx_.metrics, plan.sse);
+  upstream_buffer_.consume(response_.size);  // the head's views are not used past this point
+  http1::BodyFraming body(response_);
+  std::optional<LegacyTap> tap;
+  if (legacy_stream) {
+    tap.emplace();
+    tap->rewrite = !cfg.legacy_endpoint_prefix.empty();
+  }
 
   // When body bytes came with the head (a small JSON answer, usually) the head goes out
   // with the first chunk in one write; otherwise it goes out at once, so an SSE client
   // sees its stream open before the first event.
   bool head_sent = false;
   bool client_failed = false;
-  if (upstream_buffer_.size() == 0 && !body.done)
-    client_failed = !co_await write_client({}, false, chunked, head_sent, cfg);
-  bool pod_failed = false;
-  std::optional<LegacyTap> tap;
-  if (legacy_stream) {
-    tap.emplace();
-    tap->rewrite = !cfg.legacy_endpoint_prefix.empty();
+  if (upstream_buffer_.size() == 0 && !body.done) {
+    client_failed = !co_await write_client({}, false, plan.chunked, head_sent, cfg);
   }
-  // GET streams (the standalone stream, the legacy stream) idle for minutes; an SSE answer
-  // to a POST is a call in progress whose events come soon: it reads directly, one wakeup
-  // less per event.
-  const bool long_lived = sse && is_get;
+  bool pod_failed = false;
   while (!client_failed) {
     std::string_view data;
     if (!body.done) {
-      char* bytes = nullptr;
-      std::size_t got = 0;
-      if (!co_await read_pod(ex, body, sse, long_lived, bytes, got)) {
+      const Pumped p = co_await next_chunk(ex, body, plan, tap ? &*tap : nullptr, data);
+      if (p == Pumped::pod_failed) {
         pod_failed = true;
         break;
       }
-      const std::size_t payload = got == 0 ? 0 : body.take(bytes, got);
-      if (body.error) {
-        pod_failed = true;
-        log_event(spdlog::level::warn, "pod sent a malformed chunked body",
-                  {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}});
-        break;
-      }
-      data = std::string_view(bytes, payload);
-      if (tap && payload > 0 && !tap->scanner.done()) {
-        if (tap->rewrite) tap->held.append(data);
-        if (auto id = tap->scanner.feed(data)) {
-          SessionRecord rec;
-          rec.ordinal = ex.ordinal;
-          rec.url = ctx_.pool.address(ex.ordinal).url;
-          rec.created = static_cast<std::int64_t>(std::time(nullptr));
-          co_await ctx_.sessions.create(*id, std::move(rec));
-          ex.session_for_log = session_hash(*id);
-          tap->session_id = std::move(*id);
-        }
-        if (tap->rewrite) {
-          // Held back until the endpoint event is complete, then sent with the prefix.
-          if (!tap->scanner.done() && !body.done) continue;
-          tap->held = prefix_legacy_endpoint(std::move(tap->held), cfg.legacy_endpoint_prefix);
-          data = tap->held;
-        }
-      }
-      if (data.empty() && !body.done) continue;
+      if (p == Pumped::hold) continue;
     }
     const bool last = body.done;
-    if (!co_await write_client(data, last, chunked, head_sent, cfg)) client_failed = true;
+    if (!co_await write_client(data, last, plan.chunked, head_sent, cfg)) client_failed = true;
     if (last) break;
   }
   stop_waiting();
@@ -222,7 +231,7 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
   }
   out.pod_failed = pod_failed;
   // Bytes past the body (after a 204, say) mean the pod and the proxy disagree on framing.
-  out.pod_reusable = !out.client_gone && !pod_failed && body.done && upstream_keep_alive && !body.extra &&
+  out.pod_reusable = !out.client_gone && !pod_failed && body.done && plan.pod_keep_alive && !body.extra &&
                      upstream_buffer_.size() == 0 && body.framing != http1::Framing::close;
   co_return out;
 }

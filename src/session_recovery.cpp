@@ -93,50 +93,52 @@ net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::uniq
   auto [wec, wn] = co_await net::async_write(*up, bytes, use_tuple);
   beast::flat_buffer in;
   http1::Head res;
-  error_code ec = wec;
-  http1::Status st = http1::Status::need_more;
-  while (!ec) {
-    st = http1::parse_response(view(in), cfg.backend.max_response_header_size, "POST", res);
-    if (st == http1::Status::complete && res.status >= 100 && res.status < 200) {
-      in.consume(res.size);
-      continue;
-    }
-    if (st != http1::Status::need_more) break;
-    auto [rec, rn] = co_await up->async_read_some(in.prepare(8192), use_tuple);
-    ec = rec;
-    if (!ec) in.commit(rn);
-  }
-  if (ec || st != http1::Status::complete) {
+  if (wec || !co_await read_pod_head(*up, in, res, cfg)) {
     stop_waiting();
     up.reset();
     co_return reply;
   }
   reply.status = res.status;
   if (const auto sid = res.get(kSessionHeader)) reply.session_id = std::string(*sid);
+  const bool reusable = co_await drain_pod_body(*up, in, res, cfg);
+  stop_waiting();
+  if (!reusable) up.reset();
+  co_return reply;
+}
+
+net::awaitable<bool> Connection::read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res,
+                                               const Config& cfg) {
+  for (;;) {
+    const auto st = http1::parse_response(view(in), cfg.backend.max_response_header_size, "POST", res);
+    if (st == http1::Status::complete && res.status >= 100 && res.status < 200) {
+      in.consume(res.size);  // an interim answer
+      continue;
+    }
+    if (st == http1::Status::complete) co_return true;
+    if (st != http1::Status::need_more) co_return false;
+    auto [ec, n] = co_await up.async_read_some(in.prepare(8192), use_tuple);
+    if (ec) co_return false;
+    in.commit(n);
+  }
+}
+
+net::awaitable<bool> Connection::drain_pod_body(tcp::socket& up, beast::flat_buffer& in, const http1::Head& res,
+                                                const Config& cfg) {
   // The body is read to its end (an SSE answer to initialize ends after the result) and
-  // dropped; bounded like a request body.
-  const bool keep_alive = res.keep_alive;
-  const std::size_t head_size = res.size;
+  // dropped; bounded like a request body. True when the connection may be reused.
   http1::BodyFraming framing(res);
-  std::size_t seen = in.size() - head_size;
-  if (seen > 0) framing.take(static_cast<char*>(in.data().data()) + head_size, seen);
+  std::size_t seen = in.size() - res.size;
+  if (seen > 0) framing.take(static_cast<char*>(in.data().data()) + res.size, seen);
   in.consume(in.size());
   while (!framing.done && !framing.error && seen <= cfg.limits.max_body_size) {
-    auto [rec, rn] = co_await up->async_read_some(in.prepare(8192), use_tuple);
-    if (rec == net::error::eof && framing.framing == http1::Framing::close) break;
-    if (rec) {
-      framing.error = true;
-      break;
-    }
-    in.commit(rn);
-    framing.take(static_cast<char*>(in.data().data()), rn);
-    in.consume(rn);
-    seen += rn;
+    auto [ec, n] = co_await up.async_read_some(in.prepare(8192), use_tuple);
+    if (ec) co_return false;  // the end of a close-delimited body, or a failure: not reused either way
+    in.commit(n);
+    framing.take(static_cast<char*>(in.data().data()), n);
+    in.consume(n);
+    seen += n;
   }
-  stop_waiting();
-  if (framing.error || !framing.done || !keep_alive || framing.extra) up.reset();
-  if (framing.error || seen > cfg.limits.max_body_size) reply.status = 0;
-  co_return reply;
+  co_return framing.done && !framing.error && !framing.extra && res.keep_alive;
 }
 
 net::awaitable<bool> Connection::reestablish(Exchange& ex) {

@@ -37,11 +37,7 @@ net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchang
   for (int attempt = 0;;) {
     auto lease = co_await ctx_.pool.acquire(ex.ordinal);
     if (lease.ec) {
-      ctx_.metrics.count_upstream_error(
-          ex.ordinal, lease.ec == beast::error::timeout ? UpstreamError::timeout : UpstreamError::connect);
-      ctx_.health.eject(ex.ordinal, std::chrono::steady_clock::now() + cfg.backend.eject_cooldown);
-      log_event(spdlog::level::warn, "pod unreachable",
-                {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", lease.ec.message()}});
+      on_connect_failure(ex, lease.ec);
       if (++attempt < attempts) {
         ex.ordinal = place_new(cfg);
         continue;
@@ -66,18 +62,34 @@ net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchang
       stale_retry_used = true;
       continue;
     }
-    const bool timed_out = expired(Wait::upstream);
-    ctx_.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
-    log_event(spdlog::level::warn,
-              timed_out ? "pod response timed out"
-                        : (malformed ? "pod sent a malformed response head" : "pod exchange failed"),
-              {{"conn", std::to_string(id_)},
-               {"pod", std::to_string(ex.ordinal)},
-               {"error", malformed ? std::string("malformed") : ec.message()}});
-    *refusal = timed_out ? Refusal{504, -32603, "MCP server did not answer in time"}
-                         : Refusal{502, -32603, "MCP server failed"};
+    *refusal = on_exchange_failure(ex, ec, malformed);
     co_return UpstreamResult::refused;
   }
+}
+
+void Connection::on_connect_failure(const Exchange& ex, const error_code& ec) {
+  ctx_.metrics.count_upstream_error(ex.ordinal,
+                                    ec == beast::error::timeout ? UpstreamError::timeout : UpstreamError::connect);
+  ctx_.health.eject(ex.ordinal, std::chrono::steady_clock::now() + ex.cfg->backend.eject_cooldown);
+  log_event(spdlog::level::warn, "pod unreachable",
+            {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", ec.message()}});
+}
+
+Refusal Connection::on_exchange_failure(const Exchange& ex, const error_code& ec, bool malformed) {
+  const bool timed_out = expired(Wait::upstream);
+  ctx_.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
+  const char* what = "pod exchange failed";
+  if (timed_out) {
+    what = "pod response timed out";
+  } else if (malformed) {
+    what = "pod sent a malformed response head";
+  }
+  log_event(spdlog::level::warn, what,
+            {{"conn", std::to_string(id_)},
+             {"pod", std::to_string(ex.ordinal)},
+             {"error", malformed ? std::string("malformed") : ec.message()}});
+  return timed_out ? Refusal{504, -32603, "MCP server did not answer in time"}
+                   : Refusal{502, -32603, "MCP server failed"};
 }
 
 net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex, bool reused, error_code& ec,

@@ -163,6 +163,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<ReadResult> read_request(const Config& cfg);
   net::awaitable<ReadResult> read_head(const Config& cfg);
   net::awaitable<ReadResult> read_body(const Config& cfg);
+  // A chunked body decoded in place; `raw` is set to its bytes on the wire.
+  net::awaitable<bool> read_chunked_body(const Config& cfg, std::size_t& raw);
   net::awaitable<bool> read_more(std::size_t want);
   void append_body(std::string_view body);
   // Routes the request and drives the stages. Returns false when the connection must
@@ -189,6 +191,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // on `refused` the refusal to answer is in *refusal.
   net::awaitable<UpstreamResult> exchange_upstream(Exchange& ex, Refusal* refusal);
   enum class Attempt : std::uint8_t { head, client_gone, failed, stale_pooled };
+  // A pod that could not be connected to: counted, ejected from placement, logged.
+  void on_connect_failure(const Exchange& ex, const error_code& ec);
+  // A pod exchange that failed after the connect: counted, logged; the refusal to answer.
+  Refusal on_exchange_failure(const Exchange& ex, const error_code& ec, bool malformed);
   net::awaitable<Attempt> send_and_read_head(Exchange& ex, bool reused, error_code& ec, bool& malformed);
 
   // --- relay.cpp: the body pump
@@ -198,6 +204,28 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool pod_reusable = false;  // the pod connection may go back to the pool
   };
   net::awaitable<RelayOutcome> relay(Exchange& ex, bool legacy_stream);
+  // How this response is relayed; writes the client's head into head_buffer_.
+  struct RelayPlan {
+    bool sse = false;
+    bool long_lived = false;  // a GET stream: waits for the pod without holding a buffer
+    bool chunked = false;     // chunked to the client
+    bool pod_keep_alive = true;
+  };
+  RelayPlan plan_relay(Exchange& ex);
+  // The legacy (2024-11-05) stream's endpoint event, watched as the stream passes; with a
+  // mount prefix, the stream's first bytes are held until the event is complete.
+  struct LegacyTap {
+    SseEndpointScanner scanner;
+    bool rewrite = false;
+    std::string held;
+    std::string session_id;  // once the endpoint event announced it
+  };
+  // Feeds the tap; true while the bytes are held back. May replace `data`.
+  net::awaitable<bool> tap_endpoint(Exchange& ex, LegacyTap& tap, std::string_view& data, bool body_done);
+  enum class Pumped : std::uint8_t { data, hold, pod_failed };
+  // The next piece of payload for the client in `data`.
+  net::awaitable<Pumped> next_chunk(Exchange& ex, http1::BodyFraming& body, const RelayPlan& plan, LegacyTap* tap,
+                                    std::string_view& data);
   // One gathered write to the client: [head] [chunk size] [data] [CRLF] [last chunk].
   net::awaitable<bool> write_client(std::string_view data, bool last, bool chunked, bool& head_sent, const Config& cfg);
   // The next bytes of the pod's body into the relay buffer; false when the pod failed.
@@ -216,6 +244,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
   net::awaitable<Reply> post_to_pod(int ordinal, std::unique_ptr<tcp::socket>& up, std::string_view target,
                                     std::string_view body, std::string_view session, const Exchange& ex);
+  // Reads the pod's answer to post_to_pod: the head into `res`, the body to its end (dropped).
+  net::awaitable<bool> read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res, const Config& cfg);
+  net::awaitable<bool> drain_pod_body(tcp::socket& up, beast::flat_buffer& in, const http1::Head& res,
+                                      const Config& cfg);
 
   ConnectionContext& ctx_;
   tcp::socket socket_;

@@ -74,6 +74,7 @@ struct Metrics {
   std::string render(const SessionTable& table, int replicas, const StoreStatus& store) const;
 
  private:
+  void render_requests(std::string& out) const;
   std::unique_ptr<Histogram[]> upstream_duration_;
   std::unique_ptr<std::array<std::atomic<std::uint64_t>, 3>[]> upstream_errors_;
 };

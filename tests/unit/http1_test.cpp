@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 
 using namespace mcpproxy::http1;
@@ -192,4 +193,79 @@ TEST(Http1, ValueCheckSeesEveryByte) {
       EXPECT_NE(request("GET / HTTP/1.1\r\nX: " + v + "\r\n\r\n", h), Status::complete) << i << " " << int(bad);
     }
   }
+}
+
+namespace {
+// A response on the wire, its body fed to BodyFraming in pieces of `step` bytes.
+struct Framed {
+  Head head;
+  std::string wire;
+  std::optional<BodyFraming> f;
+  std::string payload;
+  Framed(std::string bytes, std::size_t step) : wire(std::move(bytes)) {
+    EXPECT_EQ(parse_response(wire, kLimit, "GET", head), Status::complete);
+    f.emplace(head);
+    std::string rest = wire.substr(head.size);
+    for (std::size_t pos = 0; pos < rest.size() && !f->done && !f->error; pos += step) {
+      const std::size_t n = std::min(step, rest.size() - pos);
+      payload.append(rest.data() + pos, f->take(rest.data() + pos, n));
+    }
+  }
+};
+}  // namespace
+
+TEST(BodyFraming, ContentLengthEndsTheBodyAndSeesExtraBytes) {
+  for (std::size_t step : {1U, 3U, 64U}) {
+    const Framed r("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", step);
+    EXPECT_EQ(r.payload, "hello");
+    EXPECT_TRUE(r.f->done);
+    EXPECT_FALSE(r.f->extra);
+  }
+  // Bytes past the declared length arrive in the same read: the body still ends at 5, and
+  // the connection is marked as not reusable.
+  const Framed r("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloXYZ", 64);
+  EXPECT_EQ(r.payload, "hello");
+  EXPECT_TRUE(r.f->done);
+  EXPECT_TRUE(r.f->extra);
+}
+
+TEST(BodyFraming, NoBodyIsDoneAtOnceAndAnyByteIsExtra) {
+  Head h;
+  ASSERT_EQ(parse_response("HTTP/1.1 204 No Content\r\n\r\n", kLimit, "POST", h), Status::complete);
+  BodyFraming f(h);
+  EXPECT_TRUE(f.done);
+  std::string stray = "junk";
+  EXPECT_EQ(f.take(stray.data(), stray.size()), 0U);
+  EXPECT_TRUE(f.extra);
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", kLimit, "POST", h), Status::complete);
+  EXPECT_TRUE(BodyFraming(h).done);
+}
+
+TEST(BodyFraming, ChunkedIsDeframedInPlaceAtEverySplit) {
+  const std::string wire =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  for (std::size_t step = 1; step < 40; ++step) {
+    const Framed r(wire, step);
+    EXPECT_EQ(r.payload, "hello world") << "step " << step;
+    EXPECT_TRUE(r.f->done);
+    EXPECT_FALSE(r.f->error);
+  }
+  const Framed bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 64);
+  EXPECT_TRUE(bad.f->error);
+  EXPECT_FALSE(bad.f->done);
+}
+
+TEST(BodyFraming, CloseDelimitedTakesEverythingAndNeverEndsByItself) {
+  const Framed r("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\n", 4);
+  EXPECT_EQ(r.payload, "data: 1\n\n");
+  EXPECT_EQ(r.f->framing, Framing::close);
+  EXPECT_FALSE(r.f->done);
+  EXPECT_FALSE(r.f->extra);
+}
+
+TEST(Http1, ReasonPhrasesForCodesWithoutOne) {
+  EXPECT_EQ(reason_phrase(200), "OK");
+  EXPECT_EQ(reason_phrase(404), "Not Found");
+  EXPECT_EQ(reason_phrase(502), "Bad Gateway");
+  EXPECT_EQ(reason_phrase(299), "Unknown");
 }

@@ -1,0 +1,167 @@
+#include "mcpproxy/proxy_headers.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+using namespace mcpproxy;
+
+namespace {
+
+// A request head as a client sends it, parsed, then edited for the pod.
+std::string upstream(const std::string& wire, const UpstreamHeadEdits& edits) {
+  http1::Head h;
+  EXPECT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete) << wire;
+  std::string out;
+  write_upstream_head(out, h, edits);
+  return out;
+}
+
+std::string client(const std::string& wire, const ClientHeadEdits& edits, std::string_view method = "POST") {
+  http1::Head h;
+  EXPECT_EQ(http1::parse_response(wire, 16384, method, h), http1::Status::complete) << wire;
+  std::string out;
+  write_client_head(out, h, edits);
+  return out;
+}
+
+UpstreamHeadEdits pod0() {
+  UpstreamHeadEdits e;
+  e.pod_authority = "myserver-0.svc:8080";
+  e.peer_ip = "10.1.2.3";
+  return e;
+}
+
+bool has_line(const std::string& head, const std::string& line) {
+  return head.find("\r\n" + line + "\r\n") != std::string::npos;
+}
+
+}  // namespace
+
+TEST(ProxyHeaders, RequestKeepsEndToEndFieldsInOrder) {
+  auto e = pod0();
+  e.body_size = 2;
+  const std::string out = upstream(
+      "POST /mcp?x=1 HTTP/1.1\r\nHost: proxy.example\r\nAccept: application/json\r\nAuthorization: Bearer t\r\n"
+      "Content-Length: 2\r\n\r\n",
+      e);
+  EXPECT_EQ(out.rfind("POST /mcp?x=1 HTTP/1.1\r\n", 0), 0U) << out;
+  EXPECT_NE(out.find("Host: proxy.example\r\nAccept: application/json\r\nAuthorization: Bearer t\r\n"),
+            std::string::npos)
+      << out;
+  EXPECT_TRUE(has_line(out, "Content-Length: 2"));
+  EXPECT_EQ(out.substr(out.size() - 4), "\r\n\r\n");
+}
+
+TEST(ProxyHeaders, RequestDropsHopByHopAndConnectionNamedFields) {
+  const std::string out = upstream(
+      "GET /mcp HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n"
+      "TE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\nX-Secret: s\r\nX-Kept: k\r\n\r\n",
+      pod0());
+  for (const char* gone : {"Connection:", "Keep-Alive:", "TE:", "Upgrade:", "X-Secret:"}) {
+    EXPECT_EQ(out.find(gone), std::string::npos) << gone << " in\n" << out;
+  }
+  EXPECT_TRUE(has_line(out, "X-Kept: k"));
+}
+
+TEST(ProxyHeaders, RequestSetsForwardedFields) {
+  const std::string out = upstream(
+      "GET /mcp HTTP/1.1\r\nHost: proxy.example:8080\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Host: evil\r\n"
+      "X-Forwarded-Proto: https\r\n\r\n",
+      pod0());
+  EXPECT_TRUE(has_line(out, "X-Forwarded-For: 1.1.1.1, 10.1.2.3")) << out;
+  EXPECT_TRUE(has_line(out, "X-Forwarded-Host: proxy.example:8080")) << out;
+  EXPECT_TRUE(has_line(out, "X-Forwarded-Proto: http")) << out;
+  EXPECT_EQ(out.find("evil"), std::string::npos);
+  EXPECT_EQ(out.find("https"), std::string::npos);
+  // No client X-Forwarded-For: the peer alone.
+  EXPECT_TRUE(has_line(upstream("GET / HTTP/1.1\r\nHost: h\r\n\r\n", pod0()), "X-Forwarded-For: 10.1.2.3"));
+}
+
+TEST(ProxyHeaders, HostIsTheClientsUnlessRewritten) {
+  const std::string wire = "GET /mcp HTTP/1.1\r\nHost: proxy.example\r\n\r\n";
+  const std::string kept = upstream(wire, pod0());
+  EXPECT_TRUE(has_line(kept, "Host: proxy.example")) << kept;
+  EXPECT_EQ(kept.find("myserver-0"), std::string::npos);
+  auto e = pod0();
+  e.rewrite_host = true;
+  const std::string rewritten = upstream(wire, e);
+  EXPECT_TRUE(has_line(rewritten, "Host: myserver-0.svc:8080")) << rewritten;
+  EXPECT_FALSE(has_line(rewritten, "Host: proxy.example")) << rewritten;
+  EXPECT_TRUE(has_line(rewritten, "X-Forwarded-Host: proxy.example"));
+  // An HTTP/1.0 request without Host gets the pod's.
+  const std::string none = upstream("GET /mcp HTTP/1.0\r\n\r\n", pod0());
+  EXPECT_TRUE(has_line(none, "Host: myserver-0.svc:8080")) << none;
+  EXPECT_EQ(none.find("X-Forwarded-Host"), std::string::npos);
+}
+
+TEST(ProxyHeaders, SessionIdIsMappedOrDropped) {
+  const std::string wire = "POST /mcp HTTP/1.1\r\nHost: h\r\nmcp-session-id: client-id\r\nContent-Length: 0\r\n\r\n";
+  EXPECT_TRUE(has_line(upstream(wire, pod0()), "mcp-session-id: client-id"));
+  auto mapped = pod0();
+  mapped.pod_session = "pod-id";
+  const std::string m = upstream(wire, mapped);
+  EXPECT_TRUE(has_line(m, "Mcp-Session-Id: pod-id")) << m;
+  EXPECT_EQ(m.find("client-id"), std::string::npos);
+  auto dropped = pod0();
+  dropped.drop_session_header = true;
+  const std::string d = upstream(wire, dropped);
+  EXPECT_EQ(d.find("client-id"), std::string::npos) << d;
+  EXPECT_EQ(d.find("ession-Id"), std::string::npos) << d;
+}
+
+TEST(ProxyHeaders, BodyLengthIsTheForwardedOne) {
+  // A chunked request goes to the pod with the decoded body's length, never chunked.
+  auto e = pod0();
+  e.body_size = 11;
+  const std::string out =
+      upstream("POST /mcp HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n", e);
+  EXPECT_TRUE(has_line(out, "Content-Length: 11")) << out;
+  EXPECT_EQ(out.find("Transfer-Encoding"), std::string::npos);
+  EXPECT_EQ(out.find("Expect"), std::string::npos);
+  // A POST without a body still says so; a GET without one says nothing.
+  EXPECT_TRUE(has_line(upstream("POST /mcp HTTP/1.1\r\nHost: h\r\n\r\n", pod0()), "Content-Length: 0"));
+  EXPECT_EQ(upstream("GET /mcp HTTP/1.1\r\nHost: h\r\n\r\n", pod0()).find("Content-Length"), std::string::npos);
+}
+
+TEST(ProxyHeaders, ResponseDropsHopByHopAndKeepsTheRest) {
+  ClientHeadEdits e;
+  const std::string out = client(
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: X-Internal\r\nX-Internal: 1\r\n"
+      "Keep-Alive: timeout=5\r\nMcp-Session-Id: s1\r\nContent-Length: 2\r\n\r\n",
+      e);
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << out;
+  EXPECT_TRUE(has_line(out, "Mcp-Session-Id: s1"));
+  EXPECT_TRUE(has_line(out, "Content-Length: 2"));
+  EXPECT_TRUE(has_line(out, "Content-Type: application/json"));
+  for (const char* gone : {"Connection", "X-Internal", "Keep-Alive"}) {
+    EXPECT_EQ(out.find(gone), std::string::npos) << gone << " in\n" << out;
+  }
+}
+
+TEST(ProxyHeaders, ResponseFramingAndConnectionForTheClient) {
+  ClientHeadEdits e;
+  e.chunked = true;
+  e.keep_alive = false;
+  const std::string out = client("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", e, "GET");
+  EXPECT_TRUE(has_line(out, "Transfer-Encoding: chunked")) << out;
+  EXPECT_TRUE(has_line(out, "Connection: close")) << out;
+  ClientHeadEdits old;
+  old.http11 = false;
+  const std::string ten = client("HTTP/1.1 204 No Content\r\n\r\n", old);
+  EXPECT_EQ(ten.rfind("HTTP/1.0 204 No Content\r\n", 0), 0U) << ten;
+  EXPECT_TRUE(has_line(ten, "Connection: keep-alive")) << ten;
+}
+
+TEST(ProxyHeaders, ResponseSessionIdIsTheClientsAfterAMove) {
+  ClientHeadEdits e;
+  e.client_session = "client-id";
+  const std::string out = client("HTTP/1.1 200 OK\r\nmcp-session-id: pod-id\r\nContent-Length: 0\r\n\r\n", e);
+  EXPECT_TRUE(has_line(out, "Mcp-Session-Id: client-id")) << out;
+  EXPECT_EQ(out.find("pod-id"), std::string::npos);
+}
+
+TEST(ProxyHeaders, ResponseWithoutReasonGetsTheStandardOne) {
+  const std::string out = client("HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", ClientHeadEdits{});
+  EXPECT_EQ(out.rfind("HTTP/1.1 404 Not Found\r\n", 0), 0U) << out;
+}
