@@ -188,6 +188,9 @@ net::awaitable<error_code> RedisClient::connect_once() {
   co_return cec;
 }
 
+// Exempt from the complexity bound until [redis-ha] reshapes the connection (discovery and
+// redirects land here): connect, handshake, pipeline and backoff as one loop.
+// NOLINTNEXTLINE(readability-function-cognitive-complexity)
 net::awaitable<void> RedisClient::run() {
   auto self = shared_from_this();
   duration backoff{100};
