@@ -6,14 +6,17 @@
 
 instructions: the proxy (one worker) runs under `valgrind --tool=callgrind` in front of the
 bench's nginx backend; 200 sessions are created, then `wrk -t1 -c4` rotates over them for
-6 s. Prints the instruction count of the whole run divided by the requests served
-(start-up included, so it slightly overstates) and the ten costliest functions.
+6 s. Counters are zeroed once the sessions exist and dumped when wrk is done; prints the
+instructions of that steady state divided by the requests wrk made, and its ten costliest
+functions. (Before 2026-11-30 the figure was the whole run's, start-up included, which
+overstated by 1-2k per request depending on how many requests a run served.)
 
 allocations: the proxy (one worker) runs under heaptrack in front of the sample backend;
 one session makes one `ticker` call streaming N events (1 ms apart), then the proxy stops.
 Run for 200 and 2,000 events: equal allocation counts mean none per relayed chunk.
 
-MCPPROXY_BINARY=path profiles another build (an older commit, to compare).
+MCPPROXY_BINARY=path profiles another build (an older commit, to compare);
+MCPPROXY_CALLGRIND_OUT=path keeps the callgrind output (callgrind_annotate --inclusive=yes).
 """
 import glob
 import http.client
@@ -46,13 +49,24 @@ def instructions():
         bench.wait_port("127.0.0.1", port, 60)
         sessions = 200
         ids = b.sessions("callgrind", port, sessions)
+        # Steady state: counters zeroed once the sessions exist, dumped when wrk is done, so
+        # start-up (dynamic linking, first allocations) is not spread over the requests.
+        subprocess.run(["callgrind_control", "--zero", str(p.pid)], capture_output=True, check=True)
         res = b.wrk(port, 6, 4, {"SESSIONS": ids, "MODE": "call"})
+        subprocess.run(["callgrind_control", "--dump", str(p.pid)], capture_output=True, check=True)
         p.terminate()
         p.wait(timeout=60)
-        requests = res["requests"] + sessions
-        text = subprocess.run(["callgrind_annotate", out], capture_output=True, text=True).stdout
-        total = int(next(l for l in text.splitlines() if "PROGRAM TOTALS" in l).split()[0].replace(",", ""))
-        print(f"{requests} requests, {total:,} instructions: {total / requests:,.0f} per request")
+
+        def total_of(path):
+            text = subprocess.run(["callgrind_annotate", path], capture_output=True, text=True).stdout
+            return text, int(next(l for l in text.splitlines() if "PROGRAM TOTALS" in l).split()[0].replace(",", ""))
+
+        text, steady = total_of(next(f for f in sorted(glob.glob(out + ".*"))))
+        print(f"steady state: {res['requests']} requests, {steady:,} instructions: "
+              f"{steady / res['requests']:,.0f} per request")
+        if os.environ.get("MCPPROXY_CALLGRIND_OUT"):
+            subprocess.run(["cp", next(f for f in sorted(glob.glob(out + ".*"))), os.environ["MCPPROXY_CALLGRIND_OUT"]],
+                           check=True)
         rows = [l for l in text.splitlines() if "%)" in l and "PROGRAM TOTALS" not in l][:10]
         print("\n".join(r[:160] for r in rows))
     finally:

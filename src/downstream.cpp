@@ -145,23 +145,58 @@ net::awaitable<void> Connection::run() {
 }
 
 net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cfg) {
-  // (Each result is named before it is compared: GCC 12 miscompiles a co_await inside the
-  // condition of this coroutine.)
-  const ReadResult head = co_await read_head(cfg);
-  if (head == ReadResult::closed) co_return head;
+  // A head, and the body of an MCP request, nearly always arrive in one read: that case
+  // is parsed and taken here without another coroutine; the rest is read by read_head and
+  // read_body. (Results are named before they are compared: GCC 12 miscompiles a
+  // co_await inside the condition of this coroutine.)
+  expect_within(Wait::head, cfg.limits.header_timeout);
+  if (http1::parse_request(view(buffer_), cfg.limits.max_header_size, request_.head) != http1::Status::complete) {
+    const ReadResult head = co_await read_head(cfg);
+    if (head == ReadResult::closed) co_return head;
+  }
+  keep_head();
+  if (body_buffered(cfg)) co_return ReadResult::request;
   const ReadResult body = co_await read_body(cfg);
   co_return body;
 }
 
-net::awaitable<Connection::ReadResult> Connection::read_head(const Config& cfg) {
+void Connection::keep_head() {
+  // The exchange keeps its own copy of the head: the read buffer may move while the body
+  // arrives, and is free for the next request as soon as this one is read.
   Request& req = request_;
-  // The head, parsed where it lies; re-parsed from the start when more bytes were needed
-  // (a head nearly always arrives in one read).
-  expect_within(Wait::head, cfg.limits.header_timeout);
-  http1::Status st = http1::Status::need_more;
-  for (;;) {
-    st = http1::parse_request(view(buffer_), cfg.limits.max_header_size, req.head);
-    if (st != http1::Status::need_more) break;
+  const char* const parsed_at = view(buffer_).data();
+  req.bytes.assign(parsed_at, req.head.size);
+  req.head.rebase(parsed_at, req.bytes.data());
+}
+
+bool Connection::body_buffered(const Config& cfg) {
+  Request& req = request_;
+  const std::size_t head_size = req.head.size;
+  std::size_t length = 0;
+  if (req.head.framing == http1::Framing::length) {
+    length = static_cast<std::size_t>(req.head.content_length);
+    if (length > cfg.limits.max_body_size || buffer_.size() < head_size + length) return false;
+    append_body(view(buffer_).substr(head_size, length));
+  } else if (req.head.framing != http1::Framing::none) {
+    return false;
+  }
+  end_of_request(length);
+  return true;
+}
+
+void Connection::end_of_request(std::size_t raw_body) {
+  stop_waiting();
+  Request& req = request_;
+  req.body = std::string_view(req.bytes).substr(req.head.size);
+  buffer_.consume(req.head.size + raw_body);
+  // A large body once does not keep its buffer for the connection's life.
+  if (buffer_.size() == 0 && buffer_.capacity() > 64 * 1024) buffer_.shrink_to_fit();
+}
+
+net::awaitable<Connection::ReadResult> Connection::read_head(const Config& cfg) {
+  // The head, re-parsed from the start when more bytes came (a trickled head is rare).
+  http1::Status st = http1::parse_request(view(buffer_), cfg.limits.max_header_size, request_.head);
+  while (st == http1::Status::need_more) {
     const std::size_t want = cfg.limits.max_header_size - buffer_.size() + 1;
     auto [ec, n] =
         co_await socket_.async_read_some(buffer_.prepare(std::clamp<std::size_t>(want, 4096, 65536)), use_tuple);
@@ -171,6 +206,7 @@ net::awaitable<Connection::ReadResult> Connection::read_head(const Config& cfg) 
     }
     if (ec) co_return ReadResult::closed;  // the client left mid-head
     buffer_.commit(n);
+    st = http1::parse_request(view(buffer_), cfg.limits.max_header_size, request_.head);
   }
   if (st == http1::Status::too_large) {
     co_await reply_and_close(http::status::request_header_fields_too_large, "request head too large");
@@ -182,11 +218,6 @@ net::awaitable<Connection::ReadResult> Connection::read_head(const Config& cfg) 
                                                             : "malformed request");
     co_return ReadResult::closed;
   }
-  // The exchange keeps its own copy of the head: the read buffer may move while the body
-  // arrives, and is free for the next request as soon as this one is read.
-  const char* const parsed_at = view(buffer_).data();
-  req.bytes.assign(parsed_at, req.head.size);
-  req.head.rebase(parsed_at, req.bytes.data());
   co_return ReadResult::request;
 }
 
@@ -274,11 +305,7 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
   } else if (framing == http1::Framing::chunked) {
     if (!co_await read_chunked_body(cfg, raw)) co_return ReadResult::closed;
   }
-  stop_waiting();
-  req.body = std::string_view(req.bytes).substr(head_size);
-  buffer_.consume(head_size + raw);
-  // A large body once does not keep its buffer for the connection's life.
-  if (buffer_.size() == 0 && buffer_.capacity() > 64 * 1024) buffer_.shrink_to_fit();
+  end_of_request(raw);
   co_return ReadResult::request;
 }
 
@@ -287,7 +314,10 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
   ex.route = classify_request(ex.req.get(kSessionHeader), ex.req.target(), ex.req.body, ex.req.method() == "POST");
   // Created through another proxy replica, or before this process restarted: the store
   // is asked when the local table does not know the id.
-  if (ex.route.cls == RequestClass::session) ex.rec = co_await ctx_.sessions.find(ex.route.session_id);
+  if (ex.route.cls == RequestClass::session) {
+    ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
+    if (!ex.rec) ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id);
+  }
   const Route route = route_request(ex.route, ex.rec.get(), cfg.backend.replicas);
   switch (route.kind) {
     case Route::Kind::refuse:
@@ -323,11 +353,14 @@ net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
       co_return co_await send_local_reply(ex, refusal);
   }
   ex.status = response_.status;
-  bool again = false;
-  const Bookkeeping next = co_await on_response_head(ex, may_recover, again);
-  if (next == Bookkeeping::answered) co_return again;
-
-  const RelayOutcome out = co_await relay(ex, next == Bookkeeping::relay_legacy_stream);
+  const ResponseAction action = response_action(response_facts(ex, may_recover));
+  bool legacy_stream = action == ResponseAction::tap_legacy_stream;
+  if (action != ResponseAction::relay && !legacy_stream) {
+    bool again = false;
+    const Bookkeeping next = co_await on_response_head(ex, action, again);
+    if (next == Bookkeeping::answered) co_return again;
+  }
+  const RelayOutcome out = co_await relay(ex, legacy_stream);
   if (out.pod_reusable) ctx_.pool.release(ex.ordinal, std::move(ex.upstream));
   ex.upstream.reset();  // a client that left cancels the pod's exchange: its connection closes
   if (out.client_gone) {
@@ -338,24 +371,29 @@ net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
   co_return ex.keep_alive;
 }
 
-net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& ex, bool may_recover, bool& again) {
+ResponseFacts Connection::response_facts(const Exchange& ex, bool may_recover) const {
   const Config& cfg = *ex.cfg;
   ResponseFacts facts;
   facts.cls = ex.route.cls;
   facts.method = ex.req.method();
   facts.target = ex.req.target();
   facts.status = ex.status;
-  facts.session_header = response_.get(kSessionHeader);
+  if (ex.route.cls == RequestClass::new_session) facts.session_header = response_.get(kSessionHeader);
   facts.may_recover = may_recover;
   facts.recoverable = can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method());
   facts.legacy_sse_path = cfg.legacy_sse_path;
+  return facts;
+}
+
+net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& ex, ResponseAction action, bool& again) {
   // Session bookkeeping happens before the head goes downstream, so the client's next
   // request finds the record (DESIGN.md step 4).
-  switch (response_action(facts)) {
+  switch (action) {
     case ResponseAction::relay:
+    case ResponseAction::tap_legacy_stream:
       break;
     case ResponseAction::record_new_session: {
-      const std::string id(*facts.session_header);
+      const std::string id(*response_.get(kSessionHeader));
       SessionRecord rec;
       rec.ordinal = ex.ordinal;
       rec.url = ctx_.pool.address(ex.ordinal).url;
@@ -382,12 +420,10 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
     case ResponseAction::forget_deleted:
     case ResponseAction::forget_lost:
       // DELETE ended it, or the pod no longer knows it: either way the record goes.
-      (facts.status == 404 ? ctx_.metrics.sessions_lost : ctx_.metrics.sessions_deleted)
+      (action == ResponseAction::forget_lost ? ctx_.metrics.sessions_lost : ctx_.metrics.sessions_deleted)
           .fetch_add(1, std::memory_order_relaxed);
       co_await ctx_.sessions.forget(ex.route.session_id);
       break;
-    case ResponseAction::tap_legacy_stream:
-      co_return Bookkeeping::relay_legacy_stream;
   }
   co_return Bookkeeping::relay;
 }

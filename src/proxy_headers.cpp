@@ -62,11 +62,22 @@ namespace {
 // What happens to one field of a request on its way to the pod.
 enum class FieldEdit : std::uint8_t { keep, drop, replace_session };
 
-FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const UpstreamHeadEdits& edits) {
-  if (is_dropped_hop(f, req) || replaced_by_proxy(f.name) || http1::iequals(f.name, "X-Forwarded-For")) {
+// The client's first Host and X-Forwarded-For are noted in `seen` for the proxy's own fields.
+struct Seen {
+  std::optional<std::string_view> host;
+  std::optional<std::string_view> forwarded_for;
+};
+
+FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const UpstreamHeadEdits& edits, Seen& seen) {
+  if (is_dropped_hop(f, req) || replaced_by_proxy(f.name)) return FieldEdit::drop;
+  if (http1::iequals(f.name, "Host")) {
+    if (!seen.host) seen.host = f.value;
+    return edits.rewrite_host ? FieldEdit::drop : FieldEdit::keep;
+  }
+  if (http1::iequals(f.name, "X-Forwarded-For")) {
+    if (!seen.forwarded_for) seen.forwarded_for = f.value;
     return FieldEdit::drop;
   }
-  if (http1::iequals(f.name, "Host")) return edits.rewrite_host ? FieldEdit::drop : FieldEdit::keep;
   if (http1::iequals(f.name, kSessionHeader)) {
     if (edits.drop_session_header) return FieldEdit::drop;
     if (edits.pod_session) return FieldEdit::replace_session;
@@ -77,18 +88,14 @@ FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const Upstream
 }  // namespace
 
 void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits) {
-  std::optional<std::string_view> host;
-  std::optional<std::string_view> forwarded_for;
+  Seen seen;
   out.append(req.method);
   out += ' ';
   out.append(req.target);
   out += " HTTP/1.1\r\n"sv;
   FieldRuns runs(out, req);
   for (const http1::Field& f : req.fields) {
-    // The client's Host and X-Forwarded-For feed the proxy's own fields below.
-    if (!host && http1::iequals(f.name, "Host")) host = f.value;
-    if (!forwarded_for && http1::iequals(f.name, "X-Forwarded-For")) forwarded_for = f.value;
-    switch (edit_for(f, req, edits)) {
+    switch (edit_for(f, req, edits, seen)) {
       case FieldEdit::keep:
         runs.keep(f);
         break;
@@ -102,11 +109,11 @@ void write_upstream_head(std::string& out, const http1::Head& req, const Upstrea
     }
   }
   runs.finish();
-  if (edits.rewrite_host || !host) append_field(out, "Host", edits.pod_authority);
-  if (host) append_field(out, "X-Forwarded-Host", *host);
+  if (edits.rewrite_host || !seen.host) append_field(out, "Host", edits.pod_authority);
+  if (seen.host) append_field(out, "X-Forwarded-Host", *seen.host);
   out += "X-Forwarded-For: "sv;
-  if (forwarded_for) {
-    out.append(*forwarded_for);
+  if (seen.forwarded_for) {
+    out.append(*seen.forwarded_for);
     out += ", "sv;
   }
   out.append(edits.peer_ip);

@@ -58,21 +58,14 @@ net::awaitable<bool> Connection::write_client(std::string_view data, bool last, 
   co_return !wec;
 }
 
-net::awaitable<bool> Connection::read_pod(Exchange& ex, http1::BodyFraming& body, bool sse, bool long_lived,
-                                          char*& bytes, std::size_t& got) {
+net::awaitable<bool> Connection::read_pod(Exchange& ex, http1::BodyFraming& body, const RelayPlan& plan, char*& bytes,
+                                          std::size_t& got) {
   const Config& cfg = *ex.cfg;
   tcp::socket& up = *ex.upstream;
-  if (upstream_buffer_.size() > 0) {
-    // Body bytes that came with the head: used where they are.
-    bytes = static_cast<char*>(upstream_buffer_.data().data());
-    got = upstream_buffer_.size();
-    upstream_buffer_.consume(got);
-    co_return true;
-  }
   // The relay buffer is lent by the worker. A GET stream waiting for its next event holds
   // none: it waits for the pod's socket to turn readable first, so ten thousand idle
   // streams cost ten thousand sockets, not ten thousand buffers.
-  if (long_lived) {
+  if (plan.long_lived) {
     release_relay_buffer();
     if (upstream_buffer_.capacity() != 0) upstream_buffer_.shrink_to_fit();  // the head's buffer
     auto [wait_ec] = co_await up.async_wait(tcp::socket::wait_read, use_tuple);
@@ -84,7 +77,7 @@ net::awaitable<bool> Connection::read_pod(Exchange& ex, http1::BodyFraming& body
     relay_buffer_size_ = relay_size;
   }
   // SSE is never cut by a timeout: only by either side closing.
-  if (!sse) expect_within(Wait::upstream, cfg.backend.response_timeout, &up);
+  if (!plan.sse) expect_within(Wait::upstream, cfg.backend.response_timeout, &up);
   auto [ec, n] = co_await up.async_read_some(net::buffer(relay_buffer_.get(), relay_buffer_size_), use_tuple);
   stop_waiting();
   if (ec == net::error::eof && body.framing == http1::Framing::close) {
@@ -166,22 +159,16 @@ net::awaitable<bool> Connection::tap_endpoint(Exchange& ex, LegacyTap& tap, std:
   co_return false;
 }
 
-net::awaitable<Connection::Pumped> Connection::next_chunk(Exchange& ex, http1::BodyFraming& body, const RelayPlan& plan,
-                                                          LegacyTap* tap, std::string_view& data) {
-  char* bytes = nullptr;
-  std::size_t got = 0;
-  if (!co_await read_pod(ex, body, plan.sse, plan.long_lived, bytes, got)) co_return Pumped::pod_failed;
+Connection::Pumped Connection::deframe(const Exchange& ex, http1::BodyFraming& body, char* bytes, std::size_t got,
+                                       std::string_view& data) {
   const std::size_t payload = got == 0 ? 0 : body.take(bytes, got);
   if (body.error) {
     log_event(spdlog::level::warn, "pod sent a malformed chunked body",
               {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}});
-    co_return Pumped::pod_failed;
+    return Pumped::pod_failed;
   }
   data = std::string_view(bytes, payload);
-  if (tap != nullptr && payload > 0 && !tap->scanner.done()) {
-    if (co_await tap_endpoint(ex, *tap, data, body.done)) co_return Pumped::hold;
-  }
-  co_return data.empty() && !body.done ? Pumped::hold : Pumped::data;
+  return data.empty() && !body.done ? Pumped::hold : Pumped::data;
 }
 
 net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool legacy_stream) {
@@ -208,7 +195,22 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
   while (!client_failed) {
     std::string_view data;
     if (!body.done) {
-      const Pumped p = co_await next_chunk(ex, body, plan, tap ? &*tap : nullptr, data);
+      char* bytes = nullptr;
+      std::size_t got = 0;
+      if (upstream_buffer_.size() > 0) {
+        // Body bytes that came with the head: used where they are.
+        bytes = static_cast<char*>(upstream_buffer_.data().data());
+        got = upstream_buffer_.size();
+        upstream_buffer_.consume(got);
+      } else if (!co_await read_pod(ex, body, plan, bytes, got)) {
+        pod_failed = true;
+        break;
+      }
+      Pumped p = deframe(ex, body, bytes, got, data);
+      if (p == Pumped::data && tap && !data.empty() && !tap->scanner.done()) {
+        const bool held = co_await tap_endpoint(ex, *tap, data, body.done);
+        if (held) p = Pumped::hold;
+      }
       if (p == Pumped::pod_failed) {
         pod_failed = true;
         break;

@@ -7,14 +7,17 @@
 
 namespace mcpproxy {
 
-net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::find(const std::string& id) {
+std::shared_ptr<const SessionRecord> Sessions::find_cached(const std::string& id) {
   bool refreshed = false;
   auto rec = table_.find(id, clock::now(), &refreshed);
   if (rec) {
     metrics_.cache_hits.fetch_add(1, std::memory_order_relaxed);
     if (refreshed && store_ != nullptr) store_->touch(id);
-    co_return rec;
   }
+  return rec;
+}
+
+net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::find_missed(const std::string& id) {
   metrics_.cache_misses.fetch_add(1, std::memory_order_relaxed);
   if (store_ == nullptr) {
     metrics_.count_store(StoreOp::get, StoreResult::miss);

@@ -163,6 +163,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<ReadResult> read_request(const Config& cfg);
   net::awaitable<ReadResult> read_head(const Config& cfg);
   net::awaitable<ReadResult> read_body(const Config& cfg);
+  void keep_head();
+  // True when the whole body is here already (or there is none): then the request is read.
+  bool body_buffered(const Config& cfg);
+  void end_of_request(std::size_t raw_body);
   // A chunked body decoded in place; `raw` is set to its bytes on the wire.
   net::awaitable<bool> read_chunked_body(const Config& cfg, std::size_t& raw);
   net::awaitable<bool> read_more(std::size_t want);
@@ -173,8 +177,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // `may_recover`: a lost session may be moved once (sessions.on_lost); a replay may not.
   net::awaitable<bool> proxy(Exchange& ex, bool may_recover);
   // Session bookkeeping on the pod's response head, before it goes downstream.
-  enum class Bookkeeping { relay, relay_legacy_stream, answered };
-  net::awaitable<Bookkeeping> on_response_head(Exchange& ex, bool may_recover, bool& again);
+  ResponseFacts response_facts(const Exchange& ex, bool may_recover) const;
+  enum class Bookkeeping { relay, answered };
+  net::awaitable<Bookkeeping> on_response_head(Exchange& ex, ResponseAction action, bool& again);
   // A pod for a new session or a sessionless request (placement policy, healthy pods).
   int place_new(const Config& cfg, int avoid = -1);
   // The one way to refuse: a JSON-RPC error body with the request's id echoed.
@@ -223,14 +228,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Feeds the tap; true while the bytes are held back. May replace `data`.
   net::awaitable<bool> tap_endpoint(Exchange& ex, LegacyTap& tap, std::string_view& data, bool body_done);
   enum class Pumped : std::uint8_t { data, hold, pod_failed };
-  // The next piece of payload for the client in `data`.
-  net::awaitable<Pumped> next_chunk(Exchange& ex, http1::BodyFraming& body, const RelayPlan& plan, LegacyTap* tap,
-                                    std::string_view& data);
+  // The payload of `got` bytes at `bytes` in `data` (chunk framing removed in place).
+  Pumped deframe(const Exchange& ex, http1::BodyFraming& body, char* bytes, std::size_t got, std::string_view& data);
+  // The next bytes of the pod's body into the relay buffer; false when the pod failed.
+  net::awaitable<bool> read_pod(Exchange& ex, http1::BodyFraming& body, const RelayPlan& plan, char*& bytes,
+                                std::size_t& got);
   // One gathered write to the client: [head] [chunk size] [data] [CRLF] [last chunk].
   net::awaitable<bool> write_client(std::string_view data, bool last, bool chunked, bool& head_sent, const Config& cfg);
-  // The next bytes of the pod's body into the relay buffer; false when the pod failed.
-  net::awaitable<bool> read_pod(Exchange& ex, http1::BodyFraming& body, bool sse, bool long_lived, char*& bytes,
-                                std::size_t& got);
   void release_relay_buffer();
 
   // --- session_recovery.cpp: lost sessions

@@ -25,9 +25,12 @@ class Sessions {
   void use_store(RedisStore* store) { store_ = store; }
   bool remote() const { return store_ != nullptr; }
 
-  // The hot path: the local table, with no network round trip; on a miss the store (a
-  // session created through another replica, or before a restart). nullptr: unknown.
-  net::awaitable<std::shared_ptr<const SessionRecord>> find(const std::string& id);
+  // The hot path: the local table, with no network round trip (counted as a hit).
+  // nullptr: not cached; then find_missed.
+  std::shared_ptr<const SessionRecord> find_cached(const std::string& id);
+  // A miss (counted): the store is asked (a session created through another replica, or
+  // before a restart). nullptr: unknown.
+  net::awaitable<std::shared_ptr<const SessionRecord>> find_missed(const std::string& id);
 
   // The store's current record, for a session this process takes to be lost: another
   // replica may have moved it already, and the local copy lacks the initialize body with
