@@ -84,6 +84,7 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="mcp-bench-")
         self.procs = []
         self.binary = args.binary
+        self.baseline = getattr(args, "baseline_binary", None)
 
     def spawn(self, cmd, **kw):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "stderr.log"), "a"), **kw)
@@ -140,16 +141,20 @@ http {{
 
         self.arms = {}
         template = f"http://127.0.1.{{ordinal}}:{self.pod_port}"
-        for store in ("memory", "redis"):
+        stores = [("memory", self.binary, "mcp-session-proxy (memory)"), ("redis", self.binary, "mcp-session-proxy (redis)")]
+        if self.baseline:
+            # Another build of the proxy in the same interleaved run (before/after a change).
+            stores.append(("memory", self.baseline, "baseline (memory)"))
+        for store, binary, arm in stores:
             port = free_port()
-            cmd = [self.binary, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}",
+            cmd = [binary, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}",
                    "--threads", "1", "--replicas", "3", "--backend-url-template", template, "--log-level", "warn",
                    "--session-store", store]
             if store == "redis":
                 cmd += ["--redis-url", f"redis://127.0.0.1:{self.redis_port}/0"]
             p = self.spawn(cmd)
             wait_port("127.0.0.1", port)
-            self.arms[f"mcp-session-proxy ({store})"] = (port, lambda p=p: [p.pid], p.pid)
+            self.arms[arm] = (port, lambda p=p: [p.pid], p.pid)
         port = free_port()
         servers = "\n".join(f"    server 127.0.1.{i}:{self.pod_port};" for i in range(3))
         ng = self.nginx("proxy", f"""  upstream pods {{
@@ -351,6 +356,8 @@ def report(results, init, machine):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/mcp-session-proxy"))
+    ap.add_argument("--baseline-binary", default=None,
+                    help="another build as an extra arm (memory store), to compare before and after a change")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)

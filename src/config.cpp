@@ -130,7 +130,7 @@ const std::vector<KeySpec>& key_specs() {
       {"backend.replicas", "--replicas", "StatefulSet replicas (default 1)",
        [](Config& c, const std::string& v) { c.backend.replicas = int_in(v, 1, kMaxReplicas); },
        [](const Config& c) { return std::to_string(c.backend.replicas); }},
-      {"backend.rewrite_host", "--rewrite-host", "send the pod's host:port as Host (default true)",
+      {"backend.rewrite_host", "--rewrite-host", "send the pod's host:port as Host instead of the client's (default false)",
        [](Config& c, const std::string& v) { c.backend.rewrite_host = to_bool(v); },
        [](const Config& c) { return b(c.backend.rewrite_host); }},
       {"backend.connect_timeout", "--connect-timeout", "connect to a pod (default 5s)",

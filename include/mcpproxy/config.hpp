@@ -56,7 +56,10 @@ struct BackendConfig {
   std::uint16_t port = 8080;
   std::string scheme = "http";
   int replicas = 1;
-  bool rewrite_host = true;  // Host: the pod's host:port (true) or the client's Host (false)
+  // Host: the client's (false, as HAProxy and Envoy do, so the pod's own DNS-rebinding
+  // check sees what the client asked for) or the pod's host:port (true, for a pod that
+  // only answers to its own name).
+  bool rewrite_host = false;
   duration connect_timeout{5000};
   duration response_timeout{300000};  // until the response head arrives
   duration dns_cache_ttl{5000};
