@@ -1,18 +1,18 @@
 #include "mcpproxy/server.hpp"
 
+#include <unistd.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+
+#include <cerrno>
 #include <csignal>
+#include <system_error>
 
 #include "mcpproxy/admin.hpp"
 #include "mcpproxy/downstream.hpp"
 #include "mcpproxy/log.hpp"
 
 namespace mcpproxy {
-namespace {
-using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-}  // namespace
-
 Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
     : shared_(shared),
       cfg_(std::move(cfg)),
@@ -30,14 +30,23 @@ Worker::~Worker() {
   shutting_down_ = true;
 }
 
-void Worker::listen(const ListenAddress& addr, std::uint16_t port_override) {
-  const tcp::endpoint ep{net::ip::make_address(addr.host), port_override != 0 ? port_override : addr.port};
+void Worker::listen(const ListenAddress& addr) {
+  const tcp::endpoint ep{net::ip::make_address(addr.host), addr.port};
   acceptor_.open(ep.protocol());
   acceptor_.set_option(net::socket_base::reuse_address(true));
-  // One listening socket per worker on the same port: the kernel spreads connections.
-  acceptor_.set_option(reuse_port(true));
   acceptor_.bind(ep);
   acceptor_.listen(net::socket_base::max_listen_connections);
+}
+
+void Worker::share_listener(const Worker& first) {
+  // One listening socket and one accept queue for all workers, each watching its own
+  // descriptor of it: a connection goes to whichever worker takes it first, not to one
+  // the kernel hashed it to. And a port is bound once, without SO_REUSEPORT: a second
+  // process started on a port in use fails with "address in use" instead of silently
+  // taking half the connections (with a session table that never saw their sessions).
+  const int fd = ::dup(const_cast<tcp::acceptor&>(first.acceptor_).native_handle());
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "dup");
+  acceptor_.assign(first.acceptor_.local_endpoint().protocol(), fd);
 }
 
 std::uint16_t Worker::bound_port() const { return acceptor_.local_endpoint().port(); }
@@ -165,17 +174,20 @@ Server::~Server() {
 
 int Server::run() {
   const Config& cfg = *cfg_;
-  std::uint16_t port = 0;
   for (int i = 0; i < cfg.threads; ++i) {
     auto w = std::make_unique<Worker>(shared_, cfg_, i);
     try {
-      w->listen(cfg.listen, port);
+      if (i == 0) {
+        w->listen(cfg.listen);
+      } else {
+        w->share_listener(*workers_.front());
+      }
     } catch (const std::system_error& e) {
       throw std::runtime_error("listen " + cfg.listen.str() + ": " + e.code().message());
     }
-    port = w->bound_port();
     workers_.push_back(std::move(w));
   }
+  const std::uint16_t port = workers_.front()->bound_port();
   try {
     admin_->listen(cfg.admin_listen);
   } catch (const std::system_error& e) {

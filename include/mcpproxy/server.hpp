@@ -43,7 +43,9 @@ class Worker {
   ~Worker();
 
   // Binds the listener; throws std::system_error on failure (start-up).
-  void listen(const ListenAddress& addr, std::uint16_t port_override);
+  void listen(const ListenAddress& addr);
+  // The other workers accept from the first one's listening socket.
+  void share_listener(const Worker& first);
   std::uint16_t bound_port() const;
   void start();  // thread: accept loop + pool pruning
   void join();

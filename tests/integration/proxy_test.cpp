@@ -282,6 +282,21 @@ TEST_F(ProxyTest, RewriteHostSendsThePodsOwnName) {
   EXPECT_EQ(seen["x-forwarded-host"], std::vector<std::string>{"x"});
 }
 
+TEST_F(ProxyTest, ASecondProcessOnATakenPortFailsToStart) {
+  start();
+  // The running proxy has two workers on one listening socket; a second process on the
+  // same port must not start (it would take half the connections with an empty table).
+  Process second({proxy_binary(), "--listen", "127.0.0.1:" + std::to_string(port()), "--admin-listen",
+                  "127.0.0.1:" + std::to_string(free_port()), "--replicas", "3", "--backend-url-template",
+                  backend_->url_template(), "--log-level", "off"},
+                 "/dev/null");
+  const auto code = second.wait(10s);
+  ASSERT_TRUE(code.has_value()) << "the second process kept running";
+  EXPECT_NE(*code, 0);
+  // The first one still serves.
+  EXPECT_FALSE(initialize(port()).empty());
+}
+
 TEST_F(ProxyTest, SmugglingShapesAndMalformedHeadsAre400) {
   start();
   for (const std::string& bad : {
