@@ -15,16 +15,6 @@
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
-namespace {
-
-bool starts_with_ci(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && http1::iequals(s.substr(0, prefix.size()), prefix);
-}
-
-std::string_view view(const beast::flat_buffer& b) { return {static_cast<const char*>(b.data().data()), b.size()}; }
-
-}  // namespace
-
 std::unique_ptr<char[]> RelayBuffers::take(std::size_t size) {
   if (size != size_) {
     buffers_.clear();  // the size changed with a reload
@@ -286,7 +276,7 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
   // A client that waits for "100 Continue" before sending its body gets it from us: the
   // body is read here, so the pod never sees the Expect header.
   if (framing != http1::Framing::none && buffer_.size() == head_size) {
-    if (const auto expect = req.get("Expect"); expect && starts_with_ci(*expect, "100-continue")) {
+    if (const auto expect = req.get("Expect"); expect && http1::starts_with_ci(*expect, "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       auto [cec, cn] = co_await net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()), use_tuple);
       if (cec) co_return ReadResult::closed;

@@ -11,13 +11,6 @@ namespace {
 
 using namespace std::string_view_literals;
 
-void append_field(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out += ": "sv;
-  out.append(value);
-  out += "\r\n"sv;
-}
-
 void append_number(std::string& out, std::size_t n) {
   std::array<char, 24> digits{};
   const auto [end, ec] = std::to_chars(digits.data(), digits.data() + digits.size(), n);
@@ -52,6 +45,13 @@ bool replaced_by_proxy(std::string_view name) {
 }
 
 }  // namespace
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out += ": "sv;
+  out.append(value);
+  out += "\r\n"sv;
+}
 
 bool is_dropped_hop(const http1::Field& f, const http1::Head& h) {
   return is_hop_by_hop(f.name) || (h.connection_names_fields && connection_lists(*h.connection, f.name));

@@ -14,10 +14,6 @@
 namespace mcpproxy {
 namespace {
 
-bool starts_with_ci(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && http1::iequals(s.substr(0, prefix.size()), prefix);
-}
-
 // Counts an open SSE stream for as long as it is relayed.
 class SseGauge {
  public:
@@ -103,7 +99,7 @@ Connection::RelayPlan Connection::plan_relay(Exchange& ex) {
   const http1::Head& res = response_;
   RelayPlan plan;
   const auto content_type = res.get("Content-Type");
-  plan.sse = content_type && starts_with_ci(*content_type, "text/event-stream");
+  plan.sse = content_type && http1::starts_with_ci(*content_type, "text/event-stream");
   plan.pod_keep_alive = res.keep_alive;
   const bool client_http11 = ex.req.version() >= 11;
   if (ctx_.draining.load(std::memory_order_relaxed)) ex.keep_alive = false;
@@ -139,7 +135,8 @@ Connection::RelayPlan Connection::plan_relay(Exchange& ex) {
   return plan;
 }
 
-net::awaitable<bool> Connection::tap_endpoint(Exchange& ex, LegacyTap& tap, std::string_view& data, bool body_done) {
+net::awaitable<Connection::Pumped> Connection::tap_endpoint(Exchange& ex, LegacyTap& tap, std::string_view& data,
+                                                            bool body_done) {
   const Config& cfg = *ex.cfg;
   if (tap.rewrite) tap.held.append(data);
   if (auto id = tap.scanner.feed(data)) {
@@ -151,16 +148,17 @@ net::awaitable<bool> Connection::tap_endpoint(Exchange& ex, LegacyTap& tap, std:
     ex.session_for_log = session_hash(*id);
     tap.session_id = std::move(*id);
   }
-  if (!tap.rewrite) co_return false;
+  if (!tap.rewrite) co_return Pumped::data;
   // Held back until the endpoint event is complete, then sent with the prefix.
-  if (!tap.scanner.done() && !body_done) co_return true;
+  if (!tap.scanner.done() && !body_done) co_return Pumped::hold;
   tap.held = prefix_legacy_endpoint(std::move(tap.held), cfg.legacy_endpoint_prefix);
   data = tap.held;
-  co_return false;
+  co_return Pumped::data;
 }
 
-Connection::Pumped Connection::deframe(const Exchange& ex, http1::BodyFraming& body, char* bytes, std::size_t got,
-                                       std::string_view& data) {
+Connection::Pumped Connection::deframe(const Exchange& ex, http1::BodyFraming& body, bool have, char* bytes,
+                                       std::size_t got, std::string_view& data) {
+  if (!have) return Pumped::pod_failed;  // read_pod logged why
   const std::size_t payload = got == 0 ? 0 : body.take(bytes, got);
   if (body.error) {
     log_event(spdlog::level::warn, "pod sent a malformed chunked body",
@@ -194,48 +192,54 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
   bool pod_failed = false;
   while (!client_failed) {
     std::string_view data;
+    Pumped p = Pumped::data;
     if (!body.done) {
       char* bytes = nullptr;
       std::size_t got = 0;
-      if (upstream_buffer_.size() > 0) {
-        // Body bytes that came with the head: used where they are.
-        bytes = static_cast<char*>(upstream_buffer_.data().data());
-        got = upstream_buffer_.size();
-        upstream_buffer_.consume(got);
-      } else if (!co_await read_pod(ex, body, plan, bytes, got)) {
-        pod_failed = true;
-        break;
-      }
-      Pumped p = deframe(ex, body, bytes, got, data);
-      if (p == Pumped::data && tap && !data.empty() && !tap->scanner.done()) {
-        const bool held = co_await tap_endpoint(ex, *tap, data, body.done);
-        if (held) p = Pumped::hold;
-      }
-      if (p == Pumped::pod_failed) {
-        pod_failed = true;
-        break;
-      }
-      if (p == Pumped::hold) continue;
+      bool have = take_buffered(bytes, got);
+      if (!have) have = co_await read_pod(ex, body, plan, bytes, got);
+      p = deframe(ex, body, have, bytes, got, data);
     }
+    if (p == Pumped::data && tap && tap->wants(data)) p = co_await tap_endpoint(ex, *tap, data, body.done);
+    if (p == Pumped::pod_failed) {
+      pod_failed = true;
+      break;
+    }
+    if (p == Pumped::hold) continue;
     const bool last = body.done;
     if (!co_await write_client(data, last, plan.chunked, head_sent, cfg)) client_failed = true;
     if (last) break;
   }
   stop_waiting();
   release_relay_buffer();
-  RelayOutcome out;
-  out.client_gone = client_failed || client_gone();
+  const RelayOutcome out = relay_outcome(plan, body, client_failed, pod_failed);
   end_watch();
   if (tap && !tap->session_id.empty()) {
     // The legacy transport's session lives exactly as long as its GET stream.
     ctx_.metrics.sessions_deleted.fetch_add(1, std::memory_order_relaxed);
     co_await ctx_.sessions.forget(tap->session_id);
   }
+  co_return out;
+}
+
+bool Connection::take_buffered(char*& bytes, std::size_t& got) {
+  // Body bytes that came with the head: used where they are.
+  if (upstream_buffer_.size() == 0) return false;
+  bytes = static_cast<char*>(upstream_buffer_.data().data());
+  got = upstream_buffer_.size();
+  upstream_buffer_.consume(got);
+  return true;
+}
+
+Connection::RelayOutcome Connection::relay_outcome(const RelayPlan& plan, const http1::BodyFraming& body,
+                                                   bool client_failed, bool pod_failed) const {
+  RelayOutcome out;
+  out.client_gone = client_failed || client_gone();
   out.pod_failed = pod_failed;
   // Bytes past the body (after a 204, say) mean the pod and the proxy disagree on framing.
   out.pod_reusable = !out.client_gone && !pod_failed && body.done && plan.pod_keep_alive && !body.extra &&
                      upstream_buffer_.size() == 0 && body.framing != http1::Framing::close;
-  co_return out;
+  return out;
 }
 
 }  // namespace mcpproxy

@@ -16,16 +16,7 @@ namespace {
 
 using namespace std::string_view_literals;
 
-std::string_view view(const beast::flat_buffer& b) { return {static_cast<const char*>(b.data().data()), b.size()}; }
-
 constexpr std::string_view kInitialized = R"({"jsonrpc":"2.0","method":"notifications/initialized"})";
-
-void append_field(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out += ": "sv;
-  out.append(value);
-  out += "\r\n"sv;
-}
 
 }  // namespace
 

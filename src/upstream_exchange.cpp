@@ -11,8 +11,6 @@
 namespace mcpproxy {
 namespace {
 
-std::string_view view(const beast::flat_buffer& b) { return {static_cast<const char*>(b.data().data()), b.size()}; }
-
 // Retry rule 1: a placed request (a new session, a sessionless request) whose pod cannot be
 // connected to is placed again, once, on another pod; the failed pod is ejected first, so
 // placement skips it. A session's request has one pod and is not placed again.

@@ -224,12 +224,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool rewrite = false;
     std::string held;
     std::string session_id;  // once the endpoint event announced it
+    bool wants(std::string_view data) const { return !data.empty() && !scanner.done(); }
   };
-  // Feeds the tap; true while the bytes are held back. May replace `data`.
-  net::awaitable<bool> tap_endpoint(Exchange& ex, LegacyTap& tap, std::string_view& data, bool body_done);
   enum class Pumped : std::uint8_t { data, hold, pod_failed };
+  // Feeds the tap; `hold` while the bytes are held back. May replace `data`.
+  net::awaitable<Pumped> tap_endpoint(Exchange& ex, LegacyTap& tap, std::string_view& data, bool body_done);
+  // Body bytes that came with the head, taken where they lie; false when there are none.
+  bool take_buffered(char*& bytes, std::size_t& got);
+  RelayOutcome relay_outcome(const RelayPlan& plan, const http1::BodyFraming& body, bool client_failed,
+                             bool pod_failed) const;
   // The payload of `got` bytes at `bytes` in `data` (chunk framing removed in place).
-  Pumped deframe(const Exchange& ex, http1::BodyFraming& body, char* bytes, std::size_t got, std::string_view& data);
+  // `have`: read_pod got bytes (else the pod failed).
+  Pumped deframe(const Exchange& ex, http1::BodyFraming& body, bool have, char* bytes, std::size_t got,
+                 std::string_view& data);
   // The next bytes of the pod's body into the relay buffer; false when the pod failed.
   net::awaitable<bool> read_pod(Exchange& ex, http1::BodyFraming& body, const RelayPlan& plan, char*& bytes,
                                 std::size_t& got);

@@ -38,6 +38,11 @@ inline bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// ASCII case-insensitive prefix test (a field value's media type, an Expect token).
+inline bool starts_with_ci(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
 // Without the optional whitespace (spaces, tabs) around it.
 std::string_view trim_ows(std::string_view s);
 

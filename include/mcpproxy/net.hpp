@@ -12,6 +12,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <string_view>
 
 namespace mcpproxy {
 
@@ -25,5 +26,10 @@ inline constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 
 // Errors that are part of normal life (a peer that went away, a cancelled wait): not logged.
 bool harmless(const error_code& ec);
+
+// The readable bytes of a buffer, for the http1 parser.
+inline std::string_view view(const beast::flat_buffer& b) {
+  return {static_cast<const char*>(b.data().data()), b.size()};
+}
 
 }  // namespace mcpproxy

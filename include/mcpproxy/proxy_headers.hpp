@@ -48,6 +48,9 @@ struct ClientHeadEdits {
 // relay needs are added.
 void write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits);
 
+// Appends "name: value\r\n".
+void append_field(std::string& out, std::string_view name, std::string_view value);
+
 // A field the proxy never forwards as received: hop-by-hop (RFC 9110 7.6.1), or named by
 // the message's Connection field.
 bool is_dropped_hop(const http1::Field& f, const http1::Head& h);
