@@ -23,7 +23,6 @@ class Sessions {
 
   // With the redis store: this worker's store (set once at start-up, before any request).
   void use_store(RedisStore* store) { store_ = store; }
-  bool remote() const { return store_ != nullptr; }
 
   // The hot path: the local table, with no network round trip (counted as a hit).
   // nullptr: not cached; then find_missed.
