@@ -44,6 +44,12 @@ int main(int argc, char** argv) {
     flush_logs();
     spdlog::shutdown();
     return code;
+  } catch (const ConfigError& e) {  // a listen address that cannot be bound
+    log_event(spdlog::level::critical, "fatal", {{"error", e.what()}});
+    flush_logs();
+    spdlog::shutdown();
+    std::cerr << "mcp-session-proxy: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     log_event(spdlog::level::critical, "fatal", {{"error", e.what()}});
     flush_logs();

@@ -4,9 +4,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <boost/system/system_error.hpp>
 #include <cerrno>
 #include <csignal>
-#include <system_error>
 
 #include "mcpproxy/admin.hpp"
 #include "mcpproxy/downstream.hpp"
@@ -45,7 +45,7 @@ void Worker::share_listener(const Worker& first) {
   // process started on a port in use fails with "address in use" instead of silently
   // taking half the connections (with a session table that never saw their sessions).
   const int fd = ::dup(const_cast<tcp::acceptor&>(first.acceptor_).native_handle());
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "dup");
+  if (fd < 0) throw boost::system::system_error(error_code(errno, boost::system::system_category()), "dup");
   acceptor_.assign(first.acceptor_.local_endpoint().protocol(), fd);
 }
 
@@ -182,16 +182,18 @@ int Server::run() {
       } else {
         w->share_listener(*workers_.front());
       }
-    } catch (const std::system_error& e) {
-      throw std::runtime_error("listen " + cfg.listen.str() + ": " + e.code().message());
+    } catch (const boost::system::system_error& e) {  // Asio's bind and listen
+      // The listen address cannot be used (in use by another process, say): the config
+      // cannot run here, so it exits like an invalid one (code 2).
+      throw ConfigError("listen " + cfg.listen.str() + ": " + e.code().message());
     }
     workers_.push_back(std::move(w));
   }
   const std::uint16_t port = workers_.front()->bound_port();
   try {
     admin_->listen(cfg.admin_listen);
-  } catch (const std::system_error& e) {
-    throw std::runtime_error("admin_listen " + cfg.admin_listen.str() + ": " + e.code().message());
+  } catch (const boost::system::system_error& e) {
+    throw ConfigError("admin_listen " + cfg.admin_listen.str() + ": " + e.code().message());
   }
 
   net::signal_set signals(admin_ioc_, SIGTERM, SIGINT, SIGHUP);
