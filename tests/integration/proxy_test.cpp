@@ -580,16 +580,18 @@ TEST_F(ProxyTest, OversizedHeadIs431AndASlowHeadIsCut) {
   EXPECT_EQ(request(port(), "POST", "/mcp", kInit).status, 200) << "the proxy keeps serving";
 }
 
-// A pod on 127.0.1.0 that answers every request with the same bytes and closes: for the
-// response shapes a well-behaved MCP server never sends. With no bytes it never answers
-// (the connection stays open until the pod is destroyed).
+// A pod (on 127.0.1.0 and a free port unless told) that answers every request with the same
+// bytes and closes: for the response shapes a well-behaved MCP server never sends. With no
+// bytes it never answers (the connection stays open until the pod is destroyed).
 class RawPod {
  public:
-  explicit RawPod(std::string response) : response_(std::move(response)) {
+  explicit RawPod(std::string response, const std::string& host = "127.0.1.0", std::uint16_t at_port = 0)
+      : response_(std::move(response)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    ::inet_pton(AF_INET, "127.0.1.0", &addr.sin_addr);
+    addr.sin_port = htons(at_port);
+    ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
     socklen_t len = sizeof addr;
     if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd_, 16) != 0) return;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -648,6 +650,29 @@ Response through_raw_pod(const std::string& pod_answer) {
   Proxy proxy({"--replicas", "1", "--threads", "1", "--backend-url-template",
                "http://127.0.1.{ordinal}:" + std::to_string(pod.port)});
   return request(proxy.port, "POST", "/mcp", kInit);
+}
+
+// Recovery reads the new pod's answers with the strict parser of the proxied path: a pod that
+// answers the replayed initialize with a malformed head cannot take the session, and the
+// client gets the spec's 404 (never a 5xx, never a hang); the proxy keeps serving.
+TEST_F(ProxyTest, RecoveryOntoAPodWithAMalformedAnswerIs404) {
+  start({}, {}, 1, 2);  // pod 0 is the sample backend; ordinal 1 is the raw pod below
+  RawPod bad("HTTP/1.1 200 OK\r\nBad Field Line\r\n\r\n", "127.0.1.1", backend_->port);
+  ASSERT_NE(bad.port, 0);
+  // Placement may pick the bad pod for an initialize (502); a few tries reach pod 0.
+  std::string sid;
+  for (int i = 0; i < 20 && sid.empty(); ++i) sid = initialize(port());
+  ASSERT_FALSE(sid.empty());
+  Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  forget_on_pod(*backend_, message(r)["result"]["structuredContent"]["pod"], sid);
+  r = request(port(), "POST", "/mcp", call(3, "whoami"), {{"Mcp-Session-Id", sid}});
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
+  const std::string m = proxy_->metrics();
+  EXPECT_EQ(metric(m, "mcp_proxy_sessions_recovered_total").value_or(0), 0);
+  EXPECT_GE(metric(m, "mcp_proxy_sessions_lost_total").value_or(0), 1);
+  EXPECT_NE(proxy_->log().find("session could not be re-established"), std::string::npos);
 }
 
 TEST(PodResponses, EveryFramingArrivesWhole) {
