@@ -1,9 +1,9 @@
 #include "mcpproxy/server.hpp"
 
 #include <unistd.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-
 #include <boost/system/system_error.hpp>
 #include <cerrno>
 #include <csignal>
@@ -38,13 +38,13 @@ void Worker::listen(const ListenAddress& addr) {
   acceptor_.listen(net::socket_base::max_listen_connections);
 }
 
-void Worker::share_listener(const Worker& first) {
+void Worker::share_listener(Worker& first) {
   // One listening socket and one accept queue for all workers, each watching its own
   // descriptor of it: a connection goes to whichever worker takes it first, not to one
   // the kernel hashed it to. And a port is bound once, without SO_REUSEPORT: a second
   // process started on a port in use fails with "address in use" instead of silently
   // taking half the connections (with a session table that never saw their sessions).
-  const int fd = ::dup(const_cast<tcp::acceptor&>(first.acceptor_).native_handle());
+  const int fd = ::dup(first.acceptor_.native_handle());
   if (fd < 0) throw boost::system::system_error(error_code(errno, boost::system::system_category()), "dup");
   acceptor_.assign(first.acceptor_.local_endpoint().protocol(), fd);
 }

@@ -45,7 +45,7 @@ class Worker {
   // Binds the listener; throws std::system_error on failure (start-up).
   void listen(const ListenAddress& addr);
   // The other workers accept from the first one's listening socket.
-  void share_listener(const Worker& first);
+  void share_listener(Worker& first);
   std::uint16_t bound_port() const;
   void start();  // thread: accept loop + pool pruning
   void join();

@@ -8,18 +8,17 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startProxy, startRedis } from '../e2e/harness.mjs';
-import { startReferenceServer, serverSuite, clientScenario, clients } from './conformance_lib.mjs';
+import { startDirectAndPods, serverSuite, clientScenario, clients } from './conformance_lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 describe('server scenarios: direct vs through the proxy', () => {
   const ctx = {};
   before(async () => {
-    ctx.direct = await startReferenceServer('127.0.0.1', await freePort());
-    const podPort = await freePort();
-    ctx.pods = await Promise.all([0, 1, 2].map((o) => startReferenceServer(`127.0.1.${o}`, podPort)));
+    ctx.servers = await startDirectAndPods(freePort);
+    ctx.direct = ctx.servers.direct;
     ctx.redis = await startRedis();
-    const template = ['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${podPort}`];
+    const template = ctx.servers.proxyArgs;
     ctx.memory = await startProxy(template);
     ctx.viaRedis = await startProxy([...template, '--session-store', 'redis', '--redis-url', ctx.redis.url]);
   });
@@ -27,7 +26,7 @@ describe('server scenarios: direct vs through the proxy', () => {
     await ctx.memory?.stop();
     await ctx.viaRedis?.stop();
     await ctx.redis?.stop();
-    await Promise.all([ctx.direct, ...(ctx.pods ?? [])].filter(Boolean).map((s) => s.stop()));
+    await ctx.servers?.stop();
   });
 
   test('every scenario that passes directly passes through the proxy (memory and redis stores)', async () => {

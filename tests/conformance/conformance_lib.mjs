@@ -50,6 +50,19 @@ export async function startReferenceServer(host, port) {
   return { host, port, url: `http://${host}:${port}/mcp`, stop: () => stop(child) };
 }
 
+// One reference server on 127.0.0.1 for direct runs, and `replicas` pods on 127.0.1.N behind
+// one port with their proxy URL template.
+export async function startDirectAndPods(freePort, replicas = 3) {
+  const direct = await startReferenceServer('127.0.0.1', await freePort());
+  const podPort = await freePort();
+  const pods = await Promise.all([...Array(replicas).keys()].map((o) => startReferenceServer(`127.0.1.${o}`, podPort)));
+  return {
+    direct, pods,
+    proxyArgs: ['--replicas', String(replicas), '--backend-url-template', `http://127.0.1.{ordinal}:${podPort}`],
+    stop: () => Promise.all([direct, ...pods].map((s) => s.stop())),
+  };
+}
+
 // Runs a command to its end (bounded); resolves with its exit code and output.
 export function run(cmd, args, { env = {}, timeoutMs = 600000 } = {}) {
   return new Promise((resolve) => {

@@ -5,7 +5,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePort, startProxy } from '../e2e/harness.mjs';
-import { startReferenceServer } from './conformance_lib.mjs';
+import { startDirectAndPods } from './conformance_lib.mjs';
 import { elicitationRace, firstRequestLatency } from './race.mjs';
 
 const sessions = Number(process.env.MCPPROXY_RACE_SESSIONS ?? 1000);
@@ -13,15 +13,14 @@ const sessions = Number(process.env.MCPPROXY_RACE_SESSIONS ?? 1000);
 describe('GET stream versus tool call', () => {
   const ctx = {};
   before(async () => {
-    ctx.direct = await startReferenceServer('127.0.0.1', await freePort());
-    const podPort = await freePort();
-    ctx.pods = await Promise.all([0, 1, 2].map((o) => startReferenceServer(`127.0.1.${o}`, podPort)));
-    ctx.proxy = await startProxy(['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${podPort}`,
+    ctx.servers = await startDirectAndPods(freePort);
+    ctx.direct = ctx.servers.direct;
+    ctx.proxy = await startProxy([...ctx.servers.proxyArgs,
       ...(process.env.MCPPROXY_RACE_PROXY_ARGS ?? '').split(' ').filter(Boolean)]);
   });
   after(async () => {
     await ctx.proxy?.stop();
-    await Promise.all([ctx.direct, ...(ctx.pods ?? [])].filter(Boolean).map((s) => s.stop()));
+    await ctx.servers?.stop();
   });
 
   test(`${sessions} elicitations: none lost directly, none lost through the proxy`, async () => {
