@@ -38,3 +38,16 @@ done
 if [ -f "$here/tests/e2e/package-lock.json" ]; then
   (cd "$here/tests/e2e" && { [ -d node_modules/@modelcontextprotocol/sdk ] || npm ci --no-audit --no-fund --loglevel=error; })
 fi
+
+# The official MCP conformance suite (runner and a Node.js 22 for it, pinned by
+# tests/conformance/package-lock.json) and its reference server and clients, copied from
+# ../shared/mcp-conformance (read-only in CI) and installed by their own lock file.
+conf="$here/tests/conformance"
+if [ -f "$conf/package-lock.json" ]; then
+  (cd "$conf" && { [ -d node_modules/@modelcontextprotocol/conformance ] || npm ci --no-audit --no-fund --loglevel=error; })
+  shared="$here/../shared/mcp-conformance"
+  if [ ! -d "$conf/server/node_modules" ] && [ -d "$shared" ]; then
+    rm -rf "$conf/server" && mkdir "$conf/server" && cp -r "$shared/." "$conf/server/" && chmod -R u+w "$conf/server"
+    (cd "$conf/server" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

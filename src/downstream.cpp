@@ -322,12 +322,39 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
       ex.ordinal = place_new(cfg);
       break;
   }
+  if (ex.route.cls == RequestClass::session) co_await keep_stream_order(ex);
   co_return co_await proxy(ex, /*may_recover=*/true);
+}
+
+void Connection::expect_stream(const Exchange& ex) {
+  // The SDK clients open the session's GET stream as soon as they see this 202.
+  const auto window = ex.cfg->backend.stream_expect_window;
+  if (window.count() == 0 || ex.cfg->backend.stream_open_wait.count() == 0 || response_.status != 202 ||
+      ex.route.cls != RequestClass::session)
+    return;
+  if (ex.req.body.find("\"notifications/initialized\"") == std::string_view::npos) return;
+  ctx_.streams.expect(ex.route.session_id, std::chrono::steady_clock::now() + ex.cfg->backend.stream_open_wait);
+}
+
+net::awaitable<void> Connection::keep_stream_order(Exchange& ex) {
+  const auto limit = ex.cfg->backend.stream_open_wait;
+  if (limit.count() == 0) co_return;
+  // The session's GET stream: its later requests wait for it (stream_gate.hpp).
+  if (ex.req.method() == "GET") {
+    ex.stream_opening = StreamOpening(ctx_.streams, ex.route.session_id);
+    co_return;
+  }
+  if (!ctx_.streams.any()) co_return;
+  const bool waited = co_await ctx_.streams.wait(ex.route.session_id, limit, ex.cfg->backend.stream_expect_window);
+  if (waited) ctx_.metrics.stream_order_waits.fetch_add(1, std::memory_order_relaxed);
 }
 
 net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
   Refusal refusal;
-  switch (co_await exchange_upstream(ex, &refusal)) {
+  const UpstreamResult result = co_await exchange_upstream(ex, &refusal);
+  ex.stream_opening.release();  // the pod has the GET stream now, or will never have it
+  if (result == UpstreamResult::head) expect_stream(ex);
+  switch (result) {
     case UpstreamResult::head:
       break;
     case UpstreamResult::client_gone:

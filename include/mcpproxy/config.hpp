@@ -62,6 +62,13 @@ struct BackendConfig {
   bool rewrite_host = false;
   duration connect_timeout{5000};
   duration response_timeout{300000};  // until the response head arrives
+  // A session's requests that come while its GET stream is being opened wait for the pod's
+  // answer to the GET, this long at most (stream_gate.hpp); 0: they never wait.
+  duration stream_open_wait{200};
+  // After the pod accepts a session's notifications/initialized, the SDK clients open its
+  // GET stream: the session's next request waits this long at most for it to start
+  // opening (then for its head); 0: it never does.
+  duration stream_expect_window{20};
   duration dns_cache_ttl{5000};
   duration eject_cooldown{10000};
   duration idle_connection_timeout{60000};  // pooled keep-alive connection to a pod

@@ -26,6 +26,7 @@
 #include "mcpproxy/placement.hpp"
 #include "mcpproxy/route.hpp"
 #include "mcpproxy/session.hpp"
+#include "mcpproxy/stream_gate.hpp"
 
 namespace mcpproxy {
 
@@ -75,6 +76,7 @@ struct ConnectionContext {
   PodHealth& health;
   UpstreamPool& pool;
   Sessions& sessions;
+  StreamGate& streams;  // shared by the workers
   RelayBuffers& relay_buffers;
   ConnectionRegistry& registry;
   std::mt19937_64& rng;
@@ -154,6 +156,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::chrono::steady_clock::time_point start;
     std::string session_for_log;            // a session this exchange created; else route.session_id
     std::unique_ptr<tcp::socket> upstream;  // the pod connection of the exchange in progress
+    StreamOpening stream_opening;           // a session's GET stream until the pod answers its head
   };
 
   // --- downstream.cpp: the connection loop and the driver of the stages
@@ -176,6 +179,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<bool> handle(Exchange& ex);
   // `may_recover`: a lost session may be moved once (sessions.on_lost); a replay may not.
   net::awaitable<bool> proxy(Exchange& ex, bool may_recover);
+  // A session's GET stream holds back the session's requests that come after it until the
+  // pod has answered the GET's head (stream_gate.hpp).
+  net::awaitable<void> keep_stream_order(Exchange& ex);
+  void expect_stream(const Exchange& ex);
   // Session bookkeeping on the pod's response head, before it goes downstream.
   ResponseFacts response_facts(const Exchange& ex, bool may_recover) const;
   enum class Bookkeeping { relay, answered };

@@ -1,6 +1,6 @@
 #pragma once
-// The process: share-nothing worker threads (one io_context, one listening socket with
-// SO_REUSEPORT, one upstream pool each), the admin listener, signals, drain and reload.
+// The process: share-nothing worker threads (one io_context and one upstream pool each, all
+// accepting from one listening socket), the admin listener, signals, drain and reload.
 
 #include <atomic>
 #include <list>
@@ -17,6 +17,7 @@
 #include "mcpproxy/session.hpp"
 #include "mcpproxy/session_store.hpp"
 #include "mcpproxy/sessions.hpp"
+#include "mcpproxy/stream_gate.hpp"
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
@@ -33,6 +34,7 @@ struct Shared {
   std::unique_ptr<StoreShared> store;  // the redis store's shared part; null with the memory store
   Metrics metrics;
   PodHealth health;
+  StreamGate streams;
   std::atomic<bool> draining{false};
   std::atomic<std::int64_t> busy{0};  // requests in progress that are not SSE streams
 };
