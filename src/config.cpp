@@ -207,6 +207,10 @@ const std::vector<KeySpec>& key_specs() {
          c.legacy_sse_path = v;
        },
        [](const Config& c) { return c.legacy_sse_path; }},
+      {"trust_forwarded_headers", "--trust-forwarded-headers",
+       "pass the X-Forwarded-Host/-Proto of a trusted hop in front (TLS ingress, runner) to the pod (default false)",
+       [](Config& c, const std::string& v) { c.trust_forwarded_headers = to_bool(v); },
+       [](const Config& c) { return b(c.trust_forwarded_headers); }},
       {"legacy_endpoint_prefix", "--legacy-endpoint-prefix",
        "path prefix the proxy is mounted under, prepended to the legacy endpoint URL (default none)",
        [](Config& c, const std::string& v) {

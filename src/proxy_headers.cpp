@@ -40,8 +40,11 @@ class FieldRuns {
 
 // Fields a request never takes to the pod as received: the proxy sets its own.
 bool replaced_by_proxy(std::string_view name) {
-  return http1::iequals(name, "Expect") || http1::iequals(name, "Content-Length") ||
-         http1::iequals(name, "X-Forwarded-Host") || http1::iequals(name, "X-Forwarded-Proto");
+  return http1::iequals(name, "Expect") || http1::iequals(name, "Content-Length");
+}
+
+bool is_forwarded_host_or_proto(std::string_view name) {
+  return http1::iequals(name, "X-Forwarded-Host") || http1::iequals(name, "X-Forwarded-Proto");
 }
 
 }  // namespace
@@ -66,10 +69,21 @@ enum class FieldEdit : std::uint8_t { keep, drop, replace_session };
 struct Seen {
   std::optional<std::string_view> host;
   std::optional<std::string_view> forwarded_for;
+  bool forwarded_host = false;  // kept from a trusted hop in front
+  bool forwarded_proto = false;
 };
 
 FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const UpstreamHeadEdits& edits, Seen& seen) {
   if (is_dropped_hop(f, req) || replaced_by_proxy(f.name)) return FieldEdit::drop;
+  if (is_forwarded_host_or_proto(f.name)) {
+    // What the hop in front saw (the public host, https) when it is trusted; else the
+    // client could name any origin to the pod.
+    if (!edits.trust_forwarded) return FieldEdit::drop;
+    bool& noted = http1::iequals(f.name, "X-Forwarded-Host") ? seen.forwarded_host : seen.forwarded_proto;
+    if (noted) return FieldEdit::drop;  // the first one only
+    noted = true;
+    return FieldEdit::keep;
+  }
   if (http1::iequals(f.name, "Host")) {
     if (!seen.host) seen.host = f.value;
     return edits.rewrite_host ? FieldEdit::drop : FieldEdit::keep;
@@ -110,14 +124,15 @@ void write_upstream_head(std::string& out, const http1::Head& req, const Upstrea
   }
   runs.finish();
   if (edits.rewrite_host || !seen.host) append_field(out, "Host", edits.pod_authority);
-  if (seen.host) append_field(out, "X-Forwarded-Host", *seen.host);
+  if (seen.host && !seen.forwarded_host) append_field(out, "X-Forwarded-Host", *seen.host);
   out += "X-Forwarded-For: "sv;
   if (seen.forwarded_for) {
     out.append(*seen.forwarded_for);
     out += ", "sv;
   }
   out.append(edits.peer_ip);
-  out += "\r\nX-Forwarded-Proto: http\r\n"sv;
+  out += "\r\n"sv;
+  if (!seen.forwarded_proto) out += "X-Forwarded-Proto: http\r\n"sv;
   const auto method = req.method;
   if (edits.body_size > 0 || method == "POST" || method == "PUT" || method == "PATCH") {
     out += "Content-Length: "sv;

@@ -102,6 +102,7 @@ net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex,
   UpstreamHeadEdits edits;
   edits.pod_authority = ctx_.pool.address(ex.ordinal).authority;
   edits.rewrite_host = cfg.backend.rewrite_host;
+  edits.trust_forwarded = cfg.trust_forwarded_headers;
   edits.peer_ip = peer_ip_;
   // After a re-initialize the pod knows the session by its own id; the client keeps its.
   if (ex.rec && !ex.route.from_query && !ex.rec->backend_session.empty()) edits.pod_session = ex.rec->backend_session;

@@ -132,6 +132,9 @@ struct Config {
   PlacementPolicy placement = PlacementPolicy::least_sessions;
   std::string legacy_sse_path = "/sse";
   std::string legacy_endpoint_prefix;  // prepended to the legacy endpoint event's relative URL
+  // The hop in front of the proxy (a TLS-terminating ingress, the proxy-runner) is trusted:
+  // its X-Forwarded-Host/-Proto reach the pod instead of the proxy's own.
+  bool trust_forwarded_headers = false;
   LogConfig log;
   duration drain_timeout{20000};
   bool operator==(const Config&) const = default;

@@ -19,6 +19,10 @@ struct UpstreamHeadEdits {
   std::string_view pod_authority;  // host:port of the pod, for Host
   bool rewrite_host = false;       // Host names the pod instead of what the client sent
   std::string_view peer_ip;        // appended to X-Forwarded-For
+  // The hop in front (an ingress terminating TLS, the proxy-runner) is trusted: the
+  // X-Forwarded-Host/-Proto it sent go to the pod (the first of each), so the pod builds its
+  // public URLs (OAuth protected-resource metadata) from what the client used.
+  bool trust_forwarded = false;
   // The pod knows the session by its own id (after a re-initialize): the client's id is
   // replaced by this one. Unset: the field goes as the client sent it.
   std::optional<std::string_view> pod_session;
@@ -27,10 +31,11 @@ struct UpstreamHeadEdits {
 };
 
 // Writes the request line and fields for the pod: hop-by-hop fields, those the Connection
-// field names, Expect, Content-Length and client-sent X-Forwarded-Host/-Proto are dropped;
-// X-Forwarded-For gets the peer appended; X-Forwarded-Host carries the client's Host;
-// X-Forwarded-Proto is http; Content-Length is the forwarded body's when there is a body or
-// the method carries one. Lines forwarded unchanged are copied in runs.
+// field names, Expect, Content-Length and client-sent X-Forwarded-Host/-Proto are dropped
+// (the last two are kept when `trust_forwarded`); X-Forwarded-For gets the peer appended;
+// X-Forwarded-Host carries the client's Host and X-Forwarded-Proto is http, unless kept;
+// Content-Length is the forwarded body's when there is a body or the method carries one.
+// Lines forwarded unchanged are copied in runs.
 void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits);
 
 // What the response head edit needs to know besides the head itself.

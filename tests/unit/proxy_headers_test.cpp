@@ -78,6 +78,27 @@ TEST(ProxyHeaders, RequestSetsForwardedFields) {
   EXPECT_TRUE(has_line(upstream("GET / HTTP/1.1\r\nHost: h\r\n\r\n", pod0()), "X-Forwarded-For: 10.1.2.3"));
 }
 
+TEST(ProxyHeaders, ATrustedHopsForwardedHostAndProtoReachThePod) {
+  auto e = pod0();
+  e.trust_forwarded = true;
+  const std::string out = upstream(
+      "GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+      "X-Forwarded-Host: mcp.example.com\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: second\r\n\r\n",
+      e);
+  EXPECT_TRUE(has_line(out, "X-Forwarded-Host: mcp.example.com")) << out;
+  EXPECT_TRUE(has_line(out, "X-Forwarded-Proto: https")) << out;
+  // The first of each only, and not the proxy's own next to it.
+  EXPECT_EQ(out.find("second"), std::string::npos) << out;
+  EXPECT_FALSE(has_line(out, "X-Forwarded-Proto: http")) << out;
+  EXPECT_FALSE(has_line(out, "X-Forwarded-Host: 127.0.0.1:8080")) << out;
+  EXPECT_TRUE(has_line(out, "Host: 127.0.0.1:8080")) << out;
+  // A trusted hop that sent neither: the proxy's own, as untrusted.
+  const std::string none = upstream("GET /mcp HTTP/1.1\r\nHost: h:1\r\n\r\n", e);
+  EXPECT_TRUE(has_line(none, "X-Forwarded-Host: h:1")) << none;
+  EXPECT_TRUE(has_line(none, "X-Forwarded-Proto: http")) << none;
+}
+
 TEST(ProxyHeaders, HostIsTheClientsUnlessRewritten) {
   const std::string wire = "GET /mcp HTTP/1.1\r\nHost: proxy.example\r\n\r\n";
   const std::string kept = upstream(wire, pod0());
