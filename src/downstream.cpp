@@ -306,7 +306,10 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
   // is asked when the local table does not know the id.
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
-    if (!ex.rec) ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id);
+    bool store_failed = false;
+    if (!ex.rec) ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
+    // Not knowing is not "not found": a 404 would make the client drop a live session.
+    if (!ex.rec && store_failed) co_return co_await send_local_reply(ex, kStoreUnavailable);
   }
   const Route route = route_request(ex.route, ex.rec.get(), cfg.backend.replicas);
   switch (route.kind) {
@@ -362,9 +365,12 @@ net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
       ex.status = 499;
       co_return false;
     case UpstreamResult::unreachable:
-      // The session's pod cannot be reached: the session is lost with it.
-      if (ex.route.cls == RequestClass::session)
-        co_return co_await session_lost(ex, LostCause::unreachable, may_recover);
+      // The session's pod cannot be reached: lost only when it is gone (route.hpp).
+      if (ex.route.cls == RequestClass::session) {
+        const Unreachable u = judge_unreachable(ex.connect_failure, ex.refusing_for, ex.cfg->backend.unreachable_grace);
+        if (u.lost) co_return co_await session_lost(ex, u.cause, may_recover);
+        co_return co_await send_local_reply(ex, u.refusal);
+      }
       co_return co_await send_local_reply(ex, refusal);
     case UpstreamResult::refused:
       co_return co_await send_local_reply(ex, refusal);
@@ -522,6 +528,7 @@ net::awaitable<bool> Connection::send_local_reply(Exchange& ex, const Refusal& r
   if (ctx_.draining.load(std::memory_order_relaxed)) ex.keep_alive = false;
   http::response<http::string_body> res{static_cast<http::status>(r.status), ex.req.version() >= 11 ? 11 : 10};
   res.set(http::field::content_type, "application/json");
+  if (r.retry_after != 0) res.set(http::field::retry_after, std::to_string(r.retry_after));
   res.body() = jsonrpc_error_body(r.code, r.message, info.id_json);
   res.keep_alive(ex.keep_alive);
   res.prepare_payload();

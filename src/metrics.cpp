@@ -40,7 +40,7 @@ std::string pod_label(int ordinal) { return "pod=\"" + std::to_string(ordinal) +
 constexpr std::array<std::string_view, 4> kMethods = {"GET", "POST", "DELETE", "OTHER"};
 constexpr std::array<std::string_view, 4> kStoreOps = {"get", "set", "del", "expire"};
 constexpr std::array<std::string_view, 3> kStoreResults = {"ok", "miss", "error"};
-constexpr std::array<std::string_view, 3> kUpstreamErrors = {"connect", "timeout", "io"};
+constexpr std::array<std::string_view, 4> kUpstreamErrors = {"connect", "timeout", "io", "local"};
 
 }  // namespace
 
@@ -79,7 +79,7 @@ MethodClass method_class(std::string_view method) {
 
 Metrics::Metrics()
     : upstream_duration_(new Histogram[kMaxReplicas]),
-      upstream_errors_(new std::array<std::atomic<std::uint64_t>, 3>[kMaxReplicas]) {
+      upstream_errors_(new std::array<std::atomic<std::uint64_t>, 4>[kMaxReplicas]) {
   for (int i = 0; i < kMaxReplicas; ++i) {
     for (auto& c : upstream_errors_[i]) c.store(0, std::memory_order_relaxed);
   }

@@ -37,8 +37,22 @@ int place(PlacementPolicy policy, int replicas, const std::function<bool(int)>& 
   return load(b) < load(a) ? b : a;
 }
 
-PodHealth::PodHealth() : until_(new std::atomic<std::int64_t>[kMaxReplicas]) {
-  for (int i = 0; i < kMaxReplicas; ++i) until_[i].store(0, std::memory_order_relaxed);
+PodHealth::PodHealth()
+    : until_(new std::atomic<std::int64_t>[kMaxReplicas]),
+      refusing_since_(new std::atomic<std::int64_t>[kMaxReplicas]) {
+  for (int i = 0; i < kMaxReplicas; ++i) {
+    until_[i].store(0, std::memory_order_relaxed);
+    refusing_since_[i].store(0, std::memory_order_relaxed);
+  }
+}
+
+std::chrono::steady_clock::duration PodHealth::refused(int ordinal, std::chrono::steady_clock::time_point now) {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return {};
+  const std::int64_t t = now.time_since_epoch().count();
+  std::int64_t since = 0;
+  // The first refusal since the pod last answered starts the count.
+  if (refusing_since_[ordinal].compare_exchange_strong(since, t, std::memory_order_relaxed)) return {};
+  return std::chrono::steady_clock::duration(t - since);
 }
 
 void PodHealth::eject(int ordinal, std::chrono::steady_clock::time_point until) {
@@ -48,7 +62,11 @@ void PodHealth::eject(int ordinal, std::chrono::steady_clock::time_point until) 
 
 void PodHealth::clear(int ordinal) {
   if (ordinal < 0 || ordinal >= kMaxReplicas) return;
-  until_[ordinal].store(0, std::memory_order_relaxed);
+  // Loads first: this runs on every answered request, the stores only after trouble.
+  if (until_[ordinal].load(std::memory_order_relaxed) != 0) until_[ordinal].store(0, std::memory_order_relaxed);
+  if (refusing_since_[ordinal].load(std::memory_order_relaxed) != 0) {
+    refusing_since_[ordinal].store(0, std::memory_order_relaxed);
+  }
 }
 
 bool PodHealth::healthy(int ordinal, std::chrono::steady_clock::time_point now) const {

@@ -29,6 +29,42 @@ Route route_request(const Classified& c, const SessionRecord* rec, int replicas)
   return r;
 }
 
+std::string_view to_string(LostCause c) {
+  switch (c) {
+    case LostCause::pod_answered_404:
+      return "pod_answered_404";
+    case LostCause::scaled_down:
+      return "ordinal_past_replicas";
+    case LostCause::unreachable:
+      return "pod_unreachable";
+    case LostCause::no_such_pod:
+      return "pod_name_gone";
+  }
+  return "unknown";
+}
+
+Unreachable judge_unreachable(ConnectFailure f, std::chrono::steady_clock::duration refusing_for,
+                              std::chrono::steady_clock::duration grace) {
+  Unreachable u;
+  switch (f) {
+    case ConnectFailure::no_such_pod:
+      u.lost = true;
+      u.cause = LostCause::no_such_pod;
+      return u;
+    case ConnectFailure::refused:
+      // A pod that restarts refuses for a while, then answers 404 for the sessions it lost
+      // (recovered then, with their state rebuilt); one that stays away is gone.
+      u.lost = refusing_for >= grace;
+      u.cause = LostCause::unreachable;
+      u.refusal = kPodUnavailable;
+      return u;
+    case ConnectFailure::local:
+      u.refusal = kProxyOverloaded;
+      return u;
+  }
+  return u;
+}
+
 bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::string_view method) {
   return policy == OnLost::reinitialize && rec != nullptr && !rec->init.empty() && !from_query && method != "DELETE";
 }

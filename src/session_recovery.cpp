@@ -46,9 +46,7 @@ net::awaitable<bool> Connection::session_lost(Exchange& ex, LostCause cause, boo
             {{"conn", std::to_string(id_)},
              {"session", session_label(ex)},
              {"pod", std::to_string(ex.ordinal)},
-             {"cause", cause == LostCause::pod_answered_404 ? "pod answered 404"
-                       : cause == LostCause::scaled_down    ? "ordinal past replicas"
-                                                            : "pod unreachable"}});
+             {"cause", std::string(to_string(cause))}});
   co_await ctx_.sessions.forget(ex.route.session_id);
   co_return co_await send_local_reply(ex, kSessionNotFound);
 }

@@ -17,13 +17,14 @@ std::shared_ptr<const SessionRecord> Sessions::find_cached(const std::string& id
   return rec;
 }
 
-net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::find_missed(const std::string& id) {
+net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::find_missed(const std::string& id, bool& store_failed) {
   metrics_.cache_misses.fetch_add(1, std::memory_order_relaxed);
   if (store_ == nullptr) {
     metrics_.count_store(StoreOp::get, StoreResult::miss);
     co_return nullptr;
   }
   const auto found = co_await store_->get(id);
+  store_failed = !found.ok;
   if (found.record) cache(id, *found.record);
   co_return found.record;
 }

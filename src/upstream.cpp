@@ -78,21 +78,40 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
   auto stream = std::make_unique<tcp::socket>(ioc_);
   // The connect has its own timer (a connect is rare: pooled connections are the rule).
   // `done` keeps a late expiry from closing a socket that has moved on to an exchange.
-  auto done = std::make_shared<bool>(false);
+  struct ConnectState {
+    bool done = false;
+    bool expired = false;
+  };
+  auto state = std::make_shared<ConnectState>();
   net::steady_timer deadline(ioc_);
   deadline.expires_after(cfg->backend.connect_timeout);
-  deadline.async_wait([done, sock = stream.get()](error_code ec) {
-    if (!ec && !*done) {
+  deadline.async_wait([state, sock = stream.get()](error_code ec) {
+    if (!ec && !state->done) {
+      state->expired = true;
       error_code ignored;
       sock->close(ignored);
     }
   });
-  auto [ec, ep] = co_await net::async_connect(*stream, endpoints, use_tuple);
-  *done = true;
+  // Each address in turn, the socket opened here: Asio's range connect reports a socket it
+  // could not open (EMFILE) as an abort, and that is the proxy's trouble, not the pod's.
+  error_code ec = net::error::host_not_found;
+  for (const auto& entry : endpoints) {
+    error_code open_ec;
+    if (stream->is_open()) stream->close(open_ec);
+    stream->open(entry.endpoint().protocol(), open_ec);
+    if (open_ec) {
+      ec = open_ec;
+      break;
+    }
+    auto [connect_ec] = co_await stream->async_connect(entry.endpoint(), use_tuple);
+    ec = connect_ec;
+    if (!ec || state->expired) break;
+  }
+  state->done = true;
   deadline.cancel();
   if (ec) {
     pod(ordinal).resolved_until = {};  // a pod that moved gets a fresh lookup next time
-    lease.ec = ec == net::error::operation_aborted ? error_code(beast::error::timeout) : ec;
+    lease.ec = state->expired ? error_code(beast::error::timeout) : ec;
     co_return lease;
   }
   error_code ignored;

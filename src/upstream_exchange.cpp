@@ -28,6 +28,18 @@ bool pooled_connection_was_stale(bool reused, bool anything_received, const erro
 
 }  // namespace
 
+ConnectFailure classify_connect_failure(const error_code& ec) {
+  // The name no longer resolves: the pod is gone (a headless Service drops a deleted pod's name).
+  if (ec == net::error::host_not_found) return ConnectFailure::no_such_pod;
+  // DNS that cannot answer now, and the proxy's own exhaustion, say nothing about the pod.
+  if (ec == net::error::host_not_found_try_again || ec == net::error::no_recovery || ec == net::error::no_descriptors ||
+      ec == net::error::no_buffer_space || ec == net::error::no_memory ||
+      ec == std::errc::too_many_files_open_in_system || ec == std::errc::address_not_available) {
+    return ConnectFailure::local;
+  }
+  return ConnectFailure::refused;
+}
+
 net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchange& ex, Refusal* refusal) {
   const Config& cfg = *ex.cfg;
   const int attempts = connect_attempts(ex.route, cfg.backend.replicas);
@@ -36,6 +48,11 @@ net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchang
     auto lease = co_await ctx_.pool.acquire(ex.ordinal);
     if (lease.ec) {
       on_connect_failure(ex, lease.ec);
+      // The proxy's own trouble: another pod would not help, and no session is lost.
+      if (ex.connect_failure == ConnectFailure::local) {
+        *refusal = kProxyOverloaded;
+        co_return ex.route.cls == RequestClass::session ? UpstreamResult::unreachable : UpstreamResult::refused;
+      }
       if (++attempt < attempts) {
         ex.ordinal = place_new(cfg);
         continue;
@@ -65,12 +82,26 @@ net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchang
   }
 }
 
-void Connection::on_connect_failure(const Exchange& ex, const error_code& ec) {
+void Connection::on_connect_failure(Exchange& ex, const error_code& ec) {
+  ex.connect_failure = classify_connect_failure(ec);
+  if (ex.connect_failure == ConnectFailure::local) {
+    // Nothing is wrong with the pod: it stays in placement.
+    ctx_.metrics.count_upstream_error(ex.ordinal, UpstreamError::local);
+    log_event(spdlog::level::warn, "cannot open a connection to a pod (the proxy's own limit)",
+              {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", ec.message()}});
+    return;
+  }
+  const auto now = std::chrono::steady_clock::now();
   ctx_.metrics.count_upstream_error(ex.ordinal,
                                     ec == beast::error::timeout ? UpstreamError::timeout : UpstreamError::connect);
-  ctx_.health.eject(ex.ordinal, std::chrono::steady_clock::now() + ex.cfg->backend.eject_cooldown);
+  ctx_.health.eject(ex.ordinal, now + ex.cfg->backend.eject_cooldown);
+  ex.refusing_for = ctx_.health.refused(ex.ordinal, now);
   log_event(spdlog::level::warn, "pod unreachable",
-            {{"conn", std::to_string(id_)}, {"pod", std::to_string(ex.ordinal)}, {"error", ec.message()}});
+            {{"conn", std::to_string(id_)},
+             {"pod", std::to_string(ex.ordinal)},
+             {"error", ec.message()},
+             {"refusing_for_ms",
+              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(ex.refusing_for).count())}});
 }
 
 Refusal Connection::on_exchange_failure(const Exchange& ex, const error_code& ec, bool malformed) {

@@ -61,6 +61,9 @@ struct BackendConfig {
   // only answers to its own name).
   bool rewrite_host = false;
   duration connect_timeout{5000};
+  // A session's pod that refuses connections for this long is gone (its sessions are lost,
+  // recovered where the policy allows); until then its requests get 503 with Retry-After.
+  duration unreachable_grace{15000};
   duration response_timeout{300000};  // until the response head arrives
   // A session's requests that come while its GET stream is being opened wait for the pod's
   // answer to the GET, this long at most (stream_gate.hpp); 0: they never wait.

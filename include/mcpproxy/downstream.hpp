@@ -86,6 +86,9 @@ struct ConnectionContext {
   const bool& shutting_down;        // the worker is being destroyed
 };
 
+// What a failed connect to a pod says (route.hpp's judge_unreachable decides from it).
+ConnectFailure classify_connect_failure(const error_code& ec);
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(ConnectionContext& ctx, tcp::socket socket, std::uint64_t id);
@@ -154,9 +157,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     unsigned status = 0;
     bool keep_alive = true;
     std::chrono::steady_clock::time_point start;
-    std::string session_for_log;            // a session this exchange created; else route.session_id
-    std::unique_ptr<tcp::socket> upstream;  // the pod connection of the exchange in progress
-    StreamOpening stream_opening;           // a session's GET stream until the pod answers its head
+    std::string session_for_log;                               // a session this exchange created; else route.session_id
+    std::unique_ptr<tcp::socket> upstream;                     // the pod connection of the exchange in progress
+    StreamOpening stream_opening;                              // a session's GET stream until the pod answers its head
+    ConnectFailure connect_failure = ConnectFailure::refused;  // when the pod could not be connected to
+    std::chrono::steady_clock::duration refusing_for{};        // since the pod last answered
   };
 
   // --- downstream.cpp: the connection loop and the driver of the stages
@@ -204,7 +209,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<UpstreamResult> exchange_upstream(Exchange& ex, Refusal* refusal);
   enum class Attempt : std::uint8_t { head, client_gone, failed, stale_pooled };
   // A pod that could not be connected to: counted, ejected from placement, logged.
-  void on_connect_failure(const Exchange& ex, const error_code& ec);
+  // Classifies the failure (ex.connect_failure), ejects a refusing pod and notes for how
+  // long it has refused (ex.refusing_for).
+  void on_connect_failure(Exchange& ex, const error_code& ec);
   // A pod exchange that failed after the connect: counted, logged; the refusal to answer.
   Refusal on_exchange_failure(const Exchange& ex, const error_code& ec, bool malformed);
   net::awaitable<Attempt> send_and_read_head(Exchange& ex, bool reused, error_code& ec, bool& malformed);

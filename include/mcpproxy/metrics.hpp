@@ -37,7 +37,7 @@ MethodClass method_class(std::string_view method);
 enum class StoreOp : std::uint8_t { get, set, del, expire };
 enum class StoreResult : std::uint8_t { ok, miss, error };
 
-enum class UpstreamError : std::uint8_t { connect, timeout, io };
+enum class UpstreamError : std::uint8_t { connect, timeout, io, local };
 
 struct Metrics {
   Metrics();
@@ -77,7 +77,7 @@ struct Metrics {
  private:
   void render_requests(std::string& out) const;
   std::unique_ptr<Histogram[]> upstream_duration_;
-  std::unique_ptr<std::array<std::atomic<std::uint64_t>, 3>[]> upstream_errors_;
+  std::unique_ptr<std::array<std::atomic<std::uint64_t>, 4>[]> upstream_errors_;
 };
 
 }  // namespace mcpproxy

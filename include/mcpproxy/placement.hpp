@@ -25,11 +25,16 @@ class PodHealth {
  public:
   PodHealth();
   void eject(int ordinal, std::chrono::steady_clock::time_point until);
+  // The pod answered: it is placed on again and no longer refusing.
   void clear(int ordinal);
   bool healthy(int ordinal, std::chrono::steady_clock::time_point now) const;
+  // The pod refused a connection at `now`: how long it has been refusing since it last
+  // answered (0 for the first refusal).
+  std::chrono::steady_clock::duration refused(int ordinal, std::chrono::steady_clock::time_point now);
 
  private:
-  std::unique_ptr<std::atomic<std::int64_t>[]> until_;  // steady-clock ns since epoch
+  std::unique_ptr<std::atomic<std::int64_t>[]> until_;           // steady-clock ns since epoch
+  std::unique_ptr<std::atomic<std::int64_t>[]> refusing_since_;  // 0: answering
 };
 
 }  // namespace mcpproxy

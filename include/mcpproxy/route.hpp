@@ -3,6 +3,7 @@
 // its session record, and what the proxy does with the pod's answer before relaying it.
 // The data plane (downstream.cpp) acts on these; unit-tested without sockets.
 
+#include <chrono>
 #include <optional>
 #include <string_view>
 
@@ -17,6 +18,7 @@ struct Refusal {
   unsigned status = 0;
   int code = 0;
   std::string_view message;
+  unsigned retry_after = 0;  // seconds, sent as Retry-After when not 0
 };
 
 inline constexpr Refusal kSessionNotFound{404, -32001, "Session not found"};
@@ -27,8 +29,33 @@ inline constexpr Refusal kMalformedSessionId{400, -32600,
 enum class LostCause : std::uint8_t {
   pod_answered_404,  // the pod no longer knows the session (restarted, or dropped it)
   scaled_down,       // its ordinal is no longer < replicas
-  unreachable,       // its pod could not be connected to
+  unreachable,       // its pod refused connections for longer than backend.unreachable_grace
+  no_such_pod,       // its pod's name does not resolve (NXDOMAIN)
 };
+std::string_view to_string(LostCause c);
+
+// How a connection to a pod failed (upstream_exchange classifies the socket error).
+enum class ConnectFailure : std::uint8_t {
+  refused,      // refused, reset, unreachable or timed out: the pod may be restarting
+  no_such_pod,  // its name does not resolve (NXDOMAIN): the pod is gone
+  local,        // the proxy's own trouble: descriptors, buffers, memory, ports, DNS unavailable
+};
+
+// Answers of the proxy's own trouble: the session and its record stay, the client retries.
+inline constexpr Refusal kProxyOverloaded{503, -32603, "Proxy temporarily out of resources, retry", 1};
+inline constexpr Refusal kStoreUnavailable{503, -32603, "Session store unavailable, retry", 1};
+inline constexpr Refusal kPodUnavailable{503, -32603, "MCP server unavailable, retry", 1};
+
+// The one decision of what makes a session lost when its pod cannot be connected to
+// (README "What counts as a lost session"): a name that no longer resolves, or refusals
+// for `refusing_for` >= `grace`. Anything else answers `refusal` and keeps the session.
+struct Unreachable {
+  bool lost = false;
+  LostCause cause = LostCause::unreachable;
+  Refusal refusal;
+};
+Unreachable judge_unreachable(ConnectFailure f, std::chrono::steady_clock::duration refusing_for,
+                              std::chrono::steady_clock::duration grace);
 
 struct Route {
   enum class Kind : std::uint8_t {

@@ -29,7 +29,9 @@ class Sessions {
   std::shared_ptr<const SessionRecord> find_cached(const std::string& id);
   // A miss (counted): the store is asked (a session created through another replica, or
   // before a restart). nullptr: unknown.
-  net::awaitable<std::shared_ptr<const SessionRecord>> find_missed(const std::string& id);
+  // `store_failed` is set when the store could not be asked (Redis down or timed out):
+  // then a missing record says nothing about the session.
+  net::awaitable<std::shared_ptr<const SessionRecord>> find_missed(const std::string& id, bool& store_failed);
 
   // The store's current record, for a session this process takes to be lost: another
   // replica may have moved it already, and the local copy lacks the initialize body with

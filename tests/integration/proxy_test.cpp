@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -484,18 +486,78 @@ TEST_F(ProxyTest, LostSessionWithNotFoundPolicyIs404) {
   EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_sessions_recovered_total").value_or(-1), 0);
 }
 
-TEST_F(ProxyTest, LostSessionWithNoPodLeftIs404NotA5xx) {
-  start({}, {}, 2, 2);
+TEST_F(ProxyTest, APodThatKeepsRefusingIsGoneOnlyAfterTheGrace) {
+  start({"--unreachable-grace", "600ms"}, {}, 2, 2);
   const std::string sid = initialize(port());
   Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
   ASSERT_EQ(r.status, 200);
-  // Stop the whole backend: both pods become unreachable, so recovery must fail cleanly.
+  // Stop the whole backend: both pods refuse connections (a restart, so far).
   backend_->process->signal(SIGKILL);
   backend_->process->wait(10s);
+  const auto refused_from = std::chrono::steady_clock::now();
   r = request(port(), "POST", "/mcp", call(3, "whoami"), {{"Mcp-Session-Id", sid}});
-  EXPECT_EQ(r.status, 404) << "never a 5xx for a lost session: " << r.body;
+  EXPECT_EQ(r.status, 503) << "a pod refusing for less than the grace may be restarting: " << r.body;
+  EXPECT_EQ(r.header("retry-after"), "1");
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32603);
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_sessions_lost_total").value_or(-1), 0);
+  // Past the grace the pod is gone: the session is lost, and with no pod left to take it
+  // the client gets the spec's 404 (never a 5xx then), never before the grace.
+  ASSERT_TRUE(eventually([&] {
+    r = request(port(), "POST", "/mcp", call(4, "whoami"), {{"Mcp-Session-Id", sid}});
+    return r.status != 503;
+  }));
+  EXPECT_GE(std::chrono::steady_clock::now() - refused_from, 600ms);
+  EXPECT_EQ(r.status, 404) << r.body;
   EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
   EXPECT_GE(metric(proxy_->metrics(), "mcp_proxy_sessions_lost_total").value_or(0), 1);
+}
+
+TEST_F(ProxyTest, OutOfDescriptorsIsA503AndTheSessionGoesOnAfterwards) {
+  // No idle pod connections are kept: every request opens one, which the limit forbids.
+  start({"--upstream-max-idle", "0"}, {}, 2, 2);
+  const std::string sid = initialize(port());
+  Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+  ASSERT_EQ(r.status, 200);
+  // The client's connection is made (and served once: the proxy has accepted it) first;
+  // then the process may open no new descriptor.
+  const auto post = [&](int id) {
+    const std::string body = call(id, "whoami");
+    return "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           "Accept: application/json, text/event-stream\r\nMcp-Session-Id: " +
+           sid + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  RawConnection c(port());
+  ASSERT_TRUE(c.send(post(3)));
+  ASSERT_TRUE(c.read_until("\"counter\": 2", 5s)) << c.received();
+  const std::size_t first = c.received().size();
+  const pid_t pid = proxy_->process->pid();
+  rlimit lim{};
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, nullptr, &lim), 0);
+  // A new descriptor takes the lowest free number, which must be below the limit: with the
+  // three standard ones open, a limit of 3 leaves none to open, whatever closes meanwhile.
+  for (int fd = 0; fd < 3; ++fd)
+    ASSERT_TRUE(std::filesystem::exists("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd)));
+  const rlimit low{3, lim.rlim_max};
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &low, nullptr), 0);
+  ASSERT_TRUE(c.send(post(4)));
+  const bool answered = c.read_until("Retry-After", 5s);
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &lim, nullptr), 0);
+  ASSERT_TRUE(answered) << c.received();
+  const std::string second = c.received().substr(first);
+  EXPECT_EQ(second.rfind("HTTP/1.1 503", 0), 0U) << second;
+  EXPECT_NE(second.find("Retry-After: 1"), std::string::npos) << second;
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_sessions_lost_total").value_or(-1), 0);
+  const std::string page = proxy_->metrics();
+  double local = 0;
+  for (const char* pod : {"0", "1"}) {
+    local +=
+        metric(page, std::string("mcp_proxy_upstream_errors_total{pod=\"") + pod + "\",reason=\"local\"}").value_or(0);
+  }
+  EXPECT_GE(local, 1) << "counted as the proxy's own trouble, not the pod's";
+  // The same session, on its pod, with its state: the failed call never reached it.
+  r = request(port(), "POST", "/mcp", call(5, "whoami"), {{"Mcp-Session-Id", sid}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["result"]["structuredContent"]["counter"], 3);
 }
 
 }  // namespace

@@ -322,12 +322,33 @@ TEST_F(RedisProxyTest, RedisDownKeepsServingAndQueuedRecordsArriveLater) {
   ASSERT_FALSE(fresh.empty());
   EXPECT_EQ(whoami(a->port, fresh).second, 1);
   EXPECT_EQ(metric(a->metrics(), "mcp_proxy_store_queue_depth").value_or(0), 1);
-  // An unknown session while Redis is down: the spec's 404, not a 5xx.
-  EXPECT_EQ(whoami(a->port, "never-issued").second, -404);
+  // An id this process has not cached while Redis is down may be another replica's live
+  // session: 503 with Retry-After, never the 404 that would make its client drop it.
+  const Response unknown = request(a->port, "POST", "/mcp", call(2), {{"Mcp-Session-Id", "never-issued"}});
+  EXPECT_EQ(unknown.status, 503) << unknown.body;
+  EXPECT_EQ(unknown.header("retry-after"), "1");
+  EXPECT_EQ(json::parse(unknown.body)["error"]["code"], -32603);
   redis_->restart();
   EXPECT_TRUE(eventually([&] { return in_db1({"EXISTS", key(fresh)}) == "1"; }));
   EXPECT_EQ(metric(a->metrics(), "mcp_proxy_store_queue_depth").value_or(-1), 0);
   EXPECT_EQ(metric(a->metrics(), "mcp_proxy_redis_up").value_or(0), 1);
+}
+
+TEST_F(RedisProxyTest, AStoreThatDoesNotAnswerInTimeIsA503NeverA404) {
+  auto a = proxy("a");
+  const std::string sid = initialize(a->port);
+  ASSERT_EQ(whoami(a->port, sid).second, 1);
+  // A second replica that has not seen the session must ask Redis, which is paused.
+  auto b = proxy("b");
+  ASSERT_EQ(redis_cmd(redis_->port, {"CLIENT", "PAUSE", "1500", "ALL"}), "OK");
+  const Response paused = request(b->port, "POST", "/mcp", call(3), {{"Mcp-Session-Id", sid}});
+  EXPECT_EQ(paused.status, 503) << paused.body;
+  EXPECT_EQ(paused.header("retry-after"), "1");
+  EXPECT_EQ(metric(b->metrics(), "mcp_proxy_sessions_lost_total").value_or(-1), 0);
+  // Once Redis answers again (the pause ends), the session goes on, on its pod, with its state.
+  EXPECT_TRUE(eventually([&] { return whoami(b->port, sid).second == 2; }));
+  EXPECT_EQ(whoami(a->port, sid).second, 3);
+  EXPECT_EQ(in_db1({"EXISTS", key(sid)}), "1");
 }
 
 TEST_F(RedisProxyTest, StartsWithRedisUnreachable) {

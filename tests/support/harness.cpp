@@ -314,7 +314,7 @@ Response request(std::uint16_t port, const std::string& method, const std::strin
   s.read_to_end(std::chrono::seconds(30));
   r.status = s.status();
   for (const char* h : {"content-type", "mcp-session-id", "content-length", "transfer-encoding", "connection",
-                        "x-accel-buffering", "cache-control"}) {
+                        "x-accel-buffering", "cache-control", "retry-after"}) {
     const std::string v = s.header(h);
     if (!v.empty()) r.headers[h] = v;
   }

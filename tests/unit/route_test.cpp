@@ -128,3 +128,24 @@ TEST(ResponseAction, LegacyStreamIsTappedOnItsPathOnly) {
   f.method = "POST";
   EXPECT_EQ(response_action(f), ResponseAction::relay);
 }
+
+TEST(Route, WhatMakesAnUnreachableSessionLost) {
+  using namespace std::chrono_literals;
+  // A name that no longer resolves: gone at once.
+  const Unreachable gone = judge_unreachable(ConnectFailure::no_such_pod, 0s, 15s);
+  EXPECT_TRUE(gone.lost);
+  EXPECT_EQ(gone.cause, LostCause::no_such_pod);
+  // Refusals: a restart until the grace has passed, then gone.
+  const Unreachable restarting = judge_unreachable(ConnectFailure::refused, 14s, 15s);
+  EXPECT_FALSE(restarting.lost);
+  EXPECT_EQ(restarting.refusal.status, 503U);
+  EXPECT_EQ(restarting.refusal.retry_after, 1U);
+  const Unreachable away = judge_unreachable(ConnectFailure::refused, 15s, 15s);
+  EXPECT_TRUE(away.lost);
+  EXPECT_EQ(away.cause, LostCause::unreachable);
+  // The proxy's own trouble is never the session's, however long it lasts.
+  const Unreachable local = judge_unreachable(ConnectFailure::local, 1h, 15s);
+  EXPECT_FALSE(local.lost);
+  EXPECT_EQ(local.refusal.status, 503U);
+  EXPECT_EQ(local.refusal.retry_after, 1U);
+}
