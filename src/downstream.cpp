@@ -403,7 +403,9 @@ ResponseFacts Connection::response_facts(const Exchange& ex, bool may_recover) c
   facts.status = ex.status;
   if (ex.route.cls == RequestClass::new_session) facts.session_header = response_.get(kSessionHeader);
   facts.may_recover = may_recover;
-  facts.recoverable = can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method());
+  // With the redis store the cached copy has no initialize: session_lost reads the record.
+  facts.recoverable = can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method(),
+                                  ctx_.sessions.init_in_store());
   facts.legacy_sse_path = cfg.legacy_sse_path;
   return facts;
 }
@@ -421,6 +423,8 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
       rec.ordinal = ex.ordinal;
       rec.url = ctx_.pool.address(ex.ordinal).url;
       rec.init = ex.req.body;
+      rec.init_target = ex.req.target();
+      rec.init_fields = replayable_fields(ex.req.head);
       rec.created = static_cast<std::int64_t>(std::time(nullptr));
       co_await ctx_.sessions.create(id, std::move(rec));
       ex.session_for_log = session_hash(id);

@@ -49,6 +49,29 @@ bool is_forwarded_host_or_proto(std::string_view name) {
 
 }  // namespace
 
+bool is_credential(std::string_view name) {
+  return http1::iequals(name, "Authorization") || http1::iequals(name, "Cookie");
+}
+
+std::string replayable_fields(const http1::Head& req) {
+  std::string out;
+  for (const http1::Field& f : req.fields) {
+    if (is_dropped_hop(f, req) || replaced_by_proxy(f.name) || is_credential(f.name) ||
+        is_forwarded_host_or_proto(f.name) || http1::iequals(f.name, "Host") ||
+        http1::iequals(f.name, "X-Forwarded-For") || http1::iequals(f.name, kSessionHeader)) {
+      continue;
+    }
+    append_field(out, f.name, f.value);
+  }
+  return out;
+}
+
+void append_credentials(std::string& out, const http1::Head& req) {
+  for (const http1::Field& f : req.fields) {
+    if (is_credential(f.name)) append_field(out, f.name, f.value);
+  }
+}
+
 void append_field(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
   out += ": "sv;

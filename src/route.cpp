@@ -65,8 +65,10 @@ Unreachable judge_unreachable(ConnectFailure f, std::chrono::steady_clock::durat
   return u;
 }
 
-bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::string_view method) {
-  return policy == OnLost::reinitialize && rec != nullptr && !rec->init.empty() && !from_query && method != "DELETE";
+bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::string_view method,
+                 bool init_in_store) {
+  return policy == OnLost::reinitialize && rec != nullptr && (init_in_store || !rec->init.empty()) && !from_query &&
+         method != "DELETE";
 }
 
 ResponseAction response_action(const ResponseFacts& f) {

@@ -9,6 +9,8 @@ std::string encode_record(const SessionRecord& rec) {
       {"v", SessionRecord::kVersion}, {"ordinal", rec.ordinal}, {"url", rec.url}, {"created", rec.created}};
   if (!rec.backend_session.empty()) j["backend_session"] = rec.backend_session;
   if (!rec.init.empty()) j["init"] = rec.init;
+  if (!rec.init_target.empty()) j["init_target"] = rec.init_target;
+  if (!rec.init_fields.empty()) j["init_fields"] = rec.init_fields;
   if (!rec.principal.empty()) j["principal"] = rec.principal;
   return j.dump();
 }
@@ -31,6 +33,8 @@ std::optional<SessionRecord> decode_record(std::string_view text) {
   str("url", rec.url);
   str("backend_session", rec.backend_session);
   str("init", rec.init);
+  str("init_target", rec.init_target);
+  str("init_fields", rec.init_fields);
   str("principal", rec.principal);
   const auto created = j.find("created");
   if (created != j.end() && created->is_number_integer()) rec.created = created->get<std::int64_t>();

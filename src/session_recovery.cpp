@@ -18,6 +18,18 @@ using namespace std::string_view_literals;
 
 constexpr std::string_view kInitialized = R"({"jsonrpc":"2.0","method":"notifications/initialized"})";
 
+// Whether "Name: value\r\n" lines hold a field called `name`.
+bool has_field_line(std::string_view lines, std::string_view name) {
+  while (!lines.empty()) {
+    const auto end = lines.find("\r\n");
+    const std::string_view line = lines.substr(0, end);
+    if (line.size() > name.size() && line[name.size()] == ':' && http1::starts_with_ci(line, name)) return true;
+    if (end == std::string_view::npos) break;
+    lines.remove_prefix(end + 2);
+  }
+  return false;
+}
+
 }  // namespace
 
 net::awaitable<bool> Connection::session_lost(Exchange& ex, LostCause cause, bool may_recover) {
@@ -66,15 +78,28 @@ net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::uniq
   }
   // The request is the proxy's own: written here, read back with the same strict parser
   // and framing the proxied path uses.
+  // The client's initialize as it came (its target, its end-to-end fields), with the
+  // credentials of the request in hand and Host as the proxied path sends it.
+  const SessionRecord& rec = *ex.rec;
   std::string head;
   head += "POST "sv;
-  head += target;
+  head += rec.init_target.empty() ? target : std::string_view(rec.init_target);
   head += " HTTP/1.1\r\n"sv;
-  append_field(head, "Host", ctx_.pool.address(ordinal).authority);
-  append_field(head, "Content-Type", "application/json");
-  append_field(head, "Accept", "application/json, text/event-stream");
-  if (!session.empty()) append_field(head, kSessionHeader, session);
-  if (const auto version = ex.req.get("MCP-Protocol-Version")) append_field(head, "MCP-Protocol-Version", *version);
+  const auto host = ex.req.get("Host");
+  append_field(head, "Host", cfg.backend.rewrite_host || !host ? ctx_.pool.address(ordinal).authority : *host);
+  if (rec.init_fields.empty()) {  // a record from before the fields were kept
+    append_field(head, "Content-Type", "application/json");
+    append_field(head, "Accept", "application/json, text/event-stream");
+  }
+  head += rec.init_fields;
+  append_credentials(head, ex.req.head);
+  if (!session.empty()) {
+    append_field(head, kSessionHeader, session);
+    const auto version = ex.req.get("MCP-Protocol-Version");
+    if (version && !has_field_line(rec.init_fields, "MCP-Protocol-Version")) {
+      append_field(head, "MCP-Protocol-Version", *version);
+    }
+  }
   append_field(head, "Content-Length", std::to_string(body.size()));
   head += "\r\n"sv;
   const std::array<net::const_buffer, 2> bytes = {net::buffer(head), net::buffer(body.data(), body.size())};

@@ -76,7 +76,11 @@ void Sessions::cache(const std::string& id, SessionRecord rec) {
   // the redis store the initialize body stays in Redis (read back on the rare re-initialize).
   // About 250 bytes a session fewer (bench/bench.py measures the RSS per session).
   rec.url = std::string();
-  if (store_ != nullptr) rec.init = std::string();
+  if (store_ != nullptr) {
+    rec.init = std::string();
+    rec.init_target = std::string();
+    rec.init_fields = std::string();
+  }
   table_.insert(id, std::move(rec));
 }
 

@@ -60,4 +60,13 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 // the message's Connection field.
 bool is_dropped_hop(const http1::Field& f, const http1::Head& h);
 
+// Credentials: never stored with a session; a replayed initialize takes the current
+// request's (fresher than any stored copy: tokens expire, sessions outlive them).
+bool is_credential(std::string_view name);
+// The fields of an initialize a re-initialize replays, as "Name: value\r\n" lines: the
+// end-to-end ones except credentials, Host, framing, the session id and X-Forwarded-*.
+std::string replayable_fields(const http1::Head& req);
+// Appends the current request's credential fields (as received) to `out`.
+void append_credentials(std::string& out, const http1::Head& req);
+
 }  // namespace mcpproxy

@@ -75,7 +75,10 @@ Route route_request(const Classified& c, const SessionRecord* rec, int replicas)
 
 // Whether a lost session can move to another pod: policy reinitialize, a stored initialize,
 // not a legacy session (its stream is gone with its pod), and not a DELETE (nothing to keep).
-bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::string_view method);
+// `init_in_store`: the record is a cached copy whose initialize stays in the store (Redis),
+// read back when the session is found lost.
+bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::string_view method,
+                 bool init_in_store = false);
 
 // What the proxy does with a pod's answer before relaying it.
 enum class ResponseAction : std::uint8_t {

@@ -26,8 +26,12 @@ struct SessionRecord {
   std::string url;              // the pod URL when the session was placed
   std::string backend_session;  // the pod's own id when it differs (after a re-initialize)
   std::string init;             // the initialize request body, to re-establish the session
-  std::string principal;        // who created it, when known
-  std::int64_t created = 0;     // unix seconds
+  std::string init_target;      // its request target, with the query
+  // Its end-to-end fields as "Name: value\r\n" lines, without credentials: a re-initialize
+  // takes those from the request that found the session lost (proxy_headers.hpp).
+  std::string init_fields;
+  std::string principal;     // who created it, when known
+  std::int64_t created = 0;  // unix seconds
 };
 
 // Versioned JSON: {"v":1,"ordinal":0,"url":"…","backend_session":…,"init":…,"created":…}

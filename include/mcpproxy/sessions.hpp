@@ -23,6 +23,8 @@ class Sessions {
 
   // With the redis store: this worker's store (set once at start-up, before any request).
   void use_store(RedisStore* store) { store_ = store; }
+  // The cached records keep no initialize (nor its target and fields): the store has them.
+  bool init_in_store() const { return store_ != nullptr; }
 
   // The hot path: the local table, with no network round trip (counted as a hit).
   // nullptr: not cached; then find_missed.

@@ -22,7 +22,10 @@ import { createOAuthMetadata, mcpAuthMetadataRouter, mcpAuthRouter, getOAuthProt
 import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js';
 import { DemoInMemoryAuthProvider } from '@modelcontextprotocol/sdk/examples/server/demoInMemoryOAuthProvider.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import { freePort, startProxy } from './harness.mjs';
+import { freePort, metric, startProxy, startRedis } from './harness.mjs';
+import { execFileSync } from 'node:child_process';
+
+let initializeCount = 0;
 
 async function listen(app, host, port) {
   const server = app.listen(port, host);
@@ -47,8 +50,10 @@ async function startAuthorizationServer(resource) {
 // URL the server believes clients use for /mcp.
 async function startResourceServers(port, auth, publicUrl) {
   const servers = [];
+  const tables = [];
   for (let ordinal = 0; ordinal < 3; ordinal++) {
     const transports = new Map();
+    tables.push(transports);
     const app = express();
     // Metadata and the 401's pointer, built per request from what the server believes its URL is.
     app.get('/.well-known/oauth-protected-resource/mcp', (req, res, next) =>
@@ -62,6 +67,7 @@ async function startResourceServers(port, auth, publicUrl) {
       const sid = req.headers['mcp-session-id'];
       let transport = sid ? transports.get(sid) : undefined;
       if (!transport && !sid && req.method === 'POST' && isInitializeRequest(req.body)) {
+        initializeCount++;
         const server = new McpServer({ name: `pod-${ordinal}`, version: '1.0.0' });
         server.registerTool('whoami', { description: 'the pod and the token\'s client' }, async (extra) => ({
           content: [{ type: 'text', text: JSON.stringify({ pod: ordinal, client: extra.authInfo?.clientId }) }],
@@ -80,7 +86,12 @@ async function startResourceServers(port, auth, publicUrl) {
     });
     servers.push(await listen(app, `127.0.1.${ordinal}`, port));
   }
-  return { close: () => Promise.all(servers.map((s) => { s.closeAllConnections(); return new Promise((r) => s.close(r)); })) };
+  return {
+    // As a restart does: every pod forgets its sessions (and answers 404 for them).
+    forget: () => { for (const t of tables) t.clear(); },
+    initializes: () => initializeCount,
+    close: () => Promise.all(servers.map((s) => { s.closeAllConnections(); return new Promise((r) => s.close(r)); })),
+  };
 }
 
 // The SDK client's OAuth side, with the user's consent given by following the redirect.
@@ -103,8 +114,9 @@ class TestAuthProvider {
   }
 }
 
-// Authorizes through the proxy, then calls `whoami` three times in one session.
-async function authorizeAndCall(mcpUrl) {
+// Authorizes through the proxy, then calls `whoami` three times in one session (`between`
+// runs before the last call), and ends the session.
+async function authorizeAndCall(mcpUrl, between = async () => {}) {
   const provider = new TestAuthProvider();
   const first = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
   await assert.rejects(new Client({ name: 'oauth', version: '1' }).connect(first), UnauthorizedError);
@@ -115,6 +127,7 @@ async function authorizeAndCall(mcpUrl) {
   await client.connect(transport);
   const answers = [];
   for (let i = 0; i < 3; i++) {
+    if (i === 2) await between(transport.sessionId, provider);
     const r = await client.callTool({ name: 'whoami', arguments: {} });
     answers.push(JSON.parse(r.content[0].text));
   }
@@ -198,3 +211,51 @@ describe('an OAuth-protected server that builds its URL from X-Forwarded-Host/-P
     assert.equal((await prm(ctx.trusting.url)).resource, `${ctx.trusting.url}/mcp`);
   });
 });
+
+for (const store of ['memory', 'redis']) {
+  describe(`a session of an OAuth-protected server re-established after its pod forgot it (${store} store)`, () => {
+    const ctx = {};
+    before(async () => {
+      const podPort = await freePort();
+      const args = ['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${podPort}`];
+      if (store === 'redis') {
+        ctx.redis = await startRedis();
+        args.push('--session-store', 'redis', '--redis-url', ctx.redis.url);
+      }
+      ctx.proxy = await startProxy(args);
+      ctx.mcpUrl = `${ctx.proxy.url}/mcp`;
+      ctx.auth = await startAuthorizationServer(ctx.mcpUrl);
+      ctx.pods = await startResourceServers(podPort, ctx.auth, () => ctx.mcpUrl);
+    });
+    after(async () => {
+      await ctx.proxy?.stop();
+      await ctx.pods?.close();
+      await ctx.auth?.close();
+      await ctx.redis?.stop();
+    });
+
+    test('the replayed initialize carries the client\'s token; the client never sees a 404', async () => {
+      let record;
+      let token;
+      let before;
+      const { answers } = await authorizeAndCall(ctx.mcpUrl, async (sid, provider) => {
+        token = provider.tokens().access_token;
+        if (ctx.redis) {
+          record = execFileSync('redis-cli', ['-p', String(ctx.redis.port), 'GET', `mcp-session-proxy:session:${sid}`])
+            .toString();
+        }
+        before = ctx.pods.initializes();
+        ctx.pods.forget();
+      });
+      // One re-initialize (the replayed one, authorized), and the call answered on it.
+      assert.equal(ctx.pods.initializes(), before + 1);
+      assert.equal(answers.length, 3);
+      assert.equal(metric(await ctx.proxy.metrics(), 'mcp_proxy_sessions_recovered_total'), 1);
+      if (ctx.redis) {
+        assert.match(record, /"init_target":"\/mcp"/, record);
+        assert.ok(!record.includes(token), 'no credential at rest in Redis');
+        assert.ok(!/authorization/i.test(record), record);
+      }
+    });
+  });
+}

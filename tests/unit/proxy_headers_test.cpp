@@ -186,3 +186,21 @@ TEST(ProxyHeaders, ResponseWithoutReasonGetsTheStandardOne) {
   const std::string out = client("HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", ClientHeadEdits{});
   EXPECT_EQ(out.rfind("HTTP/1.1 404 Not Found\r\n", 0), 0U) << out;
 }
+
+TEST(ProxyHeaders, AnInitializeIsKeptForReplayWithoutCredentials) {
+  http1::Head h;
+  const std::string wire =
+      "POST /mcp?tenant=a HTTP/1.1\r\nHost: proxy.example\r\nAuthorization: Bearer secret\r\nCookie: s=1\r\n"
+      "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nUser-Agent: sdk\r\n"
+      "Connection: keep-alive, X-Hop\r\nX-Hop: h\r\nContent-Length: 2\r\nX-Forwarded-Host: evil\r\n"
+      "X-Forwarded-For: 1.1.1.1\r\nMcp-Session-Id: old\r\nX-Tenant: a\r\n\r\n";
+  ASSERT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete);
+  const std::string kept = replayable_fields(h);
+  EXPECT_EQ(kept,
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nUser-Agent: sdk\r\n"
+            "X-Tenant: a\r\n");
+  // The credentials come from the request in hand when the initialize is replayed.
+  std::string creds;
+  append_credentials(creds, h);
+  EXPECT_EQ(creds, "Authorization: Bearer secret\r\nCookie: s=1\r\n");
+}

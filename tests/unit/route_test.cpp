@@ -66,6 +66,9 @@ TEST(Route, RecoveryNeedsThePolicyAnInitializeAndNotDeleteOrLegacy) {
   EXPECT_TRUE(can_recover(OnLost::reinitialize, &rec, false, "GET"));
   EXPECT_FALSE(can_recover(OnLost::not_found, &rec, false, "POST"));
   EXPECT_FALSE(can_recover(OnLost::reinitialize, &bare, false, "POST"));
+  // A cached copy whose initialize is in Redis: recoverable (session_lost reads the record).
+  EXPECT_TRUE(can_recover(OnLost::reinitialize, &bare, false, "POST", /*init_in_store=*/true));
+  EXPECT_FALSE(can_recover(OnLost::not_found, &bare, false, "POST", /*init_in_store=*/true));
   EXPECT_FALSE(can_recover(OnLost::reinitialize, &rec, true, "POST"));
   EXPECT_FALSE(can_recover(OnLost::reinitialize, &rec, false, "DELETE"));
   EXPECT_FALSE(can_recover(OnLost::reinitialize, nullptr, false, "POST"));
