@@ -140,7 +140,7 @@ std::string Metrics::render(const SessionTable& table, int replicas, const Store
     if (pod_in_scope(o)) sample(out, "mcp_proxy_sessions", pod_label(o), static_cast<double>(table.sessions_on(o)));
   }
 
-  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 9> counters = {{
+  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 10> counters = {{
       {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},
       {"mcp_proxy_sessions_deleted_total", &sessions_deleted, "Sessions ended by DELETE."},
       {"mcp_proxy_sessions_lost_total", &sessions_lost,
@@ -149,6 +149,8 @@ std::string Metrics::render(const SessionTable& table, int replicas, const Store
       {"mcp_proxy_session_cache_hits_total", &cache_hits, "Session lookups answered by the local table."},
       {"mcp_proxy_session_cache_misses_total", &cache_misses, "Session lookups the local table could not answer."},
       {"mcp_proxy_client_aborts_total", &client_aborts, "Responses cut short because the client went away."},
+      {"mcp_proxy_recovery_waits_total", &recovery_waits,
+       "Requests of a lost session that waited for its recovery by another request."},
       {"mcp_proxy_stream_order_waits_total", &stream_order_waits,
        "Requests that waited for their session's GET stream being opened (backend.stream_open_wait)."},
       {"mcp_proxy_config_reloads_failed_total", &config_reloads_failed, "SIGHUP reloads rejected as invalid."},

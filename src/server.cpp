@@ -17,9 +17,8 @@ Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
     : shared_(shared),
       cfg_(std::move(cfg)),
       index_(index),
-      context_{cfg_,           shared.metrics, shared.health, pool_, sessions_,       shared.streams,
-               relay_buffers_, connections_,   rng_,          tick_, shared.draining, shared.busy,
-               shutting_down_},
+      context_{cfg_,           shared.metrics, shared.health, pool_, sessions_,       shared.streams, shared.recoveries,
+               relay_buffers_, connections_,   rng_,          tick_, shared.draining, shared.busy,    shutting_down_},
       sessions_(shared.table, shared.metrics),
       rng_(std::random_device{}()) {
   pool_.configure(cfg_);

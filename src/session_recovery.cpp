@@ -9,6 +9,7 @@
 #include "mcpproxy/log.hpp"
 #include "mcpproxy/proxy_headers.hpp"
 #include "mcpproxy/sessions.hpp"
+#include "mcpproxy/single_flight.hpp"
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
@@ -34,33 +35,68 @@ bool has_field_line(std::string_view lines, std::string_view name) {
 
 net::awaitable<bool> Connection::session_lost(Exchange& ex, LostCause cause, bool may_recover) {
   const Config& cfg = *ex.cfg;
-  if (may_recover) {
-    // Another proxy replica may have moved the session already: its record wins over this
-    // process's cached copy, and no second re-initialize happens. (With the redis store the
-    // local copy also lacks the initialize body the re-initialize needs.)
-    auto current = co_await ctx_.sessions.authoritative(ex.route.session_id, ex.rec);
-    if (current && current != ex.rec &&
-        (current->ordinal != ex.rec->ordinal || current->backend_session != ex.rec->backend_session) &&
-        current->ordinal < cfg.backend.replicas) {
-      ctx_.sessions.cache(ex.route.session_id, *current);
-      ex.rec = std::move(current);
-      ex.ordinal = ex.rec->ordinal;
-      co_return co_await proxy(ex, /*may_recover=*/false);
-    }
-    if (current) ex.rec = std::move(current);
-  }
-  ctx_.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
-  if (may_recover && can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method()) &&
-      co_await reestablish(ex)) {
+  if (!may_recover) co_return co_await give_up_session(ex, cause);
+  // One recovery per session at a time in this process: the requests that find the session
+  // lost while another is recovering it wait for that one, then follow its record.
+  if (!ctx_.recoveries.begin(ex.route.session_id)) {
+    ctx_.metrics.recovery_waits.fetch_add(1, std::memory_order_relaxed);
+    const bool ended = co_await ctx_.recoveries.wait(ex.route.session_id, cfg.sessions.recovery_wait);
+    if (!ended) co_return co_await send_local_reply(ex, kRecoveryInProgress);
+    auto now = ctx_.sessions.find_cached(ex.route.session_id);
+    if (!moved(ex, now)) co_return co_await send_local_reply(ex, kSessionNotFound);
+    ex.rec = std::move(now);
+    ex.ordinal = ex.rec->ordinal;
     co_return co_await proxy(ex, /*may_recover=*/false);
   }
+  bool recovered = false;
+  {
+    const FlightGuard flight(ctx_.recoveries, ex.route.session_id);
+    recovered = co_await recover(ex, cause);
+  }
+  if (!recovered) co_return co_await send_local_reply(ex, kSessionNotFound);
+  co_return co_await proxy(ex, /*may_recover=*/false);
+}
+
+bool Connection::moved(const Exchange& ex, const std::shared_ptr<const SessionRecord>& now) const {
+  return now && now != ex.rec && (now->ordinal != ex.rec->ordinal || now->backend_session != ex.rec->backend_session) &&
+         now->ordinal < ex.cfg->backend.replicas;
+}
+
+net::awaitable<bool> Connection::recover(Exchange& ex, LostCause cause) {
+  const Config& cfg = *ex.cfg;
+  // Another proxy replica may have moved the session already: its record wins over this
+  // process's cached copy, and no second re-initialize happens. (With the redis store the
+  // local copy also lacks the initialize the re-initialize needs.)
+  auto current = co_await ctx_.sessions.authoritative(ex.route.session_id, ex.rec);
+  if (moved(ex, current)) {
+    ctx_.sessions.cache(ex.route.session_id, *current);
+    ex.rec = std::move(current);
+    ex.ordinal = ex.rec->ordinal;
+    co_return true;
+  }
+  if (current) ex.rec = std::move(current);
+  ctx_.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+  if (can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method()) &&
+      co_await reestablish(ex)) {
+    co_return true;
+  }
+  co_await forget_lost(ex, cause);
+  co_return false;
+}
+
+net::awaitable<bool> Connection::give_up_session(Exchange& ex, LostCause cause) {
+  ctx_.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+  co_await forget_lost(ex, cause);
+  co_return co_await send_local_reply(ex, kSessionNotFound);
+}
+
+net::awaitable<void> Connection::forget_lost(Exchange& ex, LostCause cause) {
   log_event(spdlog::level::info, "session lost",
             {{"conn", std::to_string(id_)},
              {"session", session_label(ex)},
              {"pod", std::to_string(ex.ordinal)},
              {"cause", std::string(to_string(cause))}});
   co_await ctx_.sessions.forget(ex.route.session_id);
-  co_return co_await send_local_reply(ex, kSessionNotFound);
 }
 
 net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::unique_ptr<tcp::socket>& up,

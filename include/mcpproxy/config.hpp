@@ -103,6 +103,9 @@ struct SessionsConfig {
   RedisConfig redis;
   OnLost on_lost = OnLost::reinitialize;
   std::size_t max_sessions = 1000000;  // local table bound (the whole table for the memory store)
+  // Requests of a lost session that another request is recovering wait this long at most
+  // (then 503 with Retry-After).
+  duration recovery_wait{10000};
   bool operator==(const SessionsConfig&) const = default;
 };
 

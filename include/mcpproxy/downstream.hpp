@@ -26,6 +26,7 @@
 #include "mcpproxy/placement.hpp"
 #include "mcpproxy/route.hpp"
 #include "mcpproxy/session.hpp"
+#include "mcpproxy/single_flight.hpp"
 #include "mcpproxy/stream_gate.hpp"
 
 namespace mcpproxy {
@@ -76,7 +77,8 @@ struct ConnectionContext {
   PodHealth& health;
   UpstreamPool& pool;
   Sessions& sessions;
-  StreamGate& streams;  // shared by the workers
+  StreamGate& streams;       // shared by the workers
+  SingleFlight& recoveries;  // shared by the workers: one recovery per session
   RelayBuffers& relay_buffers;
   ConnectionRegistry& registry;
   std::mt19937_64& rng;
@@ -260,6 +262,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // --- session_recovery.cpp: lost sessions
   net::awaitable<bool> session_lost(Exchange& ex, LostCause cause, bool may_recover);
+  // The recovery itself (one per session at a time): true when ex.rec is the session's new
+  // record (re-established here, or moved by another proxy replica).
+  net::awaitable<bool> recover(Exchange& ex, LostCause cause);
+  // Whether `now` is a record that moved the session away from ex.rec.
+  bool moved(const Exchange& ex, const std::shared_ptr<const SessionRecord>& now) const;
+  net::awaitable<bool> give_up_session(Exchange& ex, LostCause cause);
+  net::awaitable<void> forget_lost(Exchange& ex, LostCause cause);
   // Replays the stored initialize and notifications/initialized on a newly placed pod and
   // points the record there.
   net::awaitable<bool> reestablish(Exchange& ex);

@@ -63,6 +63,7 @@ struct Metrics {
   std::atomic<std::uint64_t> config_reloads_failed{0};
   std::atomic<std::uint64_t> client_aborts{0};
   std::atomic<std::uint64_t> stream_order_waits{0};
+  std::atomic<std::uint64_t> recovery_waits{0};
   std::atomic<bool> draining{false};
 
   struct StoreStatus {

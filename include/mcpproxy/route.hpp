@@ -45,6 +45,7 @@ enum class ConnectFailure : std::uint8_t {
 inline constexpr Refusal kProxyOverloaded{503, -32603, "Proxy temporarily out of resources, retry", 1};
 inline constexpr Refusal kStoreUnavailable{503, -32603, "Session store unavailable, retry", 1};
 inline constexpr Refusal kPodUnavailable{503, -32603, "MCP server unavailable, retry", 1};
+inline constexpr Refusal kRecoveryInProgress{503, -32603, "Session being re-established, retry", 1};
 
 // The one decision of what makes a session lost when its pod cannot be connected to
 // (README "What counts as a lost session"): a name that no longer resolves, or refusals

@@ -35,6 +35,7 @@ struct Shared {
   Metrics metrics;
   PodHealth health;
   StreamGate streams;
+  SingleFlight recoveries;
   std::atomic<bool> draining{false};
   std::atomic<std::int64_t> busy{0};  // requests in progress that are not SSE streams
 };

@@ -37,7 +37,8 @@ class Sessions {
 
   // The store's current record, for a session this process takes to be lost: another
   // replica may have moved it already, and the local copy lacks the initialize body with
-  // the redis store. With the memory store the local table is the store: `local` it is.
+  // the redis store. With the memory store the shared table is the store: its current
+  // record (a recovery by another request may have moved the session), else `local`.
   net::awaitable<std::shared_ptr<const SessionRecord>> authoritative(const std::string& id,
                                                                      std::shared_ptr<const SessionRecord> local);
 

@@ -257,5 +257,27 @@ for (const store of ['memory', 'redis']) {
         assert.ok(!/authorization/i.test(record), record);
       }
     });
+
+    test('20 concurrent calls of a lost session cause one initialize, and all are answered', async () => {
+      const provider = new TestAuthProvider();
+      const first = new StreamableHTTPClientTransport(new URL(ctx.mcpUrl), { authProvider: provider });
+      await assert.rejects(new Client({ name: 'oauth', version: '1' }).connect(first), UnauthorizedError);
+      await first.finishAuth(provider.code);
+      const client = new Client({ name: 'oauth', version: '1' });
+      const transport = new StreamableHTTPClientTransport(new URL(ctx.mcpUrl), { authProvider: provider });
+      await client.connect(transport);
+      await client.callTool({ name: 'whoami', arguments: {} });
+      const recoveredBefore = metric(await ctx.proxy.metrics(), 'mcp_proxy_sessions_recovered_total');
+      const before = ctx.pods.initializes();
+      ctx.pods.forget();
+      const answers = await Promise.all(Array.from({ length: 20 },
+        () => client.callTool({ name: 'whoami', arguments: {} }).then((r) => JSON.parse(r.content[0].text))));
+      assert.equal(ctx.pods.initializes(), before + 1, 'one re-initialize for twenty requests');
+      assert.equal(new Set(answers.map((a) => a.pod)).size, 1, JSON.stringify(answers));
+      const page = await ctx.proxy.metrics();
+      assert.equal(metric(page, 'mcp_proxy_sessions_recovered_total'), recoveredBefore + 1);
+      await transport.terminateSession();
+      await client.close();
+    });
   });
 }
