@@ -91,14 +91,12 @@ void Connection::close() {
 net::awaitable<void> Connection::run() {
   for (;;) {
     if (closed_) co_return;
-    // Each request takes the worker's config as it is when the request starts.
-    auto cfg = ctx_.config;
     // Between requests: wait for the first byte with the idle timeout; the head then has
     // its own deadline, so a slow client cannot hold a connection with a trickle.
     if (buffer_.size() == 0) {
       if (ctx_.draining.load(std::memory_order_relaxed)) co_return;
       idle_ = true;
-      expect_within(Wait::idle, cfg->limits.idle_timeout);
+      expect_within(Wait::idle, ctx_.config->limits.idle_timeout);
       auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(8192), use_tuple);
       stop_waiting();
       idle_ = false;
@@ -110,6 +108,9 @@ net::awaitable<void> Connection::run() {
       }
       buffer_.commit(n);
     }
+    // Each request takes the worker's config as it is when the request's first byte is
+    // here: a reload applied while a keep-alive connection was idle holds for its next one.
+    auto cfg = ctx_.config;
     if (co_await read_request(*cfg) == ReadResult::closed) co_return;
 
     Exchange ex(request_);

@@ -159,6 +159,9 @@ std::string Metrics::render(const SessionTable& table, int replicas, const Store
     family(out, name, "counter", help);
     sample(out, name, "", load(*value));
   }
+  family(out, "mcp_proxy_config_generation", "gauge",
+         "Generation of the config every worker has applied (1 at start, +1 per reload).");
+  sample(out, "mcp_proxy_config_generation", "", load(config_generation));
   family(out, "mcp_proxy_config_reloads_total", "counter", "SIGHUP reloads applied.");
   sample(out, "mcp_proxy_config_reloads_total", "", load(config_reloads_ok));
   family(out, "mcp_proxy_sessions_evicted_total", "counter", "Sessions dropped because the table was full.");

@@ -282,14 +282,23 @@ void Server::reload() {
   shared_.table.set_ttl(shared_cfg->sessions.ttl);
   if (shared_.store) shared_.store->set_ttl(shared_cfg->sessions.ttl);
   apply_log_level(shared_cfg->log.level);
+  // Applied (counted, logged, its generation shown) once every worker has it: every request
+  // that starts afterwards, on any worker, sees it.
+  const std::uint64_t generation = ++generation_;
+  auto pending = std::make_shared<std::atomic<std::size_t>>(workers_.size());
   for (auto& w : workers_) {
-    net::post(w->ioc(), [w = w.get(), shared_cfg] { w->apply_config(shared_cfg); });
+    net::post(w->ioc(), [this, w = w.get(), shared_cfg, pending, generation] {
+      w->apply_config(shared_cfg);
+      if (pending->fetch_sub(1) != 1) return;
+      shared_.metrics.config_generation.store(generation);
+      shared_.metrics.config_reloads_ok.fetch_add(1);
+      log_event(spdlog::level::info, "config reloaded",
+                {{"generation", std::to_string(generation)},
+                 {"replicas", std::to_string(shared_cfg->backend.replicas)},
+                 {"placement", std::string(to_string(shared_cfg->placement))},
+                 {"log_level", shared_cfg->log.level}});
+    });
   }
-  shared_.metrics.config_reloads_ok.fetch_add(1);
-  log_event(spdlog::level::info, "config reloaded",
-            {{"replicas", std::to_string(shared_cfg->backend.replicas)},
-             {"placement", std::string(to_string(shared_cfg->placement))},
-             {"log_level", shared_cfg->log.level}});
 }
 
 void Server::begin_drain() {

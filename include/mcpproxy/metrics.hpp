@@ -61,6 +61,7 @@ struct Metrics {
   std::atomic<std::int64_t> sse_streams{0};
   std::atomic<std::uint64_t> config_reloads_ok{0};
   std::atomic<std::uint64_t> config_reloads_failed{0};
+  std::atomic<std::uint64_t> config_generation{1};  // of the config every worker has applied
   std::atomic<std::uint64_t> client_aborts{0};
   std::atomic<std::uint64_t> stream_order_waits{0};
   std::atomic<std::uint64_t> recovery_waits{0};

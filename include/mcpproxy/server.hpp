@@ -113,6 +113,7 @@ class Server {
   std::unique_ptr<AdminServer> admin_;
   std::shared_ptr<RedisClient> control_redis_;  // the queue flusher's connection, on the admin context
   std::atomic<bool> stopping_{false};
+  std::uint64_t generation_ = 1;  // of the config: 1 at start, +1 per applied reload
   Metrics::StoreStatus store_status() const;
   std::vector<std::unique_ptr<Worker>> workers_;
 };

@@ -437,6 +437,54 @@ TEST_F(ProxyTest, SighupReloadsReplicas) {
   EXPECT_FALSE(initialize(port()).empty());
 }
 
+TEST_F(ProxyTest, AReloadHoldsForTheNextRequestOfAKeepAliveConnectionOnEveryWorker) {
+  const std::string path = std::string(MCPPROXY_TEST_TMP_DIR) + "/reload-keepalive.yaml";
+  backend_ = std::make_unique<SampleBackend>(3);
+  const auto write = [&](int replicas) {
+    std::ofstream(path) << "backend:\n  replicas: " << replicas << "\n  url_template: " << backend_->url_template()
+                        << "\nthreads: 2\n";
+  };
+  write(3);
+  proxy_ = std::make_unique<Proxy>(std::vector<std::string>{"--config", path});
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_config_generation").value_or(0), 1);
+  // least_sessions puts one of three sessions on each pod.
+  std::string on_two;
+  for (int i = 0; i < 3; ++i) {
+    const std::string sid = initialize(port());
+    const Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+    if (json::parse(r.body)["result"]["structuredContent"]["pod"] == "pod-2") on_two = sid;
+  }
+  ASSERT_FALSE(on_two.empty());
+  const auto post = [&](int id) {
+    const std::string body = call(id, "whoami");
+    return "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           "Accept: application/json, text/event-stream\r\nMcp-Session-Id: " +
+           on_two + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  // Keep-alive connections opened before the reload, one used now, idle through it.
+  std::vector<std::unique_ptr<RawConnection>> conns;
+  for (int i = 0; i < 4; ++i) {
+    conns.push_back(std::make_unique<RawConnection>(port()));
+    ASSERT_TRUE(conns.back()->send(post(10 + i)));
+    ASSERT_TRUE(conns.back()->read_until("\"pod\": \"pod-2\"", 5s)) << conns.back()->received();
+  }
+  write(2);
+  proxy_->process->signal(SIGHUP);
+  // Applied: every worker has it (the generation moves only then).
+  ASSERT_TRUE(eventually([&] { return metric(proxy_->metrics(), "mcp_proxy_config_generation").value_or(0) == 2; }));
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_config_reloads_total").value_or(0), 1);
+  // The very next request on each of them: ordinal 2 is past the replicas, the session is
+  // re-established on pod 0 or 1 (whatever worker holds the connection).
+  for (std::size_t i = 0; i < conns.size(); ++i) {
+    const std::size_t before = conns[i]->received().size();
+    ASSERT_TRUE(conns[i]->send(post(20 + static_cast<int>(i))));
+    ASSERT_TRUE(conns[i]->read_until("\"id\": " + std::to_string(20 + i), 5s)) << conns[i]->received();
+    const std::string answer = conns[i]->received().substr(before);
+    EXPECT_EQ(answer.find("pod-2"), std::string::npos) << answer;
+    EXPECT_NE(answer.find("HTTP/1.1 200"), std::string::npos) << answer;
+  }
+}
+
 }  // namespace
 
 namespace {
