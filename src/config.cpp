@@ -94,6 +94,20 @@ std::size_t positive_size(const std::string& v) {
 
 std::string b(bool v) { return v ? "true" : "false"; }
 
+std::vector<int> ordinal_list(const std::string& v) {
+  std::vector<int> out;
+  std::size_t at = 0;
+  while (at <= v.size() && !v.empty()) {
+    const std::size_t comma = std::min(v.find(',', at), v.size());
+    std::string item = v.substr(at, comma - at);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    out.push_back(int_in(item, 0, kMaxReplicas - 1));
+    at = comma + 1;
+  }
+  return out;
+}
+
 #define MCP_STR(field) [](Config& c, const std::string& v) { c.field = v; }, [](const Config& c) { return c.field; }
 #define MCP_DUR(field)                                                     \
   [](Config& c, const std::string& v) { c.field = positive_duration(v); }, \
@@ -163,6 +177,14 @@ const std::vector<KeySpec>& key_specs() {
        [](const Config& c) { return std::to_string(c.backend.max_idle_connections); }},
       {"backend.max_response_header_size", "--max-response-header-size",
        "bound of a pod's response head (default 64KiB, 502 past it)", MCP_SIZE(backend.max_response_header_size)},
+      {"backend.drained_ordinals", "--drained-ordinals",
+       "comma-separated ordinals that get no new sessions; theirs go on (default none)",
+       [](Config& c, const std::string& v) { c.backend.drained_ordinals = ordinal_list(v); },
+       [](const Config& c) {
+         std::string out;
+         for (int o : c.backend.drained_ordinals) out += (out.empty() ? "" : ",") + std::to_string(o);
+         return out;
+       }},
       {"sessions.store", "--session-store", "memory or redis (default memory)",
        [](Config& c, const std::string& v) { c.sessions.store = enum_of<StoreKind>(v, kStoreNames); },
        [](const Config& c) { return std::string(to_string(c.sessions.store)); }},
@@ -257,6 +279,9 @@ const std::vector<KeySpec>& key_specs() {
       {"log.access", "--access-log", "an access log line per request (default true)",
        [](Config& c, const std::string& v) { c.log.access = to_bool(v); },
        [](const Config& c) { return b(c.log.access); }},
+      {"admin_token_file", "--admin-token-file",
+       "file holding the bearer token of the admin listener's POST calls (default none: refused)",
+       MCP_STR(admin_token_file)},
       {"drain_timeout", "--drain-timeout", "on SIGTERM, wait this long for in-flight requests (default 20s)",
        MCP_DUR(drain_timeout)},
   };
@@ -321,6 +346,9 @@ void validate(Config& cfg) {
     if (!redis.password_file.empty() || !redis.tls_ca_file.empty() || !redis.tls_server_name.empty()) {
       throw ConfigError("sessions.redis: options set, but sessions.store is memory");
     }
+  }
+  if (!cfg.admin_token_file.empty() && !std::ifstream(cfg.admin_token_file)) {
+    throw ConfigError("admin_token_file: cannot read " + cfg.admin_token_file);
   }
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");

@@ -460,7 +460,7 @@ int Connection::place_new(const Config& cfg, int avoid) {
   const auto now = std::chrono::steady_clock::now();
   return place(
       cfg.placement, cfg.backend.replicas,
-      [&](int o) { return (o != avoid || cfg.backend.replicas == 1) && ctx_.health.healthy(o, now); },
+      [&](int o) { return (o != avoid || cfg.backend.replicas == 1) && ctx_.health.placeable(o, now); },
       [&](int o) { return ctx_.sessions.sessions_on(o); }, ctx_.rng);
 }
 

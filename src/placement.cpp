@@ -38,12 +38,45 @@ int place(PlacementPolicy policy, int replicas, const std::function<bool(int)>& 
 }
 
 PodHealth::PodHealth()
-    : until_(new std::atomic<std::int64_t>[kMaxReplicas]),
+    : drained_(new std::atomic<std::uint8_t>[kMaxReplicas]),
+      until_(new std::atomic<std::int64_t>[kMaxReplicas]),
       refusing_since_(new std::atomic<std::int64_t>[kMaxReplicas]) {
   for (int i = 0; i < kMaxReplicas; ++i) {
+    drained_[i].store(0, std::memory_order_relaxed);
     until_[i].store(0, std::memory_order_relaxed);
     refusing_since_[i].store(0, std::memory_order_relaxed);
   }
+}
+
+namespace {
+constexpr std::uint8_t kByConfig = 1;
+constexpr std::uint8_t kByAdmin = 2;
+}  // namespace
+
+void PodHealth::drain_from_config(const std::vector<int>& ordinals) {
+  for (int i = 0; i < kMaxReplicas; ++i) drained_[i].fetch_and(static_cast<std::uint8_t>(~kByConfig));
+  for (int o : ordinals) {
+    if (o >= 0 && o < kMaxReplicas) drained_[o].fetch_or(kByConfig);
+  }
+}
+
+void PodHealth::drain_from_admin(int ordinal, bool on) {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return;
+  if (on) {
+    drained_[ordinal].fetch_or(kByAdmin);
+  } else {
+    drained_[ordinal].fetch_and(static_cast<std::uint8_t>(~kByAdmin));
+  }
+}
+
+bool PodHealth::draining(int ordinal) const {
+  return ordinal >= 0 && ordinal < kMaxReplicas && drained_[ordinal].load(std::memory_order_relaxed) != 0;
+}
+
+std::chrono::steady_clock::time_point PodHealth::ejected_until(int ordinal) const {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return {};
+  return std::chrono::steady_clock::time_point(
+      std::chrono::steady_clock::duration(until_[ordinal].load(std::memory_order_relaxed)));
 }
 
 std::chrono::steady_clock::duration PodHealth::refused(int ordinal, std::chrono::steady_clock::time_point now) {

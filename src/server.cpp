@@ -5,8 +5,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/system/system_error.hpp>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "mcpproxy/admin.hpp"
 #include "mcpproxy/downstream.hpp"
@@ -153,7 +156,46 @@ Server::Server(CommandLine cmd, Config cfg)
     return body;
   };
   handlers.metrics = [this] { return shared_.metrics.render(shared_.table, cfg_->backend.replicas, store_status()); };
+  handlers.pods = [this] { return pods_json(); };
+  handlers.token = [this] { return admin_token_; };
+  handlers.drain = [this](int ordinal, bool on) {
+    if (ordinal >= cfg_->backend.replicas) return false;
+    shared_.health.drain_from_admin(ordinal, on);
+    log_event(spdlog::level::info, on ? "pod drained (admin)" : "pod undrained (admin)",
+              {{"pod", std::to_string(ordinal)}});
+    return true;
+  };
+  apply_pod_settings(*cfg_);
   admin_ = std::make_unique<AdminServer>(admin_ioc_, std::move(handlers));
+}
+
+void Server::apply_pod_settings(const Config& cfg) {
+  shared_.health.drain_from_config(cfg.backend.drained_ordinals);
+  admin_token_.clear();
+  if (!cfg.admin_token_file.empty()) {
+    std::ifstream in(cfg.admin_token_file);
+    std::getline(in, admin_token_);
+    while (!admin_token_.empty() && std::isspace(static_cast<unsigned char>(admin_token_.back())) != 0) {
+      admin_token_.pop_back();
+    }
+  }
+}
+
+std::string Server::pods_json() const {
+  const auto now = std::chrono::steady_clock::now();
+  nlohmann::json out = nlohmann::json::array();
+  for (int o = 0; o < cfg_->backend.replicas; ++o) {
+    const auto until = shared_.health.ejected_until(o);
+    nlohmann::json pod = {{"ordinal", o},
+                          {"sessions", shared_.table.sessions_on(o)},
+                          {"healthy", shared_.health.healthy(o, now)},
+                          {"draining", shared_.health.draining(o)}};
+    if (until > now) {
+      pod["ejected_for_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
+    }
+    out.push_back(std::move(pod));
+  }
+  return out.dump() + "\n";
 }
 
 Metrics::StoreStatus Server::store_status() const {
@@ -280,6 +322,7 @@ void Server::reload() {
   auto shared_cfg = std::make_shared<const Config>(std::move(next));
   cfg_ = shared_cfg;
   shared_.table.set_ttl(shared_cfg->sessions.ttl);
+  apply_pod_settings(*shared_cfg);
   if (shared_.store) shared_.store->set_ttl(shared_cfg->sessions.ttl);
   apply_log_level(shared_cfg->log.level);
   // Applied (counted, logged, its generation shown) once every worker has it: every request

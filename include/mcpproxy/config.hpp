@@ -77,6 +77,9 @@ struct BackendConfig {
   duration idle_connection_timeout{60000};  // pooled keep-alive connection to a pod
   std::size_t max_idle_connections = 64;    // per pod, per worker thread
   std::size_t max_response_header_size = 64 * 1024;
+  // Ordinals that get no new sessions (their sessions go on); the admin listener can drain
+  // more (POST /pods/N/drain).
+  std::vector<int> drained_ordinals;
   // Derived when the config is validated, not a key: the address of every ordinal below
   // `replicas`, so the data path never expands a template (nor throws).
   std::vector<PodAddress> pods;
@@ -143,6 +146,9 @@ struct Config {
   bool trust_forwarded_headers = false;
   LogConfig log;
   duration drain_timeout{20000};
+  // The bearer token of the admin listener's state-changing calls (a file holding it);
+  // none: those calls are refused.
+  std::string admin_token_file;
   bool operator==(const Config&) const = default;
 };
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 #include <string_view>
+#include <vector>
 
 #include "mcpproxy/config.hpp"
 
@@ -31,8 +32,20 @@ class PodHealth {
   // The pod refused a connection at `now`: how long it has been refusing since it last
   // answered (0 for the first refusal).
   std::chrono::steady_clock::duration refused(int ordinal, std::chrono::steady_clock::time_point now);
+  // Ejected until then (the epoch: not ejected).
+  std::chrono::steady_clock::time_point ejected_until(int ordinal) const;
+
+  // Drained pods get no new sessions; their sessions go on. Drained by the config
+  // (backend.drained_ordinals, replaced on reload) or by the admin listener (kept).
+  void drain_from_config(const std::vector<int>& ordinals);
+  void drain_from_admin(int ordinal, bool on);
+  bool draining(int ordinal) const;
+  bool placeable(int ordinal, std::chrono::steady_clock::time_point now) const {
+    return healthy(ordinal, now) && !draining(ordinal);
+  }
 
  private:
+  std::unique_ptr<std::atomic<std::uint8_t>[]> drained_;         // bit 0: config, bit 1: admin
   std::unique_ptr<std::atomic<std::int64_t>[]> until_;           // steady-clock ns since epoch
   std::unique_ptr<std::atomic<std::int64_t>[]> refusing_since_;  // 0: answering
 };

@@ -115,6 +115,10 @@ class Server {
   std::atomic<bool> stopping_{false};
   std::uint64_t generation_ = 1;  // of the config: 1 at start, +1 per applied reload
   Metrics::StoreStatus store_status() const;
+  // Drained ordinals and the admin token, from the config (at start and on reload).
+  void apply_pod_settings(const Config& cfg);
+  std::string pods_json() const;
+  std::string admin_token_;  // admin thread only
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

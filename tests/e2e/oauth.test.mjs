@@ -29,7 +29,7 @@ let initializeCount = 0;
 
 async function listen(app, host, port) {
   const server = app.listen(port, host);
-  await once(server, 'listening');
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([e]) => { throw e; })]);
   return server;
 }
 
@@ -38,7 +38,8 @@ async function listen(app, host, port) {
 async function startAuthorizationServer(resource) {
   const port = await freePort();
   const issuer = new URL(`http://127.0.0.1:${port}`);
-  const provider = new DemoInMemoryAuthProvider((r) => r?.toString() === resource);
+  // `resource()`: the proxy's URL, known once the proxy runs.
+  const provider = new DemoInMemoryAuthProvider((r) => r?.toString() === resource());
   const app = express();
   app.use(mcpAuthRouter({ provider, issuerUrl: issuer, scopesSupported: ['mcp:tools'] }));
   const server = await listen(app, '127.0.0.1', port);
@@ -46,11 +47,24 @@ async function startAuthorizationServer(resource) {
     close: () => new Promise((r) => server.close(r)) };
 }
 
-// Three replicas of an OAuth-protected MCP server on 127.0.1.N:port. `publicUrl(req)` is the
-// URL the server believes clients use for /mcp.
-async function startResourceServers(port, auth, publicUrl) {
+// Three replicas of an OAuth-protected MCP server on 127.0.1.N, one port for all (pod 0's,
+// chosen by the kernel; the whole set again if another test holds it on 127.0.1.1 or .2).
+// `publicUrl(req)` is the URL the server believes clients use for /mcp.
+async function startResourceServers(auth, publicUrl) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startResourceServersOn(auth, publicUrl);
+    } catch (e) {
+      if (e.code !== 'EADDRINUSE' || attempt >= 10) throw e;
+    }
+  }
+}
+
+async function startResourceServersOn(auth, publicUrl) {
   const servers = [];
   const tables = [];
+  let port = 0;
+  const closeAll = () => Promise.all(servers.map((s) => { s.closeAllConnections(); return new Promise((r) => s.close(r)); }));
   for (let ordinal = 0; ordinal < 3; ordinal++) {
     const transports = new Map();
     tables.push(transports);
@@ -84,13 +98,20 @@ async function startResourceServers(port, auth, publicUrl) {
       }
       await transport.handleRequest(req, res, req.body);
     });
-    servers.push(await listen(app, `127.0.1.${ordinal}`, port));
+    try {
+      servers.push(await listen(app, `127.0.1.${ordinal}`, port));
+    } catch (e) {
+      await closeAll();
+      throw e;
+    }
+    port = servers[0].address().port;
   }
   return {
+    port,
     // As a restart does: every pod forgets its sessions (and answers 404 for them).
     forget: () => { for (const t of tables) t.clear(); },
     initializes: () => initializeCount,
-    close: () => Promise.all(servers.map((s) => { s.closeAllConnections(); return new Promise((r) => s.close(r)); })),
+    close: closeAll,
   };
 }
 
@@ -139,11 +160,10 @@ async function authorizeAndCall(mcpUrl, between = async () => {}) {
 describe('an OAuth-protected server that knows its public URL (configured)', () => {
   const ctx = {};
   before(async () => {
-    const podPort = await freePort();
-    ctx.proxy = await startProxy(['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${podPort}`]);
+    ctx.auth = await startAuthorizationServer(() => ctx.mcpUrl);
+    ctx.pods = await startResourceServers(ctx.auth, () => ctx.mcpUrl);
+    ctx.proxy = await startProxy(['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${ctx.pods.port}`]);
     ctx.mcpUrl = `${ctx.proxy.url}/mcp`;
-    ctx.auth = await startAuthorizationServer(ctx.mcpUrl);
-    ctx.pods = await startResourceServers(podPort, ctx.auth, () => ctx.mcpUrl);
   });
   after(async () => {
     await ctx.proxy?.stop();
@@ -174,12 +194,11 @@ describe('an OAuth-protected server that builds its URL from X-Forwarded-Host/-P
   const ctx = {};
   const fromForwarded = (req) => `${req.headers['x-forwarded-proto']}://${req.headers['x-forwarded-host']}/mcp`;
   before(async () => {
-    const podPort = await freePort();
-    const template = ['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${podPort}`];
+    ctx.auth = await startAuthorizationServer(() => `${ctx.plain.url}/mcp`);
+    ctx.pods = await startResourceServers(ctx.auth, fromForwarded);
+    const template = ['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${ctx.pods.port}`];
     ctx.plain = await startProxy(template);
     ctx.trusting = await startProxy([...template, '--trust-forwarded-headers', 'true']);
-    ctx.auth = await startAuthorizationServer(`${ctx.plain.url}/mcp`);
-    ctx.pods = await startResourceServers(podPort, ctx.auth, fromForwarded);
   });
   after(async () => {
     await ctx.plain?.stop();
@@ -216,16 +235,15 @@ for (const store of ['memory', 'redis']) {
   describe(`a session of an OAuth-protected server re-established after its pod forgot it (${store} store)`, () => {
     const ctx = {};
     before(async () => {
-      const podPort = await freePort();
-      const args = ['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${podPort}`];
+      ctx.auth = await startAuthorizationServer(() => ctx.mcpUrl);
+      ctx.pods = await startResourceServers(ctx.auth, () => ctx.mcpUrl);
+      const args = ['--replicas', '3', '--backend-url-template', `http://127.0.1.{ordinal}:${ctx.pods.port}`];
       if (store === 'redis') {
         ctx.redis = await startRedis();
         args.push('--session-store', 'redis', '--redis-url', ctx.redis.url);
       }
       ctx.proxy = await startProxy(args);
       ctx.mcpUrl = `${ctx.proxy.url}/mcp`;
-      ctx.auth = await startAuthorizationServer(ctx.mcpUrl);
-      ctx.pods = await startResourceServers(podPort, ctx.auth, () => ctx.mcpUrl);
     });
     after(async () => {
       await ctx.proxy?.stop();

@@ -437,6 +437,66 @@ TEST_F(ProxyTest, SighupReloadsReplicas) {
   EXPECT_FALSE(initialize(port()).empty());
 }
 
+TEST_F(ProxyTest, ADrainedOrdinalGetsNoNewSessionsAndKeepsItsOwn) {
+  const std::string token_path = std::string(MCPPROXY_TEST_TMP_DIR) + "/admin-token";
+  { std::ofstream(token_path) << "s3cret-token\n"; }
+  start({"--admin-token-file", token_path});
+  const auto admin_post = [&](const std::string& path, const std::string& token) {
+    Headers h;
+    if (!token.empty()) h.emplace_back("Authorization", "Bearer " + token);
+    return request(proxy_->admin, "POST", path, "", h);
+  };
+  const auto on_pod = [&](const std::string& sid) {
+    const Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+    return r.status == 200 ? json::parse(r.body)["result"]["structuredContent"]["pod"].get<std::string>() : "";
+  };
+  // Sessions until one is on pod 2 (least_sessions' two random choices include it soon).
+  std::string on_two;
+  int created = 0;
+  while (on_two.empty() && created < 30) {
+    const std::string sid = initialize(port());
+    ++created;
+    if (on_pod(sid) == "pod-2") on_two = sid;
+  }
+  ASSERT_FALSE(on_two.empty());
+  // State changes need the token.
+  EXPECT_EQ(admin_post("/pods/2/drain", "").status, 401);
+  EXPECT_EQ(admin_post("/pods/2/drain", "wrong").status, 401);
+  EXPECT_EQ(admin_post("/pods/2/drain", "s3cret-token-longer").status, 401);
+  EXPECT_EQ(admin_post("/pods/7/drain", "s3cret-token").status, 404) << "no such ordinal";
+  const Response drained = admin_post("/pods/2/drain", "s3cret-token");
+  ASSERT_EQ(drained.status, 200) << drained.body;
+  EXPECT_TRUE(json::parse(drained.body)[2]["draining"].get<bool>()) << drained.body;
+  const auto sessions_on_two = [&] { return metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="2"})").value_or(-1); };
+  const double before = sessions_on_two();
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
+  EXPECT_EQ(sessions_on_two(), before) << "no new session on a drained pod";
+  EXPECT_EQ(on_pod(on_two), "pod-2") << "its own sessions go on";
+  const json pods = json::parse(request(proxy_->admin, "GET", "/pods").body);
+  ASSERT_EQ(pods.size(), 3U);
+  EXPECT_TRUE(pods[2]["draining"].get<bool>());
+  EXPECT_FALSE(pods[0]["draining"].get<bool>());
+  EXPECT_EQ(pods[0]["sessions"].get<double>() + pods[1]["sessions"].get<double>(), created + 300 - before);
+  // Undrained, it takes new sessions again (least_sessions prefers it whenever it is one of
+  // its two choices: none in 10 would have a chance of 3^-10).
+  ASSERT_EQ(admin_post("/pods/2/undrain", "s3cret-token").status, 200);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
+  EXPECT_GT(sessions_on_two(), before);
+}
+
+TEST_F(ProxyTest, AdminStateChangesAreRefusedWithoutATokenFile) {
+  start();
+  const Response r = request(proxy_->admin, "POST", "/pods/0/drain", "", {{"Authorization", "Bearer anything"}});
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_FALSE(json::parse(request(proxy_->admin, "GET", "/pods").body)[0]["draining"].get<bool>());
+}
+
+TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
+  start({"--drained-ordinals", "0, 1"});
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="2"})").value_or(0), 20);
+}
+
 TEST_F(ProxyTest, AReloadHoldsForTheNextRequestOfAKeepAliveConnectionOnEveryWorker) {
   const std::string path = std::string(MCPPROXY_TEST_TMP_DIR) + "/reload-keepalive.yaml";
   backend_ = std::make_unique<SampleBackend>(3);
@@ -447,9 +507,9 @@ TEST_F(ProxyTest, AReloadHoldsForTheNextRequestOfAKeepAliveConnectionOnEveryWork
   write(3);
   proxy_ = std::make_unique<Proxy>(std::vector<std::string>{"--config", path});
   EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_config_generation").value_or(0), 1);
-  // least_sessions puts one of three sessions on each pod.
+  // Sessions until one is on pod 2 (least_sessions' two random choices include it soon).
   std::string on_two;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 30 && on_two.empty(); ++i) {
     const std::string sid = initialize(port());
     const Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
     if (json::parse(r.body)["result"]["structuredContent"]["pod"] == "pod-2") on_two = sid;
