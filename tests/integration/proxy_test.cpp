@@ -621,6 +621,11 @@ TEST_F(ProxyTest, APodThatKeepsRefusingIsGoneOnlyAfterTheGrace) {
 }
 
 TEST_F(ProxyTest, OutOfDescriptorsIsA503AndTheSessionGoesOnAfterwards) {
+#ifdef MCPPROXY_SANITIZED
+  // UBSan checks a pointer's readability through a pipe: with no descriptor left it reports
+  // every virtual call as invalid. The Release build runs this test.
+  GTEST_SKIP() << "the sanitizer runtime itself needs descriptors";
+#endif
   // No idle pod connections are kept: every request opens one, which the limit forbids.
   start({"--upstream-max-idle", "0"}, {}, 2, 2);
   const std::string sid = initialize(port());
