@@ -71,7 +71,11 @@ net::awaitable<bool> StreamGate::wait(const std::string& session, std::chrono::m
         if (e.waiters.empty()) erase(it);
         co_return waited;
       }
-      if (now >= give_up) co_return waited;
+      if (e.slow && e.streams > 0) co_return waited;
+      if (now >= give_up) {
+        if (e.streams > 0) e.slow = true;
+        co_return waited;
+      }
       // An opening stream is waited for up to the open limit; an expected one up to the
       // expect limit (then for its head, if it is opening by then).
       const auto deadline = e.streams > 0 ? give_up : std::min({e.until, stop_expecting, give_up});

@@ -62,6 +62,9 @@ class StreamGate {
   struct Entry {
     int streams = 0;          // GETs of the session opening now
     clock::time_point until;  // the GET is expected until then (none since the epoch)
+    // A request waited the whole open limit: this pod holds its GET's head back (until a
+    // first event, say); the session's later requests do not wait for it again.
+    bool slow = false;
     std::vector<std::shared_ptr<net::steady_timer>> waiters;
   };
   // Drops entries whose expectation passed with no GET and nobody waiting (caller locks).

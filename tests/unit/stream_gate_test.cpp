@@ -103,6 +103,18 @@ TEST(StreamGate, AStreamThatIsNeverAnsweredHoldsNoLongerThanTheOpenLimit) {
   gate.opened("s1");
 }
 
+TEST(StreamGate, APodThatHoldsItsStreamsHeadCostsOneWaitNotOnePerRequest) {
+  mcpproxy::StreamGate gate;
+  gate.opening("s1");
+  Waiter first(gate, "s1", 50ms, 10s);
+  EXPECT_TRUE(first.finish());
+  EXPECT_GE(first.elapsed(), 50ms);
+  Waiter second(gate, "s1", 50ms, 10s);
+  ASSERT_TRUE(second.done()) << "the session's stream was found slow: no second wait";
+  EXPECT_FALSE(second.finish());
+  gate.opened("s1");
+}
+
 TEST(StreamGate, AnExpectedStreamIsWaitedForThroughItsHead) {
   mcpproxy::StreamGate gate;
   gate.expect("s1", clock_type::now() + 10s);
