@@ -320,6 +320,12 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
   }
 }
 
+void validate_admin(const Config& cfg) {
+  if (!cfg.admin_token_file.empty() && !std::ifstream(cfg.admin_token_file)) {
+    throw ConfigError("admin_token_file: cannot read " + cfg.admin_token_file);
+  }
+}
+
 void validate(Config& cfg) {
   if (cfg.threads == 0) cfg.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   if (cfg.sessions.store == StoreKind::memory && !cfg.sessions.redis.url.empty()) {
@@ -347,9 +353,7 @@ void validate(Config& cfg) {
       throw ConfigError("sessions.redis: options set, but sessions.store is memory");
     }
   }
-  if (!cfg.admin_token_file.empty() && !std::ifstream(cfg.admin_token_file)) {
-    throw ConfigError("admin_token_file: cannot read " + cfg.admin_token_file);
-  }
+  validate_admin(cfg);
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");
   }

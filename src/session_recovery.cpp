@@ -1,8 +1,10 @@
-// Stage: lost sessions. A session whose pod is gone (it answered 404 for the session, its
-// ordinal is past the replicas, or it cannot be reached) moves to a newly placed pod when
-// the policy allows (sessions.on_lost: reinitialize): the stored initialize and
+// Stage: lost sessions. A session whose pod is gone (route.hpp decides what that means)
+// moves to a newly placed pod when the policy allows (sessions.on_lost: reinitialize): the
+// client's initialize, as it came but with the current request's credentials, and
 // notifications/initialized are replayed there, the client's id is mapped to the pod's new
-// one, and the request is replayed once. Otherwise the record goes and the client gets 404.
+// one, and the request is replayed once. One recovery per session at a time in a process:
+// the session's other requests wait for it and follow. Otherwise the record goes and the
+// client gets 404.
 #include <boost/asio/write.hpp>
 
 #include "mcpproxy/downstream.hpp"
@@ -112,10 +114,9 @@ net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::uniq
     }
     up = std::move(lease.stream);
   }
-  // The request is the proxy's own: written here, read back with the same strict parser
-  // and framing the proxied path uses.
   // The client's initialize as it came (its target, its end-to-end fields), with the
-  // credentials of the request in hand and Host as the proxied path sends it.
+  // credentials of the request in hand and Host as the proxied path sends it; the answer
+  // is read back with the same strict parser and framing the proxied path uses.
   const SessionRecord& rec = *ex.rec;
   std::string head;
   head += "POST "sv;

@@ -49,6 +49,22 @@ void StreamGate::opened(const std::string& session) {
   for (auto& t : waiters) net::post(t->get_executor(), [t] { t->cancel(); });
 }
 
+std::optional<StreamGate::clock::time_point> StreamGate::next_deadline(Entry& e, clock::time_point now,
+                                                                       clock::time_point give_up,
+                                                                       clock::time_point stop_expecting) {
+  // No GET came in time: the client opens none now, and nobody waits for it again.
+  if (e.streams == 0 && e.until > now && now >= stop_expecting) e.until = {};
+  if (e.streams == 0 && e.until <= now) return std::nullopt;
+  if (e.slow && e.streams > 0) return std::nullopt;
+  if (now >= give_up) {
+    if (e.streams > 0) e.slow = true;
+    return std::nullopt;
+  }
+  // An opening stream is waited for up to the open limit; an expected one up to the
+  // expect limit (then for its head, if it is opening by then).
+  return e.streams > 0 ? give_up : std::min({e.until, stop_expecting, give_up});
+}
+
 net::awaitable<bool> StreamGate::wait(const std::string& session, std::chrono::milliseconds open_limit,
                                       std::chrono::milliseconds expect_limit) {
   const auto executor = co_await net::this_coro::executor;
@@ -65,22 +81,13 @@ net::awaitable<bool> StreamGate::wait(const std::string& session, std::chrono::m
       auto it = entries_.find(session);
       if (it == entries_.end()) co_return waited;
       Entry& e = it->second;
-      // No GET came in time: the client opens none now, and nobody waits for it again.
-      if (e.streams == 0 && e.until > now && now >= stop_expecting) e.until = {};
-      if (e.streams == 0 && e.until <= now) {
-        if (e.waiters.empty()) erase(it);
+      const auto deadline = next_deadline(e, now, give_up, stop_expecting);
+      if (!deadline) {
+        if (e.streams == 0 && e.until <= now && e.waiters.empty()) erase(it);
         co_return waited;
       }
-      if (e.slow && e.streams > 0) co_return waited;
-      if (now >= give_up) {
-        if (e.streams > 0) e.slow = true;
-        co_return waited;
-      }
-      // An opening stream is waited for up to the open limit; an expected one up to the
-      // expect limit (then for its head, if it is opening by then).
-      const auto deadline = e.streams > 0 ? give_up : std::min({e.until, stop_expecting, give_up});
       if (!timer) timer = std::make_shared<net::steady_timer>(executor);
-      timer->expires_at(deadline);
+      timer->expires_at(*deadline);
       e.waiters.push_back(timer);
     }
     waited = true;

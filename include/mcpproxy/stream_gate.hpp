@@ -28,6 +28,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -67,6 +68,9 @@ class StreamGate {
     bool slow = false;
     std::vector<std::shared_ptr<net::steady_timer>> waiters;
   };
+  // When a waiter of `e` looks again; none when it need not wait (longer). Caller locks.
+  static std::optional<clock::time_point> next_deadline(Entry& e, clock::time_point now, clock::time_point give_up,
+                                                        clock::time_point stop_expecting);
   // Drops entries whose expectation passed with no GET and nobody waiting (caller locks).
   void prune(clock::time_point now);
   void erase(std::unordered_map<std::string, Entry>::iterator it);
