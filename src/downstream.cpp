@@ -326,7 +326,11 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
       ex.ordinal = place_new(cfg);
       break;
   }
-  if (ex.route.cls == RequestClass::session) co_await keep_stream_order(ex);
+  // A session's GET, or any request while some stream is opening or expected: checked here
+  // so that the common request costs one atomic load, no coroutine frame.
+  if (ex.route.cls == RequestClass::session && (ex.req.method() == "GET" || ctx_.streams.any())) {
+    co_await keep_stream_order(ex);
+  }
   co_return co_await proxy(ex, /*may_recover=*/true);
 }
 
@@ -348,7 +352,6 @@ net::awaitable<void> Connection::keep_stream_order(Exchange& ex) {
     ex.stream_opening = StreamOpening(ctx_.streams, ex.route.session_id);
     co_return;
   }
-  if (!ctx_.streams.any()) co_return;
   const bool waited = co_await ctx_.streams.wait(ex.route.session_id, limit, ex.cfg->backend.stream_expect_window);
   if (waited) ctx_.metrics.stream_order_waits.fetch_add(1, std::memory_order_relaxed);
 }
