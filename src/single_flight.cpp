@@ -19,8 +19,11 @@ void SingleFlight::end(const std::string& key) {
     waiters = std::move(it->second);
     flights_.erase(it);
   }
-  // A timer is its worker's: it is cancelled there.
-  for (auto& t : waiters) net::post(t->get_executor(), [t] { t->cancel(); });
+  wake_waiters(waiters);
+}
+
+void wake_waiters(const std::vector<std::shared_ptr<net::steady_timer>>& waiters) {
+  for (const auto& t : waiters) net::post(t->get_executor(), [t] { t->cancel(); });
 }
 
 net::awaitable<bool> SingleFlight::wait(const std::string& key, std::chrono::milliseconds limit) {

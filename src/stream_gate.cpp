@@ -1,7 +1,7 @@
 // The per-session order of a GET stream and the requests behind it (stream_gate.hpp).
 #include "mcpproxy/stream_gate.hpp"
 
-#include <boost/asio/post.hpp>
+#include "mcpproxy/single_flight.hpp"
 
 namespace mcpproxy {
 
@@ -45,8 +45,7 @@ void StreamGate::opened(const std::string& session) {
     waiters = std::move(it->second.waiters);
     erase(it);
   }
-  // A timer is its worker's: it is cancelled there.
-  for (auto& t : waiters) net::post(t->get_executor(), [t] { t->cancel(); });
+  wake_waiters(waiters);
 }
 
 std::optional<StreamGate::clock::time_point> StreamGate::next_deadline(Entry& e, clock::time_point now,

@@ -13,6 +13,10 @@
 
 namespace mcpproxy {
 
+// Wakes coroutines waiting on these timers, each on its own worker (a timer is cancelled on
+// the thread that runs it): the waiters of SingleFlight and of StreamGate.
+void wake_waiters(const std::vector<std::shared_ptr<net::steady_timer>>& waiters);
+
 class SingleFlight {
  public:
   // True: the caller runs the flight and must call end(). False: one is in progress.

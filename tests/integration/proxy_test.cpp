@@ -49,6 +49,14 @@ std::string initialize(std::uint16_t port) {
   return sid;
 }
 
+// A whoami call of `sid` as raw bytes, for a keep-alive RawConnection.
+std::string whoami_request(const std::string& sid, int id) {
+  const std::string body = call(id, "whoami");
+  return "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Accept: application/json, text/event-stream\r\nMcp-Session-Id: " +
+         sid + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
 class ProxyTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> proxy_args = {}, std::vector<std::string> backend_args = {}, int pods = 3,
@@ -515,12 +523,7 @@ TEST_F(ProxyTest, AReloadHoldsForTheNextRequestOfAKeepAliveConnectionOnEveryWork
     if (json::parse(r.body)["result"]["structuredContent"]["pod"] == "pod-2") on_two = sid;
   }
   ASSERT_FALSE(on_two.empty());
-  const auto post = [&](int id) {
-    const std::string body = call(id, "whoami");
-    return "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           "Accept: application/json, text/event-stream\r\nMcp-Session-Id: " +
-           on_two + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  };
+  const auto post = [&](int id) { return whoami_request(on_two, id); };
   // Keep-alive connections opened before the reload, one used now, idle through it.
   std::vector<std::unique_ptr<RawConnection>> conns;
   for (int i = 0; i < 4; ++i) {
@@ -633,12 +636,7 @@ TEST_F(ProxyTest, OutOfDescriptorsIsA503AndTheSessionGoesOnAfterwards) {
   ASSERT_EQ(r.status, 200);
   // The client's connection is made (and served once: the proxy has accepted it) first;
   // then the process may open no new descriptor.
-  const auto post = [&](int id) {
-    const std::string body = call(id, "whoami");
-    return "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           "Accept: application/json, text/event-stream\r\nMcp-Session-Id: " +
-           sid + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  };
+  const auto post = [&](int id) { return whoami_request(sid, id); };
   RawConnection c(port());
   ASSERT_TRUE(c.send(post(3)));
   ASSERT_TRUE(c.read_until("\"counter\": 2", 5s)) << c.received();
