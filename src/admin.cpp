@@ -101,7 +101,7 @@ void AdminServer::control(const http::request<http::string_body>& req, http::res
   const std::string token = handlers_.token();
   if (token.empty()) {
     res.result(http::status::forbidden);
-    res.body() = "state-changing admin calls need admin_token_file\n";
+    res.body() = "state-changing admin calls need admin.token_file\n";
     return;
   }
   const auto auth = req[http::field::authorization];

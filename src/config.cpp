@@ -29,6 +29,9 @@ struct KeySpec {
   Setter set;
   Getter get;
   bool secret = false;
+  // Set for a list key: empties the list. `set` then adds one item (a YAML sequence's
+  // element, or one occurrence of the repeatable flag); `get` prints the items with commas.
+  std::function<void(Config&)> reset = nullptr;
 };
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
@@ -177,14 +180,17 @@ const std::vector<KeySpec>& key_specs() {
        [](const Config& c) { return std::to_string(c.backend.max_idle_connections); }},
       {"backend.max_response_header_size", "--max-response-header-size",
        "bound of a pod's response head (default 64KiB, 502 past it)", MCP_SIZE(backend.max_response_header_size)},
-      {"backend.drained_ordinals", "--drained-ordinals",
-       "comma-separated ordinals that get no new sessions; theirs go on (default none)",
-       [](Config& c, const std::string& v) { c.backend.drained_ordinals = ordinal_list(v); },
+      {"backend.draining", "--drain-ordinal",
+       "an ordinal that gets no new sessions while its own go on (repeatable; default none)",
+       [](Config& c, const std::string& v) {
+         for (int o : ordinal_list(v)) c.backend.draining.push_back(o);
+       },
        [](const Config& c) {
          std::string out;
-         for (int o : c.backend.drained_ordinals) out += (out.empty() ? "" : ",") + std::to_string(o);
+         for (int o : c.backend.draining) out += (out.empty() ? "" : ",") + std::to_string(o);
          return out;
-       }},
+       },
+       false, [](Config& c) { c.backend.draining.clear(); }},
       {"sessions.store", "--session-store", "memory or redis (default memory)",
        [](Config& c, const std::string& v) { c.sessions.store = enum_of<StoreKind>(v, kStoreNames); },
        [](const Config& c) { return std::string(to_string(c.sessions.store)); }},
@@ -279,7 +285,7 @@ const std::vector<KeySpec>& key_specs() {
       {"log.access", "--access-log", "an access log line per request (default true)",
        [](Config& c, const std::string& v) { c.log.access = to_bool(v); },
        [](const Config& c) { return b(c.log.access); }},
-      {"admin_token_file", "--admin-token-file",
+      {"admin.token_file", "--admin-token-file",
        "file holding the bearer token of the admin listener's POST calls (default none: refused)",
        MCP_STR(admin_token_file)},
       {"drain_timeout", "--drain-timeout", "on SIGTERM, wait this long for in-flight requests (default 20s)",
@@ -303,6 +309,21 @@ void apply(Config& cfg, const KeySpec& spec, const std::string& value, const std
   }
 }
 
+// A list key takes a sequence of scalars, one scalar, or nothing (`key: []`, `key:`).
+void set_list(Config& cfg, const KeySpec& spec, const YAML::Node& value, const std::string& where) {
+  spec.reset(cfg);
+  if (value.IsNull()) return;
+  if (value.IsScalar()) {
+    apply(cfg, spec, value.Scalar(), where);
+    return;
+  }
+  if (!value.IsSequence()) throw ConfigError(spec.key + ": must be a list of values (" + where + ")");
+  for (const auto& item : value) {
+    if (!item.IsScalar()) throw ConfigError(spec.key + ": every item must be a single value (" + where + ")");
+    apply(cfg, spec, item.Scalar(), where);
+  }
+}
+
 void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const std::string& origin) {
   for (const auto& kv : node) {
     const std::string name = kv.first.as<std::string>();
@@ -315,6 +336,10 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
     }
     const KeySpec* spec = find_key(key);
     if (spec == nullptr) throw ConfigError(key + ": unknown key (" + where + ")");
+    if (spec->reset) {
+      set_list(cfg, *spec, value, where);
+      continue;
+    }
     if (!value.IsScalar()) throw ConfigError(key + ": must be a single value (" + where + ")");
     apply(cfg, *spec, value.Scalar(), where);
   }
@@ -322,7 +347,7 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
 
 void validate_admin(const Config& cfg) {
   if (!cfg.admin_token_file.empty() && !std::ifstream(cfg.admin_token_file)) {
-    throw ConfigError("admin_token_file: cannot read " + cfg.admin_token_file);
+    throw ConfigError("admin.token_file: cannot read " + cfg.admin_token_file);
   }
 }
 
@@ -448,11 +473,18 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   app.add_flag("--check-config", cmd.check_config, "validate the config, print the effective config, exit 0 (or 2)");
   app.add_flag("--version", cmd.version, "print the version and exit");
   app.add_flag("-h,--help", cmd.help, "print this help and exit");
-  std::vector<std::pair<std::string, std::string>> values(key_specs().size());
+  std::vector<std::string> values(key_specs().size());
+  std::vector<std::vector<std::string>> lists(key_specs().size());
   std::vector<CLI::Option*> options;
   for (std::size_t i = 0; i < key_specs().size(); ++i) {
     const auto& spec = key_specs()[i];
-    options.push_back(app.add_option(spec.flag, values[i].second, spec.help + " [" + spec.key + "]"));
+    const std::string help = spec.help + " [" + spec.key + "]";
+    if (spec.reset) {
+      // Repeatable, one value per occurrence.
+      options.push_back(app.add_option(spec.flag, lists[i], help)->allow_extra_args(false));
+    } else {
+      options.push_back(app.add_option(spec.flag, values[i], help));
+    }
   }
   try {
     app.parse(argc, argv);
@@ -462,7 +494,12 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   cmd.help_text = app.help();
   if (!config_file.empty()) cmd.config_file = config_file;
   for (std::size_t i = 0; i < options.size(); ++i) {
-    if (options[i]->count() > 0) cmd.overrides.emplace_back(key_specs()[i].key, values[i].second);
+    if (options[i]->count() == 0) continue;
+    if (key_specs()[i].reset) {
+      for (const auto& item : lists[i]) cmd.overrides.emplace_back(key_specs()[i].key, item);
+    } else {
+      cmd.overrides.emplace_back(key_specs()[i].key, values[i]);
+    }
   }
   return cmd;
 }
@@ -481,9 +518,14 @@ Config config_from_yaml(const std::string& yaml_text, const std::string& origin,
   } else if (!root.IsNull()) {
     throw ConfigError(origin + ": the top level must be a map of keys");
   }
+  std::vector<const KeySpec*> lists_from_flags;  // a repeated flag replaces the file's list
   for (const auto& [key, value] : overrides) {
     const KeySpec* spec = find_key(key);
     if (spec == nullptr) throw ConfigError(key + ": unknown key");
+    if (spec->reset && std::find(lists_from_flags.begin(), lists_from_flags.end(), spec) == lists_from_flags.end()) {
+      spec->reset(cfg);
+      lists_from_flags.push_back(spec);
+    }
     apply(cfg, *spec, value, spec->flag);
   }
   validate(cfg);
@@ -509,19 +551,25 @@ std::string to_yaml(const Config& cfg) {
   for (const auto& spec : key_specs()) {
     std::string value = spec.get(cfg);
     if (spec.secret && !value.empty()) value = mask_url_password(value);
+    YAML::Node node(value);
+    if (spec.reset) {
+      node = YAML::Node(YAML::NodeType::Sequence);
+      std::stringstream items(value);
+      for (std::string item; std::getline(items, item, ',');) node.push_back(item);
+    }
     std::vector<std::string> parts;
     std::stringstream ss(spec.key);
     for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
     // Keys are at most three levels deep (sessions.redis.url).
     switch (parts.size()) {
       case 1:
-        root[parts[0]] = value;
+        root[parts[0]] = node;
         break;
       case 2:
-        root[parts[0]][parts[1]] = value;
+        root[parts[0]][parts[1]] = node;
         break;
       default:
-        root[parts[0]][parts[1]][parts[2]] = value;
+        root[parts[0]][parts[1]][parts[2]] = node;
         break;
     }
   }

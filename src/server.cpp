@@ -170,7 +170,7 @@ Server::Server(CommandLine cmd, Config cfg)
 }
 
 void Server::apply_pod_settings(const Config& cfg) {
-  shared_.health.drain_from_config(cfg.backend.drained_ordinals);
+  shared_.health.drain_from_config(cfg.backend.draining);
   admin_token_.clear();
   if (!cfg.admin_token_file.empty()) {
     std::ifstream in(cfg.admin_token_file);

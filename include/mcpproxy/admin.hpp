@@ -1,7 +1,7 @@
 #pragma once
 // The admin listener: /healthz, /readyz, /metrics, /pods (GET: per pod state), and the
 // state-changing POST /pods/N/drain and /pods/N/undrain, which need the bearer token of
-// admin_token_file (none configured: refused). Runs on the admin io_context, apart from
+// admin.token_file (none configured: refused). Runs on the admin io_context, apart from
 // the workers, so a scrape never competes with traffic for a worker thread.
 
 #include <boost/beast/http/message.hpp>

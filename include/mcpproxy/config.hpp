@@ -79,7 +79,7 @@ struct BackendConfig {
   std::size_t max_response_header_size = 64 * 1024;
   // Ordinals that get no new sessions (their sessions go on); the admin listener can drain
   // more (POST /pods/N/drain).
-  std::vector<int> drained_ordinals;
+  std::vector<int> draining;
   // Derived when the config is validated, not a key: the address of every ordinal below
   // `replicas`, so the data path never expands a template (nor throws).
   std::vector<PodAddress> pods;

@@ -36,7 +36,7 @@ class PodHealth {
   std::chrono::steady_clock::time_point ejected_until(int ordinal) const;
 
   // Drained pods get no new sessions; their sessions go on. Drained by the config
-  // (backend.drained_ordinals, replaced on reload) or by the admin listener (kept).
+  // (backend.draining, replaced on reload) or by the admin listener (kept).
   void drain_from_config(const std::vector<int>& ordinals);
   void drain_from_admin(int ordinal, bool on);
   bool draining(int ordinal) const;

@@ -500,7 +500,7 @@ TEST_F(ProxyTest, AdminStateChangesAreRefusedWithoutATokenFile) {
 }
 
 TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
-  start({"--drained-ordinals", "0, 1"});
+  start({"--drain-ordinal", "0", "--drain-ordinal", "1"});
   for (int i = 0; i < 20; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
   EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="2"})").value_or(0), 20);
 }

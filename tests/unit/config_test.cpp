@@ -219,3 +219,26 @@ TEST(Config, TheShippedExampleIsValid) {
   EXPECT_EQ(c.backend.replicas, 3);
   EXPECT_EQ(c.log.format, "json");
 }
+
+TEST(Config, ListKeysTakeASequenceAndTheRepeatableFlagReplacesIt) {
+  const std::string yaml = "backend:\n  url_template: http://h-{ordinal}:80\n  replicas: 4\n  draining: [1, 3]\n";
+  EXPECT_EQ(config_from_yaml(yaml, "t").backend.draining, (std::vector<int>{1, 3}));
+  EXPECT_EQ(config_from_yaml("backend:\n  url_template: http://h-{ordinal}:80\n  draining: 2\n", "t").backend.draining,
+            std::vector<int>{2});
+  EXPECT_TRUE(config_from_yaml("backend:\n  url_template: http://h-{ordinal}:80\n  draining: []\n", "t")
+                  .backend.draining.empty());
+  // Flags win: two occurrences replace the file's list, they do not add to it.
+  const Config c = config_from_yaml(yaml, "t", {{"backend.draining", "0"}, {"backend.draining", "2"}});
+  EXPECT_EQ(c.backend.draining, (std::vector<int>{0, 2}));
+  const CommandLine cmd = parse({"--drain-ordinal", "1", "--drain-ordinal", "3", "--replicas", "4",
+                                 "--backend-url-template", "http://h-{ordinal}:80"});
+  EXPECT_EQ(build_config(cmd).backend.draining, (std::vector<int>{1, 3}));
+  // Printed as a sequence, read back the same.
+  const std::string printed = to_yaml(c);
+  EXPECT_NE(printed.find("draining:"), std::string::npos) << printed;
+  EXPECT_EQ(config_from_yaml(printed, "printed").backend.draining, (std::vector<int>{0, 2}));
+  EXPECT_NE(error_of("backend:\n  draining:\n    - [1]\n").find("backend.draining: every item"), std::string::npos);
+  EXPECT_NE(error_of("backend:\n  draining: [x]\n").find("backend.draining: must be an integer"), std::string::npos);
+  EXPECT_NE(error_of("admin:\n  token_file: /nonexistent/token\n").find("admin.token_file: cannot read"),
+            std::string::npos);
+}
