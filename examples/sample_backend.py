@@ -8,6 +8,7 @@ table, named pod-0, pod-1, ... in order. Only the Python standard library is use
   GET  /mcp   the standalone SSE stream of a session (keep-alive comments, pushed notifications)
   DELETE /mcp ends a session
   GET  /sse + POST /messages?sessionId=...   the legacy 2024-11-05 HTTP+SSE transport
+  GET  /_stats  this pod's live sessions and initializes so far (for tests and demos)
 
 Tools: whoami (pod name and a per-session counter), headers (the request's headers), big (a result of `bytes` bytes),
 ticker (an SSE response: `count` progress notifications `interval_ms` apart, then the result),
@@ -33,6 +34,7 @@ class Pod:
         self.sse = sse
         self.lock = threading.Lock()
         self.sessions = {}  # id -> {"counter": int, "stream": queue or None}
+        self.initializes = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -103,6 +105,7 @@ class Handler(BaseHTTPRequestHandler):
             sid = uuid.uuid4().hex
             with self.pod.lock:
                 self.pod.sessions[sid] = {"counter": 0, "stream": None}
+                self.pod.initializes += 1
             result = {"protocolVersion": PROTOCOL, "capabilities": {"tools": {}},
                       "serverInfo": {"name": self.pod.name, "version": "1.0"}}
             return self._answer({"jsonrpc": "2.0", "id": first.get("id"), "result": result}, {"Mcp-Session-Id": sid})
@@ -169,6 +172,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/sse"):
             return self._legacy_stream()
+        if self.path == "/_stats":
+            with self.pod.lock:
+                stats = {"pod": self.pod.name, "sessions": len(self.pod.sessions), "initializes": self.pod.initializes}
+            return self._json(200, stats)
         sid = self.headers.get("Mcp-Session-Id")
         with self.pod.lock:
             session = self.pod.sessions.get(sid) if sid else None

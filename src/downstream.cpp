@@ -451,8 +451,11 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
     case ResponseAction::forget_deleted:
     case ResponseAction::forget_lost:
       // DELETE ended it, or the pod no longer knows it: either way the record goes.
-      (action == ResponseAction::forget_lost ? ctx_.metrics.sessions_lost : ctx_.metrics.sessions_deleted)
-          .fetch_add(1, std::memory_order_relaxed);
+      if (action == ResponseAction::forget_lost) {
+        ctx_.metrics.count_lost(LostCause::pod_answered_404);
+      } else {
+        ctx_.metrics.sessions_deleted.fetch_add(1, std::memory_order_relaxed);
+      }
       co_await ctx_.sessions.forget(ex.route.session_id);
       break;
   }

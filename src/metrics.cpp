@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "mcpproxy/route.hpp"
 #include "mcpproxy/session.hpp"
 
 namespace mcpproxy {
@@ -34,6 +35,8 @@ void sample(std::string& out, std::string_view name, std::string_view labels, do
   }
   out += buf;
 }
+
+static_assert(static_cast<std::size_t>(LostCause::no_such_pod) == 3, "Metrics::sessions_lost has a slot per cause");
 
 std::string pod_label(int ordinal) { return "pod=\"" + std::to_string(ordinal) + "\""; }
 
@@ -90,6 +93,10 @@ void Metrics::count_request(MethodClass m, unsigned status) {
   requests[static_cast<int>(m)][status].fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::count_lost(LostCause cause) {
+  sessions_lost[static_cast<std::size_t>(cause)].fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::count_upstream_error(int ordinal, UpstreamError e) {
   if (ordinal < 0 || ordinal >= kMaxReplicas) return;
   upstream_errors_[ordinal][static_cast<int>(e)].fetch_add(1, std::memory_order_relaxed);
@@ -140,11 +147,17 @@ std::string Metrics::render(const SessionTable& table, int replicas, const Store
     if (pod_in_scope(o)) sample(out, "mcp_proxy_sessions", pod_label(o), static_cast<double>(table.sessions_on(o)));
   }
 
+  family(out, "mcp_proxy_sessions_lost_total", "counter",
+         "Sessions whose pod was gone (README \"What counts as a lost session\"), by cause.");
+  for (std::size_t c = 0; c < sessions_lost.size(); ++c) {
+    sample(out, "mcp_proxy_sessions_lost_total",
+           "cause=\"" + std::string(to_string(static_cast<LostCause>(c))) + "\"", load(sessions_lost[c]));
+  }
   const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 10> counters = {{
       {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},
       {"mcp_proxy_sessions_deleted_total", &sessions_deleted, "Sessions ended by DELETE."},
-      {"mcp_proxy_sessions_lost_total", &sessions_lost,
-       "Sessions whose pod no longer knew them or could not be reached."},
+      {"mcp_proxy_recovery_conflicts_total", &recovery_conflicts,
+       "Recoveries that lost the compare-and-set to another proxy replica's and followed its record."},
       {"mcp_proxy_sessions_recovered_total", &sessions_recovered, "Lost sessions re-established on another pod."},
       {"mcp_proxy_session_cache_hits_total", &cache_hits, "Session lookups answered by the local table."},
       {"mcp_proxy_session_cache_misses_total", &cache_misses, "Session lookups the local table could not answer."},

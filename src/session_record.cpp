@@ -12,6 +12,7 @@ std::string encode_record(const SessionRecord& rec) {
   if (!rec.init_target.empty()) j["init_target"] = rec.init_target;
   if (!rec.init_fields.empty()) j["init_fields"] = rec.init_fields;
   if (!rec.principal.empty()) j["principal"] = rec.principal;
+  if (rec.epoch != 0) j["epoch"] = rec.epoch;
   return j.dump();
 }
 
@@ -38,6 +39,8 @@ std::optional<SessionRecord> decode_record(std::string_view text) {
   str("principal", rec.principal);
   const auto created = j.find("created");
   if (created != j.end() && created->is_number_integer()) rec.created = created->get<std::int64_t>();
+  const auto epoch = j.find("epoch");
+  if (epoch != j.end() && epoch->is_number_unsigned()) rec.epoch = epoch->get<std::uint64_t>();
   return rec;
 }
 

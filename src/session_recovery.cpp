@@ -50,12 +50,13 @@ net::awaitable<bool> Connection::session_lost(Exchange& ex, LostCause cause, boo
     ex.ordinal = ex.rec->ordinal;
     co_return co_await proxy(ex, /*may_recover=*/false);
   }
-  bool recovered = false;
+  Recovery outcome = Recovery::lost;
   {
     const FlightGuard flight(ctx_.recoveries, ex.route.session_id);
-    recovered = co_await recover(ex, cause);
+    outcome = co_await recover(ex, cause);
   }
-  if (!recovered) co_return co_await send_local_reply(ex, kSessionNotFound);
+  if (outcome == Recovery::store_unavailable) co_return co_await send_local_reply(ex, kStoreUnavailable);
+  if (outcome == Recovery::lost) co_return co_await send_local_reply(ex, kSessionNotFound);
   co_return co_await proxy(ex, /*may_recover=*/false);
 }
 
@@ -64,30 +65,38 @@ bool Connection::moved(const Exchange& ex, const std::shared_ptr<const SessionRe
          now->ordinal < ex.cfg->backend.replicas;
 }
 
-net::awaitable<bool> Connection::recover(Exchange& ex, LostCause cause) {
+net::awaitable<Connection::Recovery> Connection::recover(Exchange& ex, LostCause cause) {
   const Config& cfg = *ex.cfg;
   // Another proxy replica may have moved the session already: its record wins over this
   // process's cached copy, and no second re-initialize happens. (With the redis store the
   // local copy also lacks the initialize the re-initialize needs.)
-  auto current = co_await ctx_.sessions.authoritative(ex.route.session_id, ex.rec);
+  bool store_failed = false;
+  auto current = co_await ctx_.sessions.authoritative(ex.route.session_id, ex.rec, store_failed);
+  if (store_failed) {
+    // Whether another replica moved it, and what to replay, is in Redis: the session and
+    // its record stay, the client retries (a 404 would make it drop the session).
+    log_event(spdlog::level::warn, "session lost while the store cannot be asked; answered 503",
+              {{"conn", std::to_string(id_)}, {"session", session_label(ex)}, {"cause", std::string(to_string(cause))}});
+    co_return Recovery::store_unavailable;
+  }
   if (moved(ex, current)) {
     ctx_.sessions.cache(ex.route.session_id, *current);
     ex.rec = std::move(current);
     ex.ordinal = ex.rec->ordinal;
-    co_return true;
+    co_return Recovery::moved;
   }
   if (current) ex.rec = std::move(current);
-  ctx_.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+  ctx_.metrics.count_lost(cause);
   if (can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method()) &&
       co_await reestablish(ex)) {
-    co_return true;
+    co_return Recovery::moved;
   }
   co_await forget_lost(ex, cause);
-  co_return false;
+  co_return Recovery::lost;
 }
 
 net::awaitable<bool> Connection::give_up_session(Exchange& ex, LostCause cause) {
-  ctx_.metrics.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+  ctx_.metrics.count_lost(cause);
   co_await forget_lost(ex, cause);
   co_return co_await send_local_reply(ex, kSessionNotFound);
 }
@@ -101,9 +110,10 @@ net::awaitable<void> Connection::forget_lost(Exchange& ex, LostCause cause) {
   co_await ctx_.sessions.forget(ex.route.session_id);
 }
 
-net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::unique_ptr<tcp::socket>& up,
-                                                          std::string_view target, std::string_view body,
-                                                          std::string_view session, const Exchange& ex) {
+net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view method, int ordinal,
+                                                          std::unique_ptr<tcp::socket>& up, std::string_view target,
+                                                          std::string_view body, std::string_view session,
+                                                          const Exchange& ex) {
   const Config& cfg = *ex.cfg;
   Reply reply;
   if (!up) {
@@ -119,7 +129,8 @@ net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::uniq
   // is read back with the same strict parser and framing the proxied path uses.
   const SessionRecord& rec = *ex.rec;
   std::string head;
-  head += "POST "sv;
+  head += method;
+  head += ' ';
   head += rec.init_target.empty() ? target : std::string_view(rec.init_target);
   head += " HTTP/1.1\r\n"sv;
   const auto host = ex.req.get("Host");
@@ -144,7 +155,7 @@ net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::uniq
   auto [wec, wn] = co_await net::async_write(*up, bytes, use_tuple);
   beast::flat_buffer in;
   http1::Head res;
-  if (wec || !co_await read_pod_head(*up, in, res, cfg)) {
+  if (wec || !co_await read_pod_head(*up, in, res, method, cfg)) {
     stop_waiting();
     up.reset();
     co_return reply;
@@ -158,9 +169,9 @@ net::awaitable<Connection::Reply> Connection::post_to_pod(int ordinal, std::uniq
 }
 
 net::awaitable<bool> Connection::read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res,
-                                               const Config& cfg) {
+                                               std::string_view method, const Config& cfg) {
   for (;;) {
-    const auto st = http1::parse_response(view(in), cfg.backend.max_response_header_size, "POST", res);
+    const auto st = http1::parse_response(view(in), cfg.backend.max_response_header_size, method, res);
     if (st == http1::Status::complete && res.status >= 100 && res.status < 200) {
       in.consume(res.size);  // an interim answer
       continue;
@@ -206,20 +217,39 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   };
   const std::string_view target = ex.req.target().substr(0, ex.req.target().find('?'));
   std::unique_ptr<tcp::socket> up;
-  const Reply init = co_await post_to_pod(ordinal, up, target, ex.rec->init, {}, ex);
+  const Reply init = co_await send_to_pod("POST", ordinal, up, target, ex.rec->init, {}, ex);
   if (init.status / 100 != 2 || !init.session_id || !valid_session_id(*init.session_id)) {
     co_return fail("initialize refused");
   }
   const std::string backend_session = *init.session_id;
-  const Reply initialized = co_await post_to_pod(ordinal, up, target, kInitialized, backend_session, ex);
+  const Reply initialized = co_await send_to_pod("POST", ordinal, up, target, kInitialized, backend_session, ex);
   if (initialized.status / 100 != 2) co_return fail("notifications/initialized refused");
-  if (up) ctx_.pool.release(ordinal, std::move(up));
 
   SessionRecord rec = *ex.rec;
   rec.ordinal = ordinal;
   rec.url = ctx_.pool.address(ordinal).url;
   rec.backend_session = backend_session == ex.route.session_id ? std::string() : backend_session;
-  co_await ctx_.sessions.update(ex.route.session_id, rec);
+  rec.epoch = ex.rec->epoch + 1;
+  if (auto winner = co_await ctx_.sessions.move(ex.route.session_id, rec)) {
+    // Another proxy replica moved the session meanwhile: its record stands, the session
+    // this one opened is ended on its pod, and the request follows the winner.
+    ctx_.metrics.recovery_conflicts.fetch_add(1, std::memory_order_relaxed);
+    log_event(spdlog::level::info, "session moved by another proxy replica first; following its record",
+              {{"conn", std::to_string(id_)},
+               {"session", session_label(ex)},
+               {"ours", std::to_string(ordinal)},
+               {"theirs", std::to_string(winner->ordinal)}});
+    const Reply ended = co_await send_to_pod("DELETE", ordinal, up, target, {}, backend_session, ex);
+    if (ended.status / 100 != 2) {
+      log_event(spdlog::level::warn, "the pod did not end the orphaned session",
+                {{"session", session_label(ex)}, {"pod", std::to_string(ordinal)}, {"status", std::to_string(ended.status)}});
+    }
+    if (up) ctx_.pool.release(ordinal, std::move(up));
+    ex.rec = std::move(winner);
+    ex.ordinal = ex.rec->ordinal;
+    co_return true;
+  }
+  if (up) ctx_.pool.release(ordinal, std::move(up));
   ex.rec = std::make_shared<const SessionRecord>(std::move(rec));
   ex.ordinal = ordinal;
   ctx_.metrics.sessions_recovered.fetch_add(1, std::memory_order_relaxed);

@@ -106,12 +106,40 @@ net::awaitable<std::optional<SessionRecord>> RedisStore::create(const std::strin
   co_return std::nullopt;
 }
 
-net::awaitable<void> RedisStore::update(const std::string& id, const SessionRecord& rec) {
+namespace {
+// KEYS[1] the record; ARGV: the new record, the epoch it was decided on, the TTL in ms.
+// 1 when written, else the record that is there now.
+constexpr std::string_view kMoveScript = R"lua(
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  local epoch = 0
+  if ok and type(rec) == 'table' and type(rec.epoch) == 'number' then epoch = rec.epoch end
+  if epoch ~= tonumber(ARGV[2]) then return cur end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+)lua";
+}  // namespace
+
+net::awaitable<std::optional<SessionRecord>> RedisStore::move(const std::string& id, const SessionRecord& rec) {
   std::string value = encode_record(rec);
-  std::vector<std::string> args{"SET", shared_.key(id), value, "PX", shared_.ttl_ms()};
+  std::vector<std::string> args{"EVAL",       std::string(kMoveScript),       "1", shared_.key(id), value,
+                                std::to_string(rec.epoch == 0 ? 0 : rec.epoch - 1), shared_.ttl_ms()};
 
   const auto result = co_await timed(StoreOp::set, std::move(args));
-  if (result.ec || result.reply.is_error()) shared_.enqueue(QueuedWrite{id, std::move(value), false});
+  if (result.ec || result.reply.is_error()) {
+    shared_.enqueue(QueuedWrite{id, std::move(value), false});
+    co_return std::nullopt;
+  }
+  if (result.reply.type != RedisReply::Type::string) co_return std::nullopt;  // written
+  auto winner = decode_record(result.reply.str);
+  if (!winner) {
+    log_event(spdlog::level::warn, "redis holds a session record this build cannot read; the move is not written",
+              {{"session", session_hash(id)}});
+    co_return std::nullopt;
+  }
+  co_return winner;
 }
 
 net::awaitable<void> RedisStore::remove(const std::string& id) {

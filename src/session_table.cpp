@@ -161,8 +161,10 @@ std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
   // What the table keeps: routing and re-initialize need the rest, Redis keeps all.
   rec.url = std::string();
   rec.created = 0;
+  rec.epoch = 0;
   std::lock_guard lock(intern_mu_);
-  if (rec.backend_session.empty() && rec.init.empty() && rec.principal.empty()) {
+  if (rec.backend_session.empty() && rec.init.empty() && rec.init_target.empty() && rec.init_fields.empty() &&
+      rec.principal.empty()) {
     auto& plain = plain_[static_cast<std::size_t>(rec.ordinal)];
     if (!plain) plain = std::make_shared<const SessionRecord>(std::move(rec));
     return plain;
@@ -170,12 +172,13 @@ std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
   std::size_t h = std::hash<std::string>{}(rec.init);
   h = h * 31U + std::hash<std::string>{}(rec.backend_session);
   h = h * 31U + std::hash<std::string>{}(rec.principal);
+  h = h * 31U + std::hash<std::string>{}(rec.init_fields);
   h = h * 31U + static_cast<std::size_t>(rec.ordinal);
   const auto [first, last] = interned_.equal_range(h);
   for (auto it = first; it != last; ++it) {
     const SessionRecord& r = *it->second;
     if (r.ordinal == rec.ordinal && r.init == rec.init && r.backend_session == rec.backend_session &&
-        r.principal == rec.principal) {
+        r.principal == rec.principal && r.init_target == rec.init_target && r.init_fields == rec.init_fields) {
       return it->second;
     }
   }

@@ -30,13 +30,14 @@ net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::find_missed(const
 }
 
 net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::authoritative(
-    const std::string& id, std::shared_ptr<const SessionRecord> local) {
+    const std::string& id, std::shared_ptr<const SessionRecord> local, bool& store_failed) {
   // The table is shared by the workers: a recovery that finished meanwhile is seen here.
   if (store_ == nullptr) {
     auto now = find_cached(id);
     co_return now ? now : local;
   }
   const auto current = co_await store_->get(id);
+  store_failed = !current.ok;
   co_return current.record;
 }
 
@@ -57,13 +58,20 @@ net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::create(const std:
   co_return std::make_shared<const SessionRecord>(std::move(*winner));
 }
 
-net::awaitable<void> Sessions::update(const std::string& id, const SessionRecord& rec) {
-  cache(id, rec);
+net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::move(const std::string& id, const SessionRecord& rec) {
   if (store_ == nullptr) {
+    // One process: its recoveries are single-flight, so the move cannot race another.
+    cache(id, rec);
     metrics_.count_store(StoreOp::set, StoreResult::ok);
-    co_return;
+    co_return nullptr;
   }
-  co_await store_->update(id, rec);
+  auto winner = co_await store_->move(id, rec);
+  if (!winner) {
+    cache(id, rec);
+    co_return nullptr;
+  }
+  cache(id, *winner);
+  co_return std::make_shared<const SessionRecord>(std::move(*winner));
 }
 
 net::awaitable<void> Sessions::forget(const std::string& id) {

@@ -262,9 +262,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // --- session_recovery.cpp: lost sessions
   net::awaitable<bool> session_lost(Exchange& ex, LostCause cause, bool may_recover);
-  // The recovery itself (one per session at a time): true when ex.rec is the session's new
-  // record (re-established here, or moved by another proxy replica).
-  net::awaitable<bool> recover(Exchange& ex, LostCause cause);
+  enum class Recovery : std::uint8_t {
+    moved,              // ex.rec is the session's new record (re-established here, or by another replica)
+    lost,               // it could not move: its record is gone (404)
+    store_unavailable,  // Redis could not be asked: nothing was decided (503)
+  };
+  // The recovery itself (one per session at a time).
+  net::awaitable<Recovery> recover(Exchange& ex, LostCause cause);
   // Whether `now` is a record that moved the session away from ex.rec.
   bool moved(const Exchange& ex, const std::shared_ptr<const SessionRecord>& now) const;
   net::awaitable<bool> give_up_session(Exchange& ex, LostCause cause);
@@ -276,10 +280,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     unsigned status = 0;  // 0: no answer
     std::optional<std::string> session_id;
   };
-  net::awaitable<Reply> post_to_pod(int ordinal, std::unique_ptr<tcp::socket>& up, std::string_view target,
-                                    std::string_view body, std::string_view session, const Exchange& ex);
-  // Reads the pod's answer to post_to_pod: the head into `res`, the body to its end (dropped).
-  net::awaitable<bool> read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res, const Config& cfg);
+  // One request of the proxy's own on the session's behalf (the replayed initialize and
+  // notifications/initialized; the DELETE of a session a lost compare-and-set orphaned).
+  net::awaitable<Reply> send_to_pod(std::string_view method, int ordinal, std::unique_ptr<tcp::socket>& up,
+                                    std::string_view target, std::string_view body, std::string_view session,
+                                    const Exchange& ex);
+  // Reads the pod's answer to send_to_pod: the head into `res`, the body to its end (dropped).
+  net::awaitable<bool> read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res,
+                                     std::string_view method, const Config& cfg);
   net::awaitable<bool> drain_pod_body(tcp::socket& up, beast::flat_buffer& in, const http1::Head& res,
                                       const Config& cfg);
 

@@ -15,6 +15,7 @@
 namespace mcpproxy {
 
 class SessionTable;
+enum class LostCause : std::uint8_t;  // route.hpp
 
 class Histogram {
  public:
@@ -51,7 +52,11 @@ struct Metrics {
   std::array<std::array<std::atomic<std::uint64_t>, 600>, 4> requests{};
   std::atomic<std::uint64_t> sessions_created{0};
   std::atomic<std::uint64_t> sessions_deleted{0};
-  std::atomic<std::uint64_t> sessions_lost{0};
+  void count_lost(LostCause cause);
+  std::array<std::atomic<std::uint64_t>, 4> sessions_lost{};  // by LostCause
+  // A recovery that re-initialized the session while another proxy replica moved it
+  // first: its record won the compare-and-set, this one followed it.
+  std::atomic<std::uint64_t> recovery_conflicts{0};
   std::atomic<std::uint64_t> sessions_recovered{0};
   std::atomic<std::uint64_t> cache_hits{0};
   std::atomic<std::uint64_t> cache_misses{0};

@@ -32,9 +32,13 @@ struct SessionRecord {
   std::string init_fields;
   std::string principal;     // who created it, when known
   std::int64_t created = 0;  // unix seconds
+  // Bumped by every move to another pod: a move is written only over the epoch it was
+  // decided on (compare-and-set in Redis), so two proxy replicas never move one session
+  // to two pods. The store's copy has it; the local table does not need it.
+  std::uint64_t epoch = 0;
 };
 
-// Versioned JSON: {"v":1,"ordinal":0,"url":"…","backend_session":…,"init":…,"created":…}
+// Versioned JSON: {"v":1,"ordinal":0,"url":"…","backend_session":…,"init":…,"created":…,"epoch":…}
 std::string encode_record(const SessionRecord& rec);
 // nullopt for anything that is not a record of a version this build understands.
 std::optional<SessionRecord> decode_record(std::string_view text);

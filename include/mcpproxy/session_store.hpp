@@ -71,8 +71,11 @@ class RedisStore {
   // Writes a new session's record (SET NX PX). On failure it is queued. Returns the record
   // Redis holds when another writer got there first.
   net::awaitable<std::optional<SessionRecord>> create(const std::string& id, const SessionRecord& rec);
-  // Replaces a record (after a re-initialize). Queued on failure.
-  net::awaitable<void> update(const std::string& id, const SessionRecord& rec);
+  // Moves a session: writes `rec` only if the stored record's epoch is still
+  // `rec.epoch - 1` (or the record is gone), in one Lua script. Returns the record that won
+  // when another writer moved the session first. Queued (unconditionally) when Redis
+  // cannot be asked: the process that has the session must keep it routable.
+  net::awaitable<std::optional<SessionRecord>> move(const std::string& id, const SessionRecord& rec);
   net::awaitable<void> remove(const std::string& id);
   void touch(const std::string& id);  // PEXPIRE, in the background
 

@@ -39,16 +39,21 @@ class Sessions {
   // replica may have moved it already, and the local copy lacks the initialize body with
   // the redis store. With the memory store the shared table is the store: its current
   // record (a recovery by another request may have moved the session), else `local`.
+  // `store_failed` is set when Redis could not be asked: then nothing is known.
   net::awaitable<std::shared_ptr<const SessionRecord>> authoritative(const std::string& id,
-                                                                     std::shared_ptr<const SessionRecord> local);
+                                                                     std::shared_ptr<const SessionRecord> local,
+                                                                     bool& store_failed);
 
   // A new session: in the local table at once (routing never waits for Redis), then in
   // the store before the answer goes downstream. When another writer recorded the id
   // first, its record wins and is returned.
   net::awaitable<std::shared_ptr<const SessionRecord>> create(const std::string& id, SessionRecord rec);
 
-  // A session moved to another pod (recovery).
-  net::awaitable<void> update(const std::string& id, const SessionRecord& rec);
+  // A session moved to another pod (recovery; `rec.epoch` one past the record it was
+  // decided on). With the redis store the move is a compare-and-set: when another proxy
+  // replica moved the session first, its record is returned (and cached) and `rec` is not
+  // written.
+  net::awaitable<std::shared_ptr<const SessionRecord>> move(const std::string& id, const SessionRecord& rec);
 
   // The session ended (DELETE) or is lost for good.
   net::awaitable<void> forget(const std::string& id);

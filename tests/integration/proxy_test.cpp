@@ -575,7 +575,8 @@ TEST_F(ProxyTest, LostSessionIsReinitializedOnAnotherPod) {
   EXPECT_EQ(message(r)["result"]["structuredContent"]["counter"], 2) << "and it stays pinned there";
   EXPECT_EQ(message(r)["result"]["structuredContent"]["pod"], sc["pod"]);
   const std::string m = proxy_->metrics();
-  EXPECT_EQ(metric(m, "mcp_proxy_sessions_lost_total").value_or(0), 1);
+  EXPECT_EQ(metric_sum(m, "mcp_proxy_sessions_lost_total"), 1);
+  EXPECT_EQ(metric(m, R"(mcp_proxy_sessions_lost_total{cause="pod_answered_404"})").value_or(0), 1);
   EXPECT_EQ(metric(m, "mcp_proxy_sessions_recovered_total").value_or(0), 1);
   // DELETE reaches the new pod under the pod's own id, and ends the session for the client.
   EXPECT_EQ(request(port(), "DELETE", "/mcp", "", {{"Mcp-Session-Id", sid}}).status, 200);
@@ -610,7 +611,7 @@ TEST_F(ProxyTest, APodThatKeepsRefusingIsGoneOnlyAfterTheGrace) {
   EXPECT_EQ(r.status, 503) << "a pod refusing for less than the grace may be restarting: " << r.body;
   EXPECT_EQ(r.header("retry-after"), "1");
   EXPECT_EQ(json::parse(r.body)["error"]["code"], -32603);
-  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_sessions_lost_total").value_or(-1), 0);
+  EXPECT_EQ(metric_sum(proxy_->metrics(), "mcp_proxy_sessions_lost_total"), 0);
   // Past the grace the pod is gone: the session is lost, and with no pod left to take it
   // the client gets the spec's 404 (never a 5xx then), never before the grace.
   ASSERT_TRUE(eventually([&] {
@@ -620,7 +621,7 @@ TEST_F(ProxyTest, APodThatKeepsRefusingIsGoneOnlyAfterTheGrace) {
   EXPECT_GE(std::chrono::steady_clock::now() - refused_from, 600ms);
   EXPECT_EQ(r.status, 404) << r.body;
   EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
-  EXPECT_GE(metric(proxy_->metrics(), "mcp_proxy_sessions_lost_total").value_or(0), 1);
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_sessions_lost_total{cause="pod_unreachable"})").value_or(0), 1);
 }
 
 TEST_F(ProxyTest, OutOfDescriptorsIsA503AndTheSessionGoesOnAfterwards) {
@@ -657,7 +658,7 @@ TEST_F(ProxyTest, OutOfDescriptorsIsA503AndTheSessionGoesOnAfterwards) {
   const std::string second = c.received().substr(first);
   EXPECT_EQ(second.rfind("HTTP/1.1 503", 0), 0U) << second;
   EXPECT_NE(second.find("Retry-After: 1"), std::string::npos) << second;
-  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_sessions_lost_total").value_or(-1), 0);
+  EXPECT_EQ(metric_sum(proxy_->metrics(), "mcp_proxy_sessions_lost_total"), 0);
   const std::string page = proxy_->metrics();
   double local = 0;
   for (const char* pod : {"0", "1"}) {
@@ -844,7 +845,7 @@ TEST_F(ProxyTest, RecoveryOntoAPodWithAMalformedAnswerIs404) {
   EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
   const std::string m = proxy_->metrics();
   EXPECT_EQ(metric(m, "mcp_proxy_sessions_recovered_total").value_or(0), 0);
-  EXPECT_GE(metric(m, "mcp_proxy_sessions_lost_total").value_or(0), 1);
+  EXPECT_GE(metric_sum(m, "mcp_proxy_sessions_lost_total"), 1);
   EXPECT_NE(proxy_->log().find("session could not be re-established"), std::string::npos);
 }
 

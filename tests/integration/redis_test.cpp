@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "harness.hpp"
@@ -205,11 +206,27 @@ class RedisProxyTest : public ::testing::Test {
     redis_ = std::make_unique<RedisServer>();
     backend_ = std::make_unique<SampleBackend>(3);
   }
-  std::unique_ptr<Proxy> proxy(const std::string& name = "redis-proxy") {
-    return std::make_unique<Proxy>(
-        std::vector<std::string>{"--replicas", "3", "--backend-url-template", backend_->url_template(),
-                                 "--session-store", "redis", "--redis-url", redis_->url(1), "--threads", "2"},
-        name);
+  std::unique_ptr<Proxy> proxy(const std::string& name = "redis-proxy", std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"--replicas",      "3",     "--backend-url-template", backend_->url_template(),
+                                  "--session-store", "redis", "--redis-url",            redis_->url(1),
+                                  "--threads",       "2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<Proxy>(args, name);
+  }
+  // Ends a session on its pod behind the proxies' backs, as a pod restart would.
+  void forget_on_pod(const std::string& pod, const std::string& sid) const {
+    const std::string ip = "127.0.1." + pod.substr(pod.find('-') + 1);
+    ASSERT_EQ(request(backend_->port, "DELETE", "/mcp", "", {{"Mcp-Session-Id", sid}}, ip).status, 200);
+  }
+  // {live sessions, initializes so far} summed over the pods.
+  std::pair<int, int> pod_stats() const {
+    std::pair<int, int> sum{0, 0};
+    for (int i = 0; i < 3; ++i) {
+      const json s = json::parse(request(backend_->port, "GET", "/_stats", "", {}, "127.0.1." + std::to_string(i)).body);
+      sum.first += s["sessions"].get<int>();
+      sum.second += s["initializes"].get<int>();
+    }
+    return sum;
   }
   std::string key(const std::string& sid) const { return "mcp-session-proxy:session:" + sid; }
   std::string in_db1(std::vector<std::string> args) const {
@@ -344,11 +361,82 @@ TEST_F(RedisProxyTest, AStoreThatDoesNotAnswerInTimeIsA503NeverA404) {
   const Response paused = request(b->port, "POST", "/mcp", call(3), {{"Mcp-Session-Id", sid}});
   EXPECT_EQ(paused.status, 503) << paused.body;
   EXPECT_EQ(paused.header("retry-after"), "1");
-  EXPECT_EQ(metric(b->metrics(), "mcp_proxy_sessions_lost_total").value_or(-1), 0);
+  EXPECT_EQ(metric_sum(b->metrics(), "mcp_proxy_sessions_lost_total"), 0);
   // Once Redis answers again (the pause ends), the session goes on, on its pod, with its state.
   EXPECT_TRUE(eventually([&] { return whoami(b->port, sid).second == 2; }));
   EXPECT_EQ(whoami(a->port, sid).second, 3);
   EXPECT_EQ(in_db1({"EXISTS", key(sid)}), "1");
+}
+
+TEST_F(RedisProxyTest, TwoReplicasRecoveringOneSessionAtOnceEndOnOnePod) {
+  // A command deadline above the write pause below: the moves wait for Redis, not fail.
+  auto a = proxy("replica-a", {"--redis-command-timeout", "5s"});
+  auto b = proxy("replica-b", {"--redis-command-timeout", "5s"});
+  const std::string sid = initialize(a->port);
+  const auto [pod, first] = whoami(a->port, sid);
+  ASSERT_EQ(first, 1);
+  ASSERT_EQ(whoami(b->port, sid), std::make_pair(pod, 2));  // both replicas hold it now
+  forget_on_pod(pod, sid);
+  // Writes pause (reads go on): both replicas read the record, find the session lost and
+  // re-initialize it, each on a pod of its own; the compare-and-sets run when the pause
+  // ends, and exactly one of them wins.
+  ASSERT_EQ(redis_cmd(redis_->port, {"CLIENT", "PAUSE", "1000", "WRITE"}), "OK");
+  std::vector<std::pair<std::string, int>> answers(20);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 20; ++i) {
+    clients.emplace_back([&, i] { answers[i] = whoami(i % 2 == 0 ? a->port : b->port, sid, 100 + i); });
+  }
+  for (auto& c : clients) c.join();
+  std::set<std::string> pods;
+  std::set<int> counters;
+  for (const auto& [p, counter] : answers) {
+    EXPECT_FALSE(p.empty()) << "status " << -counter;
+    pods.insert(p);
+    counters.insert(counter);
+  }
+  EXPECT_EQ(pods.size(), 1U) << "one pod for the session, whichever replica a request went through";
+  EXPECT_EQ(counters.size(), 20U) << "one server-side session: every call counted once, in one place";
+  EXPECT_EQ(*counters.rbegin(), 20);
+  const std::string ma = a->metrics();
+  const std::string mb = b->metrics();
+  EXPECT_EQ(metric(ma, "mcp_proxy_sessions_recovered_total").value_or(0) +
+                metric(mb, "mcp_proxy_sessions_recovered_total").value_or(0),
+            1);
+  EXPECT_EQ(metric(ma, "mcp_proxy_recovery_conflicts_total").value_or(0) +
+                metric(mb, "mcp_proxy_recovery_conflicts_total").value_or(0),
+            1)
+      << "the loser of the compare-and-set followed the winner";
+  // The loser ended the session it opened: one live session on the pods, three initializes.
+  EXPECT_EQ(pod_stats(), std::make_pair(1, 3));
+  const json rec = json::parse(in_db1({"GET", key(sid)}));
+  EXPECT_EQ(rec["epoch"], 1);
+  EXPECT_EQ("pod-" + std::to_string(rec["ordinal"].get<int>()), *pods.begin());
+  EXPECT_EQ(whoami(a->port, sid), std::make_pair(*pods.begin(), 21));
+  EXPECT_EQ(whoami(b->port, sid), std::make_pair(*pods.begin(), 22));
+}
+
+TEST_F(RedisProxyTest, APodLosingASessionWhileRedisCannotBeAskedIsA503NeverA404) {
+  auto a = proxy();
+  const std::string sid = initialize(a->port);
+  const auto [pod, first] = whoami(a->port, sid);
+  ASSERT_EQ(first, 1);
+  forget_on_pod(pod, sid);
+  // What to replay (and whether another replica moved it) is in Redis, which does not answer.
+  ASSERT_EQ(redis_cmd(redis_->port, {"CLIENT", "PAUSE", "1500", "ALL"}), "OK");
+  const Response r = request(a->port, "POST", "/mcp", call(3), {{"Mcp-Session-Id", sid}});
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(r.header("retry-after"), "1");
+  EXPECT_EQ(metric_sum(a->metrics(), "mcp_proxy_sessions_lost_total"), 0);
+  // Redis answers again: the session is recovered on another pod and goes on.
+  std::pair<std::string, int> after;
+  EXPECT_TRUE(eventually([&] {
+    after = whoami(a->port, sid, 4);
+    return !after.first.empty();
+  }));
+  EXPECT_NE(after.first, pod);
+  EXPECT_EQ(after.second, 1) << "a new server-side session";
+  EXPECT_EQ(metric(a->metrics(), R"(mcp_proxy_sessions_lost_total{cause="pod_answered_404"})").value_or(0), 1);
+  EXPECT_EQ(metric(a->metrics(), "mcp_proxy_sessions_recovered_total").value_or(0), 1);
 }
 
 TEST_F(RedisProxyTest, StartsWithRedisUnreachable) {

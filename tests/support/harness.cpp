@@ -339,6 +339,17 @@ std::optional<double> metric(const std::string& page, const std::string& series)
   return std::nullopt;
 }
 
+double metric_sum(const std::string& page, const std::string& family) {
+  std::istringstream in(page);
+  double sum = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(family + " ", 0) == 0 || line.rfind(family + "{", 0) == 0) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
+}
+
 std::string source_dir() { return MCPPROXY_SOURCE_DIR; }
 std::string proxy_binary() { return MCPPROXY_BINARY; }
 

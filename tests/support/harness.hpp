@@ -109,6 +109,8 @@ bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds tim
 
 // The value of one sample in a Prometheus text page (exact series text, e.g. `x{pod="0"}`).
 std::optional<double> metric(const std::string& page, const std::string& series);
+// The sum of every sample of a family (whatever its labels); 0 when it has none.
+double metric_sum(const std::string& page, const std::string& family);
 
 std::string source_dir();  // the repository root
 std::string proxy_binary();

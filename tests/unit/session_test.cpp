@@ -22,6 +22,7 @@ TEST(SessionRecord, RoundTrip) {
   r.backend_session = "b-1";
   r.init = R"({"jsonrpc":"2.0","id":1,"method":"initialize"})";
   r.created = 1700000000;
+  r.epoch = 7;
   const std::string text = encode_record(r);
   EXPECT_NE(text.find("\"v\":1"), std::string::npos);
   const auto back = decode_record(text);
@@ -31,6 +32,8 @@ TEST(SessionRecord, RoundTrip) {
   EXPECT_EQ(back->backend_session, "b-1");
   EXPECT_EQ(back->init, r.init);
   EXPECT_EQ(back->created, 1700000000);
+  EXPECT_EQ(back->epoch, 7U);
+  EXPECT_EQ(decode_record(R"({"v":1,"ordinal":0})")->epoch, 0U) << "a record never moved";
 }
 
 TEST(SessionRecord, RejectsWhatItDoesNotUnderstand) {
@@ -164,6 +167,22 @@ TEST(SessionTable, EqualRecordsAreStoredOnce) {
   EXPECT_EQ(t.find("p").get(), t.find("q").get());
   EXPECT_NE(t.find("p").get(), t.find("a").get());
   EXPECT_TRUE(t.find("p")->init.empty());
+  // What a re-initialize replays tells records apart too: the target, the fields.
+  SessionRecord d = a;
+  d.init_fields = "X-Tenant: one\r\n";
+  SessionRecord e = a;
+  e.init_target = "/mcp?tenant=two";
+  t.insert("d", d);
+  t.insert("e", e);
+  EXPECT_EQ(t.find("d")->init_fields, d.init_fields);
+  EXPECT_EQ(t.find("e")->init_target, e.init_target);
+  EXPECT_TRUE(t.find("a")->init_fields.empty());
+  SessionRecord f;
+  f.ordinal = 1;
+  f.init_fields = "X-Tenant: one\r\n";  // nothing but fields: not the pod's plain record
+  t.insert("f", f);
+  EXPECT_EQ(t.find("f")->init_fields, f.init_fields);
+  EXPECT_TRUE(t.find("p")->init_fields.empty());
 }
 
 TEST(SessionTable, RefusesWhatItCannotHold) {
