@@ -224,6 +224,9 @@ const std::vector<KeySpec>& key_specs() {
          c.sessions.redis.queue_size = static_cast<std::size_t>(int_in(v, 1, 10000000));
        },
        [](const Config& c) { return std::to_string(c.sessions.redis.queue_size); }},
+      {"sessions.redis.counts_interval", "--redis-counts-interval",
+       "how often the live-session count of each pod is read from Redis, for least_sessions (default 1s)",
+       MCP_DUR(sessions.redis.counts_interval)},
       {"sessions.on_lost", "--on-lost-session", "reinitialize or not_found (default reinitialize)",
        [](Config& c, const std::string& v) { c.sessions.on_lost = enum_of<OnLost>(v, kOnLostNames); },
        [](const Config& c) { return std::string(to_string(c.sessions.on_lost)); }},

@@ -456,7 +456,7 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
       } else {
         ctx_.metrics.sessions_deleted.fetch_add(1, std::memory_order_relaxed);
       }
-      co_await ctx_.sessions.forget(ex.route.session_id);
+      co_await ctx_.sessions.forget(ex.route.session_id, ex.ordinal);
       break;
   }
   co_return Bookkeeping::relay;

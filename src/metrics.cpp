@@ -115,7 +115,8 @@ void Metrics::render_requests(std::string& out) const {
   }
 }
 
-std::string Metrics::render(const SessionTable& table, int replicas, const StoreStatus& store) const {
+std::string Metrics::render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
+                            const StoreStatus& store) const {
   std::string out;
   out.reserve(16384);
   auto load = [](const std::atomic<std::uint64_t>& a) {
@@ -126,7 +127,7 @@ std::string Metrics::render(const SessionTable& table, int replicas, const Store
 
   // Pods: every ordinal below `replicas`, and any beyond it that still holds data.
   auto pod_in_scope = [&](int o) {
-    return o < replicas || upstream_duration_[o].count() > 0 || table.sessions_on(o) > 0;
+    return o < replicas || upstream_duration_[o].count() > 0 || live(o) > 0;
   };
 
   family(out, "mcp_proxy_upstream_duration_seconds", "histogram",
@@ -142,9 +143,9 @@ std::string Metrics::render(const SessionTable& table, int replicas, const Store
              pod_label(o) + ",reason=\"" + std::string(kUpstreamErrors[e]) + "\"", load(upstream_errors_[o][e]));
     }
   }
-  family(out, "mcp_proxy_sessions", "gauge", "Live sessions in the session table, by pod ordinal.");
+  family(out, "mcp_proxy_sessions", "gauge", "Live sessions by pod ordinal (with the redis store: of all proxy replicas).");
   for (int o = 0; o < kMaxReplicas; ++o) {
-    if (pod_in_scope(o)) sample(out, "mcp_proxy_sessions", pod_label(o), static_cast<double>(table.sessions_on(o)));
+    if (pod_in_scope(o)) sample(out, "mcp_proxy_sessions", pod_label(o), static_cast<double>(live(o)));
   }
 
   family(out, "mcp_proxy_sessions_lost_total", "counter",

@@ -217,7 +217,7 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
   if (tap && !tap->session_id.empty()) {
     // The legacy transport's session lives exactly as long as its GET stream.
     ctx_.metrics.sessions_deleted.fetch_add(1, std::memory_order_relaxed);
-    co_await ctx_.sessions.forget(tap->session_id);
+    co_await ctx_.sessions.forget(tap->session_id, ex.ordinal);
   }
   co_return out;
 }

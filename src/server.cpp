@@ -155,7 +155,10 @@ Server::Server(CommandLine cmd, Config cfg)
     }
     return body;
   };
-  handlers.metrics = [this] { return shared_.metrics.render(shared_.table, cfg_->backend.replicas, store_status()); };
+  handlers.metrics = [this] {
+    return shared_.metrics.render(
+        shared_.table, [this](int o) { return shared_.sessions_on(o); }, cfg_->backend.replicas, store_status());
+  };
   handlers.pods = [this] { return pods_json(); };
   handlers.token = [this] { return admin_token_; };
   handlers.drain = [this](int ordinal, bool on) {
@@ -187,7 +190,7 @@ std::string Server::pods_json() const {
   for (int o = 0; o < cfg_->backend.replicas; ++o) {
     const auto until = shared_.health.ejected_until(o);
     nlohmann::json pod = {{"ordinal", o},
-                          {"sessions", shared_.table.sessions_on(o)},
+                          {"sessions", shared_.sessions_on(o)},
                           {"healthy", shared_.health.healthy(o, now)},
                           {"draining", shared_.health.draining(o)}};
     if (until > now) {
@@ -272,6 +275,8 @@ int Server::run() {
     control_redis_->start();
     net::co_spawn(admin_ioc_, flush_queue_loop(control_redis_, *shared_.store, shared_.metrics, stopping_),
                   net::detached);
+    // The live-session counts of all replicas: placement, the sessions gauge, /pods.
+    net::co_spawn(admin_ioc_, count_loop(control_redis_, *shared_.store, cfg_, stopping_), net::detached);
   }
   admin_->start();
   for (auto& w : workers_) w->start();

@@ -107,7 +107,7 @@ net::awaitable<void> Connection::forget_lost(Exchange& ex, LostCause cause) {
              {"session", session_label(ex)},
              {"pod", std::to_string(ex.ordinal)},
              {"cause", std::string(to_string(cause))}});
-  co_await ctx_.sessions.forget(ex.route.session_id);
+  co_await ctx_.sessions.forget(ex.route.session_id, ex.rec->ordinal);
 }
 
 net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view method, int ordinal,
@@ -230,7 +230,7 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
   rec.url = ctx_.pool.address(ordinal).url;
   rec.backend_session = backend_session == ex.route.session_id ? std::string() : backend_session;
   rec.epoch = ex.rec->epoch + 1;
-  if (auto winner = co_await ctx_.sessions.move(ex.route.session_id, rec)) {
+  if (auto winner = co_await ctx_.sessions.move(ex.route.session_id, rec, lost_on)) {
     // Another proxy replica moved the session meanwhile: its record stands, the session
     // this one opened is ended on its pod, and the request follows the winner.
     ctx_.metrics.recovery_conflicts.fetch_add(1, std::memory_order_relaxed);

@@ -1,5 +1,6 @@
 #include "mcpproxy/session_store.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -7,6 +8,38 @@
 #include "mcpproxy/log.hpp"
 
 namespace mcpproxy {
+
+PodCounts::PodCounts()
+    : stored_(new std::atomic<std::int64_t>[kMaxReplicas]), placed_(new std::atomic<std::int64_t>[kMaxReplicas]) {
+  for (int i = 0; i < kMaxReplicas; ++i) {
+    stored_[i].store(0, std::memory_order_relaxed);
+    placed_[i].store(0, std::memory_order_relaxed);
+  }
+}
+
+std::int64_t PodCounts::load(int ordinal) const {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return 0;
+  return std::max<std::int64_t>(
+      0, stored_[ordinal].load(std::memory_order_relaxed) + placed_[ordinal].load(std::memory_order_relaxed));
+}
+
+void PodCounts::add(int ordinal, std::int64_t delta) {
+  if (ordinal >= 0 && ordinal < kMaxReplicas) placed_[ordinal].fetch_add(delta, std::memory_order_relaxed);
+}
+
+std::int64_t PodCounts::placed(int ordinal) const { return placed_[ordinal].load(std::memory_order_relaxed); }
+
+void PodCounts::synced(int ordinal, std::int64_t stored, std::int64_t placed_before) {
+  // What was placed before the read began is in `stored` now; what came after is not yet.
+  stored_[ordinal].store(stored, std::memory_order_relaxed);
+  placed_[ordinal].fetch_sub(placed_before, std::memory_order_relaxed);
+}
+
+std::string StoreShared::expiry_score() const {
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  return std::to_string(now.count() + ttl_ms_.load(std::memory_order_relaxed));
+}
 
 void StoreShared::enqueue(QueuedWrite w) {
   std::lock_guard lock(mu_);
@@ -61,6 +94,20 @@ net::awaitable<RedisClient::Result> RedisStore::timed(StoreOp op, std::vector<st
   co_return result;
 }
 
+void RedisStore::in_background(StoreOp op, std::vector<std::string> args) {
+  net::co_spawn(
+      ioc_, [this, op, args = std::move(args)]() mutable -> net::awaitable<void> { co_await timed(op, std::move(args)); },
+      net::detached);
+}
+
+void RedisStore::index(const std::string& id, int ordinal) {
+  in_background(StoreOp::set, {"ZADD", shared_.pod_key(ordinal), shared_.expiry_score(), id});
+}
+
+void RedisStore::unindex(const std::string& id, int ordinal) {
+  in_background(StoreOp::del, {"ZREM", shared_.pod_key(ordinal), id});
+}
+
 net::awaitable<RedisStore::Lookup> RedisStore::get(const std::string& id) {
   if (auto it = inflight_.find(id); it != inflight_.end()) {
     auto shared = it->second;
@@ -95,7 +142,8 @@ net::awaitable<std::optional<SessionRecord>> RedisStore::create(const std::strin
   const auto result = co_await timed(StoreOp::set, std::move(args));
   if (result.ec || result.reply.is_error()) {
     // Answer anyway: the record lives in this process and is written when Redis is back.
-    shared_.enqueue(QueuedWrite{id, std::move(value), true});
+    shared_.enqueue(QueuedWrite{id, std::move(value), true, rec.ordinal});
+    shared_.counts.add(rec.ordinal, 1);
     co_return std::nullopt;
   }
   if (result.reply.type == RedisReply::Type::nil) {
@@ -103,6 +151,8 @@ net::awaitable<std::optional<SessionRecord>> RedisStore::create(const std::strin
     const auto existing = co_await get(id);
     if (existing.record) co_return *existing.record;
   }
+  index(id, rec.ordinal);
+  shared_.counts.add(rec.ordinal, 1);
   co_return std::nullopt;
 }
 
@@ -122,17 +172,24 @@ return 1
 )lua";
 }  // namespace
 
-net::awaitable<std::optional<SessionRecord>> RedisStore::move(const std::string& id, const SessionRecord& rec) {
+net::awaitable<std::optional<SessionRecord>> RedisStore::move(const std::string& id, const SessionRecord& rec,
+                                                              int from) {
   std::string value = encode_record(rec);
   std::vector<std::string> args{"EVAL",       std::string(kMoveScript),       "1", shared_.key(id), value,
                                 std::to_string(rec.epoch == 0 ? 0 : rec.epoch - 1), shared_.ttl_ms()};
 
   const auto result = co_await timed(StoreOp::set, std::move(args));
-  if (result.ec || result.reply.is_error()) {
-    shared_.enqueue(QueuedWrite{id, std::move(value), false});
+  const bool written = !result.ec && !result.reply.is_error() && result.reply.type != RedisReply::Type::string;
+  if (result.ec || result.reply.is_error()) shared_.enqueue(QueuedWrite{id, std::move(value), false, rec.ordinal});
+  if (written) {
+    unindex(id, from);
+    index(id, rec.ordinal);
+  }
+  if (result.ec || result.reply.is_error() || written) {
+    shared_.counts.add(from, -1);
+    shared_.counts.add(rec.ordinal, 1);
     co_return std::nullopt;
   }
-  if (result.reply.type != RedisReply::Type::string) co_return std::nullopt;  // written
   auto winner = decode_record(result.reply.str);
   if (!winner) {
     log_event(spdlog::level::warn, "redis holds a session record this build cannot read; the move is not written",
@@ -142,21 +199,17 @@ net::awaitable<std::optional<SessionRecord>> RedisStore::move(const std::string&
   co_return winner;
 }
 
-net::awaitable<void> RedisStore::remove(const std::string& id) {
+net::awaitable<void> RedisStore::remove(const std::string& id, int ordinal) {
   // (Arguments are built outside the co_await: GCC 12 miscompiles a braced list there.)
   std::vector<std::string> args{"DEL", shared_.key(id)};
+  unindex(id, ordinal);
+  shared_.counts.add(ordinal, -1);
   co_await timed(StoreOp::del, std::move(args));
 }
 
-void RedisStore::touch(const std::string& id) {
-  net::co_spawn(
-      ioc_,
-      [this, key = shared_.key(id)]() -> net::awaitable<void> {
-        std::vector<std::string> args{"PEXPIRE", key, shared_.ttl_ms()};
-
-        co_await timed(StoreOp::expire, std::move(args));
-      },
-      net::detached);
+void RedisStore::touch(const std::string& id, int ordinal) {
+  in_background(StoreOp::expire, {"PEXPIRE", shared_.key(id), shared_.ttl_ms()});
+  index(id, ordinal);
 }
 
 net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics,
@@ -184,9 +237,34 @@ net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, Store
         break;
       }
       metrics.count_store(StoreOp::set, r.reply.type == RedisReply::Type::nil ? StoreResult::miss : StoreResult::ok);
+      if (r.reply.type != RedisReply::Type::nil) {
+        std::vector<std::string> zadd{"ZADD", shared.pod_key(w->ordinal), shared.expiry_score(), w->id};
+        co_await client->command(std::move(zadd));
+      }
     }
     // The interval bounds how soon a queued record reaches Redis after it returns.
     tick.expires_after(std::chrono::milliseconds(100));
+    co_await tick.async_wait(use_tuple);
+  }
+}
+
+net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared& shared,
+                                const std::shared_ptr<const Config>& cfg, const std::atomic<bool>& stopping) {
+  auto executor = co_await net::this_coro::executor;
+  net::steady_timer tick(executor);
+  while (!stopping.load()) {
+    const int replicas = cfg->backend.replicas;
+    for (int o = 0; o < replicas && client->up(); ++o) {
+      const std::int64_t placed_before = shared.counts.placed(o);
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch());
+      std::vector<std::string> trim{"ZREMRANGEBYSCORE", shared.pod_key(o), "-inf", std::to_string(now.count())};
+      co_await client->command(std::move(trim));
+      std::vector<std::string> card{"ZCARD", shared.pod_key(o)};
+      const auto r = co_await client->command(std::move(card));
+      if (!r.ec && r.reply.type == RedisReply::Type::integer) shared.counts.synced(o, r.reply.integer, placed_before);
+    }
+    tick.expires_after(cfg->sessions.redis.counts_interval);
     co_await tick.async_wait(use_tuple);
   }
 }

@@ -12,7 +12,7 @@ std::shared_ptr<const SessionRecord> Sessions::find_cached(const std::string& id
   auto rec = table_.find(id, clock::now(), &refreshed);
   if (rec) {
     metrics_.cache_hits.fetch_add(1, std::memory_order_relaxed);
-    if (refreshed && store_ != nullptr) store_->touch(id);
+    if (refreshed && store_ != nullptr) store_->touch(id, rec->ordinal);
   }
   return rec;
 }
@@ -58,14 +58,15 @@ net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::create(const std:
   co_return std::make_shared<const SessionRecord>(std::move(*winner));
 }
 
-net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::move(const std::string& id, const SessionRecord& rec) {
+net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::move(const std::string& id, const SessionRecord& rec,
+                                                                    int from) {
   if (store_ == nullptr) {
     // One process: its recoveries are single-flight, so the move cannot race another.
     cache(id, rec);
     metrics_.count_store(StoreOp::set, StoreResult::ok);
     co_return nullptr;
   }
-  auto winner = co_await store_->move(id, rec);
+  auto winner = co_await store_->move(id, rec, from);
   if (!winner) {
     cache(id, rec);
     co_return nullptr;
@@ -74,10 +75,14 @@ net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::move(const std::s
   co_return std::make_shared<const SessionRecord>(std::move(*winner));
 }
 
-net::awaitable<void> Sessions::forget(const std::string& id) {
+std::int64_t Sessions::sessions_on(int ordinal) const {
+  return store_ != nullptr ? store_->sessions_on(ordinal) : table_.sessions_on(ordinal);
+}
+
+net::awaitable<void> Sessions::forget(const std::string& id, int ordinal) {
   const bool was_there = table_.erase(id);
   if (store_ != nullptr) {
-    co_await store_->remove(id);
+    co_await store_->remove(id, ordinal);
   } else if (was_there) {
     metrics_.count_store(StoreOp::del, StoreResult::ok);
   }

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,7 +80,9 @@ struct Metrics {
     std::uint64_t queue_dropped = 0;
   };
   // Renders the exposition text (format 0.0.4). `replicas` bounds the pod label set.
-  std::string render(const SessionTable& table, int replicas, const StoreStatus& store) const;
+  // `live`: the live sessions of a pod (the shared counts with the redis store).
+  std::string render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
+                     const StoreStatus& store) const;
 
  private:
   void render_requests(std::string& out) const;

@@ -38,6 +38,9 @@ struct Shared {
   SingleFlight recoveries;
   std::atomic<bool> draining{false};
   std::atomic<std::int64_t> busy{0};  // requests in progress that are not SSE streams
+  std::int64_t sessions_on(int ordinal) const {
+    return store ? store->counts.load(ordinal) : table.sessions_on(ordinal);
+  }
 };
 
 class Worker {

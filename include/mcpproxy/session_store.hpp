@@ -23,6 +23,28 @@ struct QueuedWrite {
   std::string id;
   std::string value;
   bool only_if_absent = true;  // a new session: SET NX; an update: SET
+  int ordinal = 0;             // its pod, for the pod's live-session index
+};
+
+// Live sessions per pod as all proxy replicas see them, for least_sessions. Redis keeps an
+// index per pod, `<key_prefix>pod:<ordinal>:sessions`, a sorted set of session ids scored
+// by their expiry (unix ms): written with the record, rescored when its TTL is refreshed,
+// removed on DELETE or a move. A session that expires drops out of the count by its score,
+// so the counts stay right when sessions end by TTL and when the proxy that created them
+// is gone. Each process reads the counts every `sessions.redis.counts_interval` and adds
+// what it placed itself since.
+class PodCounts {
+ public:
+  PodCounts();
+  std::int64_t load(int ordinal) const;
+  void add(int ordinal, std::int64_t delta);  // placed (+1) or ended (-1) by this process
+  // The count read from Redis; `placed_before` is what add() had summed when the read began.
+  std::int64_t placed(int ordinal) const;
+  void synced(int ordinal, std::int64_t stored, std::int64_t placed_before);
+
+ private:
+  std::unique_ptr<std::atomic<std::int64_t>[]> stored_;
+  std::unique_ptr<std::atomic<std::int64_t>[]> placed_;
 };
 
 // Shared by all workers (thread-safe).
@@ -31,6 +53,9 @@ class StoreShared {
   StoreShared(std::string key_prefix, duration ttl, std::size_t queue_max)
       : key_prefix_(std::move(key_prefix)), ttl_ms_(ttl.count()), queue_max_(queue_max) {}
   std::string key(std::string_view id) const { return key_prefix_ + "session:" + std::string(id); }
+  std::string pod_key(int ordinal) const { return key_prefix_ + "pod:" + std::to_string(ordinal) + ":sessions"; }
+  // The score of a session in its pod's index: when it expires, unix ms.
+  std::string expiry_score() const;
   std::string ttl_ms() const { return std::to_string(ttl_ms_.load(std::memory_order_relaxed)); }
   void set_ttl(duration ttl) { ttl_ms_.store(ttl.count(), std::memory_order_relaxed); }
 
@@ -41,6 +66,7 @@ class StoreShared {
   std::size_t depth() const { return depth_.load(std::memory_order_relaxed); }
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
+  PodCounts counts;
   std::atomic<bool> up{false};
   // Redis connections that have not finished their first attempt yet: the proxy reports
   // ready only after each has (connected or failed), so a record written right after
@@ -75,12 +101,17 @@ class RedisStore {
   // `rec.epoch - 1` (or the record is gone), in one Lua script. Returns the record that won
   // when another writer moved the session first. Queued (unconditionally) when Redis
   // cannot be asked: the process that has the session must keep it routable.
-  net::awaitable<std::optional<SessionRecord>> move(const std::string& id, const SessionRecord& rec);
-  net::awaitable<void> remove(const std::string& id);
-  void touch(const std::string& id);  // PEXPIRE, in the background
+  net::awaitable<std::optional<SessionRecord>> move(const std::string& id, const SessionRecord& rec, int from);
+  net::awaitable<void> remove(const std::string& id, int ordinal);
+  void touch(const std::string& id, int ordinal);  // PEXPIRE and its index score, in the background
+  std::int64_t sessions_on(int ordinal) const { return shared_.counts.load(ordinal); }
 
  private:
   net::awaitable<RedisClient::Result> timed(StoreOp op, std::vector<std::string> args);
+  // Index commands go out in the background: placement tolerates a count a moment late.
+  void in_background(StoreOp op, std::vector<std::string> args);
+  void index(const std::string& id, int ordinal);
+  void unindex(const std::string& id, int ordinal);
   struct Inflight;
 
   net::io_context& ioc_;
@@ -93,6 +124,11 @@ class RedisStore {
 // Writes queued records once Redis answers, and keeps `up` current. Runs on the admin context.
 net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics,
                                       const std::atomic<bool>& stopping);
+
+// Reads the live-session count of every pod from Redis, every `interval` of the config
+// (trimming the entries that expired). Runs on the admin context.
+net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared& shared,
+                                const std::shared_ptr<const Config>& cfg, const std::atomic<bool>& stopping);
 
 // Options from the config (password from the URL, the file, or MCP_SESSION_PROXY_REDIS_PASSWORD).
 RedisOptions redis_options(const Config& cfg);

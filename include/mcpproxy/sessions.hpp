@@ -53,15 +53,17 @@ class Sessions {
   // decided on). With the redis store the move is a compare-and-set: when another proxy
   // replica moved the session first, its record is returned (and cached) and `rec` is not
   // written.
-  net::awaitable<std::shared_ptr<const SessionRecord>> move(const std::string& id, const SessionRecord& rec);
+  net::awaitable<std::shared_ptr<const SessionRecord>> move(const std::string& id, const SessionRecord& rec, int from);
 
-  // The session ended (DELETE) or is lost for good.
-  net::awaitable<void> forget(const std::string& id);
+  // The session (on `ordinal`) ended (DELETE) or is lost for good.
+  net::awaitable<void> forget(const std::string& id, int ordinal);
 
   // A record read from the store, kept locally so the next request routes without it.
   void cache(const std::string& id, SessionRecord rec);
 
-  std::int64_t sessions_on(int ordinal) const { return table_.sessions_on(ordinal); }
+  // Live sessions on a pod: the shared counts of all proxy replicas with the redis store
+  // (PodCounts), the local table's with the memory store.
+  std::int64_t sessions_on(int ordinal) const;
 
  private:
   SessionTable& table_;

@@ -4,6 +4,8 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/use_future.hpp>
+#include <numeric>
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -437,6 +439,82 @@ TEST_F(RedisProxyTest, APodLosingASessionWhileRedisCannotBeAskedIsA503NeverA404)
   EXPECT_EQ(after.second, 1) << "a new server-side session";
   EXPECT_EQ(metric(a->metrics(), R"(mcp_proxy_sessions_lost_total{cause="pod_answered_404"})").value_or(0), 1);
   EXPECT_EQ(metric(a->metrics(), "mcp_proxy_sessions_recovered_total").value_or(0), 1);
+}
+
+// Live sessions on each of `pods` pods of a sample backend.
+std::vector<int> live_per_pod(const SampleBackend& backend, int pods) {
+  std::vector<int> out;
+  for (int i = 0; i < pods; ++i) {
+    const Response r = request(backend.port, "GET", "/_stats", "", {}, "127.0.1." + std::to_string(i));
+    out.push_back(r.status == 200 ? json::parse(r.body)["sessions"].get<int>() : -1);
+  }
+  return out;
+}
+
+TEST(RedisPlacement, TwoReplicasPlacingAtOnceKeepFivePodsWithinTwoPercentOfTheMean) {
+  RedisServer redis;
+  SampleBackend backend(5);
+  auto replica = [&](const std::string& name) {
+    return std::make_unique<Proxy>(
+        std::vector<std::string>{"--replicas", "5", "--backend-url-template", backend.url_template(),
+                                 "--session-store", "redis", "--redis-url", redis.url(), "--threads", "2"},
+        name);
+  };
+  auto a = replica("balance-a");
+  auto b = replica("balance-b");
+  // 3000 initializes, half through each replica, four clients on each at once.
+  std::atomic<int> failed{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      const std::uint16_t port = c % 2 == 0 ? a->port : b->port;
+      for (int i = 0; i < 375; ++i) failed += initialize(port).empty() ? 1 : 0;
+    });
+  }
+  for (auto& c : clients) c.join();
+  ASSERT_EQ(failed.load(), 0);
+  const std::vector<int> live = live_per_pod(backend, 5);
+  const int busiest = *std::max_element(live.begin(), live.end());
+  std::string spread;
+  for (int n : live) spread += std::to_string(n) + " ";
+  EXPECT_EQ(std::accumulate(live.begin(), live.end(), 0), 3000) << spread;
+  EXPECT_LE(busiest, 612) << "busiest pod <= 1.02 x the mean of 600; per pod: " << spread;
+  // Both replicas see the shared counts (the pods' truth) once they have read them.
+  for (const Proxy* p : {a.get(), b.get()}) {
+    EXPECT_TRUE(eventually([&] {
+      const json pods = json::parse(request(p->admin, "GET", "/pods").body);
+      for (int o = 0; o < 5; ++o) {
+        if (pods[o]["sessions"].get<int>() != live[o]) return false;
+      }
+      return true;
+    })) << request(p->admin, "GET", "/pods").body << " vs " << spread;
+  }
+}
+
+TEST(RedisPlacement, CountsFollowTheTtlAndOutliveTheProxyThatPlacedThem) {
+  RedisServer redis;
+  SampleBackend backend(2);
+  auto replica = [&](const std::string& name, const std::string& ttl) {
+    return std::make_unique<Proxy>(
+        std::vector<std::string>{"--replicas", "2", "--backend-url-template", backend.url_template(),
+                                 "--session-store", "redis", "--redis-url", redis.url(), "--session-ttl", ttl,
+                                 "--redis-counts-interval", "100ms"},
+        name);
+  };
+  const auto total = [](const Proxy& p) {
+    return metric_sum(p.metrics(), "mcp_proxy_sessions");
+  };
+  auto a = replica("counts-a", "2h");
+  for (int i = 0; i < 10; ++i) ASSERT_FALSE(initialize(a->port).empty());
+  // The proxy that placed them dies; another one counts them from Redis.
+  a->process->signal(SIGKILL);
+  a->process->wait(10s);
+  auto b = replica("counts-b", "1s");
+  EXPECT_TRUE(eventually([&] { return total(*b) == 10; })) << b->metrics();
+  // Sessions that end by TTL (no DELETE) leave the counts: b's own, with a 1 s TTL.
+  for (int i = 0; i < 4; ++i) ASSERT_FALSE(initialize(b->port).empty());
+  EXPECT_TRUE(eventually([&] { return total(*b) == 14; }));
+  EXPECT_TRUE(eventually([&] { return total(*b) == 10; }, 10s)) << "the 1 s sessions expired: " << b->metrics();
 }
 
 TEST_F(RedisProxyTest, StartsWithRedisUnreachable) {
