@@ -9,6 +9,7 @@ table, named pod-0, pod-1, ... in order. Only the Python standard library is use
   DELETE /mcp ends a session
   GET  /sse + POST /messages?sessionId=...   the legacy 2024-11-05 HTTP+SSE transport
   GET  /_stats  this pod's live sessions and initializes so far (for tests and demos)
+  GET  /_health  200, or 503 after POST /_health "down" (until "up"): a health-check path
 
 Tools: whoami (pod name and a per-session counter), headers (the request's headers), big (a result of `bytes` bytes),
 ticker (an SSE response: `count` progress notifications `interval_ms` apart, then the result),
@@ -35,6 +36,7 @@ class Pod:
         self.lock = threading.Lock()
         self.sessions = {}  # id -> {"counter": int, "stream": queue or None}
         self.initializes = 0
+        self.healthy = True
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -95,6 +97,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(400, -32700, "Parse error")
         if self.path.startswith("/messages"):
             return self._legacy_post(msg)
+        if self.path == "/_health":  # "up" or "down": what GET /_health answers from now on
+            self.pod.healthy = msg == "up"
+            return self._json(200, {"healthy": self.pod.healthy})
         if isinstance(msg, list):
             msgs = msg
         else:
@@ -172,6 +177,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/sse"):
             return self._legacy_stream()
+        if self.path == "/_health":
+            return self._json(200 if self.pod.healthy else 503, {"healthy": self.pod.healthy})
         if self.path == "/_stats":
             with self.pod.lock:
                 stats = {"pod": self.pod.name, "sessions": len(self.pod.sessions), "initializes": self.pod.initializes}

@@ -191,6 +191,21 @@ const std::vector<KeySpec>& key_specs() {
          return out;
        },
        false, [](Config& c) { c.backend.draining.clear(); }},
+      {"backend.health_check.path", "--health-check-path",
+       "active health check: GET this path on every pod; one failing it gets no new sessions (default none: off)",
+       [](Config& c, const std::string& v) {
+         if (!v.empty() && v.front() != '/') bad("must be a path starting with '/', got '" + v + "'");
+         c.backend.health_check_path = v;
+       },
+       [](const Config& c) { return c.backend.health_check_path; }},
+      {"backend.health_check.interval", "--health-check-interval", "time between two probes of a pod (default 10s)",
+       MCP_DUR(backend.health_check_interval)},
+      {"backend.health_check.timeout", "--health-check-timeout",
+       "a probe without a 2xx/3xx answer this soon fails (default 2s)", MCP_DUR(backend.health_check_timeout)},
+      {"backend.health_check.failures", "--health-check-failures",
+       "failed probes in a row that take a pod out of placement (default 2); one pass brings it back",
+       [](Config& c, const std::string& v) { c.backend.health_check_failures = int_in(v, 1, 100); },
+       [](const Config& c) { return std::to_string(c.backend.health_check_failures); }},
       {"sessions.store", "--session-store", "memory or redis (default memory)",
        [](Config& c, const std::string& v) { c.sessions.store = enum_of<StoreKind>(v, kStoreNames); },
        [](const Config& c) { return std::string(to_string(c.sessions.store)); }},
@@ -382,6 +397,10 @@ void validate(Config& cfg) {
     }
   }
   validate_admin(cfg);
+  if (cfg.backend.health_check_timeout >= cfg.backend.health_check_interval) {
+    throw ConfigError("backend.health_check.timeout: must be shorter than backend.health_check.interval (" +
+                      format_duration(cfg.backend.health_check_interval) + ")");
+  }
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");
   }

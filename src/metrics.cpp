@@ -143,6 +143,16 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
              pod_label(o) + ",reason=\"" + std::string(kUpstreamErrors[e]) + "\"", load(upstream_errors_[o][e]));
     }
   }
+  bool probed = false;
+  for (int o = 0; o < kMaxReplicas && !probed; ++o) probed = health_check_up[o].load(std::memory_order_relaxed) != 0;
+  if (probed) {
+    family(out, "mcp_proxy_health_check_up", "gauge",
+           "1 when the pod passed its last active health check (backend.health_check.path), else 0.");
+    for (int o = 0; o < kMaxReplicas; ++o) {
+      const auto v = health_check_up[o].load(std::memory_order_relaxed);
+      if (v != 0) sample(out, "mcp_proxy_health_check_up", pod_label(o), v == 2 ? 1 : 0);
+    }
+  }
   family(out, "mcp_proxy_sessions", "gauge", "Live sessions by pod ordinal (with the redis store: of all proxy replicas).");
   for (int o = 0; o < kMaxReplicas; ++o) {
     if (pod_in_scope(o)) sample(out, "mcp_proxy_sessions", pod_label(o), static_cast<double>(live(o)));

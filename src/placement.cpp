@@ -40,8 +40,10 @@ int place(PlacementPolicy policy, int replicas, const std::function<bool(int)>& 
 PodHealth::PodHealth()
     : drained_(new std::atomic<std::uint8_t>[kMaxReplicas]),
       until_(new std::atomic<std::int64_t>[kMaxReplicas]),
-      refusing_since_(new std::atomic<std::int64_t>[kMaxReplicas]) {
+      refusing_since_(new std::atomic<std::int64_t>[kMaxReplicas]),
+      probe_failing_(new std::atomic<bool>[kMaxReplicas]) {
   for (int i = 0; i < kMaxReplicas; ++i) {
+    probe_failing_[i].store(false, std::memory_order_relaxed);
     drained_[i].store(0, std::memory_order_relaxed);
     until_[i].store(0, std::memory_order_relaxed);
     refusing_since_[i].store(0, std::memory_order_relaxed);
@@ -67,6 +69,14 @@ void PodHealth::drain_from_admin(int ordinal, bool on) {
   } else {
     drained_[ordinal].fetch_and(static_cast<std::uint8_t>(~kByAdmin));
   }
+}
+
+void PodHealth::probe_result(int ordinal, bool up) {
+  if (ordinal >= 0 && ordinal < kMaxReplicas) probe_failing_[ordinal].store(!up, std::memory_order_relaxed);
+}
+
+bool PodHealth::probe_failing(int ordinal) const {
+  return ordinal >= 0 && ordinal < kMaxReplicas && probe_failing_[ordinal].load(std::memory_order_relaxed);
 }
 
 bool PodHealth::draining(int ordinal) const {

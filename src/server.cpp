@@ -13,6 +13,7 @@
 
 #include "mcpproxy/admin.hpp"
 #include "mcpproxy/downstream.hpp"
+#include "mcpproxy/health_check.hpp"
 #include "mcpproxy/log.hpp"
 
 namespace mcpproxy {
@@ -192,7 +193,8 @@ std::string Server::pods_json() const {
     nlohmann::json pod = {{"ordinal", o},
                           {"sessions", shared_.sessions_on(o)},
                           {"healthy", shared_.health.healthy(o, now)},
-                          {"draining", shared_.health.draining(o)}};
+                          {"draining", shared_.health.draining(o)},
+                          {"health_check_failing", shared_.health.probe_failing(o)}};
     if (until > now) {
       pod["ejected_for_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
     }
@@ -278,6 +280,7 @@ int Server::run() {
     // The live-session counts of all replicas: placement, the sessions gauge, /pods.
     net::co_spawn(admin_ioc_, count_loop(control_redis_, *shared_.store, cfg_, stopping_), net::detached);
   }
+  net::co_spawn(admin_ioc_, health_check_loop(shared_.health, shared_.metrics, cfg_, stopping_), net::detached);
   admin_->start();
   for (auto& w : workers_) w->start();
   log_event(spdlog::level::info, "listening",

@@ -80,6 +80,13 @@ struct BackendConfig {
   // Ordinals that get no new sessions (their sessions go on); the admin listener can drain
   // more (POST /pods/N/drain).
   std::vector<int> draining;
+  // The active health check (off while `health_check_path` is empty): GET of the path on
+  // every pod each interval; a pod that fails `health_check_failures` probes in a row (no
+  // 2xx/3xx within the timeout) gets no new sessions until one passes.
+  std::string health_check_path;
+  duration health_check_interval{10000};
+  duration health_check_timeout{2000};
+  int health_check_failures = 2;
   // Derived when the config is validated, not a key: the address of every ordinal below
   // `replicas`, so the data path never expands a template (nor throws).
   std::vector<PodAddress> pods;

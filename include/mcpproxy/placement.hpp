@@ -41,13 +41,19 @@ class PodHealth {
   void drain_from_admin(int ordinal, bool on);
   bool draining(int ordinal) const;
   bool placeable(int ordinal, std::chrono::steady_clock::time_point now) const {
-    return healthy(ordinal, now) && !draining(ordinal);
+    return healthy(ordinal, now) && !draining(ordinal) && !probe_failing(ordinal);
   }
+
+  // The active health check (health_check.hpp): a pod that fails it gets no new sessions;
+  // its sessions are not moved for it (only a lost session moves).
+  void probe_result(int ordinal, bool up);
+  bool probe_failing(int ordinal) const;
 
  private:
   std::unique_ptr<std::atomic<std::uint8_t>[]> drained_;         // bit 0: config, bit 1: admin
   std::unique_ptr<std::atomic<std::int64_t>[]> until_;           // steady-clock ns since epoch
   std::unique_ptr<std::atomic<std::int64_t>[]> refusing_since_;  // 0: answering
+  std::unique_ptr<std::atomic<bool>[]> probe_failing_;
 };
 
 }  // namespace mcpproxy

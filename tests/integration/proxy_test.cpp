@@ -492,6 +492,42 @@ TEST_F(ProxyTest, ADrainedOrdinalGetsNoNewSessionsAndKeepsItsOwn) {
   EXPECT_GT(sessions_on_two(), before);
 }
 
+TEST_F(ProxyTest, APodFailingTheHealthCheckGetsNoNewSessionsAndKeepsItsOwn) {
+  start({"--health-check-path", "/_health", "--health-check-interval", "100ms", "--health-check-timeout", "50ms",
+         "--health-check-failures", "2"});
+  const auto set_health = [&](const std::string& state) {
+    ASSERT_EQ(request(backend_->port, "POST", "/_health", "\"" + state + "\"", {}, "127.0.1.2").status, 200);
+  };
+  const auto on_pod = [&](const std::string& sid) {
+    const Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+    return r.status == 200 ? json::parse(r.body)["result"]["structuredContent"]["pod"].get<std::string>() : "";
+  };
+  std::string on_two;
+  for (int i = 0; i < 30 && on_two.empty(); ++i) {
+    const std::string sid = initialize(port());
+    if (on_pod(sid) == "pod-2") on_two = sid;
+  }
+  ASSERT_FALSE(on_two.empty());
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_health_check_up{pod="2"})").value_or(-1), 1);
+  set_health("down");
+  ASSERT_TRUE(eventually([&] {
+    return json::parse(request(proxy_->admin, "GET", "/pods").body)[2]["health_check_failing"].get<bool>();
+  }));
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_health_check_up{pod="2"})").value_or(-1), 0);
+  const auto sessions_on_two = [&] { return metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="2"})").value_or(-1); };
+  const double before = sessions_on_two();
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
+  EXPECT_EQ(sessions_on_two(), before) << "no new session on a pod failing its health check";
+  EXPECT_EQ(on_pod(on_two), "pod-2") << "its sessions are not moved";
+  EXPECT_EQ(metric_sum(proxy_->metrics(), "mcp_proxy_sessions_lost_total"), 0);
+  set_health("up");
+  ASSERT_TRUE(eventually([&] {
+    return !json::parse(request(proxy_->admin, "GET", "/pods").body)[2]["health_check_failing"].get<bool>();
+  }));
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
+  EXPECT_GT(sessions_on_two(), before) << "placed on again once it passes";
+}
+
 TEST_F(ProxyTest, AdminStateChangesAreRefusedWithoutATokenFile) {
   start();
   const Response r = request(proxy_->admin, "POST", "/pods/0/drain", "", {{"Authorization", "Bearer anything"}});

@@ -155,7 +155,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"sessions:\n  redis:\n    url: redis://127.0.0.1:6379\n",
                 "sessions.redis.url: set, but sessions.store is memory"},
         BadCase{"- a\n- b\n", "top level must be a map"}, BadCase{"a: [\n", "not valid YAML"},
-        BadCase{"listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:8080\n", "admin_listen"}));
+        BadCase{"listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:8080\n", "admin_listen"},
+        BadCase{"backend:\n  health_check:\n    path: healthz\n", "backend.health_check.path: must be a path"},
+        BadCase{"backend:\n  health_check:\n    interval: 1s\n    timeout: 1s\n",
+                "backend.health_check.timeout: must be shorter than backend.health_check.interval"},
+        BadCase{"backend:\n  health_check:\n    failures: 0\n", "backend.health_check.failures"}));
 
 TEST(Config, DurationsAndSizes) {
   EXPECT_EQ(parse_duration("500ms"), std::chrono::milliseconds(500));
