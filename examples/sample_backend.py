@@ -39,6 +39,12 @@ class Pod:
         self.healthy = True
 
 
+class Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of connections (a proxy opening many at
+    # once) would wait for SYN retransmits, seconds, instead of being accepted.
+    request_queue_size = 1024
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # small header and body writes must not wait for delayed ACKs
@@ -275,7 +281,7 @@ def main():
     for i, (host, port) in enumerate(binds):
         if port is None:
             port = args.port[0] if i == 0 else servers[0].server_address[1]
-        srv = ThreadingHTTPServer((host, port), Handler)
+        srv = Server((host, port), Handler)
         srv.daemon_threads = True
         srv.pod = Pod(f"pod-{i}", args.sse)
         srv.keepalive = args.keepalive

@@ -5,7 +5,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { podsBehindProxy, metric } from './harness.mjs';
+import { podsBehindProxy, metric, startPods, startProxy, startRedis } from './harness.mjs';
 
 async function connect(url, Transport = StreamableHTTPClientTransport, path = '/mcp') {
   const client = new Client({ name: 'e2e', version: '1.0.0' });
@@ -131,5 +131,36 @@ describe('Sessionless Streamable HTTP (SDK server without session ids)', () => {
     for (let i = 0; i < 30; i++) pods.add((await whoami(client)).pod);
     assert.ok(pods.size >= 2, `requests spread over ${[...pods]}`);
     await client.close();
+  });
+});
+
+describe('Pods restart under an SDK client, Redis store', () => {
+  test('the session goes on on a new pod: no error reaches the client, one recovery', async () => {
+    const redis = await startRedis();
+    let pods = await startPods(3);
+    const proxy = await startProxy(['--replicas', '3', '--backend-url-template', pods.template,
+      '--session-store', 'redis', '--redis-url', redis.url]);
+    try {
+      const { client } = await connect(proxy.url);
+      const first = await whoami(client);
+      assert.equal((await whoami(client)).counter, 2);
+      // Every pod restarts (the process ends, a new one listens on the same addresses): the
+      // sessions they held are gone, and they answer 404 for them.
+      await pods.stop();
+      pods = await startPods(3, ['--port', String(pods.port)]);
+      const after = [];
+      for (let i = 0; i < 3; i++) after.push(await whoami(client));
+      assert.deepEqual(after.map((s) => s.counter), [1, 2, 3], `a new server-side session: ${JSON.stringify(after)}`);
+      assert.equal(new Set(after.map((s) => s.pod)).size, 1, 'pinned to one pod again');
+      assert.notEqual(after[0].pod, first.pod, 'placed away from the pod that lost it');
+      const page = await proxy.metrics();
+      assert.equal(metric(page, 'mcp_proxy_sessions_recovered_total'), 1);
+      assert.equal(metric(page, 'mcp_proxy_sessions_lost_total{cause="pod_answered_404"}'), 1);
+      await client.close();
+    } finally {
+      await proxy.stop();
+      await pods.stop();
+      await redis.stop();
+    }
   });
 });

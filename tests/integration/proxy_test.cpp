@@ -445,6 +445,35 @@ TEST_F(ProxyTest, SighupReloadsReplicas) {
   EXPECT_FALSE(initialize(port()).empty());
 }
 
+TEST_F(ProxyTest, SighupFromTwoToFourPlacesNewSessionsOnTheNewPods) {
+  const std::string path = std::string(MCPPROXY_TEST_TMP_DIR) + "/reload-up.yaml";
+  backend_ = std::make_unique<SampleBackend>(4);
+  const auto write = [&](int replicas) {
+    std::ofstream(path) << "backend:\n  replicas: " << replicas << "\n  url_template: " << backend_->url_template()
+                        << "\nthreads: 2\n";
+  };
+  write(2);
+  proxy_ = std::make_unique<Proxy>(std::vector<std::string>{"--config", path});
+  std::vector<std::string> before;
+  for (int i = 0; i < 6; ++i) before.push_back(initialize(port()));
+  write(4);
+  proxy_->process->signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return metric(proxy_->metrics(), "mcp_proxy_config_generation").value_or(0) == 2; }));
+  for (int i = 0; i < 20; ++i) ASSERT_FALSE(initialize(port()).empty());
+  const std::string m = proxy_->metrics();
+  EXPECT_GT(metric(m, R"(mcp_proxy_sessions{pod="2"})").value_or(0), 0) << m;
+  EXPECT_GT(metric(m, R"(mcp_proxy_sessions{pod="3"})").value_or(0), 0) << m;
+  // The sessions from before stay where they were, with their state.
+  for (const auto& sid : before) {
+    const Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json sc = json::parse(r.body)["result"]["structuredContent"];
+    EXPECT_TRUE(sc["pod"] == "pod-0" || sc["pod"] == "pod-1") << sc;
+    EXPECT_EQ(sc["counter"], 1);
+  }
+  EXPECT_EQ(metric_sum(proxy_->metrics(), "mcp_proxy_sessions_lost_total"), 0);
+}
+
 TEST_F(ProxyTest, ADrainedOrdinalGetsNoNewSessionsAndKeepsItsOwn) {
   const std::string token_path = std::string(MCPPROXY_TEST_TMP_DIR) + "/admin-token";
   { std::ofstream(token_path) << "s3cret-token\n"; }

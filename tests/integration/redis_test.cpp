@@ -417,6 +417,38 @@ TEST_F(RedisProxyTest, TwoReplicasRecoveringOneSessionAtOnceEndOnOnePod) {
   EXPECT_EQ(whoami(b->port, sid), std::make_pair(*pods.begin(), 22));
 }
 
+TEST_F(RedisProxyTest, AHundredConcurrentRequestsOfALostSessionCauseOneInitializeWithEitherStore) {
+  for (const std::string store : {"memory", "redis"}) {
+    SCOPED_TRACE(store);
+    std::vector<std::string> args{"--replicas", "3", "--backend-url-template", backend_->url_template(), "--threads",
+                                  "2", "--session-store", store};
+    if (store == "redis") args.insert(args.end(), {"--redis-url", redis_->url(1)});
+    Proxy p(args, "hundred-" + store);
+    const std::string sid = initialize(p.port);
+    const auto [pod, first] = whoami(p.port, sid);
+    ASSERT_EQ(first, 1);
+    forget_on_pod(pod, sid);
+    const int initializes_before = pod_stats().second;
+    std::vector<std::pair<std::string, int>> answers(100);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 100; ++i) clients.emplace_back([&, i] { answers[i] = whoami(p.port, sid, 100 + i); });
+    for (auto& c : clients) c.join();
+    std::set<std::string> pods;
+    std::set<int> counters;
+    for (const auto& [on, counter] : answers) {
+      EXPECT_FALSE(on.empty()) << "status " << -counter;
+      pods.insert(on);
+      counters.insert(counter);
+    }
+    EXPECT_EQ(pod_stats().second, initializes_before + 1) << "one re-initialize for a hundred requests";
+    EXPECT_EQ(pods.size(), 1U);
+    EXPECT_EQ(counters.size(), 100U) << "every request answered once, in the one new session";
+    const std::string m = p.metrics();
+    EXPECT_EQ(metric(m, "mcp_proxy_sessions_recovered_total").value_or(0), 1);
+    EXPECT_EQ(metric(m, R"(mcp_proxy_sessions_lost_total{cause="pod_answered_404"})").value_or(0), 1);
+  }
+}
+
 TEST_F(RedisProxyTest, APodLosingASessionWhileRedisCannotBeAskedIsA503NeverA404) {
   auto a = proxy();
   const std::string sid = initialize(a->port);
