@@ -364,6 +364,10 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
 }
 
 void validate_admin(const Config& cfg) {
+  if (cfg.backend.health_check_timeout >= cfg.backend.health_check_interval) {
+    throw ConfigError("backend.health_check.timeout: must be shorter than backend.health_check.interval (" +
+                      format_duration(cfg.backend.health_check_interval) + ")");
+  }
   if (!cfg.admin_token_file.empty() && !std::ifstream(cfg.admin_token_file)) {
     throw ConfigError("admin.token_file: cannot read " + cfg.admin_token_file);
   }
@@ -397,10 +401,7 @@ void validate(Config& cfg) {
     }
   }
   validate_admin(cfg);
-  if (cfg.backend.health_check_timeout >= cfg.backend.health_check_interval) {
-    throw ConfigError("backend.health_check.timeout: must be shorter than backend.health_check.interval (" +
-                      format_duration(cfg.backend.health_check_interval) + ")");
-  }
+
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");
   }

@@ -115,20 +115,12 @@ void Metrics::render_requests(std::string& out) const {
   }
 }
 
-std::string Metrics::render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
-                            const StoreStatus& store) const {
-  std::string out;
-  out.reserve(16384);
+void Metrics::render_pods(std::string& out, const std::function<std::int64_t(int)>& live, int replicas) const {
   auto load = [](const std::atomic<std::uint64_t>& a) {
     return static_cast<double>(a.load(std::memory_order_relaxed));
   };
-
-  render_requests(out);
-
   // Pods: every ordinal below `replicas`, and any beyond it that still holds data.
-  auto pod_in_scope = [&](int o) {
-    return o < replicas || upstream_duration_[o].count() > 0 || live(o) > 0;
-  };
+  auto pod_in_scope = [&](int o) { return o < replicas || upstream_duration_[o].count() > 0 || live(o) > 0; };
 
   family(out, "mcp_proxy_upstream_duration_seconds", "histogram",
          "Time from sending a request to a pod to the end of its response head.");
@@ -153,16 +145,29 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
       if (v != 0) sample(out, "mcp_proxy_health_check_up", pod_label(o), v == 2 ? 1 : 0);
     }
   }
-  family(out, "mcp_proxy_sessions", "gauge", "Live sessions by pod ordinal (with the redis store: of all proxy replicas).");
+  family(out, "mcp_proxy_sessions", "gauge",
+         "Live sessions by pod ordinal (with the redis store: of all proxy replicas).");
   for (int o = 0; o < kMaxReplicas; ++o) {
     if (pod_in_scope(o)) sample(out, "mcp_proxy_sessions", pod_label(o), static_cast<double>(live(o)));
   }
+}
+
+std::string Metrics::render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
+                            const StoreStatus& store) const {
+  std::string out;
+  out.reserve(16384);
+  auto load = [](const std::atomic<std::uint64_t>& a) {
+    return static_cast<double>(a.load(std::memory_order_relaxed));
+  };
+
+  render_requests(out);
+  render_pods(out, live, replicas);
 
   family(out, "mcp_proxy_sessions_lost_total", "counter",
          "Sessions whose pod was gone (README \"What counts as a lost session\"), by cause.");
   for (std::size_t c = 0; c < sessions_lost.size(); ++c) {
-    sample(out, "mcp_proxy_sessions_lost_total",
-           "cause=\"" + std::string(to_string(static_cast<LostCause>(c))) + "\"", load(sessions_lost[c]));
+    sample(out, "mcp_proxy_sessions_lost_total", "cause=\"" + std::string(to_string(static_cast<LostCause>(c))) + "\"",
+           load(sessions_lost[c]));
   }
   const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 10> counters = {{
       {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},

@@ -75,8 +75,9 @@ net::awaitable<Connection::Recovery> Connection::recover(Exchange& ex, LostCause
   if (store_failed) {
     // Whether another replica moved it, and what to replay, is in Redis: the session and
     // its record stay, the client retries (a 404 would make it drop the session).
-    log_event(spdlog::level::warn, "session lost while the store cannot be asked; answered 503",
-              {{"conn", std::to_string(id_)}, {"session", session_label(ex)}, {"cause", std::string(to_string(cause))}});
+    log_event(
+        spdlog::level::warn, "session lost while the store cannot be asked; answered 503",
+        {{"conn", std::to_string(id_)}, {"session", session_label(ex)}, {"cause", std::string(to_string(cause))}});
     co_return Recovery::store_unavailable;
   }
   if (moved(ex, current)) {
@@ -241,8 +242,9 @@ net::awaitable<bool> Connection::reestablish(Exchange& ex) {
                {"theirs", std::to_string(winner->ordinal)}});
     const Reply ended = co_await send_to_pod("DELETE", ordinal, up, target, {}, backend_session, ex);
     if (ended.status / 100 != 2) {
-      log_event(spdlog::level::warn, "the pod did not end the orphaned session",
-                {{"session", session_label(ex)}, {"pod", std::to_string(ordinal)}, {"status", std::to_string(ended.status)}});
+      log_event(
+          spdlog::level::warn, "the pod did not end the orphaned session",
+          {{"session", session_label(ex)}, {"pod", std::to_string(ordinal)}, {"status", std::to_string(ended.status)}});
     }
     if (up) ctx_.pool.release(ordinal, std::move(up));
     ex.rec = std::move(winner);

@@ -36,8 +36,8 @@ void PodCounts::synced(int ordinal, std::int64_t stored, std::int64_t placed_bef
 }
 
 std::string StoreShared::expiry_score() const {
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::system_clock::now().time_since_epoch());
+  const auto now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
   return std::to_string(now.count() + ttl_ms_.load(std::memory_order_relaxed));
 }
 
@@ -96,7 +96,8 @@ net::awaitable<RedisClient::Result> RedisStore::timed(StoreOp op, std::vector<st
 
 void RedisStore::in_background(StoreOp op, std::vector<std::string> args) {
   net::co_spawn(
-      ioc_, [this, op, args = std::move(args)]() mutable -> net::awaitable<void> { co_await timed(op, std::move(args)); },
+      ioc_,
+      [this, op, args = std::move(args)]() mutable -> net::awaitable<void> { co_await timed(op, std::move(args)); },
       net::detached);
 }
 
@@ -175,8 +176,13 @@ return 1
 net::awaitable<std::optional<SessionRecord>> RedisStore::move(const std::string& id, const SessionRecord& rec,
                                                               int from) {
   std::string value = encode_record(rec);
-  std::vector<std::string> args{"EVAL",       std::string(kMoveScript),       "1", shared_.key(id), value,
-                                std::to_string(rec.epoch == 0 ? 0 : rec.epoch - 1), shared_.ttl_ms()};
+  std::vector<std::string> args{"EVAL",
+                                std::string(kMoveScript),
+                                "1",
+                                shared_.key(id),
+                                value,
+                                std::to_string(rec.epoch == 0 ? 0 : rec.epoch - 1),
+                                shared_.ttl_ms()};
 
   const auto result = co_await timed(StoreOp::set, std::move(args));
   const bool written = !result.ec && !result.reply.is_error() && result.reply.type != RedisReply::Type::string;
@@ -256,8 +262,8 @@ net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared
     const int replicas = cfg->backend.replicas;
     for (int o = 0; o < replicas && client->up(); ++o) {
       const std::int64_t placed_before = shared.counts.placed(o);
-      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch());
+      const auto now =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
       std::vector<std::string> trim{"ZREMRANGEBYSCORE", shared.pod_key(o), "-inf", std::to_string(now.count())};
       co_await client->command(std::move(trim));
       std::vector<std::string> card{"ZCARD", shared.pod_key(o)};

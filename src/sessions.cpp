@@ -29,8 +29,9 @@ net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::find_missed(const
   co_return found.record;
 }
 
-net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::authoritative(
-    const std::string& id, std::shared_ptr<const SessionRecord> local, bool& store_failed) {
+net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::authoritative(const std::string& id,
+                                                                             std::shared_ptr<const SessionRecord> local,
+                                                                             bool& store_failed) {
   // The table is shared by the workers: a recovery that finished meanwhile is seen here.
   if (store_ == nullptr) {
     auto now = find_cached(id);

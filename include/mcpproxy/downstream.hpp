@@ -286,8 +286,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                     std::string_view target, std::string_view body, std::string_view session,
                                     const Exchange& ex);
   // Reads the pod's answer to send_to_pod: the head into `res`, the body to its end (dropped).
-  net::awaitable<bool> read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res,
-                                     std::string_view method, const Config& cfg);
+  net::awaitable<bool> read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res, std::string_view method,
+                                     const Config& cfg);
   net::awaitable<bool> drain_pod_body(tcp::socket& up, beast::flat_buffer& in, const http1::Head& res,
                                       const Config& cfg);
 

@@ -88,6 +88,8 @@ struct Metrics {
 
  private:
   void render_requests(std::string& out) const;
+  // Per pod: upstream latency and errors, the health check, live sessions.
+  void render_pods(std::string& out, const std::function<std::int64_t(int)>& live, int replicas) const;
   std::unique_ptr<Histogram[]> upstream_duration_;
   std::unique_ptr<std::array<std::atomic<std::uint64_t>, 4>[]> upstream_errors_;
 };

@@ -539,9 +539,8 @@ TEST_F(ProxyTest, APodFailingTheHealthCheckGetsNoNewSessionsAndKeepsItsOwn) {
   ASSERT_FALSE(on_two.empty());
   EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_health_check_up{pod="2"})").value_or(-1), 1);
   set_health("down");
-  ASSERT_TRUE(eventually([&] {
-    return json::parse(request(proxy_->admin, "GET", "/pods").body)[2]["health_check_failing"].get<bool>();
-  }));
+  ASSERT_TRUE(eventually(
+      [&] { return json::parse(request(proxy_->admin, "GET", "/pods").body)[2]["health_check_failing"].get<bool>(); }));
   EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_health_check_up{pod="2"})").value_or(-1), 0);
   const auto sessions_on_two = [&] { return metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="2"})").value_or(-1); };
   const double before = sessions_on_two();

@@ -2,13 +2,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/use_future.hpp>
-#include <numeric>
-#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 #include <thread>
 
@@ -209,9 +209,16 @@ class RedisProxyTest : public ::testing::Test {
     backend_ = std::make_unique<SampleBackend>(3);
   }
   std::unique_ptr<Proxy> proxy(const std::string& name = "redis-proxy", std::vector<std::string> extra = {}) {
-    std::vector<std::string> args{"--replicas",      "3",     "--backend-url-template", backend_->url_template(),
-                                  "--session-store", "redis", "--redis-url",            redis_->url(1),
-                                  "--threads",       "2"};
+    std::vector<std::string> args{"--replicas",
+                                  "3",
+                                  "--backend-url-template",
+                                  backend_->url_template(),
+                                  "--session-store",
+                                  "redis",
+                                  "--redis-url",
+                                  redis_->url(1),
+                                  "--threads",
+                                  "2"};
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<Proxy>(args, name);
   }
@@ -224,7 +231,8 @@ class RedisProxyTest : public ::testing::Test {
   std::pair<int, int> pod_stats() const {
     std::pair<int, int> sum{0, 0};
     for (int i = 0; i < 3; ++i) {
-      const json s = json::parse(request(backend_->port, "GET", "/_stats", "", {}, "127.0.1." + std::to_string(i)).body);
+      const json s =
+          json::parse(request(backend_->port, "GET", "/_stats", "", {}, "127.0.1." + std::to_string(i)).body);
       sum.first += s["sessions"].get<int>();
       sum.second += s["initializes"].get<int>();
     }
@@ -420,8 +428,8 @@ TEST_F(RedisProxyTest, TwoReplicasRecoveringOneSessionAtOnceEndOnOnePod) {
 TEST_F(RedisProxyTest, AHundredConcurrentRequestsOfALostSessionCauseOneInitializeWithEitherStore) {
   for (const std::string store : {"memory", "redis"}) {
     SCOPED_TRACE(store);
-    std::vector<std::string> args{"--replicas", "3", "--backend-url-template", backend_->url_template(), "--threads",
-                                  "2", "--session-store", store};
+    std::vector<std::string> args{"--replicas", "3", "--backend-url-template", backend_->url_template(),
+                                  "--threads",  "2", "--session-store",        store};
     if (store == "redis") args.insert(args.end(), {"--redis-url", redis_->url(1)});
     Proxy p(args, "hundred-" + store);
     const std::string sid = initialize(p.port);
@@ -488,8 +496,8 @@ TEST(RedisPlacement, TwoReplicasPlacingAtOnceKeepFivePodsWithinTwoPercentOfTheMe
   SampleBackend backend(5);
   auto replica = [&](const std::string& name) {
     return std::make_unique<Proxy>(
-        std::vector<std::string>{"--replicas", "5", "--backend-url-template", backend.url_template(),
-                                 "--session-store", "redis", "--redis-url", redis.url(), "--threads", "2"},
+        std::vector<std::string>{"--replicas", "5", "--backend-url-template", backend.url_template(), "--session-store",
+                                 "redis", "--redis-url", redis.url(), "--threads", "2"},
         name);
   };
   auto a = replica("balance-a");
@@ -519,7 +527,8 @@ TEST(RedisPlacement, TwoReplicasPlacingAtOnceKeepFivePodsWithinTwoPercentOfTheMe
         if (pods[o]["sessions"].get<int>() != live[o]) return false;
       }
       return true;
-    })) << request(p->admin, "GET", "/pods").body << " vs " << spread;
+    })) << request(p->admin, "GET", "/pods").body
+        << " vs " << spread;
   }
 }
 
@@ -528,14 +537,12 @@ TEST(RedisPlacement, CountsFollowTheTtlAndOutliveTheProxyThatPlacedThem) {
   SampleBackend backend(2);
   auto replica = [&](const std::string& name, const std::string& ttl) {
     return std::make_unique<Proxy>(
-        std::vector<std::string>{"--replicas", "2", "--backend-url-template", backend.url_template(),
-                                 "--session-store", "redis", "--redis-url", redis.url(), "--session-ttl", ttl,
-                                 "--redis-counts-interval", "100ms"},
+        std::vector<std::string>{"--replicas", "2", "--backend-url-template", backend.url_template(), "--session-store",
+                                 "redis", "--redis-url", redis.url(), "--session-ttl", ttl, "--redis-counts-interval",
+                                 "100ms"},
         name);
   };
-  const auto total = [](const Proxy& p) {
-    return metric_sum(p.metrics(), "mcp_proxy_sessions");
-  };
+  const auto total = [](const Proxy& p) { return metric_sum(p.metrics(), "mcp_proxy_sessions"); };
   auto a = replica("counts-a", "2h");
   for (int i = 0; i < 10; ++i) ASSERT_FALSE(initialize(a->port).empty());
   // The proxy that placed them dies; another one counts them from Redis.

@@ -15,7 +15,8 @@ TEST(Metrics, EveryFamilyHasHelpAndType) {
   m.count_request(MethodClass::post, 200);
   m.count_request(MethodClass::del, 404);
   m.upstream_duration(1).observe(0.003);
-  const std::string text = m.render(t, [&t](int o) { return t.sessions_on(o); }, 2, Metrics::StoreStatus{true, true, 0, 0});
+  const std::string text = m.render(
+      t, [&t](int o) { return t.sessions_on(o); }, 2, Metrics::StoreStatus{true, true, 0, 0});
   for (const char* family :
        {"mcp_proxy_requests_total", "mcp_proxy_upstream_duration_seconds", "mcp_proxy_sessions",
         "mcp_proxy_sessions_created_total", "mcp_proxy_sessions_deleted_total", "mcp_proxy_sessions_lost_total",
@@ -50,5 +51,8 @@ TEST(Metrics, HistogramIsCumulative) {
 TEST(Metrics, RedisFamilyOnlyWithRedisStore) {
   Metrics m;
   SessionTable t(10, std::chrono::hours(1));
-  EXPECT_EQ(m.render(t, [&t](int o) { return t.sessions_on(o); }, 1, Metrics::StoreStatus{}).find("mcp_proxy_redis_up"), std::string::npos);
+  EXPECT_EQ(m.render(
+                 t, [&t](int o) { return t.sessions_on(o); }, 1, Metrics::StoreStatus{})
+                .find("mcp_proxy_redis_up"),
+            std::string::npos);
 }
