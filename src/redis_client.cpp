@@ -62,6 +62,17 @@ void RedisClient::first_attempt_finished() {
   if (options_.on_first_attempt) options_.on_first_attempt();
 }
 
+void RedisClient::handshake_succeeded() {
+  log_event(spdlog::level::info, "redis connected",
+            {{"client", name_},
+             {"host", options_.url.host + ":" + options_.url.port},
+             {"tls", options_.url.tls ? "true" : "false"}});
+  up_ = true;  // commands are taken from now on (before, they fail fast: Redis is not usable yet)
+  backoff_ = duration{100};
+  last_error_.clear();
+  suppressed_ = 0;
+}
+
 tcp::socket& RedisClient::socket() { return stream_->next_layer(); }
 
 void RedisClient::start() {
@@ -191,9 +202,25 @@ net::awaitable<error_code> RedisClient::connect_once() {
 // Exempt from the complexity bound until [redis-ha] reshapes the connection (discovery and
 // redirects land here): connect, handshake, pipeline and backoff as one loop.
 // NOLINTNEXTLINE(readability-function-cognitive-complexity)
+void RedisClient::log_failure(spdlog::level::level_enum level, std::string_view what, const std::string& error) {
+  const auto now = std::chrono::steady_clock::now();
+  if (error == last_error_ && now - last_error_logged_ < std::chrono::minutes(1)) {
+    ++suppressed_;
+    return;
+  }
+  // `repeated`: how often it happened since it was last logged, unlogged.
+  log_event(level, what,
+            {{"client", name_},
+             {"error", error},
+             {"repeated", std::to_string(suppressed_)},
+             {"retry_in", format_duration(backoff_)}});
+  last_error_ = error;
+  last_error_logged_ = now;
+  suppressed_ = 0;
+}
+
 net::awaitable<void> RedisClient::run() {
   auto self = shared_from_this();
-  duration backoff{100};
   while (!stopped_) {
     ++generation_;
     error_code ec = co_await connect_once();
@@ -220,14 +247,8 @@ net::awaitable<void> RedisClient::run() {
         co_return wec;
       }();
       if (!ec) {
-        up_ = true;  // the handshake replies are first in line: they are checked in read_loop
         handshake_left_ = (!options_.password.empty() ? 1U : 0U) + (options_.url.db != 0 ? 1U : 0U) + 1U;
         for (std::size_t i = 0; i < handshake_left_; ++i) pending_.push_front(std::make_shared<Pending>(ioc_));
-        log_event(spdlog::level::info, "redis connected",
-                  {{"client", name_},
-                   {"host", options_.url.host + ":" + options_.url.port},
-                   {"tls", options_.url.tls ? "true" : "false"}});
-        backoff = duration{100};
         first_attempt_finished();
         ec = co_await read_loop();
       }
@@ -238,13 +259,13 @@ net::awaitable<void> RedisClient::run() {
     if (stopped_) break;
     const bool first = !first_attempt_done_;
     first_attempt_finished();
-    log_event(was_up || first ? spdlog::level::warn : spdlog::level::debug, "redis unavailable; retrying",
-              {{"client", name_}, {"error", ec.message()}, {"retry_in", format_duration(backoff)}});
-    // Exponential backoff with full jitter, capped.
-    std::uniform_int_distribution<std::int64_t> jitter(backoff.count() / 2, backoff.count());
+    log_failure(was_up || first ? spdlog::level::warn : spdlog::level::debug, "redis unavailable; retrying",
+                ec.message());
+    // Exponential backoff with jitter, capped.
+    std::uniform_int_distribution<std::int64_t> jitter(backoff_.count() / 2, backoff_.count());
     backoff_timer_.expires_after(duration{jitter(rng_)});
     co_await backoff_timer_.async_wait(use_tuple);
-    backoff = std::min(backoff * 2, options_.backoff_max);
+    backoff_ = std::min(backoff_ * 2, options_.backoff_max);
   }
 }
 
@@ -269,10 +290,10 @@ net::awaitable<error_code> RedisClient::read_loop() {
       if (handshake_left_ > 0) {
         --handshake_left_;
         if (reply->is_error()) {
-          log_event(spdlog::level::err, "redis refused the connection setup (AUTH/SELECT)",
-                    {{"client", name_}, {"error", reply->str}});
+          log_failure(spdlog::level::err, "redis refused the connection setup (AUTH/SELECT)", reply->str);
           co_return make_error_code(RedisError::connection_lost);
         }
+        if (handshake_left_ == 0) handshake_succeeded();
         continue;
       }
       if (p->done) continue;  // timed out earlier: its reply is dropped
@@ -281,7 +302,7 @@ net::awaitable<error_code> RedisClient::read_loop() {
       p->timer.cancel();
     }
     if (parser.failed()) {
-      log_event(spdlog::level::err, "redis protocol error", {{"client", name_}, {"error", parser.error()}});
+      log_failure(spdlog::level::err, "redis protocol error", parser.error());
       co_return make_error_code(RedisError::connection_lost);
     }
   }

@@ -3,12 +3,15 @@
 // AUTH and SELECT on connect, reconnect with exponential backoff and jitter. hiredis is
 // only the codec (redis_codec). One client per io_context; never used from another thread.
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <spdlog/common.h>
 
 #include "mcpproxy/config.hpp"
 #include "mcpproxy/net.hpp"
@@ -69,6 +72,10 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   void fail_all(error_code ec);
   void drop_connection();
   void first_attempt_finished();
+  void handshake_succeeded();
+  // Logs a failure of the connection; the same error again within a minute is only counted
+  // (a server that refuses every handshake must not fill the log).
+  void log_failure(spdlog::level::level_enum level, std::string_view what, const std::string& error);
   tcp::socket& socket();
 
   net::io_context& ioc_;
@@ -85,6 +92,12 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   bool stopped_ = false;
   bool first_attempt_done_ = false;
   std::uint64_t generation_ = 0;  // bumps on every reconnect
+  // Reset to its floor only once a connection's handshake (AUTH/SELECT/PING) succeeded: a
+  // server that accepts TCP and then refuses is retried with a growing wait.
+  duration backoff_{100};
+  std::string last_error_;
+  std::chrono::steady_clock::time_point last_error_logged_{};
+  std::uint64_t suppressed_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
   net::steady_timer backoff_timer_;
 };

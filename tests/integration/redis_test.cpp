@@ -1,6 +1,10 @@
 // The Redis client and the redis session store against a real redis-server on 127.0.0.1.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
@@ -111,6 +115,51 @@ TEST(RedisClient, ReconnectsAfterTheServerRestarts) {
   EXPECT_TRUE(down.ec) << "fails fast while down";
   redis.restart();
   EXPECT_TRUE(eventually([&] { return rig.ready(); }));
+}
+
+// A server on the Redis address that accepts TCP and refuses every handshake (a wrong
+// password, an -ERR, another protocol): it answers -ERR to whatever arrives and notes when
+// each connection came. Stops after `max` connections or 10 s.
+std::vector<std::chrono::steady_clock::time_point> refusing_server(int listen_fd, int max) {
+  std::vector<std::chrono::steady_clock::time_point> at;
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (static_cast<int>(at.size()) < max && std::chrono::steady_clock::now() < end) {
+    pollfd p{listen_fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const int fd = ::accept(listen_fd, nullptr, nullptr);
+    if (fd < 0) continue;
+    at.push_back(std::chrono::steady_clock::now());
+    char buf[512];
+    pollfd c{fd, POLLIN, 0};
+    if (::poll(&c, 1, 1000) > 0 && ::read(fd, buf, sizeof buf) > 0) {
+      const char refusal[] = "-ERR this is not the server you are looking for\r\n";
+      (void)!::write(fd, refusal, sizeof refusal - 1);
+    }
+    ::close(fd);
+  }
+  return at;
+}
+
+TEST(RedisClient, AServerThatRefusesTheHandshakeIsRetriedWithAGrowingWait) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto options = options_for("redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  options.backoff_max = 5s;
+  ClientRig rig(options);
+  const auto at = refusing_server(fd, 5);
+  ::close(fd);
+  ASSERT_EQ(at.size(), 5U);
+  // The TCP connect succeeds every time; the wait must grow anyway (100 ms doubling, jitter
+  // down to half): four waits of at least 50 + 100 + 200 + 400 ms, not four of ~100 ms.
+  EXPECT_GE(at[4] - at[0], 750ms);
+  EXPECT_GE(at[4] - at[3], 400ms);
+  EXPECT_FALSE(rig.up());
 }
 
 TEST(RedisClient, CommandDeadlineFiresAndTheClientRecovers) {
