@@ -111,6 +111,28 @@ std::vector<int> ordinal_list(const std::string& v) {
   return out;
 }
 
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out;
+}
+
+// scheme://host[:port], as browsers send it (or "null").
+std::string origin_entry(const std::string& v) {
+  const auto scheme = v.find("://");
+  const bool ok = v == "null" || (scheme != std::string::npos && scheme > 0 && v.size() > scheme + 3 &&
+                                  v.find_first_of("/?# ,", scheme + 3) == std::string::npos);
+  if (!ok) bad("must be an origin like https://app.example.com or http://localhost:3000, got '" + v + "'");
+  return v;
+}
+
+std::string host_entry(const std::string& v) {
+  if (v.empty() || v.find_first_of("/?# ,@") != std::string::npos) {
+    bad("must be a host or host:port like localhost or 127.0.0.1:8080, got '" + v + "'");
+  }
+  return v;
+}
+
 #define MCP_STR(field) [](Config& c, const std::string& v) { c.field = v; }, [](const Config& c) { return c.field; }
 #define MCP_DUR(field)                                                     \
   [](Config& c, const std::string& v) { c.field = positive_duration(v); }, \
@@ -263,6 +285,14 @@ const std::vector<KeySpec>& key_specs() {
        "pass the X-Forwarded-Host/-Proto of a trusted hop in front (TLS ingress, runner) to the pod (default false)",
        [](Config& c, const std::string& v) { c.trust_forwarded_headers = to_bool(v); },
        [](const Config& c) { return b(c.trust_forwarded_headers); }},
+      {"allowed_origins", "--allowed-origin",
+       "an Origin allowed to call (repeatable; when any is set, other Origins get 403; default: any)",
+       [](Config& c, const std::string& v) { c.allowed_origins.push_back(origin_entry(v)); },
+       [](const Config& c) { return joined(c.allowed_origins); }, false, [](Config& c) { c.allowed_origins.clear(); }},
+      {"allowed_hosts", "--allowed-host",
+       "a Host allowed (repeatable; 'name' any port, 'name:port' that one; when any is set, other Hosts get 403)",
+       [](Config& c, const std::string& v) { c.allowed_hosts.push_back(host_entry(v)); },
+       [](const Config& c) { return joined(c.allowed_hosts); }, false, [](Config& c) { c.allowed_hosts.clear(); }},
       {"legacy_endpoint_prefix", "--legacy-endpoint-prefix",
        "path prefix the proxy is mounted under, prepended to the legacy endpoint URL (default none)",
        [](Config& c, const std::string& v) {

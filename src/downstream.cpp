@@ -302,6 +302,12 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
 
 net::awaitable<bool> Connection::handle(Exchange& ex) {
   const Config& cfg = *ex.cfg;
+  if (!cfg.allowed_origins.empty() && !origin_allowed(cfg.allowed_origins, ex.req.get("Origin"))) {
+    co_return co_await send_local_reply(ex, kOriginNotAllowed);
+  }
+  if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get("Host"))) {
+    co_return co_await send_local_reply(ex, kHostNotAllowed);
+  }
   ex.route = classify_request(ex.req.get(kSessionHeader), ex.req.target(), ex.req.body, ex.req.method() == "POST");
   // Created through another proxy replica, or before this process restarted: the store
   // is asked when the local table does not know the id.

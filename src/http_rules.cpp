@@ -6,7 +6,9 @@
 #include <boost/url/url_view.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdio>
 
 namespace mcpproxy {
@@ -234,6 +236,36 @@ std::string prefix_legacy_endpoint(std::string bytes, std::string_view prefix) {
   while (!p.empty() && p.back() == '/') p.remove_suffix(1);
   bytes.insert(value, p);
   return bytes;
+}
+
+namespace {
+bool equal_ci(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// "host:port" -> "host", "[::1]:80" -> "[::1]", "host" -> "host".
+std::string_view host_part(std::string_view authority) {
+  const auto colon = authority.rfind(':');
+  if (colon == std::string_view::npos) return authority;
+  const auto bracket = authority.rfind(']');
+  if (bracket != std::string_view::npos && bracket > colon) return authority;
+  return authority.substr(0, colon);
+}
+}  // namespace
+
+bool origin_allowed(const std::vector<std::string>& allowed, std::optional<std::string_view> origin) {
+  if (allowed.empty() || !origin) return true;
+  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) { return equal_ci(a, *origin); });
+}
+
+bool host_allowed(const std::vector<std::string>& allowed, std::optional<std::string_view> host) {
+  if (allowed.empty()) return true;
+  if (!host) return false;
+  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) {
+    return equal_ci(a, *host) || (host_part(a) == a && equal_ci(a, host_part(*host)));
+  });
 }
 
 }  // namespace mcpproxy

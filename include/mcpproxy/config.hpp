@@ -152,6 +152,10 @@ struct Config {
   // The hop in front of the proxy (a TLS-terminating ingress, the proxy-runner) is trusted:
   // its X-Forwarded-Host/-Proto reach the pod instead of the proxy's own.
   bool trust_forwarded_headers = false;
+  // DNS-rebinding defence at the proxy: when set, a request with an Origin not listed, or
+  // a Host not listed, gets 403 (empty: not checked; the pod's own check still applies).
+  std::vector<std::string> allowed_origins;
+  std::vector<std::string> allowed_hosts;
   LogConfig log;
   duration drain_timeout{20000};
   // The bearer token of the admin listener's state-changing calls (a file holding it);

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mcpproxy {
 
@@ -38,6 +39,13 @@ bool is_hop_by_hop(std::string_view name);
 
 // True when `name` is one of the comma-separated tokens of a Connection header value.
 bool connection_lists(std::string_view connection_value, std::string_view name);
+
+// DNS-rebinding defence (allowed_origins, allowed_hosts; empty lists check nothing).
+// An Origin is allowed when it is absent (not a browser) or equals an entry, case-insensitively.
+bool origin_allowed(const std::vector<std::string>& allowed, std::optional<std::string_view> origin);
+// A Host is allowed when it equals an entry, or its host part does when the entry has no
+// port ("localhost" allows "localhost:8080"). An absent Host is not allowed by a list.
+bool host_allowed(const std::vector<std::string>& allowed, std::optional<std::string_view> host);
 
 // How a request is routed, before any session lookup.
 enum class RequestClass {

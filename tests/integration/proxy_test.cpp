@@ -563,6 +563,29 @@ TEST_F(ProxyTest, AdminStateChangesAreRefusedWithoutATokenFile) {
   EXPECT_FALSE(json::parse(request(proxy_->admin, "GET", "/pods").body)[0]["draining"].get<bool>());
 }
 
+TEST_F(ProxyTest, OriginsAndHostsOffTheListsGet403) {
+  start({"--allowed-origin", "http://localhost:3000", "--allowed-host", "127.0.0.1", "--allowed-host", "localhost"});
+  // A browser page of another origin (DNS rebinding, or a cross-site call): refused.
+  Response r = request(port(), "POST", "/mcp", kInit, {{"Origin", "http://evil.example"}});
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], -32000);
+  EXPECT_EQ(request(port(), "POST", "/mcp", kInit, {{"Origin", "http://localhost:3000"}}).status, 200);
+  EXPECT_EQ(request(port(), "POST", "/mcp", kInit).status, 200) << "no Origin: not a browser";
+  // A rebound name reaches the proxy with its own Host: refused before any pod sees it.
+  RawConnection raw(port());
+  ASSERT_TRUE(
+      raw.send("POST /mcp HTTP/1.1\r\nHost: evil.example.com\r\nContent-Type: application/json\r\n"
+               "Content-Length: " +
+               std::to_string(kInit.size()) + "\r\n\r\n" + kInit));
+  ASSERT_TRUE(raw.read_until("\r\n\r\n", 5s));
+  EXPECT_EQ(raw.received().rfind("HTTP/1.1 403", 0), 0U) << raw.received();
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="0"})").value_or(0) +
+                metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="1"})").value_or(0) +
+                metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="2"})").value_or(0),
+            2)
+      << "only the allowed initializes made sessions";
+}
+
 TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
   start({"--drain-ordinal", "0", "--drain-ordinal", "1"});
   for (int i = 0; i < 20; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);

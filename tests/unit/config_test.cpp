@@ -159,7 +159,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"backend:\n  health_check:\n    path: healthz\n", "backend.health_check.path: must be a path"},
         BadCase{"backend:\n  health_check:\n    interval: 1s\n    timeout: 1s\n",
                 "backend.health_check.timeout: must be shorter than backend.health_check.interval"},
-        BadCase{"backend:\n  health_check:\n    failures: 0\n", "backend.health_check.failures"}));
+        BadCase{"backend:\n  health_check:\n    failures: 0\n", "backend.health_check.failures"},
+        BadCase{"allowed_origins: [localhost]\n", "allowed_origins: must be an origin"},
+        BadCase{"allowed_origins: [\"https://a.example/path\"]\n", "allowed_origins: must be an origin"},
+        BadCase{"allowed_hosts: [\"http://x\"]\n", "allowed_hosts: must be a host"}));
 
 TEST(Config, DurationsAndSizes) {
   EXPECT_EQ(parse_duration("500ms"), std::chrono::milliseconds(500));

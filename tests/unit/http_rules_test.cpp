@@ -165,3 +165,26 @@ TEST(LegacyEndpoint, PrefixForAMountedProxy) {
   EXPECT_EQ(prefix_legacy_endpoint("event: message\ndata: /x\n\n", "/p"), "event: message\ndata: /x\n\n");
   EXPECT_EQ(prefix_legacy_endpoint("event: endpoint\ndata: /m\n\n", ""), "event: endpoint\ndata: /m\n\n");
 }
+
+TEST(DnsRebinding, OriginsAndHostsOnTheList) {
+  const std::vector<std::string> none;
+  EXPECT_TRUE(origin_allowed(none, std::string_view("https://evil.example")));
+  EXPECT_TRUE(host_allowed(none, std::nullopt));
+  const std::vector<std::string> origins = {"http://localhost:3000", "https://App.Example.com"};
+  EXPECT_TRUE(origin_allowed(origins, std::nullopt)) << "no Origin: not a browser";
+  EXPECT_TRUE(origin_allowed(origins, std::string_view("http://localhost:3000")));
+  EXPECT_TRUE(origin_allowed(origins, std::string_view("https://app.example.com")));
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("http://localhost:3001")));
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("http://localhost:3000.evil.example")));
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("null")));
+  const std::vector<std::string> hosts = {"localhost", "127.0.0.1:8080", "[::1]"};
+  EXPECT_TRUE(host_allowed(hosts, std::string_view("localhost:9999")));
+  EXPECT_TRUE(host_allowed(hosts, std::string_view("LOCALHOST")));
+  EXPECT_TRUE(host_allowed(hosts, std::string_view("127.0.0.1:8080")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("127.0.0.1:8081")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("127.0.0.1")));
+  EXPECT_TRUE(host_allowed(hosts, std::string_view("[::1]:8080")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("evil.example.com")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("localhost.evil.example.com")));
+  EXPECT_FALSE(host_allowed(hosts, std::nullopt));
+}
