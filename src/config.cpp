@@ -11,7 +11,9 @@
 #include <sstream>
 #include <thread>
 
+#include "mcpproxy/http1.hpp"
 #include "mcpproxy/redis_codec.hpp"
+#include "mcpproxy/session_binding.hpp"
 #include "mcpproxy/url_template.hpp"
 
 namespace mcpproxy {
@@ -235,6 +237,33 @@ const std::vector<KeySpec>& key_specs() {
       {"sessions.recovery_wait", "--recovery-wait",
        "requests of a lost session wait this long at most for its recovery by another (default 10s)",
        MCP_DUR(sessions.recovery_wait)},
+      {"sessions.binding", "--session-binding",
+       "bind sessions to who created them: none, authorization, or header:<Name> (default none)",
+       [](Config& c, const std::string& v) {
+         if (v == "none" || v == "authorization") {
+           c.sessions.binding = v == "none" ? BindingKind::none : BindingKind::authorization;
+           c.sessions.binding_header.clear();
+         } else if (v.rfind("header:", 0) == 0 && v.size() > 7 && http1::is_token(std::string_view(v).substr(7))) {
+           c.sessions.binding = BindingKind::header;
+           c.sessions.binding_header = v.substr(7);
+         } else {
+           bad("must be none, authorization or header:<Name>, got '" + v + "'");
+         }
+       },
+       [](const Config& c) {
+         switch (c.sessions.binding) {
+           case BindingKind::none:
+             return std::string("none");
+           case BindingKind::authorization:
+             return std::string("authorization");
+           case BindingKind::header:
+             break;
+         }
+         return "header:" + c.sessions.binding_header;
+       }},
+      {"sessions.binding_secret_file", "--session-binding-secret-file",
+       "file holding the HMAC key of the session binding (required with the redis store: replicas must agree)",
+       MCP_STR(sessions.binding_secret_file)},
       {"sessions.redis.url", "--redis-url", "redis://[user:pass@]host:port/db or rediss://",
        MCP_STR(sessions.redis.url), true},
       {"sessions.redis.key_prefix", "--redis-key-prefix", "key prefix (default mcp-session-proxy:)",
@@ -393,6 +422,38 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
   }
 }
 
+void validate_binding(Config& cfg) {
+  auto& s = cfg.sessions;
+  if (s.binding == BindingKind::none) {
+    if (!s.binding_secret_file.empty()) {
+      throw ConfigError("sessions.binding_secret_file: set, but sessions.binding is none");
+    }
+    s.binding_key.clear();
+    return;
+  }
+  if (s.binding_secret_file.empty()) {
+    if (s.store == StoreKind::redis) {
+      throw ConfigError(
+          "sessions.binding_secret_file: required with sessions.binding and the redis store (the replicas must agree "
+          "on the key)");
+    }
+    s.binding_key = process_binding_key();
+    return;
+  }
+  std::ifstream in(s.binding_secret_file, std::ios::binary);
+  if (!in) throw ConfigError("sessions.binding_secret_file: cannot read " + s.binding_secret_file);
+  std::ostringstream key;
+  key << in.rdbuf();
+  s.binding_key = key.str();
+  while (!s.binding_key.empty() && std::isspace(static_cast<unsigned char>(s.binding_key.back())) != 0) {
+    s.binding_key.pop_back();
+  }
+  if (s.binding_key.size() < 16) {
+    throw ConfigError("sessions.binding_secret_file: must hold a key of 16 bytes or more (" + s.binding_secret_file +
+                      ")");
+  }
+}
+
 void validate_admin(const Config& cfg) {
   if (cfg.backend.health_check_timeout >= cfg.backend.health_check_interval) {
     throw ConfigError("backend.health_check.timeout: must be shorter than backend.health_check.interval (" +
@@ -431,6 +492,7 @@ void validate(Config& cfg) {
     }
   }
   validate_admin(cfg);
+  validate_binding(cfg);
 
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");

@@ -11,6 +11,7 @@
 
 #include "mcpproxy/log.hpp"
 #include "mcpproxy/proxy_headers.hpp"
+#include "mcpproxy/session_binding.hpp"
 #include "mcpproxy/sessions.hpp"
 #include "mcpproxy/upstream.hpp"
 
@@ -300,6 +301,29 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
   co_return ReadResult::request;
 }
 
+const std::string& Connection::principal_of_request(const Exchange& ex) {
+  const auto identity = binding_identity(ex.cfg->sessions, ex.req.head);
+  if (!identity) {
+    binding_identity_.clear();
+    binding_principal_.clear();
+  } else if (*identity != binding_identity_ || binding_principal_.empty()) {
+    binding_identity_ = std::string(*identity);
+    binding_principal_ = principal_of(ex.cfg->sessions.binding_key, *identity);
+  }
+  return binding_principal_;
+}
+
+bool Connection::binding_holds(const Exchange& ex) {
+  // A record from before binding was turned on has no principal: it stays usable.
+  if (ex.rec->principal.empty() || same_principal(principal_of_request(ex), ex.rec->principal)) return true;
+  ctx_.metrics.binding_mismatches.fetch_add(1, std::memory_order_relaxed);
+  log_event(spdlog::level::warn, "session presented by another identity; answered 404",
+            {{"conn", std::to_string(id_)},
+             {"session", session_hash(ex.route.session_id)},
+             {"method", std::string(ex.req.method())}});
+  return false;
+}
+
 net::awaitable<bool> Connection::handle(Exchange& ex) {
   const Config& cfg = *ex.cfg;
   if (!cfg.allowed_origins.empty() && !origin_allowed(cfg.allowed_origins, ex.req.get("Origin"))) {
@@ -317,6 +341,12 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
     if (!ex.rec) ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
     // Not knowing is not "not found": a 404 would make the client drop a live session.
     if (!ex.rec && store_failed) co_return co_await send_local_reply(ex, kStoreUnavailable);
+    // Another identity's session is answered like an unknown one: ids cannot be probed.
+    if (ex.rec && cfg.sessions.binding != BindingKind::none && !binding_holds(ex)) {
+      co_return co_await send_local_reply(ex, kSessionNotFound);
+    }
+  } else if (cfg.sessions.binding != BindingKind::none) {
+    ex.principal = principal_of_request(ex);
   }
   const Route route = route_request(ex.route, ex.rec.get(), cfg.backend.replicas);
   switch (route.kind) {
@@ -425,11 +455,22 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
   // request finds the record (DESIGN.md step 4).
   switch (action) {
     case ResponseAction::relay:
-    case ResponseAction::tap_legacy_stream:
       break;
+    case ResponseAction::tap_legacy_stream:
     case ResponseAction::record_new_session: {
+      if (ex.cfg->sessions.binding != BindingKind::none && ex.principal.empty()) {
+        // An unbound session is not handed out: the pod accepted an initialize without the
+        // identity the binding needs (a pod that wants auth answers 401 itself, and that
+        // answer is relayed with its WWW-Authenticate). The pod's session is left to it.
+        end_watch();
+        ex.upstream.reset();
+        again = co_await send_local_reply(ex, kIdentityRequired);
+        co_return Bookkeeping::answered;
+      }
+      if (action == ResponseAction::tap_legacy_stream) break;  // recorded as its endpoint event passes
       const std::string id(*response_.get(kSessionHeader));
       SessionRecord rec;
+      rec.principal = ex.principal;
       rec.ordinal = ex.ordinal;
       rec.url = ctx_.pool.address(ex.ordinal).url;
       rec.init = ex.req.body;

@@ -144,6 +144,7 @@ net::awaitable<Connection::Pumped> Connection::tap_endpoint(Exchange& ex, Legacy
     rec.ordinal = ex.ordinal;
     rec.url = ctx_.pool.address(ex.ordinal).url;
     rec.created = static_cast<std::int64_t>(std::time(nullptr));
+    rec.principal = ex.principal;
     co_await ctx_.sessions.create(*id, std::move(rec));
     ex.session_for_log = session_hash(*id);
     tap.session_id = std::move(*id);

@@ -34,6 +34,7 @@ struct ListenAddress {
 enum class StoreKind : std::uint8_t { memory, redis };
 enum class OnLost : std::uint8_t { reinitialize, not_found };
 enum class PlacementPolicy : std::uint8_t { least_sessions, random };
+enum class BindingKind : std::uint8_t { none, authorization, header };
 std::string_view to_string(StoreKind v);
 std::string_view to_string(OnLost v);
 std::string_view to_string(PlacementPolicy v);
@@ -117,6 +118,14 @@ struct SessionsConfig {
   // Requests of a lost session that another request is recovering wait this long at most
   // (then 503 with Retry-After).
   duration recovery_wait{10000};
+  // Session binding (session_binding.hpp): none, the Authorization header, or a header an
+  // auth layer in front sets (`header:<Name>`).
+  BindingKind binding = BindingKind::none;
+  std::string binding_header;       // for BindingKind::header
+  std::string binding_secret_file;  // the HMAC key; required with binding and the redis store
+  // Derived when the config is validated, not a key: the file's key, or with the memory
+  // store and no file, a random key made once per process.
+  std::string binding_key;
   bool operator==(const SessionsConfig&) const = default;
 };
 

@@ -164,6 +164,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     StreamOpening stream_opening;                              // a session's GET stream until the pod answers its head
     ConnectFailure connect_failure = ConnectFailure::refused;  // when the pod could not be connected to
     std::chrono::steady_clock::duration refusing_for{};        // since the pod last answered
+    std::string principal;  // with sessions.binding, of a request that may create a session: its identity's HMAC
   };
 
   // --- downstream.cpp: the connection loop and the driver of the stages
@@ -260,6 +261,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<bool> write_client(std::string_view data, bool last, bool chunked, bool& head_sent, const Config& cfg);
   void release_relay_buffer();
 
+  // Session binding: the principal of this request's identity ("" without one).
+  const std::string& principal_of_request(const Exchange& ex);
+  // False (and counted, logged) when the session is bound to another identity.
+  bool binding_holds(const Exchange& ex);
+
   // --- session_recovery.cpp: lost sessions
   net::awaitable<bool> session_lost(Exchange& ex, LostCause cause, bool may_recover);
   enum class Recovery : std::uint8_t {
@@ -301,6 +307,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t relay_buffer_size_ = 0;
   std::string head_buffer_;  // reused for every serialised request and response head
   std::uint64_t id_;
+  // The last identity seen on this connection and its principal: a client sends the same
+  // credential on every request, so the HMAC is computed once per connection, not per request.
+  std::string binding_identity_;
+  std::string binding_principal_;
   std::string peer_ip_;
   bool idle_ = false;
   bool closed_ = false;

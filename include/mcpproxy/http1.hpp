@@ -46,6 +46,9 @@ inline bool starts_with_ci(std::string_view s, std::string_view prefix) {
 // Without the optional whitespace (spaces, tabs) around it.
 std::string_view trim_ows(std::string_view s);
 
+// RFC 9110 token (a field name, a method): one or more tchar.
+bool is_token(std::string_view s);
+
 // True when `token` is one of the comma-separated items of `list` (case-insensitive), as in
 // a Connection field.
 bool list_has_token(std::string_view list, std::string_view token);

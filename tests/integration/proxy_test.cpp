@@ -586,6 +586,64 @@ TEST_F(ProxyTest, OriginsAndHostsOffTheListsGet403) {
       << "only the allowed initializes made sessions";
 }
 
+TEST_F(ProxyTest, ABoundSessionAnswersOnlyItsOwnIdentity) {
+  start({"--session-binding", "authorization"});
+  const Headers alice = {{"Authorization", "Bearer alice-token"}};
+  const Response init = request(port(), "POST", "/mcp", kInit, alice);
+  ASSERT_EQ(init.status, 200) << init.body;
+  const std::string sid = init.header("mcp-session-id");
+  const auto call_as = [&](const Headers& who, int id) {
+    Headers h = who;
+    h.emplace_back("Mcp-Session-Id", sid);
+    return request(port(), "POST", "/mcp", call(id, "whoami"), h);
+  };
+  ASSERT_EQ(call_as(alice, 2).status, 200);
+  // Another identity (or none) holding the id: the answer of an unknown id, nothing more.
+  const Headers bob = {{"Authorization", "Bearer bob-token"}};
+  for (const Headers& who : {bob, Headers{}}) {
+    const Response r = call_as(who, 3);
+    EXPECT_EQ(r.status, 404) << r.body;
+    EXPECT_EQ(json::parse(r.body)["error"]["code"], -32001);
+  }
+  Headers bob_session = bob;
+  bob_session.emplace_back("Mcp-Session-Id", sid);
+  EXPECT_EQ(request(port(), "DELETE", "/mcp", "", bob_session).status, 404) << "cannot end it";
+  Stream stream(port(), "GET", "/mcp", "", bob_session);
+  EXPECT_EQ(stream.status(), 404) << "cannot read its notifications";
+  // The owner goes on, its state intact.
+  const Response mine = call_as(alice, 4);
+  ASSERT_EQ(mine.status, 200);
+  EXPECT_EQ(json::parse(mine.body)["result"]["structuredContent"]["counter"], 2);
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_session_binding_mismatches_total").value_or(0), 4);
+  // An initialize without the identity gets no (unbound) session.
+  const Response anonymous = request(port(), "POST", "/mcp", kInit);
+  EXPECT_EQ(anonymous.status, 401) << anonymous.body;
+  EXPECT_TRUE(anonymous.header("mcp-session-id").empty());
+  const std::string log = proxy_->log();
+  EXPECT_EQ(log.find("alice-token"), std::string::npos);
+  EXPECT_EQ(log.find("bob-token"), std::string::npos);
+  EXPECT_EQ(log.find(sid), std::string::npos);
+  EXPECT_NE(log.find("session presented by another identity"), std::string::npos);
+  // The owner ends it.
+  Headers alice_session = alice;
+  alice_session.emplace_back("Mcp-Session-Id", sid);
+  EXPECT_EQ(request(port(), "DELETE", "/mcp", "", alice_session).status, 200);
+}
+
+TEST_F(ProxyTest, SessionsBoundToAHeaderOfTheAuthLayerInFront) {
+  start({"--session-binding", "header:X-Forwarded-User"});
+  const Response init = request(port(), "POST", "/mcp", kInit, {{"X-Forwarded-User", "alice"}});
+  ASSERT_EQ(init.status, 200);
+  const std::string sid = init.header("mcp-session-id");
+  EXPECT_EQ(request(port(), "POST", "/mcp", call(2, "whoami"), {{"X-Forwarded-User", "alice"}, {"Mcp-Session-Id", sid}})
+                .status,
+            200);
+  EXPECT_EQ(
+      request(port(), "POST", "/mcp", call(3, "whoami"), {{"X-Forwarded-User", "mallory"}, {"Mcp-Session-Id", sid}})
+          .status,
+      404);
+}
+
 TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
   start({"--drain-ordinal", "0", "--drain-ordinal", "1"});
   for (int i = 0; i < 20; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);

@@ -605,6 +605,29 @@ TEST(RedisPlacement, CountsFollowTheTtlAndOutliveTheProxyThatPlacedThem) {
   EXPECT_TRUE(eventually([&] { return total(*b) == 10; }, 10s)) << "the 1 s sessions expired: " << b->metrics();
 }
 
+TEST_F(RedisProxyTest, ABindingHoldsAcrossReplicasAndRedisKeepsNoCredential) {
+  const std::string secret = std::string(MCPPROXY_TEST_TMP_DIR) + "/binding-secret";
+  { std::ofstream(secret) << "0123456789abcdef0123456789abcdef\n"; }
+  const std::vector<std::string> bound = {"--session-binding", "authorization", "--session-binding-secret-file",
+                                          secret};
+  auto a = proxy("bound-a", bound);
+  auto b = proxy("bound-b", bound);
+  const Response init = request(a->port, "POST", "/mcp", kInit, {{"Authorization", "Bearer alice-token"}});
+  ASSERT_EQ(init.status, 200);
+  const std::string sid = init.header("mcp-session-id");
+  const auto call_as = [&](std::uint16_t port, const std::string& token, int id) {
+    return request(port, "POST", "/mcp", call(id), {{"Authorization", "Bearer " + token}, {"Mcp-Session-Id", sid}})
+        .status;
+  };
+  EXPECT_EQ(call_as(b->port, "mallory-token", 2), 404) << "the other replica enforces the same binding";
+  EXPECT_EQ(call_as(b->port, "alice-token", 3), 200);
+  EXPECT_EQ(call_as(a->port, "mallory-token", 4), 404);
+  const std::string record = in_db1({"GET", key(sid)});
+  EXPECT_EQ(record.find("alice-token"), std::string::npos) << record;
+  EXPECT_EQ(json::parse(record)["principal"].get<std::string>().size(), 64U) << "an HMAC-SHA-256, hex";
+  EXPECT_EQ(metric(b->metrics(), "mcp_proxy_session_binding_mismatches_total").value_or(0), 1);
+}
+
 TEST_F(RedisProxyTest, StartsWithRedisUnreachable) {
   redis_->kill();
   auto a = proxy();  // ready without Redis

@@ -162,7 +162,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"backend:\n  health_check:\n    failures: 0\n", "backend.health_check.failures"},
         BadCase{"allowed_origins: [localhost]\n", "allowed_origins: must be an origin"},
         BadCase{"allowed_origins: [\"https://a.example/path\"]\n", "allowed_origins: must be an origin"},
-        BadCase{"allowed_hosts: [\"http://x\"]\n", "allowed_hosts: must be a host"}));
+        BadCase{"allowed_hosts: [\"http://x\"]\n", "allowed_hosts: must be a host"},
+        BadCase{"sessions:\n  binding: cookie\n", "sessions.binding: must be none, authorization or header:<Name>"},
+        BadCase{"sessions:\n  binding: \"header:X User\"\n", "sessions.binding"},
+        BadCase{"sessions:\n  binding_secret_file: /etc/hostname\n", "set, but sessions.binding is none"},
+        BadCase{"sessions:\n  binding: authorization\n  binding_secret_file: /nonexistent/key\n",
+                "sessions.binding_secret_file: cannot read"},
+        BadCase{"sessions:\n  binding: authorization\n  store: redis\n  redis:\n    url: redis://127.0.0.1:6379\n",
+                "sessions.binding_secret_file: required with sessions.binding and the redis store"}));
 
 TEST(Config, DurationsAndSizes) {
   EXPECT_EQ(parse_duration("500ms"), std::chrono::milliseconds(500));
