@@ -293,6 +293,19 @@ const std::vector<KeySpec>& key_specs() {
       {"sessions.redis.counts_interval", "--redis-counts-interval",
        "how often the live-session count of each pod is read from Redis, for least_sessions (default 1s)",
        MCP_DUR(sessions.redis.counts_interval)},
+      {"sessions.redis.max_reply_size", "--redis-max-reply-size",
+       "bound of one Redis reply; past it the connection is dropped (default 32MiB, at least 2 x max_body_size)",
+       MCP_SIZE(sessions.redis.max_reply_size)},
+      {"sessions.redis.max_reply_elements", "--redis-max-reply-elements", "bound of one Redis array (default 65536)",
+       [](Config& c, const std::string& v) {
+         c.sessions.redis.max_reply_elements = static_cast<std::size_t>(int_in(v, 1, 100000000));
+       },
+       [](const Config& c) { return std::to_string(c.sessions.redis.max_reply_elements); }},
+      {"sessions.redis.max_reply_depth", "--redis-max-reply-depth", "arrays within arrays in a Redis reply (default 8)",
+       [](Config& c, const std::string& v) {
+         c.sessions.redis.max_reply_depth = static_cast<std::size_t>(int_in(v, 1, 64));
+       },
+       [](const Config& c) { return std::to_string(c.sessions.redis.max_reply_depth); }},
       {"sessions.on_lost", "--on-lost-session", "reinitialize or not_found (default reinitialize)",
        [](Config& c, const std::string& v) { c.sessions.on_lost = enum_of<OnLost>(v, kOnLostNames); },
        [](const Config& c) { return std::string(to_string(c.sessions.on_lost)); }},
@@ -480,6 +493,12 @@ void validate(Config& cfg) {
       }
     } catch (const std::invalid_argument& e) {
       throw ConfigError(std::string("sessions.redis.url: ") + e.what());
+    }
+    // A record holds an initialize body, JSON-escaped (up to twice its size), and Redis
+    // must be able to hand it back.
+    if (redis.max_reply_size < 2 * cfg.limits.max_body_size + 64 * 1024) {
+      throw ConfigError("sessions.redis.max_reply_size: must be at least 2 x limits.max_body_size + 64KiB (" +
+                        std::to_string(2 * cfg.limits.max_body_size + 64 * 1024) + " bytes)");
     }
     for (const auto& [key, path] : {std::pair{"sessions.redis.password_file", redis.password_file},
                                     std::pair{"sessions.redis.tls_ca_file", redis.tls_ca_file}}) {

@@ -270,7 +270,7 @@ net::awaitable<void> RedisClient::run() {
 }
 
 net::awaitable<error_code> RedisClient::read_loop() {
-  RedisParser parser;
+  RedisParser parser(options_.reply_limits);
   std::array<char, 16384> buf{};
   for (;;) {
     error_code ec;
@@ -302,6 +302,7 @@ net::awaitable<error_code> RedisClient::read_loop() {
       p->timer.cancel();
     }
     if (parser.failed()) {
+      if (options_.on_protocol_error) options_.on_protocol_error();
       log_failure(spdlog::level::err, "redis protocol error", parser.error());
       co_return make_error_code(RedisError::connection_lost);
     }

@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <boost/url/parse.hpp>
 #include <charconv>
 #include <stdexcept>
@@ -29,13 +30,113 @@ struct RedisParser::Impl {
   ~Impl() { redisReaderFree(reader); }
 };
 
-RedisParser::RedisParser() : impl_(std::make_unique<Impl>()) {
+RedisParser::RedisParser(RedisReplyLimits limits) : impl_(std::make_unique<Impl>()), limits_(limits) {
   if (impl_->reader == nullptr) throw std::bad_alloc();
+  // hiredis keeps at most this much unread input before it compacts; the scan bounds it anyway.
+  impl_->reader->maxbuf = 1024 * 1024;
 }
 
 RedisParser::~RedisParser() = default;
 
+void RedisParser::element_done() {
+  // An element ended: it may end the arrays it closes, and then the reply.
+  while (!open_.empty()) {
+    if (--open_.back() > 0) return;
+    open_.pop_back();
+  }
+  reply_bytes_ = 0;
+}
+
+bool RedisParser::header_line_done() {
+  const char type = line_.empty() ? '\0' : line_.front();
+  if (type == '+' || type == '-' || type == ':') {
+    element_done();
+    return true;
+  }
+  if (type != '$' && type != '*') {
+    error_ = "not a RESP2 reply (type byte " + std::to_string(static_cast<unsigned char>(type)) + ")";
+    return false;
+  }
+  std::int64_t n = 0;
+  const char* end = line_.data() + line_.size() - 2;  // before the CRLF
+  const auto [p, ec] = std::from_chars(line_.data() + 1, end, n);
+  if (ec != std::errc{} || p != end || n < -1) {
+    error_ = "a malformed length line";
+    return false;
+  }
+  if (n <= 0) {  // nil, or an empty array (an empty string still has its CRLF to come)
+    if (type == '$' && n == 0) {
+      bulk_left_ = 2;
+      return true;
+    }
+    element_done();
+    return true;
+  }
+  const auto count = static_cast<std::size_t>(n);
+  if (type == '$') {
+    if (count > limits_.max_size) {
+      error_ = "a bulk string of " + std::to_string(count) + " bytes, past the bound of " +
+               std::to_string(limits_.max_size) + " (sessions.redis.max_reply_size)";
+      return false;
+    }
+    bulk_left_ = count + 2;
+    return true;
+  }
+  if (count > limits_.max_elements) {
+    error_ = "an array of " + std::to_string(count) + " elements, past the bound of " +
+             std::to_string(limits_.max_elements) + " (sessions.redis.max_reply_elements)";
+    return false;
+  }
+  if (open_.size() >= limits_.max_depth) {
+    error_ = "arrays nested past the bound of " + std::to_string(limits_.max_depth);
+    return false;
+  }
+  open_.push_back(n);
+  return true;
+}
+
+bool RedisParser::within_limits(std::string_view bytes) {
+  constexpr std::size_t kMaxLine = 64 * 1024;  // a status or error line; lengths are short
+  while (!bytes.empty()) {
+    const auto nl = bulk_left_ > 0 ? std::string_view::npos : bytes.find('\n');
+    const std::size_t used = bulk_left_ > 0                 ? std::min(bulk_left_, bytes.size())
+                             : nl == std::string_view::npos ? bytes.size()
+                                                            : nl + 1;
+    // Counted before the bytes are taken: the reply they end resets the count.
+    reply_bytes_ += used;
+    if (reply_bytes_ > limits_.max_size) {
+      error_ = "a reply past " + std::to_string(limits_.max_size) + " bytes (sessions.redis.max_reply_size)";
+      return false;
+    }
+    if (bulk_left_ > 0) {
+      bulk_left_ -= used;
+      if (bulk_left_ == 0) element_done();
+    } else {
+      line_.append(bytes.substr(0, used));
+      if (line_.size() > kMaxLine) {
+        error_ = "a reply line past " + std::to_string(kMaxLine) + " bytes";
+        return false;
+      }
+      if (nl != std::string_view::npos) {
+        if (line_.size() < 3 || line_[line_.size() - 2] != '\r') {
+          error_ = "a reply line without CRLF";
+          return false;
+        }
+        if (!header_line_done()) return false;
+        line_.clear();
+      }
+    }
+    bytes.remove_prefix(used);
+  }
+  return true;
+}
+
 void RedisParser::feed(std::string_view bytes) {
+  if (failed_) return;
+  if (!within_limits(bytes)) {
+    failed_ = true;
+    return;
+  }
   if (redisReaderFeed(impl_->reader, bytes.data(), bytes.size()) != REDIS_OK) {
     failed_ = true;
     error_ = impl_->reader->errstr;

@@ -272,6 +272,9 @@ int Server::run() {
     RedisOptions options = redis_options(cfg);
     shared_.store->connecting.store(static_cast<int>(workers_.size()) + 1);
     options.on_first_attempt = [store = shared_.store.get()] { store->connecting.fetch_sub(1); };
+    options.on_protocol_error = [metrics = &shared_.metrics] {
+      metrics->redis_protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    };
     for (auto& w : workers_) w->use_redis(options);
     control_redis_ = std::make_shared<RedisClient>(admin_ioc_, options, "control");
     control_redis_->start();

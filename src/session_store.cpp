@@ -292,6 +292,7 @@ RedisOptions redis_options(const Config& cfg) {
   o.tls_ca_file = r.tls_ca_file;
   o.tls_server_name = r.tls_server_name;
   o.tls_verify = r.tls_verify;
+  o.reply_limits = RedisReplyLimits{r.max_reply_size, r.max_reply_elements, r.max_reply_depth};
   return o;
 }
 

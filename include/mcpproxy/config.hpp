@@ -105,7 +105,11 @@ struct RedisConfig {
   duration command_timeout{250};  // also bounds the write-before-answer of a new session
   duration reconnect_max_backoff{5000};
   std::size_t queue_size = 10000;  // records waiting for Redis to come back
-  duration counts_interval{1000};  // how often the per-pod live-session counts are read (least_sessions)
+  duration counts_interval{1000};
+  // Bounds of one reply from Redis (anything past them drops the connection).
+  std::size_t max_reply_size = 32U * 1024 * 1024;
+  std::size_t max_reply_elements = 65536;
+  std::size_t max_reply_depth = 8;  // how often the per-pod live-session counts are read (least_sessions)
   bool operator==(const RedisConfig&) const = default;
 };
 

@@ -37,6 +37,9 @@ struct RedisOptions {
   bool tls_verify = true;
   // Called once, when the first connection attempt has succeeded or failed (readiness).
   std::function<void()> on_first_attempt;
+  RedisReplyLimits reply_limits;
+  // Called when the server sent what is not a reply within the limits (the connection is dropped).
+  std::function<void()> on_protocol_error;
 };
 
 // Errors of the client itself (the connection, the deadline), apart from Redis error replies.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cstdlib>
@@ -626,6 +627,75 @@ TEST_F(RedisProxyTest, ABindingHoldsAcrossReplicasAndRedisKeepsNoCredential) {
   EXPECT_EQ(record.find("alice-token"), std::string::npos) << record;
   EXPECT_EQ(json::parse(record)["principal"].get<std::string>().size(), 64U) << "an HMAC-SHA-256, hex";
   EXPECT_EQ(metric(b->metrics(), "mcp_proxy_session_binding_mismatches_total").value_or(0), 1);
+}
+
+// Resident set of a process, KiB.
+long rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+TEST(RedisHostilePeer, AnOversizedArrayFromTheRedisAddressCostsNeitherMemoryNorLatency) {
+  // A peer on the Redis address that answers anything with a 2^31-element array header and
+  // then nothing: hiredis alone would allocate its element table (16 GiB) and wait.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 64), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::atomic<bool> stop{false};
+  std::atomic<int> bombs{0};
+  std::thread peer([&] {
+    std::vector<int> conns;
+    while (!stop.load()) {
+      std::vector<pollfd> fds{{fd, POLLIN, 0}};
+      for (int c : conns) fds.push_back({c, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
+      if ((fds[0].revents & POLLIN) != 0) {
+        const int c = ::accept(fd, nullptr, nullptr);
+        if (c >= 0) conns.push_back(c);
+      }
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        if ((fds[i].revents & POLLIN) == 0) continue;
+        char buf[4096];
+        if (::read(fds[i].fd, buf, sizeof buf) > 0) {
+          const char bomb[] = "*2147483647\r\n";
+          (void)!::write(fds[i].fd, bomb, sizeof bomb - 1);
+          ++bombs;
+        }
+      }
+    }
+    for (int c : conns) ::close(c);
+  });
+  SampleBackend backend(2);
+  Proxy p({"--replicas", "2", "--backend-url-template", backend.url_template(), "--session-store", "redis",
+           "--redis-url", "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--threads", "2"},
+          "hostile-redis");
+  const std::string sid = initialize(p.port);
+  ASSERT_FALSE(sid.empty());
+  ASSERT_TRUE(eventually([&] { return bombs.load() >= 3; }));
+  const long rss_before = rss_kib(p.process->pid());
+  for (int i = 1; i <= 20; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_EQ(whoami(p.port, sid, 10 + i).second, i);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 50ms) << "a cached session never waits for Redis";
+  }
+  EXPECT_TRUE(
+      eventually([&] { return metric(p.metrics(), "mcp_proxy_redis_protocol_errors_total").value_or(0) >= 3; }));
+  EXPECT_EQ(metric(p.metrics(), "mcp_proxy_redis_up").value_or(-1), 0);
+  EXPECT_LT(rss_kib(p.process->pid()) - rss_before, 8 * 1024) << "RSS stays flat";
+  const Response ready = request(p.admin, "GET", "/readyz");
+  EXPECT_EQ(ready.status, 200) << ready.body;
+  EXPECT_NE(p.log().find("an array of 2147483647 elements"), std::string::npos);
+  stop = true;
+  peer.join();
+  ::close(fd);
 }
 
 TEST_F(RedisProxyTest, StartsWithRedisUnreachable) {
