@@ -362,6 +362,14 @@ const std::vector<KeySpec>& key_specs() {
          c.limits.max_connections = static_cast<std::size_t>(int_in(v, 1, 10000000));
        },
        [](const Config& c) { return std::to_string(c.limits.max_connections); }},
+      {"limits.new_sessions_per_client", "--new-sessions-per-client",
+       "initializes one client (binding identity, else address) may make per window; past it 429 (default 0: no bound)",
+       [](Config& c, const std::string& v) {
+         c.limits.new_sessions_per_client = static_cast<std::uint32_t>(int_in(v, 0, 1000000000));
+       },
+       [](const Config& c) { return std::to_string(c.limits.new_sessions_per_client); }},
+      {"limits.new_sessions_window", "--new-sessions-window", "the window of new_sessions_per_client (default 10s)",
+       MCP_DUR(limits.new_sessions_window)},
       {"log.level", "--log-level", "trace, debug, info, warn, error or off (default info)",
        [](Config& c, const std::string& v) {
          c.log.level = one_of(v, {"trace", "debug", "info", "warn", "error", "off"});

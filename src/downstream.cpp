@@ -313,6 +313,21 @@ const std::string& Connection::principal_of_request(const Exchange& ex) {
   return binding_principal_;
 }
 
+std::string Connection::client_key(const Exchange& ex) const {
+  if (!ex.principal.empty()) return "p:" + ex.principal;
+  if (ex.cfg->trust_forwarded_headers) {
+    if (const auto xff = ex.req.get("X-Forwarded-For")) {
+      const auto first = xff->substr(0, xff->find(','));
+      const auto b = first.find_first_not_of(" \t");
+      if (b != std::string_view::npos) {
+        const auto e = first.find_last_not_of(" \t");
+        return "a:" + std::string(first.substr(b, e - b + 1));
+      }
+    }
+  }
+  return "a:" + peer_ip_;
+}
+
 bool Connection::binding_holds(const Exchange& ex) {
   // A record from before binding was turned on has no principal: it stays usable.
   if (ex.rec->principal.empty() || same_principal(principal_of_request(ex), ex.rec->principal)) return true;
@@ -347,6 +362,14 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
     }
   } else if (cfg.sessions.binding != BindingKind::none) {
     ex.principal = principal_of_request(ex);
+  }
+  if (ex.route.cls == RequestClass::new_session && cfg.limits.new_sessions_per_client != 0) {
+    const unsigned wait = ctx_.new_sessions.admit(client_key(ex), std::chrono::steady_clock::now(),
+                                                  cfg.limits.new_sessions_per_client, cfg.limits.new_sessions_window);
+    if (wait != 0) {
+      ctx_.metrics.new_sessions_refused.fetch_add(1, std::memory_order_relaxed);
+      co_return co_await send_local_reply(ex, Refusal{429, -32000, "Too many new sessions from this client", wait});
+    }
   }
   const Route route = route_request(ex.route, ex.rec.get(), cfg.backend.replicas);
   switch (route.kind) {

@@ -169,9 +169,11 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
     sample(out, "mcp_proxy_sessions_lost_total", "cause=\"" + std::string(to_string(static_cast<LostCause>(c))) + "\"",
            load(sessions_lost[c]));
   }
-  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 12> counters = {{
+  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 13> counters = {{
       {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},
       {"mcp_proxy_sessions_deleted_total", &sessions_deleted, "Sessions ended by DELETE."},
+      {"mcp_proxy_new_sessions_refused_total", &new_sessions_refused,
+       "Initializes answered 429: past limits.new_sessions_per_client for their client."},
       {"mcp_proxy_redis_protocol_errors_total", &redis_protocol_errors,
        "Redis connections dropped for a reply past sessions.redis.max_reply_* or not RESP."},
       {"mcp_proxy_session_binding_mismatches_total", &binding_mismatches,

@@ -142,6 +142,10 @@ struct DownstreamLimits {
   std::size_t max_connections = 10000;        // per worker thread
   duration write_timeout{60000};              // one write to a client that stopped reading
   std::size_t relay_buffer_size = 16 * 1024;  // per connection: the most of a body read at once
+  // New sessions (initializes) one client may make per window; 0: no bound (the default:
+  // behind a proxy-runner every client has the runner's address). See session_limiter.hpp.
+  std::uint32_t new_sessions_per_client = 0;
+  duration new_sessions_window{10000};
   bool operator==(const DownstreamLimits&) const = default;
 };
 

@@ -26,6 +26,7 @@
 #include "mcpproxy/placement.hpp"
 #include "mcpproxy/route.hpp"
 #include "mcpproxy/session.hpp"
+#include "mcpproxy/session_limiter.hpp"
 #include "mcpproxy/single_flight.hpp"
 #include "mcpproxy/stream_gate.hpp"
 
@@ -77,8 +78,9 @@ struct ConnectionContext {
   PodHealth& health;
   UpstreamPool& pool;
   Sessions& sessions;
-  StreamGate& streams;       // shared by the workers
-  SingleFlight& recoveries;  // shared by the workers: one recovery per session
+  StreamGate& streams;              // shared by the workers
+  SingleFlight& recoveries;         // shared by the workers: one recovery per session
+  NewSessionLimiter& new_sessions;  // shared by the workers: initializes per client
   RelayBuffers& relay_buffers;
   ConnectionRegistry& registry;
   std::mt19937_64& rng;
@@ -263,6 +265,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Session binding: the principal of this request's identity ("" without one).
   const std::string& principal_of_request(const Exchange& ex);
+  // Who counts as one client for limits.new_sessions_per_client.
+  std::string client_key(const Exchange& ex) const;
   // False (and counted, logged) when the session is bound to another identity.
   bool binding_holds(const Exchange& ex);
 

@@ -58,9 +58,9 @@ struct Metrics {
   // A recovery that re-initialized the session while another proxy replica moved it
   // first: its record won the compare-and-set, this one followed it.
   std::atomic<std::uint64_t> recovery_conflicts{0};
-  std::atomic<std::uint64_t> binding_mismatches{0};
-  std::atomic<std::uint64_t> redis_protocol_errors{
-      0};  // replies past the bounds, or not RESP  // requests of a session from another identity
+  std::atomic<std::uint64_t> binding_mismatches{0};     // requests of a session from another identity
+  std::atomic<std::uint64_t> redis_protocol_errors{0};  // replies past the bounds, or not RESP
+  std::atomic<std::uint64_t> new_sessions_refused{0};   // initializes past limits.new_sessions_per_client
   // The last active health check per pod: 0 none, 1 failed, 2 passed.
   std::array<std::atomic<std::uint8_t>, kMaxReplicas> health_check_up{};
   std::atomic<std::uint64_t> sessions_recovered{0};

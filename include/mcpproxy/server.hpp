@@ -36,6 +36,7 @@ struct Shared {
   PodHealth health;
   StreamGate streams;
   SingleFlight recoveries;
+  NewSessionLimiter new_sessions;
   std::atomic<bool> draining{false};
   std::atomic<std::int64_t> busy{0};  // requests in progress that are not SSE streams
   std::int64_t sessions_on(int ordinal) const {

@@ -644,6 +644,41 @@ TEST_F(ProxyTest, SessionsBoundToAHeaderOfTheAuthLayerInFront) {
       404);
 }
 
+TEST_F(ProxyTest, OneClientsInitializeFloodIsBoundedAndOthersGoOn) {
+  start({"--session-binding", "header:X-Forwarded-User", "--new-sessions-per-client", "5", "--new-sessions-window",
+         "1m"});
+  const Headers mallory = {{"X-Forwarded-User", "mallory"}};
+  int created = 0;
+  Response refused;
+  for (int i = 0; i < 12; ++i) {
+    const Response r = request(port(), "POST", "/mcp", kInit, mallory);
+    if (r.status == 200) {
+      ++created;
+    } else {
+      refused = r;
+    }
+  }
+  EXPECT_EQ(created, 5);
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_GE(std::stoi(refused.header("retry-after")), 50);
+  EXPECT_LE(std::stoi(refused.header("retry-after")), 60);
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_new_sessions_refused_total").value_or(0), 7);
+  // Another client is not held back by the flood, and mallory's own sessions go on.
+  const Response alice = request(port(), "POST", "/mcp", kInit, {{"X-Forwarded-User", "alice"}});
+  EXPECT_EQ(alice.status, 200);
+}
+
+TEST_F(ProxyTest, WithoutBindingAClientIsItsAddressOrTheTrustedHopsForwardedFor) {
+  start({"--new-sessions-per-client", "2", "--trust-forwarded-headers", "true"});
+  const auto init_from = [&](const std::string& xff) {
+    return request(port(), "POST", "/mcp", kInit, {{"X-Forwarded-For", xff + ", 10.0.0.1"}}).status;
+  };
+  EXPECT_EQ(init_from("192.0.2.1"), 200);
+  EXPECT_EQ(init_from("192.0.2.1"), 200);
+  EXPECT_EQ(init_from("192.0.2.1"), 429);
+  EXPECT_EQ(init_from("192.0.2.2"), 200) << "another client behind the same hop";
+}
+
 TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
   start({"--drain-ordinal", "0", "--drain-ordinal", "1"});
   for (int i = 0; i < 20; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);

@@ -1,4 +1,5 @@
 #include "mcpproxy/session.hpp"
+#include "mcpproxy/session_limiter.hpp"
 
 #include <gtest/gtest.h>
 
@@ -191,4 +192,15 @@ TEST(SessionTable, RefusesWhatItCannotHold) {
   t.insert("neg", on(-1));
   t.insert("far", on(kMaxReplicas));
   EXPECT_EQ(t.size(), 0U);
+}
+
+TEST(NewSessionLimiter, AFixedWindowPerClient) {
+  NewSessionLimiter limiter;
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  const std::chrono::milliseconds window(10000);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(limiter.admit("a", t0, 3, window), 0U);
+  EXPECT_EQ(limiter.admit("a", t0 + std::chrono::milliseconds(2500), 3, window), 8U) << "seconds left, rounded up";
+  EXPECT_EQ(limiter.admit("b", t0, 3, window), 0U) << "clients are counted apart";
+  EXPECT_EQ(limiter.admit("a", t0 + window, 3, window), 0U) << "a new window";
+  EXPECT_EQ(limiter.admit("a", t0, 0, window), 0U) << "0: no bound";
 }
