@@ -169,6 +169,9 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
     sample(out, "mcp_proxy_sessions_lost_total", "cause=\"" + std::string(to_string(static_cast<LostCause>(c))) + "\"",
            load(sessions_lost[c]));
   }
+  // With the memory store the table is the only copy: an eviction loses the session.
+  sample(out, "mcp_proxy_sessions_lost_total", "cause=\"evicted\"",
+         store.redis ? 0.0 : static_cast<double>(table.evicted()));
   const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 13> counters = {{
       {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},
       {"mcp_proxy_sessions_deleted_total", &sessions_deleted, "Sessions ended by DELETE."},

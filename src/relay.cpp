@@ -31,6 +31,25 @@ class SseGauge {
   bool on_;
 };
 
+// Pins a session in the local table while one of its SSE streams is relayed: a flood of
+// new sessions cannot evict a session whose only activity is an open stream.
+class StreamPin {
+ public:
+  StreamPin(Sessions& s, const std::string& id, bool on) : s_(s), id_(id), on_(on) {
+    if (on_) s_.pin(id_, +1);
+  }
+  ~StreamPin() {
+    if (on_) s_.pin(id_, -1);
+  }
+  StreamPin(const StreamPin&) = delete;
+  StreamPin& operator=(const StreamPin&) = delete;
+
+ private:
+  Sessions& s_;
+  const std::string& id_;
+  bool on_;
+};
+
 }  // namespace
 
 net::awaitable<bool> Connection::write_client(std::string_view data, bool last, bool chunked, bool& head_sent,
@@ -146,6 +165,7 @@ net::awaitable<Connection::Pumped> Connection::tap_endpoint(Exchange& ex, Legacy
     rec.created = static_cast<std::int64_t>(std::time(nullptr));
     rec.principal = ex.principal;
     co_await ctx_.sessions.create(*id, std::move(rec));
+    ctx_.sessions.pin(*id, +1);  // for the stream's life: the record goes when the stream ends
     ex.session_for_log = session_hash(*id);
     tap.session_id = std::move(*id);
   }
@@ -174,6 +194,7 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
   const Config& cfg = *ex.cfg;
   const RelayPlan plan = plan_relay(ex);
   const SseGauge sse_gauge(ctx_.metrics, plan.sse);
+  const StreamPin pin(ctx_.sessions, ex.route.session_id, plan.sse && ex.route.cls == RequestClass::session);
   upstream_buffer_.consume(response_.size);  // the head's views are not used past this point
   http1::BodyFraming body(response_);
   std::optional<LegacyTap> tap;

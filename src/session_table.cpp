@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <functional>
 
@@ -6,7 +7,7 @@
 namespace mcpproxy {
 
 SessionTable::SessionTable(std::size_t max_sessions, duration ttl)
-    : max_per_shard_(std::max<std::size_t>(1, (max_sessions + kShards - 1) / kShards)),
+    : max_sessions_(std::max<std::size_t>(1, max_sessions)),
       ttl_ms_(ttl.count()),
       per_pod_(new std::atomic<std::int64_t>[kMaxReplicas]),
       plain_(kMaxReplicas) {
@@ -125,6 +126,7 @@ void SessionTable::drop_locked(Shard& s, std::uint32_t i) {
   if (n.len > kInlineKey) delete[] n.key.big;
   n.rec.reset();
   n.used = false;
+  n.pins = 0;
   n.len = 0;
   n.next = s.free;
   s.free = i;
@@ -192,8 +194,7 @@ void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_
   auto shared = intern(std::move(rec));
   const std::uint32_t hash = hash_of(id);
   Shard& s = shard_for(hash);
-  std::lock_guard lock(s.mu);
-  if (const std::uint32_t i = s.lookup(id, hash); i != kNil) {
+  const auto replace = [&](std::uint32_t i) {
     Node& n = s.at(i);
     count(n.rec->ordinal, -1);
     count(shared->ordinal, +1);
@@ -201,11 +202,21 @@ void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_
     n.refreshed = now;
     s.unlink(i);
     s.push_front(i);
-    return;
+  };
+  {
+    std::lock_guard lock(s.mu);
+    if (const std::uint32_t i = s.lookup(id, hash); i != kNil) {
+      replace(i);
+      return;
+    }
   }
-  if (s.count >= max_per_shard_) {
-    drop_locked(s, s.tail);
-    evicted_.fetch_add(1, std::memory_order_relaxed);
+  // The bound is the table's, not a shard's: room is made before this shard is locked
+  // again (never two shard locks at once).
+  if (size_.load(std::memory_order_relaxed) >= max_sessions_) make_room(hash % kShards);
+  std::lock_guard lock(s.mu);
+  if (const std::uint32_t i = s.lookup(id, hash); i != kNil) {
+    replace(i);
+    return;
   }
   const std::uint32_t i = s.new_node();
   Node& n = s.at(i);
@@ -224,6 +235,38 @@ void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_
   s.index_insert(i);
   s.push_front(i);
   size_.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool SessionTable::make_room(std::size_t first) {
+  constexpr std::uint32_t kLookBack = 64;  // pinned sessions passed over in one shard before the next one
+  for (std::size_t k = 0; k < kShards; ++k) {
+    Shard& s = shards_[(first + k) % kShards];
+    std::lock_guard lock(s.mu);
+    std::uint32_t steps = 0;
+    for (std::uint32_t i = s.tail; i != kNil && steps < kLookBack; i = s.at(i).prev, ++steps) {
+      if (s.at(i).pins == 0) {
+        drop_locked(s, i);
+        evicted_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+void SessionTable::pin(const std::string& id, int delta) {
+  const std::uint32_t hash = hash_of(id);
+  Shard& s = shard_for(hash);
+  std::lock_guard lock(s.mu);
+  const std::uint32_t i = s.lookup(id, hash);
+  if (i == kNil) return;
+  Node& n = s.at(i);
+  if (n.pins == UINT8_MAX) return;  // sticky
+  if (delta > 0) {
+    ++n.pins;
+  } else if (n.pins > 0) {
+    --n.pins;
+  }
 }
 
 bool SessionTable::erase(const std::string& id) {

@@ -57,13 +57,20 @@ class SessionTable {
   std::shared_ptr<const SessionRecord> find(const std::string& id, clock::time_point now = clock::now(),
                                             bool* refreshed = nullptr);
 
-  // Adds or replaces a record. Evicts the least recently used entry of its shard when full.
+  // Adds or replaces a record. When the table holds max_sessions, the least recently used
+  // session that is not pinned goes first (of the new one's shard, else of the next ones);
+  // when every session is pinned the table grows past the bound (pins are bounded by the
+  // connections that hold them).
   // The table keeps what routing and a re-initialize need: not `url` nor `created` (the
   // remote store keeps the whole record).
   void insert(const std::string& id, SessionRecord rec, clock::time_point now = clock::now());
 
   // Removes a record; true when it was there.
   bool erase(const std::string& id);
+
+  // A session whose stream (or SSE answer) is being relayed is pinned: never evicted while
+  // it is. `delta` +1 or -1; a session with 255 pins stays pinned until erased.
+  void pin(const std::string& id, int delta);
 
   // Drops expired records; returns how many. Called from a timer, never per request.
   std::size_t sweep(clock::time_point now = clock::now());
@@ -91,6 +98,7 @@ class SessionTable {
     std::uint32_t hash = 0;
     std::uint16_t len = 0;
     bool used = false;
+    std::uint8_t pins = 0;
     clock::time_point refreshed{};
     std::shared_ptr<const SessionRecord> rec;
     union {
@@ -126,7 +134,9 @@ class SessionTable {
   duration ttl() const { return duration{ttl_ms_.load(std::memory_order_relaxed)}; }
 
   std::array<Shard, kShards> shards_;
-  std::size_t max_per_shard_;
+  // Evicts one unpinned session, looking at the shards from `first` on; false when none is.
+  bool make_room(std::size_t first);
+  std::size_t max_sessions_;
   std::atomic<std::int64_t> ttl_ms_;
   std::atomic<std::size_t> size_{0};
   std::atomic<std::uint64_t> evicted_{0};

@@ -65,6 +65,9 @@ class Sessions {
   // (PodCounts), the local table's with the memory store.
   std::int64_t sessions_on(int ordinal) const;
 
+  // A session whose stream is being relayed is never evicted from the local table.
+  void pin(const std::string& id, int delta) { table_.pin(id, delta); }
+
  private:
   SessionTable& table_;
   Metrics& metrics_;

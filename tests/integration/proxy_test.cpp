@@ -679,6 +679,28 @@ TEST_F(ProxyTest, WithoutBindingAClientIsItsAddressOrTheTrustedHopsForwardedFor)
   EXPECT_EQ(init_from("192.0.2.2"), 200) << "another client behind the same hop";
 }
 
+TEST_F(ProxyTest, AFloodOfThreeTimesTheTableLeavesEverySessionWithAnOpenStreamAlive) {
+  start({"--max-sessions", "64"});
+  std::vector<std::string> streamed;
+  std::vector<std::unique_ptr<Stream>> streams;
+  for (int i = 0; i < 10; ++i) {
+    streamed.push_back(initialize(port()));
+    streams.push_back(std::make_unique<Stream>(
+        port(), "GET", "/mcp", "", Headers{{"Mcp-Session-Id", streamed.back()}, {"Accept", "text/event-stream"}}));
+    ASSERT_EQ(streams.back()->status(), 200);
+  }
+  // Their only activity is the open stream; then 3 x max_sessions initializes.
+  for (int i = 0; i < 192; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
+  for (const auto& sid : streamed) {
+    const Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+    EXPECT_EQ(r.status, 200) << r.body;
+  }
+  const std::string m = proxy_->metrics();
+  EXPECT_EQ(metric(m, "mcp_proxy_sessions_evicted_total").value_or(0), 202 - 64);
+  EXPECT_EQ(metric(m, R"(mcp_proxy_sessions_lost_total{cause="evicted"})").value_or(0), 202 - 64)
+      << "with the memory store an eviction is a loss";
+}
+
 TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
   start({"--drain-ordinal", "0", "--drain-ordinal", "1"});
   for (int i = 0; i < 20; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);

@@ -91,12 +91,36 @@ TEST(SessionTable, SweepDropsExpired) {
 }
 
 TEST(SessionTable, BoundedEvictsLeastRecentlyUsed) {
-  SessionTable t(64, std::chrono::hours(1));  // 64 shards: one entry each
+  SessionTable t(64, std::chrono::hours(1));  // the bound is the table's, however the ids hash
   for (int i = 0; i < 1000; ++i) t.insert("s" + std::to_string(i), on(0));
-  EXPECT_LE(t.size(), 64U);
+  EXPECT_EQ(t.size(), 64U);
   EXPECT_EQ(t.evicted(), 1000U - t.size());
   EXPECT_EQ(t.sessions_on(0), static_cast<std::int64_t>(t.size()));
   EXPECT_NE(t.find("s999"), nullptr);  // the newest survives
+}
+
+TEST(SessionTable, PinnedSessionsOutliveAFloodOfThreeTimesTheBound) {
+  SessionTable t(100, std::chrono::hours(1));
+  for (int i = 0; i < 10; ++i) {
+    t.insert("streaming-" + std::to_string(i), on(1));
+    t.pin("streaming-" + std::to_string(i), +1);
+  }
+  for (int i = 0; i < 300; ++i) t.insert("flood-" + std::to_string(i), on(0));
+  EXPECT_EQ(t.size(), 100U);
+  for (int i = 0; i < 10; ++i) EXPECT_NE(t.find("streaming-" + std::to_string(i)), nullptr) << i;
+  EXPECT_EQ(t.sessions_on(1), 10);
+  // Unpinned, they are sessions like the others again: the next flood takes them.
+  for (int i = 0; i < 10; ++i) t.pin("streaming-" + std::to_string(i), -1);
+  for (int i = 300; i < 600; ++i) t.insert("flood-" + std::to_string(i), on(0));
+  EXPECT_EQ(t.sessions_on(1), 0);
+  // A table of pinned sessions grows past its bound rather than drop one.
+  SessionTable small(4, std::chrono::hours(1));
+  for (int i = 0; i < 6; ++i) {
+    small.insert("p" + std::to_string(i), on(0));
+    small.pin("p" + std::to_string(i), +1);
+  }
+  EXPECT_EQ(small.size(), 6U);
+  EXPECT_EQ(small.evicted(), 0U);
 }
 
 TEST(SessionTable, AgreesWithAMapUnderChurn) {
