@@ -186,8 +186,11 @@ void Connection::end_of_request(std::size_t raw_body) {
 }
 
 net::awaitable<Connection::ReadResult> Connection::read_head(const Config& cfg) {
-  // The head, re-parsed from the start when more bytes came (a trickled head is rare).
+  // The head is parsed when it is whole: a head that arrives in pieces is scanned for its
+  // end only in the bytes each read adds (a head trickled a few bytes at a time costs
+  // linear time, not a parse from its start per read), then parsed once.
   http1::Status st = http1::parse_request(view(buffer_), cfg.limits.max_header_size, request_.head);
+  std::size_t scanned = buffer_.size();
   while (st == http1::Status::need_more) {
     const std::size_t want = cfg.limits.max_header_size - buffer_.size() + 1;
     auto [ec, n] =
@@ -198,7 +201,13 @@ net::awaitable<Connection::ReadResult> Connection::read_head(const Config& cfg) 
     }
     if (ec) co_return ReadResult::closed;  // the client left mid-head
     buffer_.commit(n);
-    st = http1::parse_request(view(buffer_), cfg.limits.max_header_size, request_.head);
+    const std::string_view bytes = view(buffer_);
+    const std::size_t from = scanned < 3 ? 0 : scanned - 3;  // the end may straddle two reads
+    scanned = bytes.size();
+    if (bytes.find("\r\n\r\n", from) == std::string_view::npos && bytes.size() <= cfg.limits.max_header_size) {
+      continue;
+    }
+    st = http1::parse_request(bytes, cfg.limits.max_header_size, request_.head);
   }
   if (st == http1::Status::too_large) {
     co_await reply_and_close(http::status::request_header_fields_too_large, "request head too large");

@@ -956,6 +956,28 @@ TEST_F(ProxyTest, OversizedHeadIs431AndASlowHeadIsCut) {
   EXPECT_EQ(request(port(), "POST", "/mcp", kInit).status, 200) << "the proxy keeps serving";
 }
 
+TEST_F(ProxyTest, AHeadTrickledAFewBytesAtATimeIsReadWhole) {
+  start();
+  const std::string sid = initialize(port());
+  // A 12 KiB head (under the 16 KiB bound) sent 5 bytes at a time, the end split too.
+  const std::string body = call(7, "whoami");
+  const std::string head = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: " + sid +
+                           "\r\nX-Padding: " + std::string(12 * 1024, 'p') +
+                           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                           "\r\n\r\n";
+  RawConnection raw(port());
+  for (std::size_t at = 0; at < head.size(); at += 5) ASSERT_TRUE(raw.send(head.substr(at, 5)));
+  ASSERT_TRUE(raw.send(body));
+  ASSERT_TRUE(raw.read_until("\"id\": 7", 5s)) << raw.received();
+  EXPECT_EQ(raw.received().rfind("HTTP/1.1 200", 0), 0U) << raw.received().substr(0, 200);
+  // A trickled head that is malformed is still refused once whole.
+  RawConnection bad(port());
+  const std::string malformed = "POST /mcp HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n";
+  for (std::size_t at = 0; at < malformed.size(); at += 3) ASSERT_TRUE(bad.send(malformed.substr(at, 3)));
+  ASSERT_TRUE(bad.read_until("\r\n\r\n", 5s));
+  EXPECT_EQ(bad.received().rfind("HTTP/1.1 400", 0), 0U) << bad.received();
+}
+
 // A pod (on 127.0.1.0 and a free port unless told) that answers every request with the same
 // bytes and closes: for the response shapes a well-behaved MCP server never sends. With no
 // bytes it never answers (the connection stays open until the pod is destroyed).
