@@ -9,7 +9,7 @@ pkgs=(
   libboost1.81-dev libboost-url1.81-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev
   libyaml-cpp-dev libcli11-dev libgtest-dev libssl-dev
   redis-server nginx haproxy wrk openssl curl python3 nodejs npm
-  clang-format clang-tidy
+  clang-format clang-tidy clang-14 libclang-rt-14-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -135,6 +135,30 @@ std::string host_entry(const std::string& v) {
   return v;
 }
 
+void set_binding(Config& c, const std::string& v) {
+  if (v == "none" || v == "authorization") {
+    c.sessions.binding = v == "none" ? BindingKind::none : BindingKind::authorization;
+    c.sessions.binding_header.clear();
+  } else if (v.rfind("header:", 0) == 0 && http1::is_token(std::string_view(v).substr(7))) {
+    c.sessions.binding = BindingKind::header;
+    c.sessions.binding_header = v.substr(7);
+  } else {
+    bad("must be none, authorization or header:<Name>, got '" + v + "'");
+  }
+}
+
+std::string binding_name(const Config& c) {
+  switch (c.sessions.binding) {
+    case BindingKind::none:
+      return "none";
+    case BindingKind::authorization:
+      return "authorization";
+    case BindingKind::header:
+      break;
+  }
+  return "header:" + c.sessions.binding_header;
+}
+
 #define MCP_STR(field) [](Config& c, const std::string& v) { c.field = v; }, [](const Config& c) { return c.field; }
 #define MCP_DUR(field)                                                     \
   [](Config& c, const std::string& v) { c.field = positive_duration(v); }, \
@@ -238,29 +262,8 @@ const std::vector<KeySpec>& key_specs() {
        "requests of a lost session wait this long at most for its recovery by another (default 10s)",
        MCP_DUR(sessions.recovery_wait)},
       {"sessions.binding", "--session-binding",
-       "bind sessions to who created them: none, authorization, or header:<Name> (default none)",
-       [](Config& c, const std::string& v) {
-         if (v == "none" || v == "authorization") {
-           c.sessions.binding = v == "none" ? BindingKind::none : BindingKind::authorization;
-           c.sessions.binding_header.clear();
-         } else if (v.rfind("header:", 0) == 0 && v.size() > 7 && http1::is_token(std::string_view(v).substr(7))) {
-           c.sessions.binding = BindingKind::header;
-           c.sessions.binding_header = v.substr(7);
-         } else {
-           bad("must be none, authorization or header:<Name>, got '" + v + "'");
-         }
-       },
-       [](const Config& c) {
-         switch (c.sessions.binding) {
-           case BindingKind::none:
-             return std::string("none");
-           case BindingKind::authorization:
-             return std::string("authorization");
-           case BindingKind::header:
-             break;
-         }
-         return "header:" + c.sessions.binding_header;
-       }},
+       "bind sessions to who created them: none, authorization, or header:<Name> (default none)", set_binding,
+       binding_name},
       {"sessions.binding_secret_file", "--session-binding-secret-file",
        "file holding the HMAC key of the session binding (required with the redis store: replicas must agree)",
        MCP_STR(sessions.binding_secret_file)},
@@ -443,6 +446,15 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
   }
 }
 
+void validate_reply_bound(const Config& cfg) {
+  // A record holds an initialize body, JSON-escaped (up to twice its size), and Redis must
+  // be able to hand it back.
+  if (cfg.sessions.redis.max_reply_size < 2 * cfg.limits.max_body_size + 64 * 1024) {
+    throw ConfigError("sessions.redis.max_reply_size: must be at least 2 x limits.max_body_size + 64KiB (" +
+                      std::to_string(2 * cfg.limits.max_body_size + 64 * 1024) + " bytes)");
+  }
+}
+
 void validate_binding(Config& cfg) {
   auto& s = cfg.sessions;
   if (s.binding == BindingKind::none) {
@@ -502,12 +514,7 @@ void validate(Config& cfg) {
     } catch (const std::invalid_argument& e) {
       throw ConfigError(std::string("sessions.redis.url: ") + e.what());
     }
-    // A record holds an initialize body, JSON-escaped (up to twice its size), and Redis
-    // must be able to hand it back.
-    if (redis.max_reply_size < 2 * cfg.limits.max_body_size + 64 * 1024) {
-      throw ConfigError("sessions.redis.max_reply_size: must be at least 2 x limits.max_body_size + 64KiB (" +
-                        std::to_string(2 * cfg.limits.max_body_size + 64 * 1024) + " bytes)");
-    }
+    validate_reply_bound(cfg);
     for (const auto& [key, path] : {std::pair{"sessions.redis.password_file", redis.password_file},
                                     std::pair{"sessions.redis.tls_ca_file", redis.tls_ca_file}}) {
       if (!path.empty() && !std::ifstream(path)) throw ConfigError(std::string(key) + ": cannot read " + path);

@@ -2,8 +2,6 @@
 
 #include "mcpproxy/http1.hpp"
 
-#include <boost/url/parse.hpp>
-#include <boost/url/url_view.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -46,15 +44,59 @@ bool valid_session_id(std::string_view id) {
   return true;
 }
 
-std::optional<std::string> query_param(std::string_view target, std::string_view name) {
-  const auto q = target.find('?');
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// RFC 3986 percent-decoding; nullopt for a malformed escape.
+std::optional<std::string> percent_decoded(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    const int hi = hex_value(s[i + 1]);
+    const int lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+// The decoded value of `name` in a URI reference's query (between '?' and '#'), walked by
+// hand: Boost.URL 1.81's params() crashed on "/m?#f?x=1" (found by fuzz/sse_endpoint).
+std::optional<std::string> param_of(std::string_view uri, std::string_view name) {
+  uri = uri.substr(0, uri.find('#'));
+  const auto q = uri.find('?');
   if (q == std::string_view::npos) return std::nullopt;
-  auto r = boost::urls::parse_origin_form(target);
-  if (!r) return std::nullopt;
-  for (const auto& p : r->params()) {
-    if (p.key == name) return std::string(p.value);
+  std::string_view query = uri.substr(q + 1);
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (auto key = percent_decoded(pair.substr(0, eq)); key && *key == name) {
+      return eq == std::string_view::npos ? std::optional<std::string>("") : percent_decoded(pair.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+  if (target.empty() || target.front() != '/') return std::nullopt;  // origin-form only
+  return param_of(target, name);
 }
 
 JsonRpcInfo inspect_jsonrpc(std::string_view body) {
@@ -150,11 +192,8 @@ std::string session_hash(std::string_view id) {
 std::optional<std::string> legacy_endpoint_session(std::string_view data) {
   data = trim_ows(data);
   // The announced URL may be relative (/messages?sessionId=x) or absolute.
-  auto r = boost::urls::parse_uri_reference(data);
-  if (!r) return std::nullopt;
-  for (const auto& p : r->params()) {
-    if (p.key == "sessionId" && valid_session_id(p.value)) return std::string(p.value);
-  }
+  auto id = param_of(data, "sessionId");
+  if (id && valid_session_id(*id)) return id;
   return std::nullopt;
 }
 

@@ -201,7 +201,6 @@ net::awaitable<error_code> RedisClient::connect_once() {
 
 // Exempt from the complexity bound until [redis-ha] reshapes the connection (discovery and
 // redirects land here): connect, handshake, pipeline and backoff as one loop.
-// NOLINTNEXTLINE(readability-function-cognitive-complexity)
 void RedisClient::log_failure(spdlog::level::level_enum level, std::string_view what, const std::string& error) {
   const auto now = std::chrono::steady_clock::now();
   if (error == last_error_ && now - last_error_logged_ < std::chrono::minutes(1)) {
@@ -219,6 +218,7 @@ void RedisClient::log_failure(spdlog::level::level_enum level, std::string_view 
   suppressed_ = 0;
 }
 
+// NOLINTNEXTLINE(readability-function-cognitive-complexity)
 net::awaitable<void> RedisClient::run() {
   auto self = shared_from_this();
   while (!stopped_) {
@@ -269,6 +269,27 @@ net::awaitable<void> RedisClient::run() {
   }
 }
 
+bool RedisClient::take_reply(RedisReply reply) {
+  if (pending_.empty()) return false;  // a reply nobody asked for
+  auto p = pending_.front();
+  pending_.pop_front();
+  // The first replies answer AUTH/SELECT/PING: an error there ends the connection.
+  if (handshake_left_ > 0) {
+    --handshake_left_;
+    if (reply.is_error()) {
+      log_failure(spdlog::level::err, "redis refused the connection setup (AUTH/SELECT)", reply.str);
+      return false;
+    }
+    if (handshake_left_ == 0) handshake_succeeded();
+    return true;
+  }
+  if (p->done) return true;  // timed out earlier: its reply is dropped
+  p->done = true;
+  p->reply = std::move(reply);
+  p->timer.cancel();
+  return true;
+}
+
 net::awaitable<error_code> RedisClient::read_loop() {
   RedisParser parser(options_.reply_limits);
   std::array<char, 16384> buf{};
@@ -283,23 +304,7 @@ net::awaitable<error_code> RedisClient::read_loop() {
     if (ec) co_return ec;
     parser.feed(std::string_view(buf.data(), n));
     while (auto reply = parser.next()) {
-      if (pending_.empty()) co_return make_error_code(RedisError::connection_lost);  // a reply nobody asked for
-      auto p = pending_.front();
-      pending_.pop_front();
-      // The first replies answer AUTH/SELECT/PING: an error there ends the connection.
-      if (handshake_left_ > 0) {
-        --handshake_left_;
-        if (reply->is_error()) {
-          log_failure(spdlog::level::err, "redis refused the connection setup (AUTH/SELECT)", reply->str);
-          co_return make_error_code(RedisError::connection_lost);
-        }
-        if (handshake_left_ == 0) handshake_succeeded();
-        continue;
-      }
-      if (p->done) continue;  // timed out earlier: its reply is dropped
-      p->done = true;
-      p->reply = std::move(*reply);
-      p->timer.cancel();
+      if (!take_reply(std::move(*reply))) co_return make_error_code(RedisError::connection_lost);
     }
     if (parser.failed()) {
       if (options_.on_protocol_error) options_.on_protocol_error();

@@ -95,36 +95,40 @@ bool RedisParser::header_line_done() {
   return true;
 }
 
-bool RedisParser::within_limits(std::string_view bytes) {
+bool RedisParser::take_line_bytes(std::string_view piece, bool ends_line) {
   constexpr std::size_t kMaxLine = 64 * 1024;  // a status or error line; lengths are short
+  line_.append(piece);
+  if (line_.size() > kMaxLine) {
+    error_ = "a reply line past " + std::to_string(kMaxLine) + " bytes";
+    return false;
+  }
+  if (!ends_line) return true;
+  if (line_.size() < 3 || line_[line_.size() - 2] != '\r') {
+    error_ = "a reply line without CRLF";
+    return false;
+  }
+  const bool ok = header_line_done();
+  line_.clear();
+  return ok;
+}
+
+bool RedisParser::within_limits(std::string_view bytes) {
   while (!bytes.empty()) {
-    const auto nl = bulk_left_ > 0 ? std::string_view::npos : bytes.find('\n');
-    const std::size_t used = bulk_left_ > 0                 ? std::min(bulk_left_, bytes.size())
-                             : nl == std::string_view::npos ? bytes.size()
-                                                            : nl + 1;
+    const bool in_bulk = bulk_left_ > 0;
+    const auto nl = in_bulk ? std::string_view::npos : bytes.find('\n');
+    std::size_t used = nl == std::string_view::npos ? bytes.size() : nl + 1;
+    if (in_bulk) used = std::min(bulk_left_, bytes.size());
     // Counted before the bytes are taken: the reply they end resets the count.
     reply_bytes_ += used;
     if (reply_bytes_ > limits_.max_size) {
       error_ = "a reply past " + std::to_string(limits_.max_size) + " bytes (sessions.redis.max_reply_size)";
       return false;
     }
-    if (bulk_left_ > 0) {
+    if (in_bulk) {
       bulk_left_ -= used;
       if (bulk_left_ == 0) element_done();
-    } else {
-      line_.append(bytes.substr(0, used));
-      if (line_.size() > kMaxLine) {
-        error_ = "a reply line past " + std::to_string(kMaxLine) + " bytes";
-        return false;
-      }
-      if (nl != std::string_view::npos) {
-        if (line_.size() < 3 || line_[line_.size() - 2] != '\r') {
-          error_ = "a reply line without CRLF";
-          return false;
-        }
-        if (!header_line_done()) return false;
-        line_.clear();
-      }
+    } else if (!take_line_bytes(bytes.substr(0, used), nl != std::string_view::npos)) {
+      return false;
     }
     bytes.remove_prefix(used);
   }

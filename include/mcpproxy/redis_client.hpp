@@ -76,6 +76,8 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   void drop_connection();
   void first_attempt_finished();
   void handshake_succeeded();
+  // One reply off the wire to the command waiting for it; false when it ends the connection.
+  bool take_reply(RedisReply reply);
   // Logs a failure of the connection; the same error again within a minute is only counted
   // (a server that refuses every handshake must not fill the log).
   void log_failure(spdlog::level::level_enum level, std::string_view what, const std::string& error);

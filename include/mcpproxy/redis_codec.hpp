@@ -50,6 +50,7 @@ class RedisParser {
   // Checks the framing of `bytes` against the limits; false (with error_) past one.
   bool within_limits(std::string_view bytes);
   bool header_line_done();
+  bool take_line_bytes(std::string_view piece, bool ends_line);
   void element_done();
 
   struct Impl;

@@ -129,6 +129,10 @@ TEST(LegacyEndpoint, SessionFromAnnouncedUrl) {
   EXPECT_EQ(legacy_endpoint_session("/messages?sessionId=abc-1").value_or(""), "abc-1");
   EXPECT_EQ(legacy_endpoint_session("http://pod:8080/messages?x=1&sessionId=zz").value_or(""), "zz");
   EXPECT_FALSE(legacy_endpoint_session("/messages").has_value());
+  // Found by fuzz/sse_endpoint: an empty query before a fragment (Boost.URL 1.81 crashed).
+  EXPECT_FALSE(legacy_endpoint_session("/messag?#es?sessionId=abc123").has_value());
+  EXPECT_FALSE(legacy_endpoint_session("/m?sessionId=a%2").has_value()) << "a malformed escape";
+  EXPECT_EQ(legacy_endpoint_session("/m?sessionId=a%2Fb#frag").value_or(""), "a/b");
 }
 
 TEST(SseEndpointScanner, FindsEndpointAcrossChunks) {
