@@ -317,6 +317,9 @@ const std::vector<KeySpec>& key_specs() {
          c.sessions.max_sessions = static_cast<std::size_t>(int_in(v, 1, 1000000000));
        },
        [](const Config& c) { return std::to_string(c.sessions.max_sessions); }},
+      {"sessions.max_table_bytes", "--max-table-bytes",
+       "memory bound of the local table, records and initialize bodies (default 512MiB; least recently used go)",
+       MCP_SIZE(sessions.max_table_bytes)},
       {"placement", "--placement", "least_sessions or random (default least_sessions)",
        [](Config& c, const std::string& v) { c.placement = enum_of<PlacementPolicy>(v, kPlacementNames); },
        [](const Config& c) { return std::string(to_string(c.placement)); }},
@@ -427,7 +430,11 @@ void set_list(Config& cfg, const KeySpec& spec, const YAML::Node& value, const s
 
 void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const std::string& origin) {
   for (const auto& kv : node) {
-    const std::string name = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) {
+      throw ConfigError((prefix.empty() ? std::string("the top level") : prefix) + ": keys must be plain names (" +
+                        origin + ":" + std::to_string(kv.first.Mark().line + 1) + ")");
+    }
+    const std::string name = kv.first.Scalar();
     const std::string key = prefix.empty() ? name : prefix + "." + name;
     const YAML::Node& value = kv.second;
     const std::string where = origin + ":" + std::to_string(kv.first.Mark().line + 1);
@@ -443,6 +450,13 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
     }
     if (!value.IsScalar()) throw ConfigError(key + ": must be a single value (" + where + ")");
     apply(cfg, *spec, value.Scalar(), where);
+  }
+}
+
+void validate_table_bound(const Config& cfg) {
+  if (cfg.sessions.max_table_bytes < 4 * cfg.limits.max_body_size) {
+    throw ConfigError("sessions.max_table_bytes: must be at least 4 x limits.max_body_size (" +
+                      std::to_string(4 * cfg.limits.max_body_size) + " bytes)");
   }
 }
 
@@ -527,6 +541,7 @@ void validate(Config& cfg) {
   }
   validate_admin(cfg);
   validate_binding(cfg);
+  validate_table_bound(cfg);
 
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");
@@ -663,7 +678,12 @@ Config config_from_yaml(const std::string& yaml_text, const std::string& origin,
     throw ConfigError(origin + ": not valid YAML: " + e.what());
   }
   if (root.IsMap()) {
-    walk(cfg, root, "", origin);
+    try {
+      walk(cfg, root, "", origin);
+    } catch (const YAML::Exception& e) {
+      // Whatever shape yaml-cpp refuses is a bad file, never an exception past this point.
+      throw ConfigError(origin + ": " + e.what());
+    }
   } else if (!root.IsNull()) {
     throw ConfigError(origin + ": the top level must be a map of keys");
   }

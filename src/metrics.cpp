@@ -202,6 +202,9 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
   sample(out, "mcp_proxy_config_generation", "", load(config_generation));
   family(out, "mcp_proxy_config_reloads_total", "counter", "SIGHUP reloads applied.");
   sample(out, "mcp_proxy_config_reloads_total", "", load(config_reloads_ok));
+  family(out, "mcp_proxy_session_table_bytes", "gauge",
+         "Memory of the local session table: nodes, ids, records, initialize bodies (sessions.max_table_bytes).");
+  sample(out, "mcp_proxy_session_table_bytes", "", static_cast<double>(table.bytes()));
   family(out, "mcp_proxy_sessions_evicted_total", "counter", "Sessions dropped because the table was full.");
   sample(out, "mcp_proxy_sessions_evicted_total", "", static_cast<double>(table.evicted()));
   family(out, "mcp_proxy_sessions_expired_total", "counter", "Sessions dropped after their TTL.");

@@ -6,8 +6,9 @@
 
 namespace mcpproxy {
 
-SessionTable::SessionTable(std::size_t max_sessions, duration ttl)
+SessionTable::SessionTable(std::size_t max_sessions, duration ttl, std::size_t max_bytes)
     : max_sessions_(std::max<std::size_t>(1, max_sessions)),
+      max_bytes_(max_bytes),
       ttl_ms_(ttl.count()),
       per_pod_(new std::atomic<std::int64_t>[kMaxReplicas]),
       plain_(kMaxReplicas) {
@@ -118,13 +119,21 @@ std::int64_t SessionTable::sessions_on(int ordinal) const {
   return per_pod_[ordinal].load(std::memory_order_relaxed);
 }
 
+std::size_t SessionTable::charge_of(std::size_t id_size, const SessionRecord& rec) {
+  const std::size_t payload = rec.init.size() + rec.init_target.size() + rec.init_fields.size() +
+                              rec.backend_session.size() + rec.principal.size();
+  // A record with nothing of its own is the one its pod's sessions share: not charged.
+  return sizeof(Node) + (id_size > kInlineKey ? id_size : 0) + (payload == 0 ? 0 : sizeof(SessionRecord) + payload);
+}
+
 void SessionTable::drop_locked(Shard& s, std::uint32_t i) {
   Node& n = s.at(i);
+  bytes_.fetch_sub(charge_of(n.len, *n.rec), std::memory_order_relaxed);
   count(n.rec->ordinal, -1);
   s.index_erase(i);
   s.unlink(i);
   if (n.len > kInlineKey) delete[] n.key.big;
-  n.rec.reset();
+  release(std::move(n.rec));
   n.used = false;
   n.pins = 0;
   n.len = 0;
@@ -159,6 +168,29 @@ std::shared_ptr<const SessionRecord> SessionTable::find(const std::string& id, c
   return n.rec;
 }
 
+std::size_t SessionTable::record_hash(const SessionRecord& rec) {
+  std::size_t h = std::hash<std::string>{}(rec.init);
+  h = h * 31U + std::hash<std::string>{}(rec.backend_session);
+  h = h * 31U + std::hash<std::string>{}(rec.principal);
+  h = h * 31U + std::hash<std::string>{}(rec.init_fields);
+  return h * 31U + static_cast<std::size_t>(rec.ordinal);
+}
+
+void SessionTable::release(std::shared_ptr<const SessionRecord> rec) {
+  // The last session of a record that is not its pod's shared one: the interning index
+  // lets go of it now, so an evicted initialize body is freed at once, not at the next sweep.
+  if (charge_of(0, *rec) == sizeof(Node)) return;
+  std::lock_guard lock(intern_mu_);
+  if (rec.use_count() > 2) return;  // this reference and the index's: others still use it
+  const auto [first, last] = interned_.equal_range(record_hash(*rec));
+  for (auto it = first; it != last; ++it) {
+    if (it->second == rec) {
+      interned_.erase(it);
+      return;
+    }
+  }
+}
+
 std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
   // What the table keeps: routing and re-initialize need the rest, Redis keeps all.
   rec.url = std::string();
@@ -171,11 +203,7 @@ std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
     if (!plain) plain = std::make_shared<const SessionRecord>(std::move(rec));
     return plain;
   }
-  std::size_t h = std::hash<std::string>{}(rec.init);
-  h = h * 31U + std::hash<std::string>{}(rec.backend_session);
-  h = h * 31U + std::hash<std::string>{}(rec.principal);
-  h = h * 31U + std::hash<std::string>{}(rec.init_fields);
-  h = h * 31U + static_cast<std::size_t>(rec.ordinal);
+  const std::size_t h = record_hash(rec);
   const auto [first, last] = interned_.equal_range(h);
   for (auto it = first; it != last; ++it) {
     const SessionRecord& r = *it->second;
@@ -194,8 +222,11 @@ void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_
   auto shared = intern(std::move(rec));
   const std::uint32_t hash = hash_of(id);
   Shard& s = shard_for(hash);
+  const std::size_t charge = charge_of(id.size(), *shared);
   const auto replace = [&](std::uint32_t i) {
     Node& n = s.at(i);
+    bytes_.fetch_sub(charge_of(n.len, *n.rec), std::memory_order_relaxed);
+    bytes_.fetch_add(charge, std::memory_order_relaxed);
     count(n.rec->ordinal, -1);
     count(shared->ordinal, +1);
     n.rec = std::move(shared);
@@ -212,7 +243,10 @@ void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_
   }
   // The bound is the table's, not a shard's: room is made before this shard is locked
   // again (never two shard locks at once).
-  if (size_.load(std::memory_order_relaxed) >= max_sessions_) make_room(hash % kShards);
+  while (size_.load(std::memory_order_relaxed) >= max_sessions_ ||
+         bytes_.load(std::memory_order_relaxed) + charge > max_bytes_) {
+    if (!make_room(hash % kShards)) break;  // every session is pinned: the bound gives way
+  }
   std::lock_guard lock(s.mu);
   if (const std::uint32_t i = s.lookup(id, hash); i != kNil) {
     replace(i);
@@ -235,6 +269,7 @@ void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_
   s.index_insert(i);
   s.push_front(i);
   size_.fetch_add(1, std::memory_order_relaxed);
+  bytes_.fetch_add(charge, std::memory_order_relaxed);
 }
 
 bool SessionTable::make_room(std::size_t first) {

@@ -118,7 +118,8 @@ struct SessionsConfig {
   duration ttl{2 * 3600 * 1000};
   RedisConfig redis;
   OnLost on_lost = OnLost::reinitialize;
-  std::size_t max_sessions = 1000000;  // local table bound (the whole table for the memory store)
+  std::size_t max_sessions = 1000000;                // local table bound (the whole table for the memory store)
+  std::size_t max_table_bytes = 512U * 1024 * 1024;  // and its memory (records, initialize bodies)
   // Requests of a lost session that another request is recovering wait this long at most
   // (then 503 with Retry-After).
   duration recovery_wait{10000};

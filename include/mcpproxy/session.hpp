@@ -47,7 +47,9 @@ using clock = std::chrono::steady_clock;
 
 class SessionTable {
  public:
-  SessionTable(std::size_t max_sessions, duration ttl);
+  // `max_bytes` bounds the table's memory (nodes, ids, records and their initialize
+  // bodies; a record shared by several sessions is charged to each, so the bound errs high).
+  SessionTable(std::size_t max_sessions, duration ttl, std::size_t max_bytes = SIZE_MAX);
   ~SessionTable();
   SessionTable(const SessionTable&) = delete;
   SessionTable& operator=(const SessionTable&) = delete;
@@ -76,6 +78,7 @@ class SessionTable {
   std::size_t sweep(clock::time_point now = clock::now());
 
   std::size_t size() const { return size_.load(std::memory_order_relaxed); }
+  std::size_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
   std::int64_t sessions_on(int ordinal) const;
   std::uint64_t evicted() const { return evicted_.load(std::memory_order_relaxed); }
   std::uint64_t expired() const { return expired_.load(std::memory_order_relaxed); }
@@ -137,6 +140,11 @@ class SessionTable {
   // Evicts one unpinned session, looking at the shards from `first` on; false when none is.
   bool make_room(std::size_t first);
   std::size_t max_sessions_;
+  std::size_t max_bytes_;
+  std::atomic<std::size_t> bytes_{0};
+  static std::size_t charge_of(std::size_t id_size, const SessionRecord& rec);
+  static std::size_t record_hash(const SessionRecord& rec);
+  void release(std::shared_ptr<const SessionRecord> rec);
   std::atomic<std::int64_t> ttl_ms_;
   std::atomic<std::size_t> size_{0};
   std::atomic<std::uint64_t> evicted_{0};

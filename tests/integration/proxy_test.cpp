@@ -701,6 +701,31 @@ TEST_F(ProxyTest, AFloodOfThreeTimesTheTableLeavesEverySessionWithAnOpenStreamAl
       << "with the memory store an eviction is a loss";
 }
 
+TEST_F(ProxyTest, InitializeBodiesKeptForRecoveryStayWithinTheTablesMemoryBound) {
+  start({"--max-table-bytes", "32MiB"});
+  const auto rss_kib = [&] {
+    std::ifstream in("/proc/" + std::to_string(proxy_->process->pid()) + "/status");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1L;
+  };
+  const long before = rss_kib();
+  // 60 sessions whose initialize carries 3 MB (kept to re-initialize them): 180 MB unbounded.
+  const std::string pad(3 * 1024 * 1024, 'x');
+  for (int i = 0; i < 60; ++i) {
+    const std::string init = R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":)"
+                             R"("2025-11-25","capabilities":{},"clientInfo":{"name":"big-)" +
+                             std::to_string(i) + R"(","version":"1"},"_pad":")" + pad + "\"}}";
+    ASSERT_EQ(request(port(), "POST", "/mcp", init).status, 200);
+  }
+  const std::string m = proxy_->metrics();
+  EXPECT_LE(metric(m, "mcp_proxy_session_table_bytes").value_or(-1), 32.0 * 1024 * 1024);
+  EXPECT_GE(metric(m, "mcp_proxy_sessions_evicted_total").value_or(0), 49);
+  // The table's 32 MiB, and what the allocator keeps of the requests' buffers.
+  EXPECT_LT(rss_kib() - before, 110 * 1024) << "RSS bounded by the table's budget, not by the sessions' bodies";
+}
+
 TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
   start({"--drain-ordinal", "0", "--drain-ordinal", "1"});
   for (int i = 0; i < 20; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);

@@ -163,6 +163,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"allowed_origins: [localhost]\n", "allowed_origins: must be an origin"},
         BadCase{"allowed_origins: [\"https://a.example/path\"]\n", "allowed_origins: must be an origin"},
         BadCase{"allowed_hosts: [\"http://x\"]\n", "allowed_hosts: must be a host"},
+        // Found by fuzz/config: a complex key ended the process (yaml-cpp's exception escaped).
+        BadCase{"backend:\n  replicas: 3\n? url_template: http://h-{ordinal}:80\n", "keys must be plain names"},
+        BadCase{"? [a, b]\n: 1\n", "keys must be plain names"},
         BadCase{"sessions:\n  binding: cookie\n", "sessions.binding: must be none, authorization or header:<Name>"},
         BadCase{"sessions:\n  binding: \"header:X User\"\n", "sessions.binding"},
         BadCase{"sessions:\n  binding_secret_file: /etc/hostname\n", "set, but sessions.binding is none"},

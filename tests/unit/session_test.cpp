@@ -123,6 +123,25 @@ TEST(SessionTable, PinnedSessionsOutliveAFloodOfThreeTimesTheBound) {
   EXPECT_EQ(small.evicted(), 0U);
 }
 
+TEST(SessionTable, TheMemoryBoundHoldsAgainstLargeInitializeBodies) {
+  SessionTable t(1000000, std::chrono::hours(1), 64 * 1024);
+  for (int i = 0; i < 100; ++i) {
+    SessionRecord r = on(0);
+    r.init = std::string(4096, static_cast<char>('a' + i % 26)) + std::to_string(i);  // each its own record
+    t.insert("big-" + std::to_string(i), r);
+    EXPECT_LE(t.bytes(), 64U * 1024) << i;
+  }
+  EXPECT_GT(t.evicted(), 80U) << "about 15 fit in 64 KiB";
+  EXPECT_NE(t.find("big-99"), nullptr) << "the newest stays";
+  // Sessions with nothing of their own cost a node each: thousands fit.
+  SessionTable plain(1000000, std::chrono::hours(1), 1024 * 1024);
+  for (int i = 0; i < 5000; ++i) plain.insert("p" + std::to_string(i), on(i % 3));
+  EXPECT_EQ(plain.size(), 5000U);
+  EXPECT_EQ(plain.evicted(), 0U);
+  for (int i = 0; i < 5000; ++i) plain.erase("p" + std::to_string(i));
+  EXPECT_EQ(plain.bytes(), 0U) << "every byte charged is given back";
+}
+
 TEST(SessionTable, AgreesWithAMapUnderChurn) {
   // Random inserts, moves, erases and lookups against std::map: exercises the index's
   // growth, backward-shift deletion, node reuse and ids longer than the inline key.
