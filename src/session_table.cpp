@@ -133,7 +133,8 @@ void SessionTable::drop_locked(Shard& s, std::uint32_t i) {
   s.index_erase(i);
   s.unlink(i);
   if (n.len > kInlineKey) delete[] n.key.big;
-  release(std::move(n.rec));
+  release(n.rec);
+  n.rec.reset();
   n.used = false;
   n.pins = 0;
   n.len = 0;
@@ -176,12 +177,12 @@ std::size_t SessionTable::record_hash(const SessionRecord& rec) {
   return h * 31U + static_cast<std::size_t>(rec.ordinal);
 }
 
-void SessionTable::release(std::shared_ptr<const SessionRecord> rec) {
+void SessionTable::release(const std::shared_ptr<const SessionRecord>& rec) {
   // The last session of a record that is not its pod's shared one: the interning index
   // lets go of it now, so an evicted initialize body is freed at once, not at the next sweep.
   if (charge_of(0, *rec) == sizeof(Node)) return;
   std::lock_guard lock(intern_mu_);
-  if (rec.use_count() > 2) return;  // this reference and the index's: others still use it
+  if (rec.use_count() > 2) return;  // the node's reference and the index's: others still use it
   const auto [first, last] = interned_.equal_range(record_hash(*rec));
   for (auto it = first; it != last; ++it) {
     if (it->second == rec) {

@@ -144,7 +144,7 @@ class SessionTable {
   std::atomic<std::size_t> bytes_{0};
   static std::size_t charge_of(std::size_t id_size, const SessionRecord& rec);
   static std::size_t record_hash(const SessionRecord& rec);
-  void release(std::shared_ptr<const SessionRecord> rec);
+  void release(const std::shared_ptr<const SessionRecord>& rec);
   std::atomic<std::int64_t> ttl_ms_;
   std::atomic<std::size_t> size_{0};
   std::atomic<std::uint64_t> evicted_{0};
