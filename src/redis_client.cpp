@@ -67,7 +67,8 @@ void RedisClient::handshake_succeeded() {
             {{"client", name_},
              {"host", options_.url.host + ":" + options_.url.port},
              {"tls", options_.url.tls ? "true" : "false"}});
-  up_ = true;  // commands are taken from now on (before, they fail fast: Redis is not usable yet)
+  up_ = true;                // commands are taken from now on (before, they fail fast: Redis is not usable yet)
+  first_attempt_finished();  // readiness waits for this: a record written right after start is not queued
   backoff_ = duration{100};
   last_error_.clear();
   suppressed_ = 0;
@@ -249,7 +250,6 @@ net::awaitable<void> RedisClient::run() {
       if (!ec) {
         handshake_left_ = (!options_.password.empty() ? 1U : 0U) + (options_.url.db != 0 ? 1U : 0U) + 1U;
         for (std::size_t i = 0; i < handshake_left_; ++i) pending_.push_front(std::make_shared<Pending>(ioc_));
-        first_attempt_finished();
         ec = co_await read_loop();
       }
     }
