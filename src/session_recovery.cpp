@@ -45,7 +45,10 @@ net::awaitable<bool> Connection::session_lost(Exchange& ex, LostCause cause, boo
     const bool ended = co_await ctx_.recoveries.wait(ex.route.session_id, cfg.sessions.recovery_wait);
     if (!ended) co_return co_await send_local_reply(ex, kRecoveryInProgress);
     auto now = ctx_.sessions.find_cached(ex.route.session_id);
-    if (!moved(ex, now)) co_return co_await send_local_reply(ex, kSessionNotFound);
+    // Gone: the recovery found it lost for good. Still where it was: nothing was decided
+    // (Redis could not be asked), and the client retries rather than drop the session.
+    if (!now) co_return co_await send_local_reply(ex, kSessionNotFound);
+    if (!moved(ex, now)) co_return co_await send_local_reply(ex, kRecoveryInProgress);
     ex.rec = std::move(now);
     ex.ordinal = ex.rec->ordinal;
     co_return co_await proxy(ex, /*may_recover=*/false);

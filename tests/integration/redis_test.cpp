@@ -515,9 +515,19 @@ TEST_F(RedisProxyTest, APodLosingASessionWhileRedisCannotBeAskedIsA503NeverA404)
   forget_on_pod(pod, sid);
   // What to replay (and whether another replica moved it) is in Redis, which does not answer.
   ASSERT_EQ(redis_cmd(redis_->port, {"CLIENT", "PAUSE", "1500", "ALL"}), "OK");
-  const Response r = request(a->port, "POST", "/mcp", call(3), {{"Mcp-Session-Id", sid}});
-  EXPECT_EQ(r.status, 503) << r.body;
-  EXPECT_EQ(r.header("retry-after"), "1");
+  // Several requests at once: one asks Redis, the others wait for it; none may get a 404.
+  std::vector<Response> answers(8);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.emplace_back([&, i] {
+      answers[i] = request(a->port, "POST", "/mcp", call(30 + i), {{"Mcp-Session-Id", sid}});
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (const Response& r : answers) {
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(r.header("retry-after"), "1");
+  }
   EXPECT_EQ(metric_sum(a->metrics(), "mcp_proxy_sessions_lost_total"), 0);
   // Redis answers again: the session is recovered on another pod and goes on.
   std::pair<std::string, int> after;
