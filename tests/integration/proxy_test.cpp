@@ -702,6 +702,10 @@ TEST_F(ProxyTest, AFloodOfThreeTimesTheTableLeavesEverySessionWithAnOpenStreamAl
 }
 
 TEST_F(ProxyTest, InitializeBodiesKeptForRecoveryStayWithinTheTablesMemoryBound) {
+#ifdef MCPPROXY_SANITIZED
+  // ASan keeps freed memory in quarantine (256 MB): RSS says nothing there (the Release pass runs it).
+  GTEST_SKIP() << "RSS is not the allocator's to measure under AddressSanitizer";
+#endif
   start({"--max-table-bytes", "32MiB"});
   const auto rss_kib = [&] {
     std::ifstream in("/proc/" + std::to_string(proxy_->process->pid()) + "/status");
