@@ -68,6 +68,11 @@ class ProxyTest : public ::testing::Test {
     proxy_ = std::make_unique<Proxy>(args);
   }
   std::uint16_t port() const { return proxy_->port; }
+  // The config file a reload test rewrites: the backend's pods, `replicas` of them used, two workers.
+  void write_config(const std::string& path, int replicas) const {
+    std::ofstream(path) << "backend:\n  replicas: " << replicas << "\n  url_template: " << backend_->url_template()
+                        << "\nthreads: 2\n";
+  }
   std::unique_ptr<SampleBackend> backend_;
   std::unique_ptr<Proxy> proxy_;
 };
@@ -448,10 +453,7 @@ TEST_F(ProxyTest, SighupReloadsReplicas) {
 TEST_F(ProxyTest, SighupFromTwoToFourPlacesNewSessionsOnTheNewPods) {
   const std::string path = std::string(MCPPROXY_TEST_TMP_DIR) + "/reload-up.yaml";
   backend_ = std::make_unique<SampleBackend>(4);
-  const auto write = [&](int replicas) {
-    std::ofstream(path) << "backend:\n  replicas: " << replicas << "\n  url_template: " << backend_->url_template()
-                        << "\nthreads: 2\n";
-  };
+  const auto write = [&](int replicas) { write_config(path, replicas); };
   write(2);
   proxy_ = std::make_unique<Proxy>(std::vector<std::string>{"--config", path});
   std::vector<std::string> before;
@@ -707,14 +709,7 @@ TEST_F(ProxyTest, InitializeBodiesKeptForRecoveryStayWithinTheTablesMemoryBound)
   GTEST_SKIP() << "RSS is not the allocator's to measure under AddressSanitizer";
 #endif
   start({"--max-table-bytes", "32MiB"});
-  const auto rss_kib = [&] {
-    std::ifstream in("/proc/" + std::to_string(proxy_->process->pid()) + "/status");
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    }
-    return -1L;
-  };
-  const long before = rss_kib();
+  const long before = rss_kib(proxy_->process->pid());
   // 60 sessions whose initialize carries 3 MB (kept to re-initialize them): 180 MB unbounded.
   const std::string pad(3 * 1024 * 1024, 'x');
   for (int i = 0; i < 60; ++i) {
@@ -727,7 +722,8 @@ TEST_F(ProxyTest, InitializeBodiesKeptForRecoveryStayWithinTheTablesMemoryBound)
   EXPECT_LE(metric(m, "mcp_proxy_session_table_bytes").value_or(-1), 32.0 * 1024 * 1024);
   EXPECT_GE(metric(m, "mcp_proxy_sessions_evicted_total").value_or(0), 49);
   // The table's 32 MiB, and what the allocator keeps of the requests' buffers.
-  EXPECT_LT(rss_kib() - before, 110 * 1024) << "RSS bounded by the table's budget, not by the sessions' bodies";
+  EXPECT_LT(rss_kib(proxy_->process->pid()) - before, 110 * 1024)
+      << "RSS bounded by the table's budget, not by the sessions' bodies";
 }
 
 TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
@@ -739,10 +735,7 @@ TEST_F(ProxyTest, OrdinalsDrainedByTheConfigGetNoNewSessions) {
 TEST_F(ProxyTest, AReloadHoldsForTheNextRequestOfAKeepAliveConnectionOnEveryWorker) {
   const std::string path = std::string(MCPPROXY_TEST_TMP_DIR) + "/reload-keepalive.yaml";
   backend_ = std::make_unique<SampleBackend>(3);
-  const auto write = [&](int replicas) {
-    std::ofstream(path) << "backend:\n  replicas: " << replicas << "\n  url_template: " << backend_->url_template()
-                        << "\nthreads: 2\n";
-  };
+  const auto write = [&](int replicas) { write_config(path, replicas); };
   write(3);
   proxy_ = std::make_unique<Proxy>(std::vector<std::string>{"--config", path});
   EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_config_generation").value_or(0), 1);

@@ -142,15 +142,10 @@ std::vector<std::chrono::steady_clock::time_point> refusing_server(int listen_fd
 }
 
 TEST(RedisClient, AServerThatRefusesTheHandshakeIsRetriedWithAGrowingWait) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(fd, 16), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  auto options = options_for("redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  std::uint16_t port = 0;
+  const int fd = listen_loopback(16, port);
+  ASSERT_GE(fd, 0);
+  auto options = options_for("redis://127.0.0.1:" + std::to_string(port));
   options.backoff_max = 5s;
   ClientRig rig(options);
   const auto at = refusing_server(fd, 5);
@@ -639,26 +634,12 @@ TEST_F(RedisProxyTest, ABindingHoldsAcrossReplicasAndRedisKeepsNoCredential) {
   EXPECT_EQ(metric(b->metrics(), "mcp_proxy_session_binding_mismatches_total").value_or(0), 1);
 }
 
-// Resident set of a process, KiB.
-long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-
 TEST(RedisHostilePeer, AnOversizedArrayFromTheRedisAddressCostsNeitherMemoryNorLatency) {
   // A peer on the Redis address that answers anything with a 2^31-element array header and
   // then nothing: hiredis alone would allocate its element table (16 GiB) and wait.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(fd, 64), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::uint16_t redis_port = 0;
+  const int fd = listen_loopback(64, redis_port);
+  ASSERT_GE(fd, 0);
   std::atomic<bool> stop{false};
   std::atomic<int> bombs{0};
   std::thread peer([&] {
@@ -685,7 +666,7 @@ TEST(RedisHostilePeer, AnOversizedArrayFromTheRedisAddressCostsNeitherMemoryNorL
   });
   SampleBackend backend(2);
   Proxy p({"--replicas", "2", "--backend-url-template", backend.url_template(), "--session-store", "redis",
-           "--redis-url", "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "--threads", "2"},
+           "--redis-url", "redis://127.0.0.1:" + std::to_string(redis_port), "--threads", "2"},
           "hostile-redis");
   const std::string sid = initialize(p.port);
   ASSERT_FALSE(sid.empty());

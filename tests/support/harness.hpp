@@ -112,6 +112,13 @@ std::optional<double> metric(const std::string& page, const std::string& series)
 // The sum of every sample of a family (whatever its labels); 0 when it has none.
 double metric_sum(const std::string& page, const std::string& family);
 
+// Resident set of a process, KiB (-1 when it cannot be read).
+long rss_kib(pid_t pid);
+
+// A listening TCP socket on 127.0.0.1 and a free port, for a peer the test plays itself
+// (a fake Redis); -1 on failure.
+int listen_loopback(int backlog, std::uint16_t& port);
+
 std::string source_dir();  // the repository root
 std::string proxy_binary();
 
