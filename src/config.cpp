@@ -294,7 +294,8 @@ const std::vector<KeySpec>& key_specs() {
        },
        [](const Config& c) { return std::to_string(c.sessions.redis.queue_size); }},
       {"sessions.redis.counts_interval", "--redis-counts-interval",
-       "how often the live-session count of each pod is read from Redis, for least_sessions (default 1s)",
+       "how often the live-session count of each pod is read from Redis (least_sessions), and the table marker "
+       "checked (records lost: written back) (default 1s)",
        MCP_DUR(sessions.redis.counts_interval)},
       {"sessions.redis.max_reply_size", "--redis-max-reply-size",
        "bound of one Redis reply; past it the connection is dropped (default 32MiB, at least 2 x max_body_size)",
@@ -352,6 +353,10 @@ const std::vector<KeySpec>& key_specs() {
        MCP_SIZE(limits.max_header_size)},
       {"limits.max_body_size", "--max-body-size", "request body bound (default 8MiB, 413 past it)",
        MCP_SIZE(limits.max_body_size)},
+      {"limits.max_worker_body_bytes", "--max-worker-body-bytes",
+       "request bodies one worker thread holds at once; past it 503 Retry-After (default 256MiB, at least "
+       "max_body_size)",
+       MCP_SIZE(limits.max_worker_body_bytes)},
       {"limits.header_timeout", "--header-timeout", "deadline to read a request head (default 10s)",
        MCP_DUR(limits.header_timeout)},
       {"limits.body_timeout", "--body-timeout", "deadline to read a request body (default 30s)",
@@ -453,7 +458,11 @@ void walk(Config& cfg, const YAML::Node& node, const std::string& prefix, const 
   }
 }
 
-void validate_table_bound(const Config& cfg) {
+void validate_memory_bounds(const Config& cfg) {
+  if (cfg.limits.max_worker_body_bytes < cfg.limits.max_body_size) {
+    throw ConfigError("limits.max_worker_body_bytes: must be at least limits.max_body_size (" +
+                      std::to_string(cfg.limits.max_body_size) + " bytes)");
+  }
   if (cfg.sessions.max_table_bytes < 4 * cfg.limits.max_body_size) {
     throw ConfigError("sessions.max_table_bytes: must be at least 4 x limits.max_body_size (" +
                       std::to_string(4 * cfg.limits.max_body_size) + " bytes)");
@@ -541,7 +550,7 @@ void validate(Config& cfg) {
   }
   validate_admin(cfg);
   validate_binding(cfg);
-  validate_table_bound(cfg);
+  validate_memory_bounds(cfg);
 
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");

@@ -64,6 +64,7 @@ void Connection::release_relay_buffer() {
 Connection::~Connection() {
   ctx_.metrics.downstream_connections.fetch_sub(1, std::memory_order_relaxed);
   set_in_flight(false);
+  release_body_bytes();            // the worker's counter outlives its io_context
   if (ctx_.shutting_down) return;  // the worker's pool and registry are gone already
   release_relay_buffer();
   if (registered_) ctx_.registry.remove(registry_);
@@ -122,6 +123,7 @@ net::awaitable<void> Connection::run() {
     const bool again = co_await handle(ex);
     set_in_flight(false);
     finish(ex);
+    release_body_bytes();
     // A large body once does not pin its buffer for the connection's life.
     if (request_.bytes.capacity() > 64 * 1024) {
       request_.head = http1::Head();
@@ -238,6 +240,23 @@ net::awaitable<bool> Connection::read_more(std::size_t want) {
   co_return true;
 }
 
+bool Connection::hold_body_bytes(std::size_t total, const Config& cfg) {
+  if (total <= body_held_) return true;
+  const std::size_t more = total - body_held_;
+  if (ctx_.body_bytes + more > cfg.limits.max_worker_body_bytes) return false;
+  ctx_.body_bytes += more;
+  body_held_ = total;
+  ctx_.metrics.request_body_bytes.fetch_add(static_cast<std::int64_t>(more), std::memory_order_relaxed);
+  return true;
+}
+
+void Connection::release_body_bytes() {
+  if (body_held_ == 0) return;
+  ctx_.body_bytes -= body_held_;
+  ctx_.metrics.request_body_bytes.fetch_sub(static_cast<std::int64_t>(body_held_), std::memory_order_relaxed);
+  body_held_ = 0;
+}
+
 void Connection::append_body(std::string_view body) {
   // The body goes after the head in bytes; the head's views follow when it grows.
   Request& req = request_;
@@ -258,6 +277,11 @@ net::awaitable<bool> Connection::read_chunked_body(const Config& cfg, std::size_
   for (;;) {
     char* const base = static_cast<char*>(buffer_.data().data()) + head_size;
     const auto r = chunks.decode(base + payload, base + raw, buffer_.size() - head_size - raw);
+    // A chunk declared past the bound is refused at its size line, not after its bytes.
+    if (r.too_large || payload + r.payload + chunks.pending() > cfg.limits.max_body_size) {
+      co_await reply_and_close(http::status::payload_too_large, "request body too large");
+      co_return false;
+    }
     if (r.error) {
       co_await reply_and_close(http::status::bad_request, "malformed request body");
       co_return false;
@@ -270,6 +294,11 @@ net::awaitable<bool> Connection::read_chunked_body(const Config& cfg, std::size_
       co_return false;
     }
     if (chunks.done()) break;
+    // What the next read may add is held before it is read (at most the body's bound).
+    if (!hold_body_bytes(std::min(payload + 65536, cfg.limits.max_body_size), cfg)) {
+      co_await refuse_over_budget();
+      co_return false;
+    }
     if (!co_await read_more(65536)) co_return false;
   }
   append_body(view(buffer_).substr(head_size, payload));
@@ -282,6 +311,12 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
   const auto framing = req.head.framing;
   if (framing == http1::Framing::length && req.head.content_length > cfg.limits.max_body_size) {
     co_await reply_and_close(http::status::payload_too_large, "request body too large");
+    co_return ReadResult::closed;
+  }
+  // A body that does not fit the worker's budget is refused before it is read (and before
+  // a client that waits for "100 Continue" sends it).
+  if (framing == http1::Framing::length && !hold_body_bytes(static_cast<std::size_t>(req.head.content_length), cfg)) {
+    co_await refuse_over_budget();
     co_return ReadResult::closed;
   }
   // A client that waits for "100 Continue" before sending its body gets it from us: the
@@ -462,7 +497,20 @@ net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
     ctx_.metrics.client_aborts.fetch_add(1, std::memory_order_relaxed);
     co_return false;
   }
-  if (out.pod_failed) co_return false;  // the client saw a cut body: it must not reuse the connection
+  if (out.pod_failed) {
+    // A pod error either way. A client that has nothing yet gets it as an answer (502, 504
+    // for time); one that has the head sees the connection close before the body's end,
+    // so it cannot take the body for whole, and the access line says 502 (504).
+    const bool timed_out = expired(Wait::upstream);
+    ctx_.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
+    const Refusal& r = timed_out ? kPodTimedOut : kPodFailed;
+    if (!out.head_sent) {
+      const bool again = co_await send_local_reply(ex, r);
+      co_return again;
+    }
+    ex.status = r.status;
+    co_return false;
+  }
   co_return ex.keep_alive;
 }
 
@@ -628,9 +676,15 @@ net::awaitable<bool> Connection::send_local_reply(Exchange& ex, const Refusal& r
   co_return !ec && ex.keep_alive;
 }
 
-net::awaitable<void> Connection::reply_and_close(http::status status, std::string_view message) {
+net::awaitable<void> Connection::refuse_over_budget() {
+  ctx_.metrics.body_budget_refused.fetch_add(1, std::memory_order_relaxed);
+  co_await reply_and_close(http::status::service_unavailable, "proxy busy: too many request bodies in flight", 1);
+}
+
+net::awaitable<void> Connection::reply_and_close(http::status status, std::string_view message, unsigned retry_after) {
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, "application/json");
+  if (retry_after != 0) res.set(http::field::retry_after, std::to_string(retry_after));
   res.body() = jsonrpc_error_body(-32600, message, "null");
   res.keep_alive(false);
   res.prepare_payload();

@@ -70,6 +70,10 @@ bool parse_request_line(std::string_view line, Head& out) {
   const auto sp2 = line.find(' ', sp1 + 1);
   if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return false;
   out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  // Origin-form only: the proxy is the origin its clients see. Absolute-form (a client
+  // taking it for a forward proxy), CONNECT's authority-form and OPTIONS' asterisk-form
+  // are refused, never handed to a pod verbatim.
+  if (out.target.front() != '/') return false;
   for (const char c : out.target) {
     const auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u == 0x7F) return false;
@@ -213,6 +217,8 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
   bool chunked = false;
   bool has_coding = false;
   bool close = out.version < 11;
+  int hosts = 0;
+  int session_ids = 0;
   std::size_t pos = lines.pos();
   for (;;) {
     Field f;
@@ -221,8 +227,12 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
     if (l == Line::bad) return Status::bad_field;
     if (l == Line::end) break;
     out.fields.push_back(f);
-    if (f.name.size() != 14 && f.name.size() != 17 && f.name.size() != 10) continue;  // none of the three
-    if (iequals(f.name, "content-length")) {
+    if (f.name.size() != 14 && f.name.size() != 17 && f.name.size() != 10 && f.name.size() != 4) continue;
+    if (f.name.size() == 4) {
+      if (iequals(f.name, "host")) ++hosts;
+    } else if (iequals(f.name, "mcp-session-id")) {
+      ++session_ids;
+    } else if (iequals(f.name, "content-length")) {
       std::uint64_t n = 0;
       if (!parse_length(f.value, n) || (has_length && n != out.content_length)) return Status::bad_framing;
       has_length = true;
@@ -246,6 +256,9 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
   if (has_length && has_coding) return Status::bad_framing;
   if (chunked && out.version < 11) return Status::bad_framing;
   if (kind == Kind::request) {
+    // RFC 9112 3.2: one Host (none only from HTTP/1.0). A session is named once: two ids
+    // would route by one and reach the pod with both.
+    if (hosts > 1 || (hosts == 0 && out.version >= 11) || session_ids > 1) return Status::bad_field;
     out.framing = chunked ? Framing::chunked : (has_length ? Framing::length : Framing::none);
     return Status::complete;
   }
@@ -327,11 +340,17 @@ ChunkedDecoder::Result ChunkedDecoder::decode(char* out, const char* in, std::si
       case State::size: {
         const int v = hex_value(c);
         if (v >= 0) {
-          if (++size_digits_ > 15) return fail();  // more than 2^60 bytes: not a real size
+          // Leading zeros are allowed; 16 significant digits are 2^60 bytes or more.
+          digits_seen_ = true;
+          if (remaining_ != 0 || v != 0) ++size_digits_;
+          if (size_digits_ > 15) {
+            r.too_large = true;
+            return fail();
+          }
           remaining_ = remaining_ * 16 + static_cast<std::uint64_t>(v);
-        } else if (size_digits_ > 0 && (c == ';' || c == ' ' || c == '\t')) {
+        } else if (digits_seen_ && (c == ';' || c == ' ' || c == '\t')) {
           state_ = State::extension;
-        } else if (size_digits_ > 0 && c == '\r') {
+        } else if (digits_seen_ && c == '\r') {
           state_ = State::size_lf;
         } else {
           return fail();
@@ -350,6 +369,7 @@ ChunkedDecoder::Result ChunkedDecoder::decode(char* out, const char* in, std::si
       case State::size_lf:
         if (c != '\n') return fail();
         size_digits_ = 0;
+        digits_seen_ = false;
         state_ = remaining_ == 0 ? State::trailer_start : State::data;
         ++i;
         break;

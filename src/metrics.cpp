@@ -172,11 +172,15 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
   // With the memory store the table is the only copy: an eviction loses the session.
   sample(out, "mcp_proxy_sessions_lost_total", "cause=\"evicted\"",
          store.redis ? 0.0 : static_cast<double>(table.evicted()));
-  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 13> counters = {{
+  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 15> counters = {{
       {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},
       {"mcp_proxy_sessions_deleted_total", &sessions_deleted, "Sessions ended by DELETE."},
       {"mcp_proxy_new_sessions_refused_total", &new_sessions_refused,
        "Initializes answered 429: past limits.new_sessions_per_client for their client."},
+      {"mcp_proxy_store_records_restored_total", &records_restored,
+       "Session records written back (SET NX) from this process's table into a Redis that had lost them."},
+      {"mcp_proxy_body_budget_refusals_total", &body_budget_refused,
+       "Requests answered 503: their worker held limits.max_worker_body_bytes of request bodies."},
       {"mcp_proxy_redis_protocol_errors_total", &redis_protocol_errors,
        "Redis connections dropped for a reply past sessions.redis.max_reply_* or not RESP."},
       {"mcp_proxy_session_binding_mismatches_total", &binding_mismatches,
@@ -202,6 +206,10 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
   sample(out, "mcp_proxy_config_generation", "", load(config_generation));
   family(out, "mcp_proxy_config_reloads_total", "counter", "SIGHUP reloads applied.");
   sample(out, "mcp_proxy_config_reloads_total", "", load(config_reloads_ok));
+  family(out, "mcp_proxy_request_body_bytes", "gauge",
+         "Request bodies being read or held by the workers (limits.max_worker_body_bytes, per worker).");
+  sample(out, "mcp_proxy_request_body_bytes", "",
+         static_cast<double>(request_body_bytes.load(std::memory_order_relaxed)));
   family(out, "mcp_proxy_session_table_bytes", "gauge",
          "Memory of the local session table: nodes, ids, records, initialize bodies (sessions.max_table_bytes).");
   sample(out, "mcp_proxy_session_table_bytes", "", static_cast<double>(table.bytes()));

@@ -234,7 +234,8 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
   }
   stop_waiting();
   release_relay_buffer();
-  const RelayOutcome out = relay_outcome(plan, body, client_failed, pod_failed);
+  RelayOutcome out = relay_outcome(plan, body, client_failed, pod_failed);
+  out.head_sent = head_sent;
   end_watch();
   if (tap && !tap->session_id.empty()) {
     // The legacy transport's session lives exactly as long as its GET stream.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/system/system_error.hpp>
@@ -33,6 +34,7 @@ Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
                connections_,
                rng_,
                tick_,
+               body_bytes_,
                shared.draining,
                shared.busy,
                shutting_down_},
@@ -145,7 +147,11 @@ net::awaitable<void> Worker::watch_loop() {
 net::awaitable<void> Worker::prune_loop() {
   net::steady_timer timer(ioc_);
   for (;;) {
-    timer.expires_after(std::chrono::seconds(2));
+    // Twice per idle timeout (at most every 2 s): an idle pod connection lives at most one
+    // and a half times backend.idle_connection_timeout.
+    const auto period = std::clamp<duration>(cfg_->backend.idle_connection_timeout / 2, std::chrono::milliseconds(50),
+                                             std::chrono::seconds(2));
+    timer.expires_after(period);
     auto [ec] = co_await timer.async_wait(use_tuple);
     if (ec || shared_.draining.load(std::memory_order_relaxed)) co_return;
     pool_.prune();
@@ -283,7 +289,9 @@ int Server::run() {
     // Each worker talks to Redis on its own connection; the control connection writes
     // queued records and tells whether Redis is up. None of them blocks start-up.
     RedisOptions options = redis_options(cfg);
-    shared_.store->connecting.store(static_cast<int>(workers_.size()) + 1);
+    // Each connection's first attempt, and the first read of the table marker (count_loop):
+    // a record written before that read could not be written back after a flush.
+    shared_.store->connecting.store(static_cast<int>(workers_.size()) + 2);
     options.on_first_attempt = [store = shared_.store.get()] { store->connecting.fetch_sub(1); };
     options.on_protocol_error = [metrics = &shared_.metrics] {
       metrics->redis_protocol_errors.fetch_add(1, std::memory_order_relaxed);
@@ -294,7 +302,9 @@ int Server::run() {
     net::co_spawn(admin_ioc_, flush_queue_loop(control_redis_, *shared_.store, shared_.metrics, stopping_),
                   net::detached);
     // The live-session counts of all replicas: placement, the sessions gauge, /pods.
-    net::co_spawn(admin_ioc_, count_loop(control_redis_, *shared_.store, cfg_, stopping_), net::detached);
+    net::co_spawn(admin_ioc_,
+                  count_loop(control_redis_, *shared_.store, shared_.table, shared_.metrics, cfg_, stopping_),
+                  net::detached);
   }
   net::co_spawn(admin_ioc_, health_check_loop(shared_.health, shared_.metrics, cfg_, stopping_), net::detached);
   admin_->start();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 
 #include "mcpproxy/http_rules.hpp"
 #include "mcpproxy/log.hpp"
@@ -213,10 +214,101 @@ net::awaitable<void> RedisStore::remove(const std::string& id, int ordinal) {
   co_await timed(StoreOp::del, std::move(args));
 }
 
-void RedisStore::touch(const std::string& id, int ordinal) {
-  in_background(StoreOp::expire, {"PEXPIRE", shared_.key(id), shared_.ttl_ms()});
-  index(id, ordinal);
+void RedisStore::touch(const std::string& id, std::shared_ptr<const SessionRecord> rec) {
+  index(id, rec->ordinal);
+  net::co_spawn(
+      ioc_,
+      [this, id, rec = std::move(rec)]() -> net::awaitable<void> {
+        std::vector<std::string> args{"PEXPIRE", shared_.key(id), shared_.ttl_ms()};
+        const auto r = co_await timed(StoreOp::expire, std::move(args));
+        const bool gone = !r.ec && r.reply.type == RedisReply::Type::integer && r.reply.integer == 0;
+        if (gone) co_await restore_record(*client_, shared_, metrics_, id, *rec);
+      },
+      net::detached);
 }
+
+net::awaitable<bool> restore_record(RedisClient& client, StoreShared& shared, Metrics& metrics, const std::string& id,
+                                    const SessionRecord& rec) {
+  std::vector<std::string> set{"SET", shared.key(id), encode_record(rec), "PX", shared.ttl_ms(), "NX"};
+  const auto r = co_await client.command(std::move(set));
+  if (r.ec || r.reply.is_error() || r.reply.type == RedisReply::Type::nil) co_return false;
+  metrics.records_restored.fetch_add(1, std::memory_order_relaxed);
+  std::vector<std::string> zadd{"ZADD", shared.pod_key(rec.ordinal), shared.expiry_score(), id};
+  co_await client.command(std::move(zadd));
+  co_return true;
+}
+
+namespace {
+
+// The marker's value now (set anew when it is missing); nullopt when Redis cannot be asked.
+net::awaitable<std::optional<std::string>> table_marker(RedisClient& client, StoreShared& shared) {
+  std::vector<std::string> get{"GET", shared.marker_key()};
+  auto r = co_await client.command(std::move(get));
+  if (!r.ec && r.reply.type == RedisReply::Type::nil) {
+    std::random_device rd;
+    const std::string token = std::to_string(rd()) + std::to_string(rd());
+    std::vector<std::string> set{"SET", shared.marker_key(), token, "NX"};
+    co_await client.command(std::move(set));
+    std::vector<std::string> again{"GET", shared.marker_key()};
+    r = co_await client.command(std::move(again));
+  }
+  if (r.ec || r.reply.type != RedisReply::Type::string) co_return std::nullopt;
+  co_return r.reply.str;
+}
+
+// Writes back every session the table holds, kRestorers at a time (pipelined on the one
+// connection); `restored` is how many were written (the others were in Redis already).
+// False when Redis went away before every one was tried.
+net::awaitable<bool> restore_all(std::shared_ptr<RedisClient> client, StoreShared& shared, SessionTable& table,
+                                 Metrics& metrics, std::size_t& restored) {
+  constexpr std::size_t kRestorers = 32;
+  auto executor = co_await net::this_coro::executor;
+  const auto held =
+      std::make_shared<std::vector<std::pair<std::string, std::shared_ptr<const SessionRecord>>>>(table.held());
+  const auto before = metrics.records_restored.load(std::memory_order_relaxed);
+  auto running = std::make_shared<std::size_t>(kRestorers);
+  net::steady_timer all_done(executor, net::steady_timer::time_point::max());
+  for (std::size_t k = 0; k < kRestorers; ++k) {
+    net::co_spawn(
+        executor,
+        [=, &shared, &metrics, &all_done]() -> net::awaitable<void> {
+          for (std::size_t i = k; i < held->size(); i += kRestorers) {
+            if (!client->up()) break;
+            co_await restore_record(*client, shared, metrics, (*held)[i].first, *(*held)[i].second);
+          }
+          if (--*running == 0) all_done.cancel();
+        },
+        net::detached);
+  }
+  co_await all_done.async_wait(use_tuple);
+  restored = metrics.records_restored.load(std::memory_order_relaxed) - before;
+  co_return client->up();
+}
+
+// Reads the table marker; when it is not the one last seen, Redis lost its records and
+// every session the table holds is written back. Returns the marker (nullopt: unreadable).
+net::awaitable<std::optional<std::string>> heal_if_lost(std::shared_ptr<RedisClient> client, StoreShared& shared,
+                                                        SessionTable& table, Metrics& metrics,
+                                                        std::string& marker_seen) {
+  auto marker = co_await table_marker(*client, shared);
+  if (!marker) co_return marker;
+  bool complete = true;
+  if (*marker != marker_seen && !marker_seen.empty()) {
+    log_event(spdlog::level::warn,
+              "redis lost the session records (its table marker changed): writing back the sessions this process "
+              "holds",
+              {{"held", std::to_string(table.size())}});
+    std::size_t restored = 0;
+    complete = co_await restore_all(client, shared, table, metrics, restored);
+    log_event(spdlog::level::info, "session records written back",
+              {{"restored", std::to_string(restored)}, {"complete", complete ? "true" : "false"}});
+  }
+  // Seen once every record was tried: a write-back cut short starts again.
+  if (complete) marker_seen = *marker;
+  co_return marker;
+}
+
+}  // namespace
 
 net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics,
                                       const std::atomic<bool>& stopping) {
@@ -254,11 +346,22 @@ net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, Store
   }
 }
 
-net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared& shared,
-                                const std::shared_ptr<const Config>& cfg, const std::atomic<bool>& stopping) {
+net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, SessionTable& table,
+                                Metrics& metrics, const std::shared_ptr<const Config>& cfg,
+                                const std::atomic<bool>& stopping) {
   auto executor = co_await net::this_coro::executor;
   net::steady_timer tick(executor);
+  std::string marker_seen;
+  bool started = false;  // the first marker read is done (or Redis was down at start)
   while (!stopping.load()) {
+    std::optional<std::string> marker;
+    if (client->up()) marker = co_await heal_if_lost(client, shared, table, metrics, marker_seen);
+    // Ready once the marker is known, or once every connection's first attempt failed.
+    const bool first_read = !started && (marker.has_value() || shared.connecting.load() == 1);
+    if (first_read) {
+      started = true;
+      shared.connecting.fetch_sub(1);
+    }
     const int replicas = cfg->backend.replicas;
     for (int o = 0; o < replicas && client->up(); ++o) {
       const std::int64_t placed_before = shared.counts.placed(o);
@@ -270,7 +373,7 @@ net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared
       const auto r = co_await client->command(std::move(card));
       if (!r.ec && r.reply.type == RedisReply::Type::integer) shared.counts.synced(o, r.reply.integer, placed_before);
     }
-    tick.expires_after(cfg->sessions.redis.counts_interval);
+    tick.expires_after(started ? cfg->sessions.redis.counts_interval : std::chrono::milliseconds(10));
     co_await tick.async_wait(use_tuple);
   }
 }

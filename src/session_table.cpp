@@ -315,6 +315,20 @@ bool SessionTable::erase(const std::string& id) {
   return true;
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<const SessionRecord>>> SessionTable::held(clock::time_point now) {
+  std::vector<std::pair<std::string, std::shared_ptr<const SessionRecord>>> out;
+  out.reserve(size());
+  const duration life = ttl();
+  for (Shard& s : shards_) {
+    std::lock_guard lock(s.mu);
+    for (std::uint32_t i = s.head; i != kNil; i = s.at(i).next) {
+      const Node& n = s.at(i);
+      if (now - n.refreshed < life) out.emplace_back(std::string(n.id()), n.rec);
+    }
+  }
+  return out;
+}
+
 std::size_t SessionTable::sweep(clock::time_point now) {
   std::size_t dropped = 0;
   const duration life = ttl();

@@ -12,7 +12,7 @@ std::shared_ptr<const SessionRecord> Sessions::find_cached(const std::string& id
   auto rec = table_.find(id, clock::now(), &refreshed);
   if (rec) {
     metrics_.cache_hits.fetch_add(1, std::memory_order_relaxed);
-    if (refreshed && store_ != nullptr) store_->touch(id, rec->ordinal);
+    if (refreshed && store_ != nullptr) store_->touch(id, rec);
   }
   return rec;
 }

@@ -117,8 +117,7 @@ Refusal Connection::on_exchange_failure(const Exchange& ex, const error_code& ec
             {{"conn", std::to_string(id_)},
              {"pod", std::to_string(ex.ordinal)},
              {"error", malformed ? std::string("malformed") : ec.message()}});
-  return timed_out ? Refusal{504, -32603, "MCP server did not answer in time"}
-                   : Refusal{502, -32603, "MCP server failed"};
+  return timed_out ? kPodTimedOut : kPodFailed;
 }
 
 net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex, bool reused, error_code& ec,

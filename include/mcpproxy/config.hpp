@@ -137,6 +137,9 @@ struct SessionsConfig {
 struct DownstreamLimits {
   std::size_t max_header_size = 16 * 1024;
   std::size_t max_body_size = 8 * 1024 * 1024;
+  // The bodies a worker reads and holds at once (those that did not come whole with their
+  // head); a request past it gets 503 Retry-After. At least max_body_size.
+  std::size_t max_worker_body_bytes = 256 * 1024 * 1024;
   duration header_timeout{10000};  // from the first byte of a request to the end of its head
   duration body_timeout{30000};
   duration idle_timeout{60000};               // keep-alive connection with no request in progress

@@ -85,6 +85,7 @@ struct ConnectionContext {
   ConnectionRegistry& registry;
   std::mt19937_64& rng;
   const std::uint64_t& tick;  // the worker's 100 ms ticks (Connection::on_tick)
+  std::size_t& body_bytes;    // the worker's request bodies being read or held (max_worker_body_bytes)
   const std::atomic<bool>& draining;
   std::atomic<std::int64_t>& busy;  // requests in progress the drain waits for
   const bool& shutting_down;        // the worker is being destroyed
@@ -184,6 +185,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<bool> read_chunked_body(const Config& cfg, std::size_t& raw);
   net::awaitable<bool> read_more(std::size_t want);
   void append_body(std::string_view body);
+  // The worker's budget of request bodies (limits.max_worker_body_bytes): this request holds
+  // `total` bytes of it, or false when the worker has not that much left (nothing changes).
+  bool hold_body_bytes(std::size_t total, const Config& cfg);
+  void release_body_bytes();
+  net::awaitable<void> refuse_over_budget();  // 503 Retry-After, counted
   // Routes the request and drives the stages. Returns false when the connection must
   // close after this request.
   net::awaitable<bool> handle(Exchange& ex);
@@ -202,7 +208,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The one way to refuse: a JSON-RPC error body with the request's id echoed.
   net::awaitable<bool> send_local_reply(Exchange& ex, const Refusal& r);
   // A refusal before a request could be read whole: answered, counted, logged, closed.
-  net::awaitable<void> reply_and_close(http::status status, std::string_view message);
+  net::awaitable<void> reply_and_close(http::status status, std::string_view message, unsigned retry_after = 0);
   // Once per request: counters and the access line.
   void finish(const Exchange& ex);
   static std::string session_label(const Exchange& ex);
@@ -224,7 +230,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // --- relay.cpp: the body pump
   struct RelayOutcome {
     bool client_gone = false;
-    bool pod_failed = false;    // the client saw a cut body
+    bool pod_failed = false;    // the pod's body failed: cut short, or malformed
+    bool head_sent = false;     // the client has the response head (a failure is then a cut body)
     bool pod_reusable = false;  // the pod connection may go back to the pool
   };
   net::awaitable<RelayOutcome> relay(Exchange& ex, bool legacy_stream);
@@ -319,6 +326,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool idle_ = false;
   bool closed_ = false;
   bool counted_busy_ = false;  // this connection's request is counted in ctx_.busy
+  std::size_t body_held_ = 0;  // of ctx_.body_bytes
   void set_in_flight(bool in_flight);
   Wait waiting_ = Wait::none;
   Wait expired_ = Wait::none;

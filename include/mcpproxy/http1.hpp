@@ -109,9 +109,13 @@ class ChunkedDecoder {
     std::size_t payload = 0;   // bytes written to out
     std::size_t consumed = 0;  // input bytes used; less than n only when the body ended
     bool error = false;
+    bool too_large = false;  // with error: a chunk size of 2^60 bytes or more
   };
   Result decode(char* out, const char* in, std::size_t n);
   bool done() const { return state_ == State::done; }
+  // What the chunk being read still declares (0 between chunks): a bound is checked on a
+  // chunk's declared size, before its bytes arrive.
+  std::uint64_t pending() const { return state_ == State::data ? remaining_ : 0; }
 
  private:
   enum class State {
@@ -129,7 +133,8 @@ class ChunkedDecoder {
   };
   State state_ = State::size;
   std::uint64_t remaining_ = 0;
-  int size_digits_ = 0;
+  int size_digits_ = 0;  // significant digits of the size being read
+  bool digits_seen_ = false;
 };
 
 // How much of a response body has been seen, and where it ends (RFC 9112 6). Fed the bytes

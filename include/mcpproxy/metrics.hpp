@@ -61,6 +61,9 @@ struct Metrics {
   std::atomic<std::uint64_t> binding_mismatches{0};     // requests of a session from another identity
   std::atomic<std::uint64_t> redis_protocol_errors{0};  // replies past the bounds, or not RESP
   std::atomic<std::uint64_t> new_sessions_refused{0};   // initializes past limits.new_sessions_per_client
+  std::atomic<std::uint64_t> records_restored{0};       // records written back into a Redis that lost them
+  std::atomic<std::uint64_t> body_budget_refused{0};    // requests past limits.max_worker_body_bytes
+  std::atomic<std::int64_t> request_body_bytes{0};      // bodies being read or held, all workers
   // The last active health check per pod: 0 none, 1 failed, 2 passed.
   std::array<std::atomic<std::uint8_t>, kMaxReplicas> health_check_up{};
   std::atomic<std::uint64_t> sessions_recovered{0};

@@ -22,6 +22,8 @@ struct Refusal {
 };
 
 inline constexpr Refusal kSessionNotFound{404, -32001, "Session not found"};
+inline constexpr Refusal kPodFailed{502, -32603, "MCP server failed"};
+inline constexpr Refusal kPodTimedOut{504, -32603, "MCP server did not answer in time"};
 inline constexpr Refusal kMalformedSessionId{400, -32600,
                                              "Invalid Mcp-Session-Id: 1-256 visible ASCII characters expected"};
 

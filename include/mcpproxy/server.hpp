@@ -75,6 +75,9 @@ class Worker {
   Shared& shared_;
   // Counts the worker's 100 ms ticks (Connection::on_tick): coarse time for deadlines.
   std::uint64_t tick_ = 0;
+  // Bytes of request bodies the worker's connections are reading or holding
+  // (limits.max_worker_body_bytes). Outlives the io_context, as connections release theirs.
+  std::size_t body_bytes_ = 0;
   std::shared_ptr<const Config> cfg_;
   int index_;
   // Set when the worker is destroyed: connections still owned by the io_context die with

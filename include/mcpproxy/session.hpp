@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "mcpproxy/config.hpp"
@@ -73,6 +74,10 @@ class SessionTable {
   // A session whose stream (or SSE answer) is being relayed is pinned: never evicted while
   // it is. `delta` +1 or -1; a session with 255 pins stays pinned until erased.
   void pin(const std::string& id, int delta);
+
+  // Every live session and its record: what this process would write back into a store
+  // that lost its records. A shard at a time, under its lock; never per request.
+  std::vector<std::pair<std::string, std::shared_ptr<const SessionRecord>>> held(clock::time_point now = clock::now());
 
   // Drops expired records; returns how many. Called from a timer, never per request.
   std::size_t sweep(clock::time_point now = clock::now());

@@ -53,6 +53,10 @@ class StoreShared {
   StoreShared(std::string key_prefix, duration ttl, std::size_t queue_max)
       : key_prefix_(std::move(key_prefix)), ttl_ms_(ttl.count()), queue_max_(queue_max) {}
   std::string key(std::string_view id) const { return key_prefix_ + "session:" + std::string(id); }
+  // A key with no TTL whose value changes only when it is gone: a process that finds
+  // another value than it last saw knows Redis lost its records (a flush, a restart
+  // without persistence, a failover to a replica that had not got them).
+  std::string marker_key() const { return key_prefix_ + "table-marker"; }
   std::string pod_key(int ordinal) const { return key_prefix_ + "pod:" + std::to_string(ordinal) + ":sessions"; }
   // The score of a session in its pod's index: when it expires, unix ms.
   std::string expiry_score() const;
@@ -70,7 +74,8 @@ class StoreShared {
   std::atomic<bool> up{false};
   // Redis connections that have not finished their first attempt yet: the proxy reports
   // ready only after each has (connected or failed), so a record written right after
-  // start-up is not queued merely because the connection was still being made.
+  // start-up is not queued merely because the connection was still being made. The table
+  // marker's first read counts as one more (count_loop).
   std::atomic<int> connecting{0};
 
  private:
@@ -103,7 +108,10 @@ class RedisStore {
   // cannot be asked: the process that has the session must keep it routable.
   net::awaitable<std::optional<SessionRecord>> move(const std::string& id, const SessionRecord& rec, int from);
   net::awaitable<void> remove(const std::string& id, int ordinal);
-  void touch(const std::string& id, int ordinal);  // PEXPIRE and its index score, in the background
+  // PEXPIRE and its index score, in the background. A record Redis no longer has is
+  // written back from `rec` (the local copy) with SET NX: a newer one another replica
+  // wrote meanwhile wins.
+  void touch(const std::string& id, std::shared_ptr<const SessionRecord> rec);
   std::int64_t sessions_on(int ordinal) const { return shared_.counts.load(ordinal); }
 
  private:
@@ -125,10 +133,18 @@ class RedisStore {
 net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics,
                                       const std::atomic<bool>& stopping);
 
-// Reads the live-session count of every pod from Redis, every `interval` of the config
-// (trimming the entries that expired). Runs on the admin context.
-net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared& shared,
-                                const std::shared_ptr<const Config>& cfg, const std::atomic<bool>& stopping);
+// Writes a record Redis lost back from the local copy (SET NX PX, then its index entry);
+// true when it was written (counted as restored).
+net::awaitable<bool> restore_record(RedisClient& client, StoreShared& shared, Metrics& metrics, const std::string& id,
+                                    const SessionRecord& rec);
+
+// Every `sessions.redis.counts_interval` of the config: reads the live-session count of
+// every pod from Redis (trimming the entries that expired), and checks the table marker;
+// when Redis lost its records, writes back every session `table` holds. Runs on the admin
+// context.
+net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, SessionTable& table,
+                                Metrics& metrics, const std::shared_ptr<const Config>& cfg,
+                                const std::atomic<bool>& stopping);
 
 // Options from the config (password from the URL, the file, or MCP_SESSION_PROXY_REDIS_PASSWORD).
 RedisOptions redis_options(const Config& cfg);

@@ -366,6 +366,35 @@ TEST_F(ProxyTest, OversizedBodyIs413) {
   EXPECT_EQ(request(port(), "POST", "/mcp", kInit).status, 200) << "the proxy keeps serving";
 }
 
+// Bodies a worker holds at once are bounded (limits.max_worker_body_bytes): with one body
+// of 60 KiB being read, a second is refused 503 Retry-After before it is read, and is
+// taken again once the first has been answered.
+TEST(WorkerBodyBudget, ABodyPastTheWorkersBudgetIs503UntilTheOtherIsAnswered) {
+  SampleBackend backend(1);
+  Proxy proxy({"--replicas", "1", "--threads", "1", "--backend-url-template", backend.url_template(), "--max-body-size",
+               "64KiB", "--max-worker-body-bytes", "100KiB"});
+  const std::string body = std::string(60 * 1024 - kInit.size(), ' ') + kInit;
+  const std::string head = head_for("", "Content-Length: " + std::to_string(body.size()) + "\r\n");
+  RawConnection first(proxy.port);
+  ASSERT_TRUE(first.send(head + body.substr(0, 100)));
+  ASSERT_TRUE(eventually([&] {
+    return metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(0) == static_cast<double>(body.size());
+  }));
+
+  RawConnection second(proxy.port);
+  ASSERT_TRUE(second.send(head));
+  ASSERT_TRUE(second.read_to_close(10s));
+  EXPECT_EQ(second.received().rfind("HTTP/1.1 503", 0), 0U) << second.received();
+  EXPECT_NE(second.received().find("Retry-After: 1\r\n"), std::string::npos) << second.received();
+  EXPECT_EQ(metric(proxy.metrics(), "mcp_proxy_body_budget_refusals_total").value_or(0), 1);
+
+  ASSERT_TRUE(first.send(body.substr(100)));
+  ASSERT_TRUE(first.read_until("\r\n\r\n", 10s));
+  EXPECT_EQ(first.received().rfind("HTTP/1.1 200", 0), 0U) << first.received();
+  EXPECT_TRUE(eventually([&] { return metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1) == 0; }));
+  EXPECT_EQ(request(proxy.port, "POST", "/mcp", body).status, 200) << "the budget is back";
+}
+
 TEST_F(ProxyTest, ClientThatLeavesFreesTheUpstreamStream) {
   start({}, {"--keepalive", "0.2"});
   const std::string sid = initialize(port());
@@ -1167,6 +1196,36 @@ TEST(PodResponses, APodThatNeverAcceptsIs502AtTheConnectTimeout) {
   EXPECT_EQ(metric(proxy.metrics(), R"(mcp_proxy_upstream_errors_total{pod="0",reason="timeout"})").value_or(0), 1);
   for (const int f : fillers) ::close(f);
   ::close(listener);
+}
+
+// A pod whose body turns out malformed: a client that has nothing yet gets 502; one that
+// has the head already sees the connection close before the body's end (never a body it
+// could take for whole). Either way the pod error is counted and the request is 502.
+TEST(PodResponses, AMalformedBodyIsA502OrAVisiblyCutResponse) {
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+  {
+    SCOPED_TRACE("the malformed chunk comes with the head");
+    const Response r = through_raw_pod(head + "5\r\n{\"a\":\r\nzz\r\n");
+    EXPECT_EQ(r.status, 502);
+    EXPECT_EQ(json::parse(r.body)["error"]["code"], -32603);
+  }
+  SCOPED_TRACE("the malformed chunk comes after 300 KB were relayed");
+  char size[32];
+  std::snprintf(size, sizeof size, "%x\r\n", 300 * 1000);
+  RawPod pod(head + size + std::string(300 * 1000, 'x') + "\r\nzz\r\n");
+  Proxy proxy({"--replicas", "1", "--threads", "1", "--backend-url-template",
+               "http://127.0.1.{ordinal}:" + std::to_string(pod.port)});
+  RawConnection c(proxy.port);
+  ASSERT_TRUE(c.send(head_for("", "Content-Length: " + std::to_string(kInit.size()) + "\r\n") + kInit));
+  ASSERT_TRUE(c.read_to_close(10s));
+  EXPECT_EQ(c.received().rfind("HTTP/1.1 200", 0), 0U) << c.received().substr(0, 200);
+  EXPECT_GT(c.received().size(), 200U * 1000U) << "the body went out as it came";
+  EXPECT_EQ(c.received().find("\r\n0\r\n\r\n"), std::string::npos) << "no last chunk: the body is visibly cut";
+  const std::string m = proxy.metrics();
+  EXPECT_EQ(metric(m, R"(mcp_proxy_upstream_errors_total{pod="0",reason="io"})").value_or(0), 1);
+  EXPECT_EQ(metric(m, R"(mcp_proxy_requests_total{method="POST",code="502"})").value_or(0), 1);
+  EXPECT_EQ(metric(m, R"(mcp_proxy_requests_total{method="POST",code="200"})").value_or(0), 0);
+  EXPECT_NE(proxy.log().find(" status=502 "), std::string::npos) << "the access line says 502";
 }
 
 TEST(PodResponses, UntrustworthyHeadsAre502) {

@@ -359,6 +359,58 @@ TEST_F(RedisProxyTest, TwoReplicasShareSessionsFromTheFirstRequest) {
   EXPECT_EQ(in_db1({"EXISTS", key(sid)}), "0");
 }
 
+// Redis loses every record (FLUSHALL, as a restart without persistence would): each
+// replica sees the table marker change and writes back the sessions it holds; a replica
+// started afterwards routes every one of them to its pod.
+TEST_F(RedisProxyTest, AFlushedTableIsWrittenBackByTheReplicasThatHoldIt) {
+  auto a = proxy("heal-a", {"--redis-counts-interval", "100ms"});
+  auto b = proxy("heal-b", {"--redis-counts-interval", "100ms"});
+  std::vector<std::pair<std::string, std::string>> sessions;  // sid, pod
+  for (int i = 0; i < 20; ++i) {
+    const std::string sid = initialize(i % 2 == 0 ? a->port : b->port);
+    ASSERT_FALSE(sid.empty());
+    const auto [pod, counter] = whoami(i % 2 == 0 ? a->port : b->port, sid);
+    ASSERT_EQ(counter, 1);
+    sessions.emplace_back(sid, pod);
+  }
+  ASSERT_EQ(redis_cmd(redis_->port, {"FLUSHALL"}), "OK");
+  const auto flushed = std::chrono::steady_clock::now();
+  EXPECT_TRUE(eventually([&] {
+    for (const auto& s : sessions) {
+      if (in_db1({"EXISTS", key(s.first)}) != "1") return false;
+    }
+    return true;
+  }));
+  const auto took = std::chrono::steady_clock::now() - flushed;
+  EXPECT_LT(took, 2s) << "within a few counts intervals of 100 ms";
+  EXPECT_EQ(metric(a->metrics(), "mcp_proxy_store_records_restored_total").value_or(0) +
+                metric(b->metrics(), "mcp_proxy_store_records_restored_total").value_or(0),
+            20);
+  auto c = proxy("heal-c");
+  int routed = 0;
+  for (const auto& [sid, pod] : sessions) routed += whoami(c->port, sid) == std::make_pair(pod, 2) ? 1 : 0;
+  EXPECT_EQ(routed, 20) << "every session on its own pod, its state intact";
+}
+
+// One record gone while the marker stays (a failover to a replica that had not got the
+// last write): the next TTL refresh finds it missing and writes it back.
+TEST_F(RedisProxyTest, ARecordMissingAtItsRefreshIsWrittenBack) {
+  auto a = proxy("refresh-heal", {"--session-ttl", "2s"});  // refreshed every 200 ms of use
+  const std::string sid = initialize(a->port);
+  ASSERT_FALSE(sid.empty());
+  const auto [pod, first] = whoami(a->port, sid);
+  ASSERT_EQ(first, 1);
+  ASSERT_EQ(in_db1({"DEL", key(sid)}), "1");
+  int calls = 1;
+  EXPECT_TRUE(eventually([&] {
+    EXPECT_EQ(whoami(a->port, sid), std::make_pair(pod, ++calls));
+    return in_db1({"EXISTS", key(sid)}) == "1";
+  }));
+  EXPECT_EQ(metric(a->metrics(), "mcp_proxy_store_records_restored_total").value_or(0), 1);
+  auto b = proxy("refresh-heal-b", {"--session-ttl", "2s"});
+  EXPECT_EQ(whoami(b->port, sid), std::make_pair(pod, calls + 1));
+}
+
 TEST_F(RedisProxyTest, WarmCacheMakesNoRedisRoundTrip) {
   auto a = proxy();
   const std::string sid = initialize(a->port);

@@ -67,7 +67,7 @@ TEST(Http1, WaitsForTheBlankLineWithinTheLimit) {
 
 TEST(Http1, KeepAliveFollowsVersionAndConnection) {
   Head h;
-  ASSERT_EQ(request("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n", h), Status::complete);
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\n\r\n", h), Status::complete);
   EXPECT_FALSE(h.keep_alive);
   ASSERT_EQ(request("GET / HTTP/1.0\r\n\r\n", h), Status::complete);
   EXPECT_EQ(h.version, 10);
@@ -92,20 +92,59 @@ TEST(Http1, RefusesMalformedHeads) {
   EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: a\n\r\n", h), Status::bad_field);
 }
 
+TEST(Http1, RefusesWhatAnOriginNeverGets) {
+  Head h;
+  // Targets other than origin-form: absolute-form, CONNECT's authority, OPTIONS' asterisk.
+  EXPECT_EQ(request("POST http://evil.example/mcp HTTP/1.1\r\nHost: x\r\n\r\n", h), Status::bad_start_line);
+  EXPECT_EQ(request("CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", h), Status::bad_start_line);
+  EXPECT_EQ(request("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", h), Status::bad_start_line);
+  // RFC 9112 3.2: exactly one Host from HTTP/1.1, at most one from HTTP/1.0.
+  EXPECT_EQ(request("GET / HTTP/1.1\r\n\r\n", h), Status::bad_field);
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", h), Status::bad_field);
+  EXPECT_EQ(request("GET / HTTP/1.0\r\n\r\n", h), Status::complete);
+  EXPECT_EQ(request("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", h), Status::bad_field);
+  // One session id: two would route by one and reach the pod with both.
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s\r\nmcp-session-id: t\r\n\r\n", h),
+            Status::bad_field);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s\r\n\r\n", h), Status::complete);
+}
+
+TEST(Http1, AChunkIsJudgedByItsDeclaredSize) {
+  ChunkedDecoder d;
+  std::string in = "00000000000000000000a\r\n0123";  // leading zeros are not significant
+  auto r = d.decode(in.data(), in.data(), in.size());
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.payload, 4U);
+  EXPECT_EQ(d.pending(), 6U) << "what the chunk still declares";
+  ChunkedDecoder huge;
+  in = "1000000000000000\r\n";  // 2^60
+  r = huge.decode(in.data(), in.data(), in.size());
+  EXPECT_TRUE(r.error);
+  EXPECT_TRUE(r.too_large);
+  ChunkedDecoder big;
+  in = "fffffffffffffff\r\n";  // 2^60 - 1: a size, judged against the bound by the caller
+  r = big.decode(in.data(), in.data(), in.size());
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(big.pending(), 0xfffffffffffffffULL);
+}
+
 TEST(Http1, RefusesFramingThatCannotBeTrusted) {
   Head h;
-  EXPECT_EQ(request("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", h),
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", h),
             Status::bad_framing);
-  EXPECT_EQ(request("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", h), Status::bad_framing);
-  EXPECT_EQ(request("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", h), Status::bad_framing);
-  EXPECT_EQ(request("POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n", h), Status::bad_framing);
-  EXPECT_EQ(request("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", h), Status::bad_framing);
-  EXPECT_EQ(request("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", h),
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", h),
             Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", h), Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\n", h), Status::bad_framing);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", h), Status::bad_framing);
+  EXPECT_EQ(
+      request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", h),
+      Status::bad_framing);
   EXPECT_EQ(request("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", h), Status::bad_framing);
-  ASSERT_EQ(request("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", h), Status::complete);
+  ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", h),
+            Status::complete);
   EXPECT_EQ(h.content_length, 5U);
-  ASSERT_EQ(request("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n", h), Status::complete);
+  ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n", h), Status::complete);
   EXPECT_EQ(h.framing, Framing::chunked);
 }
 
@@ -170,12 +209,12 @@ TEST(Http1, ViewsFollowACopy) {
 
 TEST(Http1, ConnectionNamesFieldsOnlyBeyondCloseAndKeepAlive) {
   Head h;
-  ASSERT_EQ(request("GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", h), Status::complete);
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", h), Status::complete);
   EXPECT_FALSE(h.connection_names_fields);
   EXPECT_EQ(h.connection, "keep-alive");
-  ASSERT_EQ(request("GET / HTTP/1.1\r\nConnection: close, X-Secret\r\n\r\n", h), Status::complete);
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nConnection: close, X-Secret\r\n\r\n", h), Status::complete);
   EXPECT_TRUE(h.connection_names_fields);
-  ASSERT_EQ(request("GET / HTTP/1.1\r\n\r\n", h), Status::complete);
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\n\r\n", h), Status::complete);
   EXPECT_FALSE(h.connection.has_value());
 }
 
@@ -183,14 +222,15 @@ TEST(Http1, ValueCheckSeesEveryByte) {
   // A bad byte at every position of a long value, tabs allowed anywhere.
   const std::string value = "abc\tdefghijklmnopqrstuvwxyz\t0123456789";
   Head h;
-  const std::string good = "GET / HTTP/1.1\r\nX: " + value + "\r\n\r\n";  // the views point into it
+  const std::string good = "GET / HTTP/1.1\r\nHost: h\r\nX: " + value + "\r\n\r\n";  // the views point into it
   ASSERT_EQ(request(good, h), Status::complete);
   EXPECT_EQ(h.get("x"), value);
   for (std::size_t i = 0; i < value.size(); ++i) {
     for (const char bad : {'\x00', '\x01', '\x1f', '\x7f', '\r'}) {
       std::string v = value;
       v[i] = bad;
-      EXPECT_NE(request("GET / HTTP/1.1\r\nX: " + v + "\r\n\r\n", h), Status::complete) << i << " " << int(bad);
+      EXPECT_NE(request("GET / HTTP/1.1\r\nHost: h\r\nX: " + v + "\r\n\r\n", h), Status::complete)
+          << i << " " << int(bad);
     }
   }
 }
