@@ -82,6 +82,7 @@ E enum_of(const std::string& v, const std::array<std::string_view, N>& names) {
   bad("must be one of " + list + ", got '" + v + "'");
 }
 constexpr std::array<std::string_view, 2> kStoreNames = {"memory", "redis"};
+constexpr std::array<std::string_view, 3> kRedisModeNames = {"standalone", "sentinel", "cluster"};
 constexpr std::array<std::string_view, 2> kOnLostNames = {"reinitialize", "not_found"};
 constexpr std::array<std::string_view, 2> kPlacementNames = {"least_sessions", "random"};
 
@@ -125,6 +126,17 @@ std::string origin_entry(const std::string& v) {
   const bool ok = v == "null" || (scheme != std::string::npos && scheme > 0 && v.size() > scheme + 3 &&
                                   v.find_first_of("/?# ,", scheme + 3) == std::string::npos);
   if (!ok) bad("must be an origin like https://app.example.com or http://localhost:3000, got '" + v + "'");
+  return v;
+}
+
+// host:port, as a Redis node is named.
+std::string node_entry(const std::string& v) {
+  const auto colon = v.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == v.size() ||
+      v.find_first_of("/?# ,@") != std::string::npos) {
+    bad("must be host:port like redis-sentinel-0.redis:26379, got '" + v + "'");
+  }
+  int_in(v.substr(colon + 1), 1, 65535);
   return v;
 }
 
@@ -267,8 +279,22 @@ const std::vector<KeySpec>& key_specs() {
       {"sessions.binding_secret_file", "--session-binding-secret-file",
        "file holding the HMAC key of the session binding (required with the redis store: replicas must agree)",
        MCP_STR(sessions.binding_secret_file)},
-      {"sessions.redis.url", "--redis-url", "redis://[user:pass@]host:port/db or rediss://",
+      {"sessions.redis.url", "--redis-url",
+       "redis://[user:pass@]host:port/db or rediss:// (sentinel mode: credentials, TLS and db only)",
        MCP_STR(sessions.redis.url), true},
+      {"sessions.redis.mode", "--redis-mode",
+       "standalone (the URL's address), sentinel (the primary Sentinel names) or cluster (default standalone)",
+       [](Config& c, const std::string& v) { c.sessions.redis.mode = enum_of<RedisMode>(v, kRedisModeNames); },
+       [](const Config& c) { return std::string(kRedisModeNames[static_cast<std::size_t>(c.sessions.redis.mode)]); }},
+      {"sessions.redis.nodes", "--redis-node", "host:port of a sentinel (repeatable; sentinel mode)",
+       [](Config& c, const std::string& v) { c.sessions.redis.nodes.push_back(node_entry(v)); },
+       [](const Config& c) { return joined(c.sessions.redis.nodes); }, false,
+       [](Config& c) { c.sessions.redis.nodes.clear(); }},
+      {"sessions.redis.sentinel_master", "--redis-sentinel-master", "the master name the sentinels monitor",
+       MCP_STR(sessions.redis.sentinel_master)},
+      {"sessions.redis.sentinel_password_file", "--redis-sentinel-password-file",
+       "file holding the sentinels' password, when they need one (default none)",
+       MCP_STR(sessions.redis.sentinel_password_file)},
       {"sessions.redis.key_prefix", "--redis-key-prefix", "key prefix (default mcp-session-proxy:)",
        MCP_STR(sessions.redis.key_prefix)},
       {"sessions.redis.password_file", "--redis-password-file",
@@ -520,6 +546,30 @@ void validate_admin(const Config& cfg) {
   }
 }
 
+void validate_redis_mode(const Config& cfg) {
+  const auto& redis = cfg.sessions.redis;
+  switch (redis.mode) {
+    case RedisMode::standalone:
+      if (redis.url.empty()) throw ConfigError("sessions.redis.url: required when sessions.store is redis");
+      if (!redis.nodes.empty() || !redis.sentinel_master.empty()) {
+        throw ConfigError("sessions.redis.nodes: set, but sessions.redis.mode is standalone (set mode: sentinel)");
+      }
+      break;
+    case RedisMode::sentinel:
+      if (redis.nodes.empty()) throw ConfigError("sessions.redis.nodes: required in sentinel mode (the sentinels)");
+      if (redis.sentinel_master.empty()) {
+        throw ConfigError("sessions.redis.sentinel_master: required in sentinel mode (the master name)");
+      }
+      if (!redis.sentinel_password_file.empty() && !std::ifstream(redis.sentinel_password_file)) {
+        throw ConfigError("sessions.redis.sentinel_password_file: cannot read " + redis.sentinel_password_file);
+      }
+      break;
+    case RedisMode::cluster:
+      throw ConfigError(
+          "sessions.redis.mode: cluster is not supported by this build yet (standalone or sentinel; see README)");
+  }
+}
+
 void validate(Config& cfg) {
   if (cfg.threads == 0) cfg.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   if (cfg.sessions.store == StoreKind::memory && !cfg.sessions.redis.url.empty()) {
@@ -528,9 +578,9 @@ void validate(Config& cfg) {
   }
   const auto& redis = cfg.sessions.redis;
   if (cfg.sessions.store == StoreKind::redis) {
-    if (redis.url.empty()) throw ConfigError("sessions.redis.url: required when sessions.store is redis");
+    validate_redis_mode(cfg);
     try {
-      const RedisUrl url = parse_redis_url(redis.url);
+      const RedisUrl url = parse_redis_url(redis.url.empty() ? "redis://sentinel-primary" : redis.url);
       if (!url.tls && (!redis.tls_ca_file.empty() || !redis.tls_server_name.empty())) {
         throw ConfigError("sessions.redis.tls_ca_file: TLS options need a rediss:// URL");
       }
@@ -544,7 +594,8 @@ void validate(Config& cfg) {
     }
   } else {
     // Redis options with the memory store would be silent no-ops.
-    if (!redis.password_file.empty() || !redis.tls_ca_file.empty() || !redis.tls_server_name.empty()) {
+    if (!redis.password_file.empty() || !redis.tls_ca_file.empty() || !redis.tls_server_name.empty() ||
+        redis.mode != RedisMode::standalone || !redis.nodes.empty() || !redis.sentinel_master.empty()) {
       throw ConfigError("sessions.redis: options set, but sessions.store is memory");
     }
   }

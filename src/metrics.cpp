@@ -235,6 +235,13 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
     sample(out, "mcp_proxy_store_queue_depth", "", static_cast<double>(store.queue_depth));
     family(out, "mcp_proxy_store_queue_dropped_total", "counter", "Queued records dropped because the queue was full.");
     sample(out, "mcp_proxy_store_queue_dropped_total", "", static_cast<double>(store.queue_dropped));
+    if (store.sentinel) {
+      family(out, "mcp_proxy_redis_primary", "gauge", "The Redis primary sentinel named, by address (sentinel mode).");
+      if (!store.primary.empty()) sample(out, "mcp_proxy_redis_primary", "address=\"" + store.primary + "\"", 1);
+      family(out, "mcp_proxy_redis_failovers_total", "counter",
+             "Changes of the Redis primary seen by this process (sentinel mode).");
+      sample(out, "mcp_proxy_redis_failovers_total", "", static_cast<double>(store.failovers));
+    }
   }
   family(out, "mcp_proxy_downstream_connections", "gauge", "Open client connections.");
   sample(out, "mcp_proxy_downstream_connections", "",

@@ -3,6 +3,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
+#include <sstream>
 
 #include "mcpproxy/log.hpp"
 
@@ -22,6 +23,8 @@ class RedisCategory : public boost::system::error_category {
         return "redis connection lost";
       case RedisError::too_many_pending:
         return "too many redis commands in flight";
+      case RedisError::no_primary:
+        return "no sentinel named a primary for the master name";
     }
     return "redis error";
   }
@@ -43,6 +46,7 @@ struct RedisClient::Pending {
 
 RedisClient::RedisClient(net::io_context& ioc, RedisOptions options, std::string name)
     : ioc_(ioc), options_(std::move(options)), name_(std::move(name)), backoff_timer_(ioc) {
+  target_ = RedisEndpoint{options_.url.host, options_.url.port};
   if (options_.url.tls) {
     tls_ = std::make_unique<net::ssl::context>(net::ssl::context::tls_client);
     if (!options_.tls_ca_file.empty()) {
@@ -65,8 +69,10 @@ void RedisClient::first_attempt_finished() {
 void RedisClient::handshake_succeeded() {
   log_event(spdlog::level::info, "redis connected",
             {{"client", name_},
-             {"host", options_.url.host + ":" + options_.url.port},
-             {"tls", options_.url.tls ? "true" : "false"}});
+             {"host", target_.str()},
+             {"tls", options_.url.tls ? "true" : "false"},
+             {"role", sentinel_mode() ? "primary (sentinel)" : "standalone"}});
+  if (options_.on_primary) options_.on_primary(target_);
   up_ = true;                // commands are taken from now on (before, they fail fast: Redis is not usable yet)
   first_attempt_finished();  // readiness waits for this: a record written right after start is not queued
   backoff_ = duration{100};
@@ -79,11 +85,19 @@ tcp::socket& RedisClient::socket() { return stream_->next_layer(); }
 void RedisClient::start() {
   net::co_spawn(
       ioc_, [self = shared_from_this()] { return self->run(); }, net::detached);
+  if (sentinel_mode()) {
+    net::co_spawn(
+        ioc_, [self = shared_from_this()] { return self->watch_switches(); }, net::detached);
+  }
 }
 
 void RedisClient::stop() {
   stopped_ = true;
   backoff_timer_.cancel();
+  if (watch_socket_) {
+    error_code ec;
+    watch_socket_->close(ec);
+  }
   drop_connection();
   fail_all(RedisError::connection_lost);
 }
@@ -166,7 +180,7 @@ net::awaitable<void> RedisClient::write_loop() {
 
 net::awaitable<error_code> RedisClient::connect_once() {
   tcp::resolver resolver(ioc_);
-  auto [rec, endpoints] = co_await resolver.async_resolve(options_.url.host, options_.url.port, use_tuple);
+  auto [rec, endpoints] = co_await resolver.async_resolve(target_.host, target_.port, use_tuple);
   if (rec) co_return rec;
   if (tls_) {
     stream_ = std::make_unique<ssl_stream>(ioc_, *tls_);
@@ -189,7 +203,7 @@ net::awaitable<error_code> RedisClient::connect_once() {
   auto [cec, ep] = co_await net::async_connect(socket(), endpoints, use_tuple);
   if (!cec) socket().set_option(tcp::no_delay(true));
   if (!cec && tls_) {
-    const std::string sni = options_.tls_server_name.empty() ? options_.url.host : options_.tls_server_name;
+    const std::string sni = options_.tls_server_name.empty() ? target_.host : options_.tls_server_name;
     SSL_set_tlsext_host_name(stream_->native_handle(), sni.c_str());
     if (options_.tls_verify) stream_->set_verify_callback(net::ssl::host_name_verification(sni));
     std::tie(cec) = co_await stream_->async_handshake(net::ssl::stream_base::client, use_tuple);
@@ -200,8 +214,136 @@ net::awaitable<error_code> RedisClient::connect_once() {
   co_return cec;
 }
 
-// Exempt from the complexity bound until [redis-ha] reshapes the connection (discovery and
-// redirects land here): connect, handshake, pipeline and backoff as one loop.
+namespace {
+
+// Replies of a short exchange with a sentinel, up to `want` of them, into `out`.
+net::awaitable<error_code> read_replies(tcp::socket& s, RedisParser& parser, std::size_t want,
+                                        std::vector<RedisReply>& out) {
+  std::array<char, 4096> buf{};
+  while (out.size() < want) {
+    auto [ec, n] = co_await s.async_read_some(net::buffer(buf), use_tuple);
+    if (ec) co_return ec;
+    parser.feed(std::string_view(buf.data(), n));
+    while (out.size() < want) {
+      auto reply = parser.next();
+      if (!reply) break;
+      out.push_back(std::move(*reply));
+    }
+    if (parser.failed()) co_return make_error_code(RedisError::connection_lost);
+  }
+  co_return error_code{};
+}
+
+}  // namespace
+
+net::awaitable<error_code> RedisClient::ask_sentinel(const RedisEndpoint& sentinel, RedisEndpoint& primary) {
+  tcp::resolver resolver(ioc_);
+  auto [rec, endpoints] = co_await resolver.async_resolve(sentinel.host, sentinel.port, use_tuple);
+  if (rec) co_return rec;
+  tcp::socket s(ioc_);
+  // One deadline for the whole exchange: the timer closes the socket.
+  net::steady_timer deadline(ioc_);
+  deadline.expires_after(options_.connect_timeout + options_.command_timeout);
+  bool timed_out = false;
+  deadline.async_wait([&s, &timed_out](error_code ec) {
+    if (!ec) {
+      timed_out = true;
+      error_code ignored;
+      s.close(ignored);
+    }
+  });
+  auto [ec, ep] = co_await net::async_connect(s, endpoints, use_tuple);
+  std::vector<RedisReply> replies;
+  std::size_t want = 0;
+  if (!ec) {
+    std::string out;
+    if (!options_.sentinel_password.empty()) {
+      redis_encode(out, {"AUTH", options_.sentinel_password});
+      ++want;
+    }
+    redis_encode(out, {"SENTINEL", "get-master-addr-by-name", options_.sentinel_master});
+    ++want;
+    std::tie(ec, std::ignore) = co_await net::async_write(s, net::buffer(out), use_tuple);
+  }
+  RedisParser parser(options_.reply_limits);
+  if (!ec) ec = co_await read_replies(s, parser, want, replies);
+  deadline.cancel();
+  co_await net::post(ioc_, use_tuple);  // the cancelled handler runs before its captures die
+  if (timed_out) co_return make_error_code(RedisError::timeout);
+  if (ec) co_return ec;
+  const RedisReply& answer = replies.back();
+  if (answer.type != RedisReply::Type::array || answer.elements.size() != 2) {
+    if (answer.is_error()) log_failure(spdlog::level::err, "sentinel refused the question", answer.str);
+    co_return make_error_code(RedisError::no_primary);
+  }
+  primary = RedisEndpoint{answer.elements[0].str, answer.elements[1].str};
+  co_return error_code{};
+}
+
+net::awaitable<error_code> RedisClient::discover() {
+  error_code last;
+  for (const RedisEndpoint& sentinel : options_.sentinels) {
+    RedisEndpoint primary;
+    last = co_await ask_sentinel(sentinel, primary);
+    if (last) continue;
+    if (primary != target_ && !target_.host.empty() && target_.host != options_.url.host) {
+      log_event(spdlog::level::warn, "sentinel names a new redis primary",
+                {{"client", name_}, {"was", target_.str()}, {"now", primary.str()}});
+    }
+    target_ = std::move(primary);
+    co_return error_code{};
+  }
+  co_return last;
+}
+
+net::awaitable<void> RedisClient::watch_switches() {
+  auto self = shared_from_this();
+  net::steady_timer pause(ioc_);
+  for (std::size_t i = 0; !stopped_; ++i) {
+    co_await watch_one(options_.sentinels[i % options_.sentinels.size()]);
+    if (stopped_) break;
+    pause.expires_after(std::chrono::seconds(1));  // then the next sentinel
+    co_await pause.async_wait(use_tuple);
+  }
+}
+
+net::awaitable<void> RedisClient::watch_one(const RedisEndpoint& sentinel) {
+  tcp::resolver resolver(ioc_);
+  auto [rec, endpoints] = co_await resolver.async_resolve(sentinel.host, sentinel.port, use_tuple);
+  if (rec) co_return;
+  watch_socket_ = std::make_unique<tcp::socket>(ioc_);
+  tcp::socket& s = *watch_socket_;
+  auto [ec, ep] = co_await net::async_connect(s, endpoints, use_tuple);
+  if (ec) co_return;
+  std::string out;
+  if (!options_.sentinel_password.empty()) redis_encode(out, {"AUTH", options_.sentinel_password});
+  redis_encode(out, {"SUBSCRIBE", "+switch-master"});
+  std::tie(ec, std::ignore) = co_await net::async_write(s, net::buffer(out), use_tuple);
+  RedisParser parser(options_.reply_limits);
+  while (!ec && !stopped_) {
+    std::vector<RedisReply> replies;
+    ec = co_await read_replies(s, parser, 1, replies);
+    if (ec) break;
+    // ["message", "+switch-master", "<name> <old ip> <old port> <new ip> <new port>"]
+    const RedisReply& m = replies.front();
+    if (m.type != RedisReply::Type::array || m.elements.size() != 3 || m.elements[0].str != "message") continue;
+    std::istringstream words(m.elements[2].str);
+    std::string name;
+    std::string old_host;
+    std::string old_port;
+    RedisEndpoint now;
+    words >> name >> old_host >> old_port >> now.host >> now.port;
+    if (name != options_.sentinel_master || now == target_) continue;
+    log_event(spdlog::level::warn, "sentinel switched the redis primary",
+              {{"client", name_}, {"was", target_.str()}, {"now", now.str()}});
+    // run() asks the sentinels and connects to the new primary now, not after the backoff
+    // the outage before the switch has grown.
+    drop_connection();
+    backoff_ = duration{100};
+    backoff_timer_.cancel();
+  }
+}
+
 void RedisClient::log_failure(spdlog::level::level_enum level, std::string_view what, const std::string& error) {
   const auto now = std::chrono::steady_clock::now();
   if (error == last_error_ && now - last_error_logged_ < std::chrono::minutes(1)) {
@@ -219,40 +361,45 @@ void RedisClient::log_failure(spdlog::level::level_enum level, std::string_view 
   suppressed_ = 0;
 }
 
-// NOLINTNEXTLINE(readability-function-cognitive-complexity)
+net::awaitable<error_code> RedisClient::handshake() {
+  // AUTH and SELECT go first on the new connection, before any queued command; in sentinel
+  // mode ROLE last: a server that is not the primary (any more) is not used.
+  std::string hello;
+  handshake_left_ = 0;
+  const auto add = [&](const std::vector<std::string>& args) {
+    redis_encode(hello, args);
+    ++handshake_left_;
+  };
+  if (!options_.password.empty()) {
+    if (!options_.url.username.empty()) {
+      add({"AUTH", options_.url.username, options_.password});
+    } else {
+      add({"AUTH", options_.password});
+    }
+  }
+  if (options_.url.db != 0) add({"SELECT", std::to_string(options_.url.db)});
+  add({"PING"});
+  if (sentinel_mode()) add({"ROLE"});
+  error_code ec;
+  if (tls_) {
+    std::tie(ec, std::ignore) = co_await net::async_write(*stream_, net::buffer(hello), use_tuple);
+  } else {
+    std::tie(ec, std::ignore) = co_await net::async_write(socket(), net::buffer(hello), use_tuple);
+  }
+  if (ec) co_return ec;
+  // The handshake replies are read with the same parser, then the loop takes over.
+  for (std::size_t i = 0; i < handshake_left_; ++i) pending_.push_front(std::make_shared<Pending>(ioc_));
+  co_return co_await read_loop();
+}
+
 net::awaitable<void> RedisClient::run() {
   auto self = shared_from_this();
   while (!stopped_) {
     ++generation_;
-    error_code ec = co_await connect_once();
-    if (!ec) {
-      // AUTH and SELECT go first on the new connection, before any queued command.
-      std::string hello;
-      if (!options_.password.empty()) {
-        if (!options_.url.username.empty()) {
-          redis_encode(hello, {"AUTH", options_.url.username, options_.password});
-        } else {
-          redis_encode(hello, {"AUTH", options_.password});
-        }
-      }
-      if (options_.url.db != 0) redis_encode(hello, {"SELECT", std::to_string(options_.url.db)});
-      redis_encode(hello, {"PING"});
-      // The handshake replies are read with the same parser, then the loop takes over.
-      ec = co_await [&]() -> net::awaitable<error_code> {
-        error_code wec;
-        if (tls_) {
-          std::tie(wec, std::ignore) = co_await net::async_write(*stream_, net::buffer(hello), use_tuple);
-        } else {
-          std::tie(wec, std::ignore) = co_await net::async_write(socket(), net::buffer(hello), use_tuple);
-        }
-        co_return wec;
-      }();
-      if (!ec) {
-        handshake_left_ = (!options_.password.empty() ? 1U : 0U) + (options_.url.db != 0 ? 1U : 0U) + 1U;
-        for (std::size_t i = 0; i < handshake_left_; ++i) pending_.push_front(std::make_shared<Pending>(ioc_));
-        ec = co_await read_loop();
-      }
-    }
+    error_code ec;
+    if (sentinel_mode()) ec = co_await discover();
+    if (!ec) ec = co_await connect_once();
+    if (!ec) ec = co_await handshake();
     const bool was_up = up_;
     drop_connection();
     fail_all(RedisError::connection_lost);
@@ -273,21 +420,34 @@ bool RedisClient::take_reply(RedisReply reply) {
   if (pending_.empty()) return false;  // a reply nobody asked for
   auto p = pending_.front();
   pending_.pop_front();
-  // The first replies answer AUTH/SELECT/PING: an error there ends the connection.
+  // The first replies answer AUTH/SELECT/PING(/ROLE): an error there ends the connection.
   if (handshake_left_ > 0) {
     --handshake_left_;
     if (reply.is_error()) {
       log_failure(spdlog::level::err, "redis refused the connection setup (AUTH/SELECT)", reply.str);
       return false;
     }
+    if (handshake_left_ == 0 && sentinel_mode() &&
+        (reply.type != RedisReply::Type::array || reply.elements.empty() || reply.elements[0].str != "master")) {
+      log_failure(spdlog::level::warn, "the address sentinel named is not the primary (yet); asking again",
+                  target_.str());
+      return false;
+    }
     if (handshake_left_ == 0) handshake_succeeded();
     return true;
   }
-  if (p->done) return true;  // timed out earlier: its reply is dropped
-  p->done = true;
-  p->reply = std::move(reply);
-  p->timer.cancel();
-  return true;
+  // A primary that was demoted answers writes with READONLY: the client asks the
+  // sentinels again (the command gets the error; its caller queues the record).
+  const bool demoted = sentinel_mode() && reply.is_error() && reply.str.starts_with("READONLY");
+  if (!p->done) {
+    p->done = true;
+    p->reply = std::move(reply);
+    p->timer.cancel();
+  }  // else it timed out earlier: its reply is dropped
+  if (demoted)
+    log_event(spdlog::level::warn, "redis primary was demoted (READONLY); asking sentinel again",
+              {{"client", name_}, {"host", target_.str()}});
+  return !demoted;
 }
 
 net::awaitable<error_code> RedisClient::read_loop() {

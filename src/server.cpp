@@ -171,6 +171,11 @@ Server::Server(CommandLine cmd, Config cfg)
     if (shared_.store && shared_.store->connecting.load() > 0) body = "starting: connecting to redis\n";
     if (shared_.store) {
       body += shared_.store->up.load() ? "redis: up\n" : "redis: DOWN (sessions route from the local table)\n";
+      if (cfg_->sessions.redis.mode == RedisMode::sentinel) {
+        const std::string primary = shared_.store->primary();
+        body += "redis primary (sentinel): " + (primary.empty() ? std::string("not known yet") : primary) +
+                ", failovers seen: " + std::to_string(shared_.store->failovers()) + "\n";
+      }
       body += "redis queue: " + std::to_string(shared_.store->depth()) + " records waiting\n";
     }
     return body;
@@ -229,6 +234,9 @@ Metrics::StoreStatus Server::store_status() const {
     st.up = shared_.store->up.load();
     st.queue_depth = shared_.store->depth();
     st.queue_dropped = shared_.store->dropped();
+    st.sentinel = cfg_->sessions.redis.mode == RedisMode::sentinel;
+    st.primary = shared_.store->primary();
+    st.failovers = shared_.store->failovers();
   }
   return st;
 }
@@ -293,6 +301,9 @@ int Server::run() {
     // a record written before that read could not be written back after a flush.
     shared_.store->connecting.store(static_cast<int>(workers_.size()) + 2);
     options.on_first_attempt = [store = shared_.store.get()] { store->connecting.fetch_sub(1); };
+    options.on_primary = [store = shared_.store.get()](const RedisEndpoint& primary) {
+      store->note_primary(primary.str());
+    };
     options.on_protocol_error = [metrics = &shared_.metrics] {
       metrics->redis_protocol_errors.fetch_add(1, std::memory_order_relaxed);
     };

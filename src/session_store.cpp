@@ -62,6 +62,18 @@ void StoreShared::push_front(QueuedWrite w) {
   depth_.store(queue_.size(), std::memory_order_relaxed);
 }
 
+void StoreShared::note_primary(const std::string& address) {
+  std::lock_guard lock(primary_mu_);
+  if (address == primary_) return;
+  if (!primary_.empty()) failovers_.fetch_add(1, std::memory_order_relaxed);
+  primary_ = address;
+}
+
+std::string StoreShared::primary() const {
+  std::lock_guard lock(primary_mu_);
+  return primary_;
+}
+
 std::optional<QueuedWrite> StoreShared::pop() {
   std::lock_guard lock(mu_);
   if (queue_.empty()) return std::nullopt;
@@ -381,7 +393,19 @@ net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared
 RedisOptions redis_options(const Config& cfg) {
   const auto& r = cfg.sessions.redis;
   RedisOptions o;
-  o.url = parse_redis_url(r.url);
+  // Sentinel mode: the URL gives credentials, TLS and db; the address comes from sentinel.
+  o.url = parse_redis_url(r.url.empty() ? "redis://sentinel-primary" : r.url);
+  if (r.mode == RedisMode::sentinel) {
+    for (const std::string& node : r.nodes) {
+      const auto colon = node.rfind(':');
+      o.sentinels.push_back(RedisEndpoint{node.substr(0, colon), node.substr(colon + 1)});
+    }
+    o.sentinel_master = r.sentinel_master;
+    if (!r.sentinel_password_file.empty()) {
+      std::ifstream in(r.sentinel_password_file);
+      std::getline(in, o.sentinel_password);
+    }
+  }
   o.password = o.url.password;
   if (!r.password_file.empty()) {
     std::ifstream in(r.password_file);

@@ -32,6 +32,8 @@ struct ListenAddress {
 
 // Choices among names, parsed once when the config is read: the data path compares enums.
 enum class StoreKind : std::uint8_t { memory, redis };
+// How the proxy finds the Redis primary: the URL's address, or Sentinel's answer.
+enum class RedisMode : std::uint8_t { standalone, sentinel, cluster };
 enum class OnLost : std::uint8_t { reinitialize, not_found };
 enum class PlacementPolicy : std::uint8_t { least_sessions, random };
 enum class BindingKind : std::uint8_t { none, authorization, header };
@@ -95,6 +97,12 @@ struct BackendConfig {
 };
 
 struct RedisConfig {
+  RedisMode mode = RedisMode::standalone;
+  // sentinel: the sentinels' host:port (the URL then gives credentials, TLS and db; its
+  // address is not used).
+  std::vector<std::string> nodes;
+  std::string sentinel_master;
+  std::string sentinel_password_file;  // when the sentinels need a password of their own
   std::string url;
   std::string key_prefix = "mcp-session-proxy:";
   std::string password_file;  // else MCP_SESSION_PROXY_REDIS_PASSWORD, else the URL's password

@@ -86,6 +86,9 @@ struct Metrics {
     bool up = false;
     std::size_t queue_depth = 0;
     std::uint64_t queue_dropped = 0;
+    bool sentinel = false;
+    std::string primary;  // host:port, sentinel mode
+    std::uint64_t failovers = 0;
   };
   // Renders the exposition text (format 0.0.4). `replicas` bounds the pod label set.
   // `live`: the live sessions of a pod (the shared counts with the redis store).

@@ -25,8 +25,24 @@ class stream;
 
 namespace mcpproxy {
 
+struct RedisEndpoint {
+  std::string host;
+  std::string port;
+  std::string str() const { return host + ":" + port; }
+  bool operator==(const RedisEndpoint&) const = default;
+};
+
 struct RedisOptions {
   RedisUrl url;
+  // Sentinel mode (sentinels non-empty): the primary is the address the sentinels give for
+  // `sentinel_master`, checked with ROLE on every connection; a READONLY reply, a lost
+  // connection or a +switch-master event makes the client ask again. The URL's address is
+  // not used.
+  std::vector<RedisEndpoint> sentinels;
+  std::string sentinel_master;
+  std::string sentinel_password;
+  // Called with the primary's address each time a connection to it is set up.
+  std::function<void(const RedisEndpoint&)> on_primary;
   std::string password;  // from the URL, the password file or the environment
   duration connect_timeout{1000};
   duration command_timeout{250};
@@ -43,7 +59,7 @@ struct RedisOptions {
 };
 
 // Errors of the client itself (the connection, the deadline), apart from Redis error replies.
-enum class RedisError { not_connected = 1, timeout, connection_lost, too_many_pending };
+enum class RedisError { not_connected = 1, timeout, connection_lost, too_many_pending, no_primary };
 const boost::system::error_category& redis_category();
 inline error_code make_error_code(RedisError e) { return {static_cast<int>(e), redis_category()}; }
 
@@ -69,6 +85,14 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   using ssl_stream = net::ssl::stream<tcp::socket>;
 
   net::awaitable<void> run();
+  // Sentinel mode: sets target_ from the first sentinel that names the primary.
+  net::awaitable<error_code> discover();
+  net::awaitable<error_code> ask_sentinel(const RedisEndpoint& sentinel, RedisEndpoint& primary);
+  // Follows +switch-master on a sentinel connection: the client reconnects to the new primary.
+  net::awaitable<void> watch_switches();
+  net::awaitable<void> watch_one(const RedisEndpoint& sentinel);
+  net::awaitable<error_code> handshake();
+  bool sentinel_mode() const { return !options_.sentinels.empty(); }
   net::awaitable<error_code> connect_once();
   net::awaitable<error_code> read_loop();
   net::awaitable<void> write_loop();
@@ -92,7 +116,9 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   std::string out_;
   std::string writing_;
   bool write_active_ = false;
-  std::size_t handshake_left_ = 0;  // AUTH/SELECT/PING replies still to come on this connection
+  std::size_t handshake_left_ = 0;             // AUTH/SELECT/PING(/ROLE) replies still to come on this connection
+  RedisEndpoint target_;                       // the address connect_once goes to
+  std::unique_ptr<tcp::socket> watch_socket_;  // the +switch-master subscription
   bool up_ = false;
   bool stopped_ = false;
   bool first_attempt_done_ = false;

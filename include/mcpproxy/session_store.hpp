@@ -70,6 +70,12 @@ class StoreShared {
   std::size_t depth() const { return depth_.load(std::memory_order_relaxed); }
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
+  // The primary a connection was last set up with (sentinel mode); a change of address
+  // after the first counts as a failover.
+  void note_primary(const std::string& address);
+  std::string primary() const;
+  std::uint64_t failovers() const { return failovers_.load(std::memory_order_relaxed); }
+
   PodCounts counts;
   std::atomic<bool> up{false};
   // Redis connections that have not finished their first attempt yet: the proxy reports
@@ -86,6 +92,9 @@ class StoreShared {
   std::deque<QueuedWrite> queue_;
   std::atomic<std::size_t> depth_{0};
   std::atomic<std::uint64_t> dropped_{0};
+  mutable std::mutex primary_mu_;
+  std::string primary_;
+  std::atomic<std::uint64_t> failovers_{0};
 };
 
 // Per worker: the store operations of that worker's requests.

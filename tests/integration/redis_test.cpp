@@ -12,6 +12,8 @@
 #include <boost/asio/use_future.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
@@ -749,6 +751,176 @@ TEST_F(RedisProxyTest, StartsWithRedisUnreachable) {
   EXPECT_EQ(whoami(a->port, sid).second, 1);
   redis_->restart();
   EXPECT_TRUE(eventually([&] { return in_db1({"EXISTS", key(sid)}) == "1"; }));
+}
+
+// A primary, its replica and three sentinels (quorum 2, down after 500 ms) on free
+// loopback ports: the Sentinel layout of the usual Helm charts, in one test.
+struct SentinelSetup {
+  SentinelSetup() {
+    primary = std::make_unique<RedisServer>();
+    replica = std::make_unique<RedisServer>(
+        std::vector<std::string>{"--replicaof", "127.0.0.1", std::to_string(primary->port)});
+    if (!eventually([&] {
+          return redis_cmd(replica->port, {"INFO", "replication"}).find("master_link_status:up") != std::string::npos;
+        })) {
+      throw std::runtime_error("the replica did not sync");
+    }
+    for (int i = 0; i < 3; ++i) {
+      const std::uint16_t port = free_port();
+      const std::string conf = std::string(MCPPROXY_TEST_TMP_DIR) + "/sentinel-" + std::to_string(port) + ".conf";
+      std::ofstream(conf) << "port " << port << "\nbind 127.0.0.1\ndaemonize no\n"
+                          << "sentinel monitor mymaster 127.0.0.1 " << primary->port << " 2\n"
+                          << "sentinel down-after-milliseconds mymaster 500\n"
+                          << "sentinel failover-timeout mymaster 3000\n"
+                          << "sentinel parallel-syncs mymaster 1\n";
+      sentinels.push_back(
+          std::make_unique<Process>(std::vector<std::string>{"redis-server", conf, "--sentinel"},
+                                    std::string(MCPPROXY_TEST_TMP_DIR) + "/sentinel-" + std::to_string(port) + ".log"));
+      ports.push_back(port);
+    }
+    // Each sentinel knows the other two (a failover needs a majority of them).
+    for (const std::uint16_t p : ports) {
+      if (!eventually(
+              [&] {
+                return redis_cmd(p, {"SENTINEL", "master", "mymaster"}).find("num-other-sentinels 2") !=
+                       std::string::npos;
+              },
+              20s)) {
+        throw std::runtime_error("the sentinels did not find each other");
+      }
+    }
+  }
+  ~SentinelSetup() {
+    for (auto& s : sentinels) {
+      s->signal(SIGKILL);
+      s->wait(10s);
+    }
+  }
+  // The primary's port as the sentinels name it now.
+  std::string named_primary() const {
+    return redis_cmd(ports.front(), {"SENTINEL", "get-master-addr-by-name", "mymaster"});
+  }
+  std::vector<std::string> proxy_args(const SampleBackend& backend) const {
+    std::vector<std::string> args{"--replicas",
+                                  "3",
+                                  "--backend-url-template",
+                                  backend.url_template(),
+                                  "--session-store",
+                                  "redis",
+                                  "--redis-mode",
+                                  "sentinel",
+                                  "--redis-sentinel-master",
+                                  "mymaster",
+                                  "--redis-counts-interval",
+                                  "200ms",
+                                  "--threads",
+                                  "2"};
+    for (const std::uint16_t p : ports) {
+      args.emplace_back("--redis-node");
+      args.push_back("127.0.0.1:" + std::to_string(p));
+    }
+    return args;
+  }
+  std::unique_ptr<RedisServer> primary;
+  std::unique_ptr<RedisServer> replica;
+  std::vector<std::unique_ptr<Process>> sentinels;
+  std::vector<std::uint16_t> ports;
+};
+
+// kill -9 of the primary with 50 live sessions on two proxy replicas: the sentinels promote
+// the replica; every session keeps routing through the failover (cached sessions need no
+// Redis), new records reach the new primary soon after the promotion, and a third proxy
+// replica started afterwards routes all 50.
+TEST(RedisSentinel, APrimaryKilledMidTrafficLosesNoSession) {
+  SentinelSetup redis;
+  SampleBackend backend(3);
+  Proxy a(redis.proxy_args(backend), "sentinel-a");
+  Proxy b(redis.proxy_args(backend), "sentinel-b");
+  EXPECT_NE(request(a.admin, "GET", "/readyz")
+                .body.find("redis primary (sentinel): 127.0.0.1:" + std::to_string(redis.primary->port)),
+            std::string::npos)
+      << request(a.admin, "GET", "/readyz").body;
+  struct Live {
+    std::string sid;
+    std::string pod;
+    int calls = 0;
+    const Proxy* via = nullptr;
+  };
+  std::vector<Live> sessions;
+  for (int i = 0; i < 50; ++i) {
+    const Proxy& via = i % 2 == 0 ? a : b;
+    Live s{initialize(via.port), "", 0, &via};
+    ASSERT_FALSE(s.sid.empty());
+    const auto [pod, counter] = whoami(via.port, s.sid);
+    ASSERT_EQ(counter, 1);
+    s.pod = pod;
+    s.calls = 1;
+    sessions.push_back(std::move(s));
+  }
+  // Every record has reached the replica before the primary dies.
+  ASSERT_TRUE(eventually([&] {
+    for (const Live& s : sessions) {
+      if (redis_cmd(redis.replica->port, {"EXISTS", "mcp-session-proxy:session:" + s.sid}) != "1") return false;
+    }
+    return true;
+  }));
+
+  redis.primary->kill();
+  const auto killed = std::chrono::steady_clock::now();
+  const std::string promoted_name = "[127.0.0.1 " + std::to_string(redis.replica->port) + "]";
+  std::map<std::string, int> errors;  // by status
+  std::optional<std::chrono::steady_clock::duration> promoted;
+  std::optional<std::chrono::steady_clock::duration> new_record;
+  // Traffic on every session through the failover, and a new session each round, until a
+  // new session's record is on the new primary (bounded: 30 s).
+  for (int round = 0; !new_record && std::chrono::steady_clock::now() - killed < 30s; ++round) {
+    for (Live& s : sessions) {
+      const auto [pod, counter] = whoami(s.via->port, s.sid);
+      if (pod == s.pod && counter == s.calls + 1) {
+        s.calls = counter;
+      } else {
+        ++errors[std::to_string(counter)];
+      }
+    }
+    if (!promoted && redis.named_primary() == promoted_name) promoted = std::chrono::steady_clock::now() - killed;
+    const std::string fresh = initialize(round % 2 == 0 ? a.port : b.port);
+    if (fresh.empty()) ++errors["initialize"];
+    if (promoted && !fresh.empty() &&
+        eventually(
+            [&] {
+              return redis_cmd(redis.replica->port, {"EXISTS", "mcp-session-proxy:session:" + fresh}) == "1";
+            },
+            2s)) {
+      new_record = std::chrono::steady_clock::now() - killed;
+    }
+  }
+  ASSERT_TRUE(promoted.has_value()) << "the sentinels never promoted the replica";
+  ASSERT_TRUE(new_record.has_value()) << "no new record reached the new primary";
+  const auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::cout << "failover: replica promoted " << ms(*promoted)
+            << " ms after the kill; a new session's record on the new "
+            << "primary " << ms(*new_record) << " ms after the kill (" << ms(*new_record - *promoted)
+            << " ms after the promotion)\n";
+  EXPECT_TRUE(errors.empty()) << "client errors during the failover: " << [&] {
+    std::string out;
+    for (const auto& [kind, n] : errors) out += kind + " x" + std::to_string(n) + " ";
+    return out;
+  }();
+  EXPECT_LE(ms(*new_record - *promoted), 2000 + 500) << "new records reach the new primary within 2 s of the promotion";
+  for (const Proxy* p : {&a, &b}) {
+    EXPECT_TRUE(eventually([&] { return metric(p->metrics(), "mcp_proxy_redis_failovers_total").value_or(0) == 1; }))
+        << p->metrics();
+    EXPECT_TRUE(eventually([&] {
+      return metric(p->metrics(),
+                    "mcp_proxy_redis_primary{address=\"127.0.0.1:" + std::to_string(redis.replica->port) + "\"}")
+                 .value_or(0) == 1;
+    }));
+  }
+  // A replica started after the failover finds every session in the new primary.
+  Proxy c(redis.proxy_args(backend), "sentinel-c");
+  int routed = 0;
+  for (Live& s : sessions) routed += whoami(c.port, s.sid) == std::make_pair(s.pod, s.calls + 1) ? 1 : 0;
+  EXPECT_EQ(routed, 50);
 }
 
 }  // namespace

@@ -479,8 +479,15 @@ std::string redis_cmd(std::uint16_t port, const std::vector<std::string>& args) 
       return "(nil)";
     case mcpproxy::RedisReply::Type::integer:
       return std::to_string(reply->integer);
-    case mcpproxy::RedisReply::Type::array:
-      return "(array " + std::to_string(reply->elements.size()) + ")";
+    case mcpproxy::RedisReply::Type::array: {
+      // The elements' text, space-separated, in brackets (nested arrays show empty).
+      std::string text = "[";
+      for (const auto& e : reply->elements) {
+        text += (text.size() > 1 ? " " : "") +
+                (e.type == mcpproxy::RedisReply::Type::integer ? std::to_string(e.integer) : e.str);
+      }
+      return text + "]";
+    }
     default:
       return reply->str;
   }

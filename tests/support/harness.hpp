@@ -161,7 +161,8 @@ struct RedisServer {
 };
 
 // One blocking command over plain TCP (RESP via the project's codec); the reply as text:
-// a string or status as is, an integer in decimal, nil as "(nil)", an error as "ERR…".
+// a string or status as is, an integer in decimal, nil as "(nil)", an error as "ERR…", an
+// array as "[a b c]".
 std::string redis_cmd(std::uint16_t port, const std::vector<std::string>& args);
 
 }  // namespace harness

@@ -229,6 +229,33 @@ TEST(Config, RedisStoreNeedsAUrlAndRejectsStrayOptions) {
   EXPECT_EQ(printed.find(":pw@"), std::string::npos) << "the password is masked: " << printed;
 }
 
+TEST(Config, SentinelModeNamesItsSentinelsAndMaster) {
+  const std::string base = "backend:\n  url_template: http://h-{ordinal}:80\nsessions:\n  store: redis\n  redis:\n";
+  EXPECT_NE(error_of(base + "    mode: sentinel\n    sentinel_master: m\n").find("sessions.redis.nodes: required"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "    mode: sentinel\n    nodes: [s:26379]\n").find("sessions.redis.sentinel_master"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "    mode: sentinel\n    nodes: [s]\n    sentinel_master: m\n").find("host:port"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "    url: redis://h\n    nodes: [s:26379]\n").find("mode is standalone"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "    mode: cluster\n    url: redis://h\n").find("cluster is not supported"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "    mode: primary\n").find("sessions.redis.mode"), std::string::npos);
+  EXPECT_NE(error_of("sessions:\n  redis:\n    mode: sentinel\n").find("sessions.store is memory"), std::string::npos);
+  // The URL is optional there: credentials and db only.
+  const Config c =
+      config_from_yaml(base +
+                           "    mode: sentinel\n    nodes: [a:26379, b:26379]\n    sentinel_master: mymaster\n    url: "
+                           "redis://:pw@ignored/2\n",
+                       "t");
+  EXPECT_EQ(c.sessions.redis.mode, RedisMode::sentinel);
+  EXPECT_EQ(c.sessions.redis.nodes, (std::vector<std::string>{"a:26379", "b:26379"}));
+  const Config bare =
+      config_from_yaml(base + "    mode: sentinel\n    nodes: [a:26379]\n    sentinel_master: m\n", "t");
+  EXPECT_TRUE(bare.sessions.redis.url.empty());
+}
+
 TEST(Config, TheShippedExampleIsValid) {
   CommandLine cmd;
   cmd.config_file = std::string(MCPPROXY_SOURCE_DIR) + "/config/mcp-session-proxy.yaml";

@@ -16,7 +16,8 @@ TEST(Metrics, EveryFamilyHasHelpAndType) {
   m.count_request(MethodClass::del, 404);
   m.upstream_duration(1).observe(0.003);
   const std::string text = m.render(
-      t, [&t](int o) { return t.sessions_on(o); }, 2, Metrics::StoreStatus{true, true, 0, 0});
+      t, [&t](int o) { return t.sessions_on(o); }, 2,
+      Metrics::StoreStatus{true, true, 0, 0, true, "127.0.0.1:6379", 1});
   for (const char* family :
        {"mcp_proxy_requests_total", "mcp_proxy_upstream_duration_seconds", "mcp_proxy_sessions",
         "mcp_proxy_sessions_created_total", "mcp_proxy_sessions_deleted_total", "mcp_proxy_sessions_lost_total",
