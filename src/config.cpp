@@ -280,13 +280,15 @@ const std::vector<KeySpec>& key_specs() {
        "file holding the HMAC key of the session binding (required with the redis store: replicas must agree)",
        MCP_STR(sessions.binding_secret_file)},
       {"sessions.redis.url", "--redis-url",
-       "redis://[user:pass@]host:port/db or rediss:// (sentinel mode: credentials, TLS and db only)",
+       "redis://[user:pass@]host:port/db or rediss:// (sentinel and cluster mode: credentials, TLS, db only)",
        MCP_STR(sessions.redis.url), true},
       {"sessions.redis.mode", "--redis-mode",
-       "standalone (the URL's address), sentinel (the primary Sentinel names) or cluster (default standalone)",
+       "standalone (the URL's address), sentinel (the primary Sentinel names) or cluster (Redis Cluster) "
+       "(default standalone)",
        [](Config& c, const std::string& v) { c.sessions.redis.mode = enum_of<RedisMode>(v, kRedisModeNames); },
        [](const Config& c) { return std::string(kRedisModeNames[static_cast<std::size_t>(c.sessions.redis.mode)]); }},
-      {"sessions.redis.nodes", "--redis-node", "host:port of a sentinel (repeatable; sentinel mode)",
+      {"sessions.redis.nodes", "--redis-node",
+       "host:port of a sentinel (sentinel mode) or of a cluster seed node (cluster mode); repeatable",
        [](Config& c, const std::string& v) { c.sessions.redis.nodes.push_back(node_entry(v)); },
        [](const Config& c) { return joined(c.sessions.redis.nodes); }, false,
        [](Config& c) { c.sessions.redis.nodes.clear(); }},
@@ -565,22 +567,24 @@ void validate_redis_mode(const Config& cfg) {
       }
       break;
     case RedisMode::cluster:
-      throw ConfigError(
-          "sessions.redis.mode: cluster is not supported by this build yet (standalone or sentinel; see README)");
+      if (redis.nodes.empty()) throw ConfigError("sessions.redis.nodes: required in cluster mode (seed nodes)");
+      if (!redis.sentinel_master.empty()) {
+        throw ConfigError("sessions.redis.sentinel_master: set, but sessions.redis.mode is cluster");
+      }
+      break;
   }
 }
 
-void validate(Config& cfg) {
-  if (cfg.threads == 0) cfg.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
-  if (cfg.sessions.store == StoreKind::memory && !cfg.sessions.redis.url.empty()) {
-    throw ConfigError(
-        "sessions.redis.url: set, but sessions.store is memory (set sessions.store: redis, or remove the URL)");
-  }
+void validate_redis(const Config& cfg) {
   const auto& redis = cfg.sessions.redis;
   if (cfg.sessions.store == StoreKind::redis) {
     validate_redis_mode(cfg);
     try {
-      const RedisUrl url = parse_redis_url(redis.url.empty() ? "redis://sentinel-primary" : redis.url);
+      const RedisUrl url = parse_redis_url(redis.url.empty() ? "redis://from-the-nodes" : redis.url);
+      if (redis.mode == RedisMode::cluster && url.db != 0) {
+        throw ConfigError("sessions.redis.url: Redis Cluster has only database 0, the URL names " +
+                          std::to_string(url.db));
+      }
       if (!url.tls && (!redis.tls_ca_file.empty() || !redis.tls_server_name.empty())) {
         throw ConfigError("sessions.redis.tls_ca_file: TLS options need a rediss:// URL");
       }
@@ -599,6 +603,15 @@ void validate(Config& cfg) {
       throw ConfigError("sessions.redis: options set, but sessions.store is memory");
     }
   }
+}
+
+void validate(Config& cfg) {
+  if (cfg.threads == 0) cfg.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  if (cfg.sessions.store == StoreKind::memory && !cfg.sessions.redis.url.empty()) {
+    throw ConfigError(
+        "sessions.redis.url: set, but sessions.store is memory (set sessions.store: redis, or remove the URL)");
+  }
+  validate_redis(cfg);
   validate_admin(cfg);
   validate_binding(cfg);
   validate_memory_bounds(cfg);

@@ -39,8 +39,12 @@ int main(int argc, char** argv) {
   }
   try {
     setup_logging(cfg.log);
-    Server server(std::move(cmd), std::move(cfg));
-    const int code = server.run();
+    int code = 0;
+    {
+      // Gone (its threads joined, its last lines logged) before the logger stops.
+      Server server(std::move(cmd), std::move(cfg));
+      code = server.run();
+    }
     flush_logs();
     spdlog::shutdown();
     return code;

@@ -242,6 +242,15 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
              "Changes of the Redis primary seen by this process (sentinel mode).");
       sample(out, "mcp_proxy_redis_failovers_total", "", static_cast<double>(store.failovers));
     }
+    if (store.cluster) {
+      family(out, "mcp_proxy_redis_cluster_primaries", "gauge",
+             "Primaries in the last slot map read, and how many of them are connected (cluster mode).");
+      sample(out, "mcp_proxy_redis_cluster_primaries", "state=\"known\"", store.cluster_primaries);
+      sample(out, "mcp_proxy_redis_cluster_primaries", "state=\"reachable\"", store.cluster_reachable);
+      family(out, "mcp_proxy_redis_redirects_total", "counter", "MOVED and ASK redirects followed (cluster mode).");
+      sample(out, "mcp_proxy_redis_redirects_total", "kind=\"moved\"", static_cast<double>(store.moves));
+      sample(out, "mcp_proxy_redis_redirects_total", "kind=\"ask\"", static_cast<double>(store.asks));
+    }
   }
   family(out, "mcp_proxy_downstream_connections", "gauge", "Open client connections.");
   sample(out, "mcp_proxy_downstream_connections", "",

@@ -124,14 +124,25 @@ void RedisClient::fail_all(error_code ec) {
 }
 
 net::awaitable<RedisClient::Result> RedisClient::command(std::vector<std::string> args) {
+  return command_after({}, std::move(args));
+}
+
+net::awaitable<RedisClient::Result> RedisClient::command_after(std::vector<std::string> first,
+                                                               std::vector<std::string> args) {
   Result result;
   if (!up_) {
     result.ec = RedisError::not_connected;
     co_return result;
   }
-  if (pending_.size() >= options_.max_pending) {
+  if (pending_.size() + 1 >= options_.max_pending) {
     result.ec = RedisError::too_many_pending;
     co_return result;
+  }
+  if (!first.empty()) {
+    auto dropped = std::make_shared<Pending>(ioc_);
+    dropped->done = true;  // its reply is dropped when it arrives
+    pending_.push_back(dropped);
+    redis_encode(out_, first);
   }
   auto p = std::make_shared<Pending>(ioc_);
   pending_.push_back(p);

@@ -78,7 +78,7 @@ void Worker::start() {
 }
 
 void Worker::use_redis(const RedisOptions& options) {
-  redis_ = std::make_shared<RedisClient>(ioc_, options, "worker-" + std::to_string(index_));
+  redis_ = make_redis_link(ioc_, options, "worker-" + std::to_string(index_));
   store_ = std::make_unique<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
   sessions_.use_store(store_.get());
   redis_->start();
@@ -166,20 +166,7 @@ Server::Server(CommandLine cmd, Config cfg)
   handlers.ready = [this] {
     return !shared_.draining.load() && (!shared_.store || shared_.store->connecting.load() == 0);
   };
-  handlers.ready_body = [this] {
-    std::string body = shared_.draining.load() ? "draining\n" : "ready\n";
-    if (shared_.store && shared_.store->connecting.load() > 0) body = "starting: connecting to redis\n";
-    if (shared_.store) {
-      body += shared_.store->up.load() ? "redis: up\n" : "redis: DOWN (sessions route from the local table)\n";
-      if (cfg_->sessions.redis.mode == RedisMode::sentinel) {
-        const std::string primary = shared_.store->primary();
-        body += "redis primary (sentinel): " + (primary.empty() ? std::string("not known yet") : primary) +
-                ", failovers seen: " + std::to_string(shared_.store->failovers()) + "\n";
-      }
-      body += "redis queue: " + std::to_string(shared_.store->depth()) + " records waiting\n";
-    }
-    return body;
-  };
+  handlers.ready_body = [this] { return ready_text(); };
   handlers.metrics = [this] {
     return shared_.metrics.render(
         shared_.table, [this](int o) { return shared_.sessions_on(o); }, cfg_->backend.replicas, store_status());
@@ -227,6 +214,24 @@ std::string Server::pods_json() const {
   return out.dump() + "\n";
 }
 
+std::string Server::ready_text() const {
+  std::string body = shared_.draining.load() ? "draining\n" : "ready\n";
+  if (!shared_.store) return body;
+  if (shared_.store->connecting.load() > 0) body = "starting: connecting to redis\n";
+  body += shared_.store->up.load() ? "redis: up\n" : "redis: DOWN (sessions route from the local table)\n";
+  if (cfg_->sessions.redis.mode == RedisMode::cluster) {
+    body += "redis cluster: " + std::to_string(shared_.store->cluster_reachable.load()) + " of " +
+            std::to_string(shared_.store->cluster_primaries.load()) + " primaries reachable\n";
+  }
+  if (cfg_->sessions.redis.mode == RedisMode::sentinel) {
+    const std::string primary = shared_.store->primary();
+    body += "redis primary (sentinel): " + (primary.empty() ? std::string("not known yet") : primary) +
+            ", failovers seen: " + std::to_string(shared_.store->failovers()) + "\n";
+  }
+  body += "redis queue: " + std::to_string(shared_.store->depth()) + " records waiting\n";
+  return body;
+}
+
 Metrics::StoreStatus Server::store_status() const {
   Metrics::StoreStatus st;
   if (shared_.store) {
@@ -237,6 +242,11 @@ Metrics::StoreStatus Server::store_status() const {
     st.sentinel = cfg_->sessions.redis.mode == RedisMode::sentinel;
     st.primary = shared_.store->primary();
     st.failovers = shared_.store->failovers();
+    st.cluster = cfg_->sessions.redis.mode == RedisMode::cluster;
+    st.cluster_primaries = shared_.store->cluster_primaries.load(std::memory_order_relaxed);
+    st.cluster_reachable = shared_.store->cluster_reachable.load(std::memory_order_relaxed);
+    st.moves = shared_.store->moves.load(std::memory_order_relaxed);
+    st.asks = shared_.store->asks.load(std::memory_order_relaxed);
   }
   return st;
 }
@@ -304,11 +314,16 @@ int Server::run() {
     options.on_primary = [store = shared_.store.get()](const RedisEndpoint& primary) {
       store->note_primary(primary.str());
     };
+    options.on_redirect = [store = shared_.store.get()](bool ask) { store->count_redirect(ask); };
+    options.on_cluster_map = [store = shared_.store.get()](int primaries, int reachable) {
+      store->cluster_primaries.store(primaries, std::memory_order_relaxed);
+      store->cluster_reachable.store(reachable, std::memory_order_relaxed);
+    };
     options.on_protocol_error = [metrics = &shared_.metrics] {
       metrics->redis_protocol_errors.fetch_add(1, std::memory_order_relaxed);
     };
     for (auto& w : workers_) w->use_redis(options);
-    control_redis_ = std::make_shared<RedisClient>(admin_ioc_, options, "control");
+    control_redis_ = make_redis_link(admin_ioc_, options, "control");
     control_redis_->start();
     net::co_spawn(admin_ioc_, flush_queue_loop(control_redis_, *shared_.store, shared_.metrics, stopping_),
                   net::detached);

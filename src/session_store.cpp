@@ -89,10 +89,10 @@ struct RedisStore::Inflight {
   Lookup result;
 };
 
-RedisStore::RedisStore(net::io_context& ioc, std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics)
+RedisStore::RedisStore(net::io_context& ioc, std::shared_ptr<RedisLink> client, StoreShared& shared, Metrics& metrics)
     : ioc_(ioc), client_(std::move(client)), shared_(shared), metrics_(metrics) {}
 
-net::awaitable<RedisClient::Result> RedisStore::timed(StoreOp op, std::vector<std::string> args) {
+net::awaitable<RedisLink::Result> RedisStore::timed(StoreOp op, std::vector<std::string> args) {
   const auto start = std::chrono::steady_clock::now();
   auto result = co_await client_->command(std::move(args));
   metrics_.store_duration.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -239,7 +239,7 @@ void RedisStore::touch(const std::string& id, std::shared_ptr<const SessionRecor
       net::detached);
 }
 
-net::awaitable<bool> restore_record(RedisClient& client, StoreShared& shared, Metrics& metrics, const std::string& id,
+net::awaitable<bool> restore_record(RedisLink& client, StoreShared& shared, Metrics& metrics, const std::string& id,
                                     const SessionRecord& rec) {
   std::vector<std::string> set{"SET", shared.key(id), encode_record(rec), "PX", shared.ttl_ms(), "NX"};
   const auto r = co_await client.command(std::move(set));
@@ -253,7 +253,7 @@ net::awaitable<bool> restore_record(RedisClient& client, StoreShared& shared, Me
 namespace {
 
 // The marker's value now (set anew when it is missing); nullopt when Redis cannot be asked.
-net::awaitable<std::optional<std::string>> table_marker(RedisClient& client, StoreShared& shared) {
+net::awaitable<std::optional<std::string>> table_marker(RedisLink& client, StoreShared& shared) {
   std::vector<std::string> get{"GET", shared.marker_key()};
   auto r = co_await client.command(std::move(get));
   if (!r.ec && r.reply.type == RedisReply::Type::nil) {
@@ -271,7 +271,7 @@ net::awaitable<std::optional<std::string>> table_marker(RedisClient& client, Sto
 // Writes back every session the table holds, kRestorers at a time (pipelined on the one
 // connection); `restored` is how many were written (the others were in Redis already).
 // False when Redis went away before every one was tried.
-net::awaitable<bool> restore_all(std::shared_ptr<RedisClient> client, StoreShared& shared, SessionTable& table,
+net::awaitable<bool> restore_all(std::shared_ptr<RedisLink> client, StoreShared& shared, SessionTable& table,
                                  Metrics& metrics, std::size_t& restored) {
   constexpr std::size_t kRestorers = 32;
   auto executor = co_await net::this_coro::executor;
@@ -299,7 +299,7 @@ net::awaitable<bool> restore_all(std::shared_ptr<RedisClient> client, StoreShare
 
 // Reads the table marker; when it is not the one last seen, Redis lost its records and
 // every session the table holds is written back. Returns the marker (nullopt: unreadable).
-net::awaitable<std::optional<std::string>> heal_if_lost(std::shared_ptr<RedisClient> client, StoreShared& shared,
+net::awaitable<std::optional<std::string>> heal_if_lost(std::shared_ptr<RedisLink> client, StoreShared& shared,
                                                         SessionTable& table, Metrics& metrics,
                                                         std::string& marker_seen) {
   auto marker = co_await table_marker(*client, shared);
@@ -322,7 +322,7 @@ net::awaitable<std::optional<std::string>> heal_if_lost(std::shared_ptr<RedisCli
 
 }  // namespace
 
-net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics,
+net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisLink> client, StoreShared& shared, Metrics& metrics,
                                       const std::atomic<bool>& stopping) {
   auto executor = co_await net::this_coro::executor;
   net::steady_timer tick(executor);
@@ -358,7 +358,7 @@ net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, Store
   }
 }
 
-net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, SessionTable& table,
+net::awaitable<void> count_loop(std::shared_ptr<RedisLink> client, StoreShared& shared, SessionTable& table,
                                 Metrics& metrics, const std::shared_ptr<const Config>& cfg,
                                 const std::atomic<bool>& stopping) {
   auto executor = co_await net::this_coro::executor;
@@ -394,7 +394,13 @@ RedisOptions redis_options(const Config& cfg) {
   const auto& r = cfg.sessions.redis;
   RedisOptions o;
   // Sentinel mode: the URL gives credentials, TLS and db; the address comes from sentinel.
-  o.url = parse_redis_url(r.url.empty() ? "redis://sentinel-primary" : r.url);
+  o.url = parse_redis_url(r.url.empty() ? "redis://from-the-nodes" : r.url);
+  if (r.mode == RedisMode::cluster) {
+    for (const std::string& node : r.nodes) {
+      const auto colon = node.rfind(':');
+      o.cluster_seeds.push_back(RedisEndpoint{node.substr(0, colon), node.substr(colon + 1)});
+    }
+  }
   if (r.mode == RedisMode::sentinel) {
     for (const std::string& node : r.nodes) {
       const auto colon = node.rfind(':');

@@ -89,6 +89,11 @@ struct Metrics {
     bool sentinel = false;
     std::string primary;  // host:port, sentinel mode
     std::uint64_t failovers = 0;
+    bool cluster = false;
+    int cluster_primaries = 0;
+    int cluster_reachable = 0;
+    std::uint64_t moves = 0;
+    std::uint64_t asks = 0;
   };
   // Renders the exposition text (format 0.0.4). `replicas` bounds the pod label set.
   // `live`: the live sessions of a pod (the shared counts with the redis store).

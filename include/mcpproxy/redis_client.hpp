@@ -43,6 +43,11 @@ struct RedisOptions {
   std::string sentinel_password;
   // Called with the primary's address each time a connection to it is set up.
   std::function<void(const RedisEndpoint&)> on_primary;
+  // Cluster mode (cluster_seeds non-empty): the slot map is read from these nodes, then one
+  // connection per primary follows it (MOVED, ASK, a refresh on topology errors).
+  std::vector<RedisEndpoint> cluster_seeds;
+  std::function<void(bool ask)> on_redirect;                         // a MOVED (false) or ASK (true)
+  std::function<void(int primaries, int reachable)> on_cluster_map;  // after each slot-map read
   std::string password;  // from the URL, the password file or the environment
   duration connect_timeout{1000};
   duration command_timeout{250};
@@ -58,27 +63,44 @@ struct RedisOptions {
   std::function<void()> on_protocol_error;
 };
 
+// What the session store speaks to: one Redis (standalone or the primary Sentinel names),
+// or a Redis Cluster (redis_cluster.hpp). One per io_context; never used from another thread.
+class RedisLink {
+ public:
+  struct Result {
+    error_code ec;
+    RedisReply reply;
+  };
+  virtual ~RedisLink() = default;
+  virtual void start() = 0;  // connects in the background and keeps reconnecting
+  virtual void stop() = 0;
+  virtual bool up() const = 0;
+  // Fails at once when not connected: callers decide what waits (the record queue), so a
+  // down Redis never holds a request. Every command the store sends names one key (args[1],
+  // or EVAL's first key): a cluster routes it by that key's slot.
+  virtual net::awaitable<Result> command(std::vector<std::string> args) = 0;
+};
+
+// A standalone client, or a cluster (options.cluster_seeds set).
+std::shared_ptr<RedisLink> make_redis_link(net::io_context& ioc, const RedisOptions& options, std::string name);
+
 // Errors of the client itself (the connection, the deadline), apart from Redis error replies.
 enum class RedisError { not_connected = 1, timeout, connection_lost, too_many_pending, no_primary };
 const boost::system::error_category& redis_category();
 inline error_code make_error_code(RedisError e) { return {static_cast<int>(e), redis_category()}; }
 
-class RedisClient : public std::enable_shared_from_this<RedisClient> {
+class RedisClient : public RedisLink, public std::enable_shared_from_this<RedisClient> {
  public:
   RedisClient(net::io_context& ioc, RedisOptions options, std::string name);
-  ~RedisClient();
+  ~RedisClient() override;
 
-  void start();  // connects in the background and keeps reconnecting
-  void stop();
-  bool up() const { return up_; }
-
-  struct Result {
-    error_code ec;
-    RedisReply reply;
-  };
-  // Fails at once when not connected: callers decide what waits (the record queue), so a
-  // down Redis never holds a request.
-  net::awaitable<Result> command(std::vector<std::string> args);
+  void start() override;
+  void stop() override;
+  bool up() const override { return up_; }
+  net::awaitable<Result> command(std::vector<std::string> args) override;
+  // `first` (its reply dropped) then `args`, next to each other on the connection: a
+  // cluster's ASKING before the command it applies to.
+  net::awaitable<Result> command_after(std::vector<std::string> first, std::vector<std::string> args);
 
  private:
   struct Pending;

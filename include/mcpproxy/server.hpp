@@ -89,7 +89,7 @@ class Worker {
   net::io_context ioc_{1};
   tcp::acceptor acceptor_{ioc_};
   UpstreamPool pool_{ioc_};
-  std::shared_ptr<RedisClient> redis_;
+  std::shared_ptr<RedisLink> redis_;
   std::unique_ptr<RedisStore> store_;
   Sessions sessions_;
   std::mt19937_64 rng_;
@@ -119,10 +119,11 @@ class Server {
   Shared shared_;
   net::io_context admin_ioc_{1};
   std::unique_ptr<AdminServer> admin_;
-  std::shared_ptr<RedisClient> control_redis_;  // the queue flusher's connection, on the admin context
+  std::shared_ptr<RedisLink> control_redis_;  // the queue flusher's connection, on the admin context
   std::atomic<bool> stopping_{false};
   std::uint64_t generation_ = 1;  // of the config: 1 at start, +1 per applied reload
   Metrics::StoreStatus store_status() const;
+  std::string ready_text() const;  // the body of /readyz
   // Drained ordinals and the admin token, from the config (at start and on reload).
   void apply_pod_settings(const Config& cfg);
   std::string pods_json() const;

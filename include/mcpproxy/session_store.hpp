@@ -75,6 +75,12 @@ class StoreShared {
   void note_primary(const std::string& address);
   std::string primary() const;
   std::uint64_t failovers() const { return failovers_.load(std::memory_order_relaxed); }
+  // Cluster mode: redirects followed, and the primaries of the last slot map read.
+  void count_redirect(bool ask) { (ask ? asks : moves).fetch_add(1, std::memory_order_relaxed); }
+  std::atomic<std::uint64_t> moves{0};
+  std::atomic<std::uint64_t> asks{0};
+  std::atomic<int> cluster_primaries{0};
+  std::atomic<int> cluster_reachable{0};
 
   PodCounts counts;
   std::atomic<bool> up{false};
@@ -100,7 +106,7 @@ class StoreShared {
 // Per worker: the store operations of that worker's requests.
 class RedisStore {
  public:
-  RedisStore(net::io_context& ioc, std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics);
+  RedisStore(net::io_context& ioc, std::shared_ptr<RedisLink> client, StoreShared& shared, Metrics& metrics);
 
   struct Lookup {
     bool ok = false;  // false: Redis could not be asked
@@ -124,7 +130,7 @@ class RedisStore {
   std::int64_t sessions_on(int ordinal) const { return shared_.counts.load(ordinal); }
 
  private:
-  net::awaitable<RedisClient::Result> timed(StoreOp op, std::vector<std::string> args);
+  net::awaitable<RedisLink::Result> timed(StoreOp op, std::vector<std::string> args);
   // Index commands go out in the background: placement tolerates a count a moment late.
   void in_background(StoreOp op, std::vector<std::string> args);
   void index(const std::string& id, int ordinal);
@@ -132,26 +138,26 @@ class RedisStore {
   struct Inflight;
 
   net::io_context& ioc_;
-  std::shared_ptr<RedisClient> client_;
+  std::shared_ptr<RedisLink> client_;
   StoreShared& shared_;
   Metrics& metrics_;
   std::unordered_map<std::string, std::shared_ptr<Inflight>> inflight_;
 };
 
 // Writes queued records once Redis answers, and keeps `up` current. Runs on the admin context.
-net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, Metrics& metrics,
+net::awaitable<void> flush_queue_loop(std::shared_ptr<RedisLink> client, StoreShared& shared, Metrics& metrics,
                                       const std::atomic<bool>& stopping);
 
 // Writes a record Redis lost back from the local copy (SET NX PX, then its index entry);
 // true when it was written (counted as restored).
-net::awaitable<bool> restore_record(RedisClient& client, StoreShared& shared, Metrics& metrics, const std::string& id,
+net::awaitable<bool> restore_record(RedisLink& client, StoreShared& shared, Metrics& metrics, const std::string& id,
                                     const SessionRecord& rec);
 
 // Every `sessions.redis.counts_interval` of the config: reads the live-session count of
 // every pod from Redis (trimming the entries that expired), and checks the table marker;
 // when Redis lost its records, writes back every session `table` holds. Runs on the admin
 // context.
-net::awaitable<void> count_loop(std::shared_ptr<RedisClient> client, StoreShared& shared, SessionTable& table,
+net::awaitable<void> count_loop(std::shared_ptr<RedisLink> client, StoreShared& shared, SessionTable& table,
                                 Metrics& metrics, const std::shared_ptr<const Config>& cfg,
                                 const std::atomic<bool>& stopping);
 

@@ -11,11 +11,13 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -921,6 +923,200 @@ TEST(RedisSentinel, APrimaryKilledMidTrafficLosesNoSession) {
   int routed = 0;
   for (Live& s : sessions) routed += whoami(c.port, s.sid) == std::make_pair(s.pod, s.calls + 1) ? 1 : 0;
   EXPECT_EQ(routed, 50);
+}
+
+// Six consecutive free ports whose cluster bus ports (+10000) are free too, below the
+// ephemeral range (so no port picked for another server lands on a bus port).
+std::uint16_t cluster_ports() {
+  const auto bindable = [](int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+  };
+  std::mt19937 rng(std::random_device{}());
+  for (;;) {
+    const int base = 20000 + static_cast<int>(rng() % 9000);
+    bool free = true;
+    for (int i = 0; i < 6 && free; ++i) free = bindable(base + i) && bindable(base + i + 10000);
+    if (free) return static_cast<std::uint16_t>(base);
+  }
+}
+
+// Six cluster nodes on free loopback ports, three primaries with a replica each
+// (`redis-cli --cluster create`), node timeout 1 s.
+struct ClusterSetup {
+  ClusterSetup() {
+    std::vector<std::string> create{"redis-cli", "--cluster", "create"};
+    const std::uint16_t base = cluster_ports();
+    for (int i = 0; i < 6; ++i) {
+      const auto port = static_cast<std::uint16_t>(base + i);
+      std::filesystem::remove(std::string(MCPPROXY_TEST_TMP_DIR) + "/nodes-" + std::to_string(port) + ".conf");
+      nodes.push_back(std::make_unique<RedisServer>(
+          std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file",
+                                   std::string(MCPPROXY_TEST_TMP_DIR) + "/nodes-" + std::to_string(port) + ".conf",
+                                   "--cluster-node-timeout", "1000",
+                                   // Reads go on while a failed primary's replica is promoted
+                                   // (README: Redis Cluster).
+                                   "--cluster-allow-reads-when-down", "yes"},
+          port));
+      create.push_back("127.0.0.1:" + std::to_string(port));
+    }
+    create.insert(create.end(), {"--cluster-replicas", "1", "--cluster-yes"});
+    Process made(create, std::string(MCPPROXY_TEST_TMP_DIR) + "/cluster-create.log");
+    while (made.read_line(1s)) {
+    }
+    if (made.wait(60s) != 0) throw std::runtime_error("redis-cli --cluster create failed");
+    for (const auto& n : nodes) {
+      if (!eventually(
+              [&] {
+                return redis_cmd(n->port, {"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
+              },
+              30s)) {
+        throw std::runtime_error("the cluster did not settle");
+      }
+    }
+  }
+  std::vector<std::uint16_t> primaries() const {
+    std::vector<std::uint16_t> out;
+    for (const auto& n : nodes) {
+      if (redis_cmd(n->port, {"ROLE"}).rfind("[master", 0) == 0) out.push_back(n->port);
+    }
+    return out;
+  }
+  std::string id(std::uint16_t port) const { return redis_cmd(port, {"CLUSTER", "MYID"}); }
+  std::vector<std::string> proxy_args(const SampleBackend& backend) const {
+    return {"--replicas",
+            "3",
+            "--backend-url-template",
+            backend.url_template(),
+            "--session-store",
+            "redis",
+            "--redis-mode",
+            "cluster",
+            "--redis-node",
+            "127.0.0.1:" + std::to_string(nodes[0]->port),
+            "--redis-node",
+            "127.0.0.1:" + std::to_string(nodes[1]->port),
+            "--redis-counts-interval",
+            "200ms",
+            "--threads",
+            "2"};
+  }
+  std::vector<std::unique_ptr<RedisServer>> nodes;
+};
+
+// 1000 sessions over a three-primary cluster; a slot range migrated during traffic and a
+// primary killed (its replica promoted): no client error, and a proxy replica started
+// afterwards routes every session to its pod.
+TEST(RedisClusterStore, ReshardingAndAFailoverDuringTrafficLoseNoSession) {
+  ClusterSetup cluster;
+  SampleBackend backend(3);
+  Proxy a(cluster.proxy_args(backend), "cluster-a");
+  Proxy b(cluster.proxy_args(backend), "cluster-b");
+  EXPECT_NE(request(a.admin, "GET", "/readyz").body.find("redis cluster: 3 of 3 primaries reachable"),
+            std::string::npos)
+      << request(a.admin, "GET", "/readyz").body;
+  struct Live {
+    std::string sid;
+    std::string pod;
+    int calls = 0;
+  };
+  std::vector<Live> sessions;
+  std::map<std::string, int> errors;  // by phase and kind
+  std::string phase = "before";
+  const auto create = [&](int i) {
+    const std::uint16_t via = i % 2 == 0 ? a.port : b.port;
+    Live s{initialize(via), "", 0};
+    if (s.sid.empty()) {
+      ++errors[phase + ": initialize"];
+      return;
+    }
+    sessions.push_back(std::move(s));
+  };
+  // Each session's calls alternate between the replicas: half of them miss a cache and
+  // read Redis while the cluster changes.
+  const auto call = [&](Live& s, int i) {
+    const auto [pod, counter] = whoami(i % 2 == 0 ? b.port : a.port, s.sid);
+    if (s.calls == 0 && counter == 1) s.pod = pod;
+    if (pod == s.pod && counter == s.calls + 1) {
+      s.calls = counter;
+    } else {
+      ++errors[phase + ": call " + std::to_string(counter)];
+    }
+  };
+  for (int i = 0; i < 1000; ++i) create(i);
+  for (std::size_t i = 0; i < sessions.size(); ++i) call(sessions[i], static_cast<int>(i));
+  ASSERT_EQ(sessions.size(), 1000U);
+  std::vector<std::uint16_t> primaries = cluster.primaries();
+  ASSERT_EQ(primaries.size(), 3U);
+  for (const std::uint16_t p : primaries) {
+    EXPECT_GT(std::stol(redis_cmd(p, {"DBSIZE"})), 200) << "every primary holds its share of the records";
+  }
+
+  // A slot range migrated while sessions are created and read.
+  Process reshard(
+      {"redis-cli", "--cluster", "reshard", "127.0.0.1:" + std::to_string(primaries[0]), "--cluster-from",
+       cluster.id(primaries[0]), "--cluster-to", cluster.id(primaries[1]), "--cluster-slots", "1500", "--cluster-yes"},
+      std::string(MCPPROXY_TEST_TMP_DIR) + "/cluster-reshard.log");
+  int round = 0;
+  phase = "resharding";
+  for (; reshard.running() && round < 2000; ++round) {
+    while (reshard.read_line(std::chrono::milliseconds(0))) {
+    }
+    create(round);
+    call(sessions[static_cast<std::size_t>(round) % sessions.size()], round);
+  }
+  while (reshard.read_line(1s)) {
+  }
+  ASSERT_EQ(reshard.wait(60s), 0) << "redis-cli --cluster reshard failed";
+
+  // A primary killed: the cluster promotes its replica after the node timeout.
+  const std::uint16_t victim = primaries[2];
+  for (const auto& n : cluster.nodes) {
+    if (n->port == victim) n->kill();
+  }
+  const auto killed = std::chrono::steady_clock::now();
+  phase = "failover";
+  for (; std::chrono::steady_clock::now() - killed < 30s; ++round) {
+    create(round);
+    call(sessions[static_cast<std::size_t>(round) % sessions.size()], round);
+    if (cluster.primaries().size() == 3 &&
+        metric(a.metrics(), R"(mcp_proxy_redis_cluster_primaries{state="reachable"})").value_or(0) == 3 &&
+        metric(b.metrics(), R"(mcp_proxy_redis_cluster_primaries{state="reachable"})").value_or(0) == 3) {
+      break;
+    }
+  }
+  EXPECT_EQ(cluster.primaries().size(), 3U) << "the replica was promoted";
+  EXPECT_TRUE(errors.empty()) << [&] {
+    std::string out;
+    for (const auto& [kind, n] : errors) out += kind + " x" + std::to_string(n) + " ";
+    return out;
+  }();
+  EXPECT_GT(metric(a.metrics(), R"(mcp_proxy_redis_redirects_total{kind="moved"})").value_or(0) +
+                metric(a.metrics(), R"(mcp_proxy_redis_redirects_total{kind="ask"})").value_or(0) +
+                metric(b.metrics(), R"(mcp_proxy_redis_redirects_total{kind="moved"})").value_or(0) +
+                metric(b.metrics(), R"(mcp_proxy_redis_redirects_total{kind="ask"})").value_or(0),
+            0)
+      << "the resharding redirected some commands";
+  // Records queued while a primary was down reach its successor.
+  for (const Proxy* p : {&a, &b}) {
+    EXPECT_TRUE(eventually([&] { return metric(p->metrics(), "mcp_proxy_store_queue_depth").value_or(-1) == 0; }));
+  }
+  Proxy c(cluster.proxy_args(backend), "cluster-c");
+  int routed = 0;
+  for (Live& s : sessions) {
+    const auto [pod, counter] = whoami(c.port, s.sid);
+    routed += (s.calls == 0 || pod == s.pod) && counter == s.calls + 1 ? 1 : 0;
+  }
+  std::cout << "cluster: " << sessions.size() << " sessions, " << round
+            << " rounds of traffic during the resharding and "
+            << "the failover; a fresh replica routed " << routed << "\n";
+  EXPECT_EQ(routed, static_cast<int>(sessions.size()));
 }
 
 }  // namespace

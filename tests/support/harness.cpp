@@ -13,6 +13,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -421,9 +422,28 @@ RedisServer::RedisServer(std::vector<std::string> extra_args, std::uint16_t fixe
 }
 
 void RedisServer::restart() {
-  std::vector<std::string> argv = {
-      "redis-server", "--bind", "127.0.0.1",   "--port", std::to_string(port), "--save", "",
-      "--appendonly", "no",     "--daemonize", "no",     "--logfile",          ""};
+  // Its own files in the test directory: the log (a pipe nobody reads would fill and stall
+  // a chatty server) and any RDB a replication writes (never loaded by the next server).
+  const std::string tmp = MCPPROXY_TEST_TMP;
+  const std::string rdb = "redis-" + std::to_string(port) + ".rdb";
+  std::filesystem::remove(tmp + "/" + rdb);
+  std::vector<std::string> argv = {"redis-server",
+                                   "--bind",
+                                   "127.0.0.1",
+                                   "--port",
+                                   std::to_string(port),
+                                   "--save",
+                                   "",
+                                   "--appendonly",
+                                   "no",
+                                   "--daemonize",
+                                   "no",
+                                   "--logfile",
+                                   tmp + "/redis-" + std::to_string(port) + ".server.log",
+                                   "--dir",
+                                   tmp,
+                                   "--dbfilename",
+                                   rdb};
   argv.insert(argv.end(), args.begin(), args.end());
   process = std::make_unique<Process>(argv, std::string(MCPPROXY_TEST_TMP) + "/redis-" + std::to_string(port) + ".log");
   // TLS-only servers (port 0) are probed by their owner.

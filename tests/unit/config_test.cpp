@@ -239,7 +239,9 @@ TEST(Config, SentinelModeNamesItsSentinelsAndMaster) {
             std::string::npos);
   EXPECT_NE(error_of(base + "    url: redis://h\n    nodes: [s:26379]\n").find("mode is standalone"),
             std::string::npos);
-  EXPECT_NE(error_of(base + "    mode: cluster\n    url: redis://h\n").find("cluster is not supported"),
+  EXPECT_NE(error_of(base + "    mode: cluster\n").find("sessions.redis.nodes: required in cluster mode"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "    mode: cluster\n    nodes: [a:7000]\n    url: redis://h/2\n").find("only database 0"),
             std::string::npos);
   EXPECT_NE(error_of(base + "    mode: primary\n").find("sessions.redis.mode"), std::string::npos);
   EXPECT_NE(error_of("sessions:\n  redis:\n    mode: sentinel\n").find("sessions.store is memory"), std::string::npos);
