@@ -650,6 +650,9 @@ TEST_F(ProxyTest, ABoundSessionAnswersOnlyItsOwnIdentity) {
   const Response anonymous = request(port(), "POST", "/mcp", kInit);
   EXPECT_EQ(anonymous.status, 401) << anonymous.body;
   EXPECT_TRUE(anonymous.header("mcp-session-id").empty());
+  // The log is written by its own thread: the mismatch line comes soon after the answers.
+  ASSERT_TRUE(
+      eventually([&] { return proxy_->log().find("session presented by another identity") != std::string::npos; }));
   const std::string log = proxy_->log();
   EXPECT_EQ(log.find("alice-token"), std::string::npos);
   EXPECT_EQ(log.find("bob-token"), std::string::npos);
@@ -1121,7 +1124,9 @@ TEST_F(ProxyTest, RecoveryOntoAPodWithAMalformedAnswerIs404) {
   const std::string m = proxy_->metrics();
   EXPECT_EQ(metric(m, "mcp_proxy_sessions_recovered_total").value_or(0), 0);
   EXPECT_GE(metric_sum(m, "mcp_proxy_sessions_lost_total"), 1);
-  EXPECT_NE(proxy_->log().find("session could not be re-established"), std::string::npos);
+  // The log is written by its own thread: the line comes soon after the answer.
+  EXPECT_TRUE(
+      eventually([&] { return proxy_->log().find("session could not be re-established") != std::string::npos; }));
 }
 
 TEST(PodResponses, EveryFramingArrivesWhole) {
@@ -1225,7 +1230,8 @@ TEST(PodResponses, AMalformedBodyIsA502OrAVisiblyCutResponse) {
   EXPECT_EQ(metric(m, R"(mcp_proxy_upstream_errors_total{pod="0",reason="io"})").value_or(0), 1);
   EXPECT_EQ(metric(m, R"(mcp_proxy_requests_total{method="POST",code="502"})").value_or(0), 1);
   EXPECT_EQ(metric(m, R"(mcp_proxy_requests_total{method="POST",code="200"})").value_or(0), 0);
-  EXPECT_NE(proxy.log().find(" status=502 "), std::string::npos) << "the access line says 502";
+  EXPECT_TRUE(eventually([&] { return proxy.log().find(" status=502 ") != std::string::npos; }))
+      << "the access line says 502";
 }
 
 TEST(PodResponses, UntrustworthyHeadsAre502) {
