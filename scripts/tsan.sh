@@ -11,7 +11,7 @@ rm -rf "$reports"
 mkdir -p "$reports"
 cd "$root/$dir"
 status=0
-TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$reports/tsan" \
+TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$reports/tsan:suppressions=$root/scripts/tsan.supp" \
   ctest --output-on-failure -j "$(nproc)" --timeout 900 -L integration "$@" || status=$?
 if compgen -G "$reports/tsan.*" >/dev/null; then
   echo "ThreadSanitizer reports:"

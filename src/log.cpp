@@ -29,7 +29,9 @@ void setup_logging(const LogConfig& cfg) {
 
 void apply_log_level(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
 
-void flush_logs() { spdlog::default_logger()->flush(); }
+// Through the raw pointer: a copy of the logger's shared_ptr released here could be the
+// one its thread's last message races with (the count lives in the shared library).
+void flush_logs() { spdlog::default_logger_raw()->flush(); }
 
 void log_event(spdlog::level::level_enum level, std::string_view msg, std::initializer_list<LogField> fields) {
   if (!spdlog::should_log(level)) return;
