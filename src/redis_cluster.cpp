@@ -104,11 +104,15 @@ net::awaitable<bool> RedisCluster::wait_up(const std::shared_ptr<RedisClient>& c
 net::awaitable<RedisLink::Result> RedisCluster::without_primary(int slot, const std::vector<std::string>& args) {
   refresh_wanted_ = true;
   const auto& replica = replicas_[static_cast<std::size_t>(slot)];
+  Result r;
   if (args[0] == "GET" && replica && replica->up()) {
     std::vector<std::string> readonly{"READONLY"};
-    co_return co_await replica->command_after(std::move(readonly), args);
+    r = co_await replica->command_after(std::move(readonly), args);
+    // A record the replica has is the record; its nil is not an answer (the primary may
+    // have taken a write the replica had not got): then Redis could not be asked.
+    if (!r.ec && r.reply.type != RedisReply::Type::nil) co_return r;
   }
-  Result r;
+  r = Result{};
   r.ec = make_error_code(RedisError::not_connected);
   co_return r;
 }
@@ -136,6 +140,10 @@ net::awaitable<RedisLink::Result> RedisCluster::command(std::vector<std::string>
     std::vector<std::string> first;
     if (asking) first.emplace_back("ASKING");
     r = co_await to->command_after(std::move(first), args);
+    // A primary lost with the command in flight (killed, say): a read goes to its replica.
+    if (r.ec == RedisError::connection_lost || r.ec == RedisError::not_connected) {
+      co_return co_await without_primary(slot, args);
+    }
     const auto redirect = !r.ec && r.reply.is_error() ? parse_redirect(r.reply.str) : std::nullopt;
     if (!redirect) break;
     to = follow(slot, *redirect);
