@@ -755,6 +755,28 @@ TEST_F(RedisProxyTest, StartsWithRedisUnreachable) {
   EXPECT_TRUE(eventually([&] { return in_db1({"EXISTS", key(sid)}) == "1"; }));
 }
 
+// A proxy replica on the redis store in `mode` (sentinel or cluster), given its nodes.
+std::vector<std::string> ha_proxy_args(const SampleBackend& backend, const std::string& mode,
+                                       const std::vector<std::uint16_t>& node_ports) {
+  std::vector<std::string> args{"--replicas",
+                                "3",
+                                "--backend-url-template",
+                                backend.url_template(),
+                                "--session-store",
+                                "redis",
+                                "--redis-mode",
+                                mode,
+                                "--redis-counts-interval",
+                                "200ms",
+                                "--threads",
+                                "2"};
+  for (const std::uint16_t p : node_ports) {
+    args.emplace_back("--redis-node");
+    args.push_back("127.0.0.1:" + std::to_string(p));
+  }
+  return args;
+}
+
 // A primary, its replica and three sentinels (quorum 2, down after 500 ms) on free
 // loopback ports: the Sentinel layout of the usual Helm charts, in one test.
 struct SentinelSetup {
@@ -803,24 +825,8 @@ struct SentinelSetup {
     return redis_cmd(ports.front(), {"SENTINEL", "get-master-addr-by-name", "mymaster"});
   }
   std::vector<std::string> proxy_args(const SampleBackend& backend) const {
-    std::vector<std::string> args{"--replicas",
-                                  "3",
-                                  "--backend-url-template",
-                                  backend.url_template(),
-                                  "--session-store",
-                                  "redis",
-                                  "--redis-mode",
-                                  "sentinel",
-                                  "--redis-sentinel-master",
-                                  "mymaster",
-                                  "--redis-counts-interval",
-                                  "200ms",
-                                  "--threads",
-                                  "2"};
-    for (const std::uint16_t p : ports) {
-      args.emplace_back("--redis-node");
-      args.push_back("127.0.0.1:" + std::to_string(p));
-    }
+    std::vector<std::string> args = ha_proxy_args(backend, "sentinel", ports);
+    args.insert(args.end(), {"--redis-sentinel-master", "mymaster"});
     return args;
   }
   std::unique_ptr<RedisServer> primary;
@@ -990,22 +996,7 @@ struct ClusterSetup {
   }
   std::string id(std::uint16_t port) const { return redis_cmd(port, {"CLUSTER", "MYID"}); }
   std::vector<std::string> proxy_args(const SampleBackend& backend) const {
-    return {"--replicas",
-            "3",
-            "--backend-url-template",
-            backend.url_template(),
-            "--session-store",
-            "redis",
-            "--redis-mode",
-            "cluster",
-            "--redis-node",
-            "127.0.0.1:" + std::to_string(nodes[0]->port),
-            "--redis-node",
-            "127.0.0.1:" + std::to_string(nodes[1]->port),
-            "--redis-counts-interval",
-            "200ms",
-            "--threads",
-            "2"};
+    return ha_proxy_args(backend, "cluster", {nodes[0]->port, nodes[1]->port});
   }
   std::vector<std::unique_ptr<RedisServer>> nodes;
 };
