@@ -709,6 +709,8 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   app.add_option("--config", config_file, "YAML config file");
   app.add_flag("--check-config", cmd.check_config, "validate the config, print the effective config, exit 0 (or 2)");
   app.add_flag("--version", cmd.version, "print the version and exit");
+  app.add_flag("--config-reference", cmd.config_reference,
+               "print every config key (flag, default, reloadable, meaning) as Markdown and exit");
   app.add_flag("-h,--help", cmd.help, "print this help and exit");
   std::vector<std::string> values(key_specs().size());
   std::vector<std::vector<std::string>> lists(key_specs().size());
@@ -818,6 +820,60 @@ std::string to_yaml(const Config& cfg) {
   YAML::Emitter out;
   out << root;
   return std::string(out.c_str()) + "\n";
+}
+
+namespace {
+
+// "text (default X)" -> "text": the reference has a column of its own for the default.
+std::string without_default(std::string help) {
+  const auto at = help.find(" (default");
+  if (at == std::string::npos) return help;
+  const auto close = help.find(')', at);
+  if (close == std::string::npos) return help;
+  help.erase(at, close + 1 - at);
+  return help;
+}
+
+std::string cell(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool reloadable(std::string_view key) {
+  for (std::string_view k : restart_only_keys()) {
+    if (key == k || (k.back() == '.' && key.substr(0, k.size()) == k)) return false;
+  }
+  return true;
+}
+
+const std::vector<std::string_view>& restart_only_keys() {
+  // Server::reload keeps these as they were (it compares the same fields).
+  static const std::vector<std::string_view> keys = {"listen",         "admin_listen",          "threads",
+                                                     "sessions.store", "sessions.max_sessions", "sessions.redis."};
+  return keys;
+}
+
+std::string config_reference() {
+  const Config defaults;
+  std::string out =
+      "| Key | Flag | Default | On SIGHUP | Meaning |\n"
+      "|---|---|---|---|---|\n";
+  for (const auto& spec : key_specs()) {
+    std::string value = spec.get(defaults);
+    // The default of `threads` is the machine's core count, decided at start.
+    if (spec.key == "threads") value = "number of cores";
+    std::string shown = value.empty() ? "(none)" : "`" + value + "`";
+    if (spec.reset) shown += " (list: repeat the flag)";
+    out += "| `" + spec.key + "` | `" + spec.flag + "` | " + cell(shown) + " | " +
+           (reloadable(spec.key) ? "applied" : "restart") + " | " + cell(without_default(spec.help)) + " |\n";
+  }
+  return out;
 }
 
 }  // namespace mcpproxy

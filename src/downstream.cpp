@@ -118,6 +118,7 @@ net::awaitable<void> Connection::run() {
     Exchange ex(request_);
     ex.cfg = std::move(cfg);
     ex.start = std::chrono::steady_clock::now();
+    ex.request_id.assign(request_.head);
     ex.keep_alive = request_.head.keep_alive;
     set_in_flight(true);
     const bool again = co_await handle(ex);
@@ -725,7 +726,8 @@ void Connection::finish(const Exchange& ex) {
              {"status", std::to_string(ex.status)},
              {"pod", ex.ordinal < 0 ? "-" : std::to_string(ex.ordinal)},
              {"duration_ms", std::to_string(static_cast<double>(micros) / 1000.0)},
-             {"session", session_label(ex)}});
+             {"session", session_label(ex)},
+             {"request_id", std::string(ex.request_id.view())}});
 }
 
 }  // namespace mcpproxy

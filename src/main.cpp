@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
     std::cout << cmd.help_text;
     return 0;
   }
+  if (cmd.config_reference) {
+    std::cout << config_reference();
+    return 0;
+  }
   if (cmd.version) {
     std::cout << "mcp-session-proxy " << MCPPROXY_VERSION << "\n";
     return 0;

@@ -3,6 +3,8 @@
 
 #include <array>
 #include <charconv>
+#include <cstdint>
+#include <random>
 
 #include "mcpproxy/http_rules.hpp"
 
@@ -49,14 +51,63 @@ bool is_forwarded_host_or_proto(std::string_view name) {
 
 }  // namespace
 
-bool is_credential(std::string_view name) {
-  return http1::iequals(name, "Authorization") || http1::iequals(name, "Cookie");
+bool is_per_request(std::string_view name) {
+  return http1::iequals(name, "Authorization") || http1::iequals(name, "Cookie") ||
+         http1::iequals(name, kRequestIdHeader) || http1::iequals(name, "traceparent") ||
+         http1::iequals(name, "tracestate");
+}
+
+namespace {
+
+// splitmix64 (Vigna), seeded once per thread: ids need to be unique, not secret.
+std::uint64_t next_random() {
+  thread_local std::uint64_t state = [] {
+    std::random_device rd;
+    return (static_cast<std::uint64_t>(rd()) << 32U) ^ rd();
+  }();
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31U);
+}
+
+}  // namespace
+
+void RequestId::assign(const http1::Head& req) {
+  for (const http1::Field& f : req.fields) {
+    if (f.name.size() == kRequestIdHeader.size() && http1::iequals(f.name, kRequestIdHeader) && !f.value.empty()) {
+      id_ = f.value;
+      generated_ = false;
+      return;
+    }
+  }
+  // xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx (RFC 9562 4.4: version 4, variant 10).
+  std::uint64_t hi = next_random();
+  std::uint64_t lo = next_random();
+  hi = (hi & ~0xf000ULL) | 0x4000ULL;
+  lo = (lo & ~(3ULL << 62U)) | (2ULL << 62U);
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  std::size_t at = 0;
+  const auto put = [&](std::uint64_t v, int nibbles) {
+    for (int i = nibbles - 1; i >= 0; --i) made_[at++] = kHex[(v >> (4U * static_cast<unsigned>(i))) & 0xfU];
+  };
+  put(hi >> 32U, 8);
+  made_[at++] = '-';
+  put(hi >> 16U, 4);
+  made_[at++] = '-';
+  put(hi, 4);
+  made_[at++] = '-';
+  put(lo >> 48U, 4);
+  made_[at++] = '-';
+  put(lo, 12);
+  id_ = std::string_view(made_.data(), made_.size());
+  generated_ = true;
 }
 
 std::string replayable_fields(const http1::Head& req) {
   std::string out;
   for (const http1::Field& f : req.fields) {
-    if (is_dropped_hop(f, req) || replaced_by_proxy(f.name) || is_credential(f.name) ||
+    if (is_dropped_hop(f, req) || replaced_by_proxy(f.name) || is_per_request(f.name) ||
         is_forwarded_host_or_proto(f.name) || http1::iequals(f.name, "Host") ||
         http1::iequals(f.name, "X-Forwarded-For") || http1::iequals(f.name, kSessionHeader)) {
       continue;
@@ -66,10 +117,11 @@ std::string replayable_fields(const http1::Head& req) {
   return out;
 }
 
-void append_credentials(std::string& out, const http1::Head& req) {
+void append_per_request_fields(std::string& out, const http1::Head& req, const RequestId& id) {
   for (const http1::Field& f : req.fields) {
-    if (is_credential(f.name)) append_field(out, f.name, f.value);
+    if (is_per_request(f.name)) append_field(out, f.name, f.value);
   }
+  if (id.generated()) append_field(out, kRequestIdHeader, id.view());
 }
 
 void append_field(std::string& out, std::string_view name, std::string_view value) {
@@ -156,6 +208,7 @@ void write_upstream_head(std::string& out, const http1::Head& req, const Upstrea
   out.append(edits.peer_ip);
   out += "\r\n"sv;
   if (!seen.forwarded_proto) out += "X-Forwarded-Proto: http\r\n"sv;
+  if (!edits.added_request_id.empty()) append_field(out, kRequestIdHeader, edits.added_request_id);
   const auto method = req.method;
   if (edits.body_size > 0 || method == "POST" || method == "PUT" || method == "PATCH") {
     out += "Content-Length: "sv;

@@ -369,9 +369,13 @@ void Server::reload() {
   if (next.listen != cfg_->listen || next.admin_listen != cfg_->admin_listen || next.threads != cfg_->threads ||
       next.sessions.store != cfg_->sessions.store || next.sessions.max_sessions != cfg_->sessions.max_sessions ||
       next.sessions.redis != cfg_->sessions.redis) {
-    log_event(spdlog::level::warn,
-              "config reload: listen, admin_listen, threads, sessions.store, sessions.max_sessions and "
-              "sessions.redis take effect on restart only; the rest is applied");
+    std::string keys;
+    for (std::string_view k : restart_only_keys()) {
+      keys += keys.empty() ? "" : ", ";
+      keys += k.back() == '.' ? std::string(k) + "*" : std::string(k);
+    }
+    log_event(spdlog::level::warn, "config reload: these keys take effect on restart only; the rest is applied",
+              {{"keys", keys}});
     next.listen = cfg_->listen;
     next.admin_listen = cfg_->admin_listen;
     next.threads = cfg_->threads;

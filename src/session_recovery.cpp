@@ -144,7 +144,7 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
     append_field(head, "Accept", "application/json, text/event-stream");
   }
   head += rec.init_fields;
-  append_credentials(head, ex.req.head);
+  append_per_request_fields(head, ex.req.head, ex.request_id);
   if (!session.empty()) {
     append_field(head, kSessionHeader, session);
     const auto version = ex.req.get("MCP-Protocol-Version");

@@ -138,6 +138,7 @@ net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex,
   if (ex.rec && !ex.route.from_query && !ex.rec->backend_session.empty()) edits.pod_session = ex.rec->backend_session;
   edits.drop_session_header = ex.route.drop_session_header;
   edits.body_size = ex.req.body.size();
+  if (ex.request_id.generated()) edits.added_request_id = ex.request_id.view();
   head_buffer_.clear();
   write_upstream_head(head_buffer_, ex.req.head, edits);
   const std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_),

@@ -199,6 +199,7 @@ struct CommandLine {
   bool check_config = false;
   bool version = false;
   bool help = false;
+  bool config_reference = false;
   std::string help_text;
   std::optional<std::string> config_file;
   std::vector<std::pair<std::string, std::string>> overrides;  // yaml key, value
@@ -216,6 +217,13 @@ Config config_from_yaml(const std::string& yaml_text, const std::string& origin,
 
 // The effective config as YAML (secrets masked).
 std::string to_yaml(const Config& cfg);
+
+// Keys a SIGHUP reload does not change (a name ending in '.' covers its subtree).
+const std::vector<std::string_view>& restart_only_keys();
+bool reloadable(std::string_view key);
+// Every key as a Markdown table: key, flag, default, whether a reload applies it, meaning.
+// docs/configuration.md is generated from it (scripts/docs.sh).
+std::string config_reference();
 
 duration parse_duration(const std::string& text);     // "500ms", "30s", "2h"; throws std::invalid_argument
 std::size_t parse_size(const std::string& text);      // "8MiB", "512", "16KiB"; throws std::invalid_argument

@@ -24,6 +24,7 @@
 #include "mcpproxy/metrics.hpp"
 #include "mcpproxy/net.hpp"
 #include "mcpproxy/placement.hpp"
+#include "mcpproxy/proxy_headers.hpp"
 #include "mcpproxy/route.hpp"
 #include "mcpproxy/session.hpp"
 #include "mcpproxy/session_limiter.hpp"
@@ -168,6 +169,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ConnectFailure connect_failure = ConnectFailure::refused;  // when the pod could not be connected to
     std::chrono::steady_clock::duration refusing_for{};        // since the pod last answered
     std::string principal;  // with sessions.binding, of a request that may create a session: its identity's HMAC
+    RequestId request_id;   // X-Request-Id: the client's, or made here
   };
 
   // --- downstream.cpp: the connection loop and the driver of the stages

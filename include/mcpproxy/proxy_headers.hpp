@@ -3,6 +3,7 @@
 // head becomes on its way to the pod, and what a response head becomes on its way back.
 // One named place for the hop-by-hop rules, X-Forwarded-*, Host and the session id mapping.
 
+#include <array>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -13,6 +14,22 @@
 namespace mcpproxy {
 
 inline constexpr std::string_view kSessionHeader = "Mcp-Session-Id";
+inline constexpr std::string_view kRequestIdHeader = "X-Request-Id";
+
+// A request's id, for the pod and the access log: the client's first X-Request-Id (an
+// ingress or the client named it), or a random UUID (version 4) made here when there is none.
+class RequestId {
+ public:
+  void assign(const http1::Head& req);
+  std::string_view view() const { return id_; }
+  // Made here: the pod gets it as a field of the proxy's own.
+  bool generated() const { return generated_; }
+
+ private:
+  std::array<char, 36> made_{};
+  std::string_view id_;
+  bool generated_ = false;
+};
 
 // What the request head edit needs to know besides the head itself.
 struct UpstreamHeadEdits {
@@ -26,8 +43,9 @@ struct UpstreamHeadEdits {
   // The pod knows the session by its own id (after a re-initialize): the client's id is
   // replaced by this one. Unset: the field goes as the client sent it.
   std::optional<std::string_view> pod_session;
-  bool drop_session_header = false;  // an initialize carrying an old id
-  std::size_t body_size = 0;         // the body as forwarded (decoded when it came chunked)
+  bool drop_session_header = false;   // an initialize carrying an old id
+  std::size_t body_size = 0;          // the body as forwarded (decoded when it came chunked)
+  std::string_view added_request_id;  // an X-Request-Id made by the proxy, appended (RequestId)
 };
 
 // Writes the request line and fields for the pod: hop-by-hop fields, those the Connection
@@ -60,13 +78,16 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 // the message's Connection field.
 bool is_dropped_hop(const http1::Field& f, const http1::Head& h);
 
-// Credentials: never stored with a session; a replayed initialize takes the current
-// request's (fresher than any stored copy: tokens expire, sessions outlive them).
-bool is_credential(std::string_view name);
+// Fields of one request, never stored with a session: credentials (a replayed initialize
+// takes the current request's, fresher than any stored copy: tokens expire, sessions
+// outlive them) and the request's identity in logs and traces (X-Request-Id, traceparent,
+// tracestate: a replay is part of the request that caused it).
+bool is_per_request(std::string_view name);
 // The fields of an initialize a re-initialize replays, as "Name: value\r\n" lines: the
-// end-to-end ones except credentials, Host, framing, the session id and X-Forwarded-*.
+// end-to-end ones except the per-request ones, Host, framing, the session id and X-Forwarded-*.
 std::string replayable_fields(const http1::Head& req);
-// Appends the current request's credential fields (as received) to `out`.
-void append_credentials(std::string& out, const http1::Head& req);
+// Appends the current request's per-request fields (as received) to `out`, and its
+// X-Request-Id when the proxy made it.
+void append_per_request_fields(std::string& out, const http1::Head& req, const RequestId& id);
 
 }  // namespace mcpproxy

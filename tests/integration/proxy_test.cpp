@@ -239,7 +239,7 @@ TEST_F(ProxyTest, ChunkedAndPipelinedRequestsAreForwardedWhole) {
 // The request fields the sample pod saw for one `headers` call of a session, by lower-case
 // name; `sid` is set to the session's id.
 std::map<std::string, std::vector<std::string>> headers_seen_by_pod(std::uint16_t port, std::string& sid,
-                                                                    std::string& body) {
+                                                                    std::string& body, const std::string& extra = "") {
   std::map<std::string, std::vector<std::string>> seen;
   sid = initialize(port);
   if (sid.empty()) return seen;
@@ -248,8 +248,8 @@ std::map<std::string, std::vector<std::string>> headers_seen_by_pod(std::uint16_
   if (!c.send(head_for(sid,
                        "Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\n"
                        "X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Custom:  spaced value \r\n"
-                       "TE: trailers\r\nContent-Length: " +
-                           std::to_string(body.size()) + "\r\n") +
+                       "TE: trailers\r\n" +
+                           extra + "Content-Length: " + std::to_string(body.size()) + "\r\n") +
               body) ||
       !c.read_until("\"result\"", 10s)) {
     return seen;
@@ -282,6 +282,31 @@ TEST_F(ProxyTest, HeadersReachThePodEditedAsAProxyMust) {
   EXPECT_EQ(seen["x-custom"], std::vector<std::string>{"spaced value "}) << "the line as received (the pod trims)";
   EXPECT_EQ(seen["mcp-session-id"], std::vector<std::string>{sid});
   EXPECT_EQ(seen["content-length"], std::vector<std::string>{std::to_string(body.size())});
+}
+
+TEST_F(ProxyTest, EachRequestHasAnIdInThePodsFieldsAndTheAccessLog) {
+  start();
+  std::string sid;
+  std::string body;
+  // None sent: the pod gets one the proxy made, a version-4 UUID, and the access line names it.
+  auto seen = headers_seen_by_pod(port(), sid, body);
+  ASSERT_EQ(seen["x-request-id"].size(), 1U);
+  const std::string made = seen["x-request-id"][0];
+  EXPECT_EQ(made.size(), 36U) << made;
+  EXPECT_EQ(made[14], '4') << made;
+  // Sent by the client (or an ingress): the pod gets it as sent; traceparent and tracestate
+  // pass untouched.
+  const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  seen = headers_seen_by_pod(port(), sid, body,
+                             "X-Request-Id: client-req-7\r\ntraceparent: " + trace + "\r\ntracestate: v=1\r\n");
+  EXPECT_EQ(seen["x-request-id"], std::vector<std::string>{"client-req-7"});
+  EXPECT_EQ(seen["traceparent"], std::vector<std::string>{trace});
+  EXPECT_EQ(seen["tracestate"], std::vector<std::string>{"v=1"});
+  ASSERT_TRUE(eventually([&] {
+    const std::string log = proxy_->log();
+    return log.find("request_id=" + made + "\n") != std::string::npos &&
+           log.find("request_id=client-req-7\n") != std::string::npos;
+  })) << proxy_->log();
 }
 
 TEST_F(ProxyTest, RewriteHostSendsThePodsOwnName) {

@@ -193,14 +193,52 @@ TEST(ProxyHeaders, AnInitializeIsKeptForReplayWithoutCredentials) {
       "POST /mcp?tenant=a HTTP/1.1\r\nHost: proxy.example\r\nAuthorization: Bearer secret\r\nCookie: s=1\r\n"
       "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nUser-Agent: sdk\r\n"
       "Connection: keep-alive, X-Hop\r\nX-Hop: h\r\nContent-Length: 2\r\nX-Forwarded-Host: evil\r\n"
-      "X-Forwarded-For: 1.1.1.1\r\nMcp-Session-Id: old\r\nX-Tenant: a\r\n\r\n";
+      "X-Forwarded-For: 1.1.1.1\r\nMcp-Session-Id: old\r\nX-Tenant: a\r\nX-Request-Id: r-1\r\n"
+      "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\ntracestate: k=v\r\n\r\n";
   ASSERT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete);
   const std::string kept = replayable_fields(h);
   EXPECT_EQ(kept,
             "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nUser-Agent: sdk\r\n"
             "X-Tenant: a\r\n");
-  // The credentials come from the request in hand when the initialize is replayed.
-  std::string creds;
-  append_credentials(creds, h);
-  EXPECT_EQ(creds, "Authorization: Bearer secret\r\nCookie: s=1\r\n");
+  // The credentials and the trace come from the request in hand when the initialize is replayed.
+  RequestId id;
+  id.assign(h);
+  EXPECT_FALSE(id.generated());
+  EXPECT_EQ(id.view(), "r-1");
+  std::string current;
+  append_per_request_fields(current, h, id);
+  EXPECT_EQ(current,
+            "Authorization: Bearer secret\r\nCookie: s=1\r\nX-Request-Id: r-1\r\n"
+            "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\ntracestate: k=v\r\n");
+}
+
+TEST(ProxyHeaders, ARequestWithoutAnIdGetsAFreshUuidThatThePodSees) {
+  http1::Head h;
+  const std::string wire = "POST /mcp HTTP/1.1\r\nHost: p\r\ntraceparent: 00-ab-cd-01\r\nContent-Length: 0\r\n\r\n";
+  ASSERT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete);
+  RequestId a;
+  RequestId b;
+  a.assign(h);
+  b.assign(h);
+  ASSERT_TRUE(a.generated());
+  ASSERT_EQ(a.view().size(), 36U);
+  EXPECT_NE(a.view(), b.view());
+  for (std::size_t i = 0; i < a.view().size(); ++i) {
+    const char c = a.view()[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      EXPECT_EQ(c, '-') << a.view();
+    } else {
+      EXPECT_TRUE((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) << a.view();
+    }
+  }
+  EXPECT_EQ(a.view()[14], '4') << a.view();                                                    // version 4
+  EXPECT_NE(std::string_view("89ab").find(a.view()[19]), std::string_view::npos) << a.view();  // variant 10
+  UpstreamHeadEdits e;
+  e.pod_authority = "pod:80";
+  e.peer_ip = "127.0.0.1";
+  e.added_request_id = a.view();
+  std::string out;
+  write_upstream_head(out, h, e);
+  EXPECT_NE(out.find("X-Request-Id: " + std::string(a.view()) + "\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("traceparent: 00-ab-cd-01\r\n"), std::string::npos) << out;  // untouched
 }
