@@ -39,6 +39,11 @@ if [ -f "$here/tests/e2e/package-lock.json" ]; then
   (cd "$here/tests/e2e" && { [ -d node_modules/@modelcontextprotocol/sdk ] || npm ci --no-audit --no-fund --loglevel=error; })
 fi
 
+# The offline checks of deploy/ (Kubernetes schemas), pinned by tests/ops/package-lock.json.
+if [ -f "$here/tests/ops/package-lock.json" ]; then
+  (cd "$here/tests/ops" && { [ -d node_modules/kubernetes-models ] || npm ci --no-audit --no-fund --loglevel=error; })
+fi
+
 # The official MCP conformance suite (runner and a Node.js 22 for it, pinned by
 # tests/conformance/package-lock.json) and its reference server and clients, copied from
 # ../shared/mcp-conformance (read-only in CI) and installed by their own lock file.
