@@ -9,6 +9,7 @@ pkgs=(
   libboost1.81-dev libboost-url1.81-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev
   libyaml-cpp-dev libcli11-dev libgtest-dev libssl-dev
   redis-server nginx haproxy wrk openssl curl python3 nodejs npm
+  prometheus
   clang-format clang-tidy clang-14 libclang-rt-14-dev
 )
 missing=()
@@ -27,8 +28,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The services are started by the tests themselves on free ports; the packaged ones stay off.
-for svc in redis-server nginx haproxy; do
+# The services are started by the tests themselves on free ports; the packaged ones stay off
+# (prometheus is installed for promtool, which checks deploy/prometheus).
+for svc in redis-server nginx haproxy prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -152,6 +152,20 @@ void Metrics::render_pods(std::string& out, const std::function<std::int64_t(int
   }
 }
 
+void Metrics::render_pod_states(std::string& out, const PodHealth& health, int replicas) {
+  const auto now = std::chrono::steady_clock::now();
+  family(out, "mcp_proxy_pod_ejected", "gauge",
+         "1 while the pod is out of placement after refusing a connection or timing out (backend.eject_cooldown).");
+  for (int o = 0; o < replicas; ++o) sample(out, "mcp_proxy_pod_ejected", pod_label(o), health.healthy(o, now) ? 0 : 1);
+  family(out, "mcp_proxy_pod_ejections_total", "counter", "Times the pod was taken out of placement for refusing.");
+  for (int o = 0; o < replicas; ++o) {
+    sample(out, "mcp_proxy_pod_ejections_total", pod_label(o), static_cast<double>(health.ejections(o)));
+  }
+  family(out, "mcp_proxy_pod_draining", "gauge",
+         "1 while the pod gets no new sessions (backend.draining or POST /pods/N/drain).");
+  for (int o = 0; o < replicas; ++o) sample(out, "mcp_proxy_pod_draining", pod_label(o), health.draining(o) ? 1 : 0);
+}
+
 std::string Metrics::render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
                             const StoreStatus& store) const {
   std::string out;

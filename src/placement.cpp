@@ -41,8 +41,10 @@ PodHealth::PodHealth()
     : drained_(new std::atomic<std::uint8_t>[kMaxReplicas]),
       until_(new std::atomic<std::int64_t>[kMaxReplicas]),
       refusing_since_(new std::atomic<std::int64_t>[kMaxReplicas]),
-      probe_failing_(new std::atomic<bool>[kMaxReplicas]) {
+      probe_failing_(new std::atomic<bool>[kMaxReplicas]),
+      ejections_(new std::atomic<std::uint64_t>[kMaxReplicas]) {
   for (int i = 0; i < kMaxReplicas; ++i) {
+    ejections_[i].store(0, std::memory_order_relaxed);
     probe_failing_[i].store(false, std::memory_order_relaxed);
     drained_[i].store(0, std::memory_order_relaxed);
     until_[i].store(0, std::memory_order_relaxed);
@@ -101,6 +103,12 @@ std::chrono::steady_clock::duration PodHealth::refused(int ordinal, std::chrono:
 void PodHealth::eject(int ordinal, std::chrono::steady_clock::time_point until) {
   if (ordinal < 0 || ordinal >= kMaxReplicas) return;
   until_[ordinal].store(until.time_since_epoch().count(), std::memory_order_relaxed);
+  ejections_[ordinal].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t PodHealth::ejections(int ordinal) const {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return 0;
+  return ejections_[ordinal].load(std::memory_order_relaxed);
 }
 
 void PodHealth::clear(int ordinal) {

@@ -168,8 +168,10 @@ Server::Server(CommandLine cmd, Config cfg)
   };
   handlers.ready_body = [this] { return ready_text(); };
   handlers.metrics = [this] {
-    return shared_.metrics.render(
+    std::string out = shared_.metrics.render(
         shared_.table, [this](int o) { return shared_.sessions_on(o); }, cfg_->backend.replicas, store_status());
+    Metrics::render_pod_states(out, shared_.health, cfg_->backend.replicas);
+    return out;
   };
   handlers.pods = [this] { return pods_json(); };
   handlers.token = [this] { return admin_token_; };

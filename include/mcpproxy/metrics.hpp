@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "mcpproxy/config.hpp"
+#include "mcpproxy/placement.hpp"
 
 namespace mcpproxy {
 
@@ -99,6 +100,9 @@ struct Metrics {
   // `live`: the live sessions of a pod (the shared counts with the redis store).
   std::string render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
                      const StoreStatus& store) const;
+  // Where each pod stands for placement: ejected (refused a connection, for
+  // backend.eject_cooldown), drained, and how often it was ejected.
+  static void render_pod_states(std::string& out, const PodHealth& health, int replicas);
 
  private:
   void render_requests(std::string& out) const;

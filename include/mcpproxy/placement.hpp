@@ -34,6 +34,8 @@ class PodHealth {
   std::chrono::steady_clock::duration refused(int ordinal, std::chrono::steady_clock::time_point now);
   // Ejected until then (the epoch: not ejected).
   std::chrono::steady_clock::time_point ejected_until(int ordinal) const;
+  // Ejections of the pod since start (mcp_proxy_pod_ejections_total).
+  std::uint64_t ejections(int ordinal) const;
 
   // Drained pods get no new sessions; their sessions go on. Drained by the config
   // (backend.draining, replaced on reload) or by the admin listener (kept).
@@ -54,6 +56,7 @@ class PodHealth {
   std::unique_ptr<std::atomic<std::int64_t>[]> until_;           // steady-clock ns since epoch
   std::unique_ptr<std::atomic<std::int64_t>[]> refusing_since_;  // 0: answering
   std::unique_ptr<std::atomic<bool>[]> probe_failing_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> ejections_;
 };
 
 }  // namespace mcpproxy

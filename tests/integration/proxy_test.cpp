@@ -560,6 +560,8 @@ TEST_F(ProxyTest, ADrainedOrdinalGetsNoNewSessionsAndKeepsItsOwn) {
   const Response drained = admin_post("/pods/2/drain", "s3cret-token");
   ASSERT_EQ(drained.status, 200) << drained.body;
   EXPECT_TRUE(json::parse(drained.body)[2]["draining"].get<bool>()) << drained.body;
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_pod_draining{pod="2"})").value_or(-1), 1);
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_pod_draining{pod="1"})").value_or(-1), 0);
   const auto sessions_on_two = [&] { return metric(proxy_->metrics(), R"(mcp_proxy_sessions{pod="2"})").value_or(-1); };
   const double before = sessions_on_two();
   for (int i = 0; i < 300; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
@@ -573,6 +575,7 @@ TEST_F(ProxyTest, ADrainedOrdinalGetsNoNewSessionsAndKeepsItsOwn) {
   // Undrained, it takes new sessions again (least_sessions prefers it whenever it is one of
   // its two choices: none in 10 would have a chance of 3^-10).
   ASSERT_EQ(admin_post("/pods/2/undrain", "s3cret-token").status, 200);
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_pod_draining{pod="2"})").value_or(-1), 0);
   for (int i = 0; i < 10; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
   EXPECT_GT(sessions_on_two(), before);
 }
@@ -891,6 +894,11 @@ TEST_F(ProxyTest, APodThatKeepsRefusingIsGoneOnlyAfterTheGrace) {
   r = request(port(), "POST", "/mcp", call(3, "whoami"), {{"Mcp-Session-Id", sid}});
   EXPECT_EQ(r.status, 503) << "a pod refusing for less than the grace may be restarting: " << r.body;
   EXPECT_EQ(r.header("retry-after"), "1");
+  // The pod that refused is out of placement, and counted so.
+  const std::string pod =
+      std::to_string(json::parse(request(proxy_->admin, "GET", "/pods").body)[0]["healthy"].get<bool>() ? 1 : 0);
+  EXPECT_EQ(metric(proxy_->metrics(), "mcp_proxy_pod_ejected{pod=\"" + pod + "\"}").value_or(-1), 1);
+  EXPECT_GE(metric(proxy_->metrics(), "mcp_proxy_pod_ejections_total{pod=\"" + pod + "\"}").value_or(0), 1);
   EXPECT_EQ(json::parse(r.body)["error"]["code"], -32603);
   EXPECT_EQ(metric_sum(proxy_->metrics(), "mcp_proxy_sessions_lost_total"), 0);
   // Past the grace the pod is gone: the session is lost, and with no pod left to take it
