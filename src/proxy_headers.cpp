@@ -59,13 +59,16 @@ bool is_per_request(std::string_view name) {
 
 namespace {
 
-// splitmix64 (Vigna), seeded once per thread: ids need to be unique, not secret.
+// splitmix64 (Vigna), seeded at a thread's first id: ids need to be unique, not secret.
+// Constant-initialized, so reading it costs no thread_local guard.
+thread_local std::uint64_t rng_state = 0;
+
 std::uint64_t next_random() {
-  thread_local std::uint64_t state = [] {
+  if (rng_state == 0) {
     std::random_device rd;
-    return (static_cast<std::uint64_t>(rd()) << 32U) ^ rd();
-  }();
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    rng_state = ((static_cast<std::uint64_t>(rd()) << 32U) ^ rd()) | 1U;
+  }
+  std::uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31U);
@@ -81,25 +84,24 @@ void RequestId::assign(const http1::Head& req) {
       return;
     }
   }
-  // xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx (RFC 9562 4.4: version 4, variant 10).
-  std::uint64_t hi = next_random();
-  std::uint64_t lo = next_random();
-  hi = (hi & ~0xf000ULL) | 0x4000ULL;
-  lo = (lo & ~(3ULL << 62U)) | (2ULL << 62U);
+  // 16 random bytes as xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx (RFC 9562 5.4: version 4,
+  // variant 10), two hex digits per byte.
+  std::array<unsigned char, 16> b{};
+  const std::uint64_t hi = next_random();
+  const std::uint64_t lo = next_random();
+  for (std::size_t i = 0; i < 8; ++i) {
+    b[i] = static_cast<unsigned char>(hi >> (56U - 8U * i));
+    b[8 + i] = static_cast<unsigned char>(lo >> (56U - 8U * i));
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0fU) | 0x40U);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3fU) | 0x80U);
   static constexpr std::string_view kHex = "0123456789abcdef";
   std::size_t at = 0;
-  const auto put = [&](std::uint64_t v, int nibbles) {
-    for (int i = nibbles - 1; i >= 0; --i) made_[at++] = kHex[(v >> (4U * static_cast<unsigned>(i))) & 0xfU];
-  };
-  put(hi >> 32U, 8);
-  made_[at++] = '-';
-  put(hi >> 16U, 4);
-  made_[at++] = '-';
-  put(hi, 4);
-  made_[at++] = '-';
-  put(lo >> 48U, 4);
-  made_[at++] = '-';
-  put(lo, 12);
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) made_[at++] = '-';
+    made_[at++] = kHex[b[i] >> 4U];
+    made_[at++] = kHex[b[i] & 0xfU];
+  }
   id_ = std::string_view(made_.data(), made_.size());
   generated_ = true;
 }

@@ -86,7 +86,11 @@ class Worker {
   // What connections reach of this worker. Declared before the io_context: connections
   // that the io_context still owns when it is destroyed hold a reference to it.
   ConnectionContext context_;
-  net::io_context ioc_{1};
+  // One thread runs it, and every socket of the worker is used from that thread only (other
+  // threads post to it; the listener and Redis links are set up before the thread starts):
+  // the reactor skips its per-descriptor lock (Asio's UNSAFE_IO hint; the scheduler, timers
+  // and registration keep theirs, so posts from other threads and async resolve work).
+  net::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   tcp::acceptor acceptor_{ioc_};
   UpstreamPool pool_{ioc_};
   std::shared_ptr<RedisLink> redis_;
