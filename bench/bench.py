@@ -85,6 +85,9 @@ class Bench:
         self.procs = []
         self.binary = args.binary
         self.baseline = getattr(args, "baseline_binary", None)
+        # Workers of each relay (proxy --threads, nginx worker_processes, HAProxy nbthread);
+        # the backend keeps one.
+        self.workers = getattr(args, "workers", 1)
 
     def spawn(self, cmd, **kw):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "stderr.log"), "a"), **kw)
@@ -101,10 +104,10 @@ class Bench:
                 p.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def nginx(self, name, body):
+    def nginx(self, name, body, workers=1):
         conf = os.path.join(self.tmp, f"{name}.conf")
         with open(conf, "w") as f:
-            f.write(f"""worker_processes 1;
+            f.write(f"""worker_processes {workers};
 daemon off;
 pid {self.tmp}/{name}.pid;
 error_log {self.tmp}/{name}.err warn;
@@ -148,7 +151,7 @@ http {{
         for store, binary, arm in stores:
             port = free_port()
             cmd = [binary, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}",
-                   "--threads", "1", "--replicas", "3", "--backend-url-template", template, "--log-level", "warn",
+                   "--threads", str(self.workers), "--replicas", "3", "--backend-url-template", template, "--log-level", "warn",
                    "--session-store", store]
             if store == "redis":
                 cmd += ["--redis-url", f"redis://127.0.0.1:{self.redis_port}/0"]
@@ -170,14 +173,14 @@ http {{
       proxy_set_header Connection "";
       proxy_buffering off;
     }}
-  }}""")
+  }}""", workers=self.workers)
         wait_port("127.0.0.1", port)
         self.arms["nginx"] = (port, lambda ng=ng: [ng.pid] + children(ng.pid), None)
         port = free_port()
         cfg = os.path.join(self.tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(f"""global
-  nbthread 1
+  nbthread {self.workers}
   maxconn 4096
 defaults
   mode http
@@ -362,6 +365,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--sessions", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="worker threads or processes of every relay (proxy --threads, nginx worker_processes, "
+                         "HAProxy nbthread)")
     ap.add_argument("--smoke", action="store_true", help="every arm once for 1 s; fail on any error")
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--redis-trips", action="store_true",
@@ -379,7 +385,7 @@ def main():
         if args.redis_trips:
             return redis_trips(b)
         cmd = " ".join(["python3 bench/bench.py"] + sys.argv[1:])
-        print(f"{len(b.arms)} arms, {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}, "
+        print(f"{len(b.arms)} arms, {args.workers} worker(s) per relay, {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}, "
               f"{args.sessions} sessions per arm", flush=True)
         results = b.throughput(args.rounds, args.seconds, args.connections, args.sessions)
         bad = {n: sum(r["errors"] + r["non2xx"] for r in rs) for n, rs in results.items()}
