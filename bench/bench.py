@@ -139,7 +139,8 @@ http {{
         for i in range(3):
             wait_port(f"127.0.1.{i}", self.pod_port)
         self.redis_port = free_port()
-        self.spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "", "--appendonly", "no"])
+        self.redis_proc = self.spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "",
+                                      "--appendonly", "no"])
         wait_port("127.0.0.1", self.redis_port)
 
         self.arms = {}
@@ -287,6 +288,30 @@ def soak(b, seconds):
     return 0 if res["errors"] + res["non2xx"] == 0 else 1
 
 
+def initialize_rates(b, rounds, seconds):
+    """New sessions per second through the proxy with each store, interleaved: does Redis set
+    the ceiling of initialize, or the proxy's own work?"""
+    rates = {"memory": [], "redis": []}
+    for r in range(rounds):
+        for store in rates:
+            port, pids, _ = b.arms[f"mcp-session-proxy ({store})"]
+            cpu0 = cpu_seconds(pids())
+            redis0 = cpu_seconds([b.redis_proc.pid])
+            res = b.wrk(port, seconds, 16, {"MODE": "initialize"})
+            cpu = cpu_seconds(pids()) - cpu0
+            redis_cpu = cpu_seconds([b.redis_proc.pid]) - redis0
+            n = max(res["requests"], 1)
+            rates[store].append((res["requests"] / seconds, cpu * 100000 / n, redis_cpu * 100000 / n))
+            print(f"  round {r + 1} {store:7s} {rates[store][-1][0]:8.0f} initializes/s  CPU per 100k: proxy "
+                  f"{rates[store][-1][1]:.2f} s, redis-server {rates[store][-1][2]:.2f} s  "
+                  f"errors {res['errors'] + res['non2xx']}", flush=True)
+    for store, xs in rates.items():
+        print(f"{store}: median {statistics.median(x[0] for x in xs):.0f} initializes/s; CPU per 100k: proxy "
+              f"{statistics.median(x[1] for x in xs):.2f} s, redis-server {statistics.median(x[2] for x in xs):.2f} s "
+              f"(wrk -c16, {rounds} rounds of {seconds} s)")
+    return 0
+
+
 def redis_trips(b):
     """Commands Redis served (INFO commandstats) for new sessions and for warm calls."""
     def stats():
@@ -365,6 +390,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--sessions", type=int, default=1000)
+    ap.add_argument("--initialize-rates", action="store_true",
+                    help="instead: initializes per second with the memory and the redis store, interleaved")
     ap.add_argument("--workers", type=int, default=1,
                     help="worker threads or processes of every relay (proxy --threads, nginx worker_processes, "
                          "HAProxy nbthread)")
@@ -384,6 +411,8 @@ def main():
             return soak(b, args.soak)
         if args.redis_trips:
             return redis_trips(b)
+        if args.initialize_rates:
+            return initialize_rates(b, args.rounds, args.seconds)
         cmd = " ".join(["python3 bench/bench.py"] + sys.argv[1:])
         print(f"{len(b.arms)} arms, {args.workers} worker(s) per relay, {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}, "
               f"{args.sessions} sessions per arm", flush=True)
