@@ -13,7 +13,10 @@ bin=${1:?usage: image_root.sh BINARY}
 dockerfile=$root_dir/docker/Dockerfile
 fail() { echo "image_root: FAIL: $*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || fail "needs root (chroot); CI runs as root"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "image_root: skipped: chroot needs root (CI runs as root)" >&2
+  exit 77  # CTest reports it as skipped (SKIP_RETURN_CODE), never as passed
+fi
 
 # --- The Dockerfile: multi-stage, non-root, SIGTERM, OCI labels, the config where CMD looks.
 [ "$(grep -c '^FROM ' "$dockerfile")" -ge 2 ] || fail "the Dockerfile is not multi-stage"
