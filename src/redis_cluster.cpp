@@ -151,12 +151,10 @@ net::awaitable<RedisLink::Result> RedisCluster::command(std::vector<std::string>
     const bool connected = co_await wait_up(to);
     if (!connected) break;
   }
-  // A lost connection or a cluster that is down (a primary failed, no replica promoted
-  // yet) means the map is about to change.
-  if (r.ec == RedisError::not_connected || r.ec == RedisError::connection_lost ||
-      (r.reply.is_error() && r.reply.str.starts_with("CLUSTERDOWN"))) {
-    refresh_wanted_ = true;
-  }
+  // A cluster that is down (a primary failed, no replica promoted yet) means the map is
+  // about to change. (A lost connection left the loop through without_primary, which asks
+  // for a fresh map itself.)
+  if (r.reply.is_error() && r.reply.str.starts_with("CLUSTERDOWN")) refresh_wanted_ = true;
   co_return r;
 }
 

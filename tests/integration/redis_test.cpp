@@ -251,6 +251,16 @@ std::pair<std::string, int> whoami(std::uint16_t port, const std::string& sid, i
   return {sc["pod"], sc["counter"]};
 }
 
+// A session the failover tests keep calling through a failover: the pod it is on, the calls
+// it has answered (its counter), and the proxy replica it is called through when the test
+// pins one.
+struct Live {
+  std::string sid;
+  std::string pod;
+  int calls = 0;
+  const Proxy* via = nullptr;
+};
+
 class RedisProxyTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -848,12 +858,6 @@ TEST(RedisSentinel, APrimaryKilledMidTrafficLosesNoSession) {
                 .body.find("redis primary (sentinel): 127.0.0.1:" + std::to_string(redis.primary->port)),
             std::string::npos)
       << request(a.admin, "GET", "/readyz").body;
-  struct Live {
-    std::string sid;
-    std::string pod;
-    int calls = 0;
-    const Proxy* via = nullptr;
-  };
   std::vector<Live> sessions;
   for (int i = 0; i < 50; ++i) {
     const Proxy& via = i % 2 == 0 ? a : b;
@@ -1012,11 +1016,6 @@ TEST(RedisClusterStore, ReshardingAndAFailoverDuringTrafficLoseNoSession) {
   EXPECT_NE(request(a.admin, "GET", "/readyz").body.find("redis cluster: 3 of 3 primaries reachable"),
             std::string::npos)
       << request(a.admin, "GET", "/readyz").body;
-  struct Live {
-    std::string sid;
-    std::string pod;
-    int calls = 0;
-  };
   std::vector<Live> sessions;
   std::map<std::string, int> errors;  // by phase and kind
   std::string phase = "before";
