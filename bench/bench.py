@@ -73,6 +73,28 @@ def rss_kib(pid):
     return 0
 
 
+def haproxy_config(port, pod_port, threads=1, maxconn=4096, timeout="60s", extra_defaults=()):
+    """HAProxy as the benches' peer: listens on 127.0.0.1:port, routes by Mcp-Session-Id
+    (consistent hash) to the three pods on pod_port."""
+    defaults = "".join(f"  {line}\n" for line in extra_defaults)
+    return f"""global
+  nbthread {threads}
+  maxconn {maxconn}
+defaults
+  mode http
+  timeout connect 5s
+  timeout client {timeout}
+  timeout server {timeout}
+  http-reuse always
+{defaults}frontend fe
+  bind 127.0.0.1:{port}
+  default_backend pods
+backend pods
+  balance hdr(Mcp-Session-Id)
+  hash-type consistent
+""" + "".join(f"  server p{i} 127.0.1.{i}:{pod_port}\n" for i in range(3))
+
+
 def children(pid):
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out]
@@ -180,22 +202,7 @@ http {{
         port = free_port()
         cfg = os.path.join(self.tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
-            f.write(f"""global
-  nbthread {self.workers}
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend pods
-backend pods
-  balance hdr(Mcp-Session-Id)
-  hash-type consistent
-""" + "".join(f"  server p{i} 127.0.1.{i}:{self.pod_port}\n" for i in range(3)))
+            f.write(haproxy_config(port, self.pod_port, threads=self.workers))
         hp = self.spawn(["haproxy", "-f", cfg])
         wait_port("127.0.0.1", port)
         self.arms["haproxy"] = (port, lambda hp=hp: [hp.pid] + children(hp.pid), None)

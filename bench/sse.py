@@ -15,26 +15,22 @@ waits about 200 ms, as HAProxy sends with MSG_MORE) carry the same number of str
 same backend after the proxy, each measured the same way (RSS of all its processes).
 Bounded: the streams are closed and everything stops at the end.
 """
-import shutil
-import tempfile
 import argparse
 import asyncio
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (free ports, RSS, the peers' configurations)
+from bench import ROOT, free_port, rss_kib  # noqa: E402
 
 
 # ---- the backend ------------------------------------------------------------------------
@@ -122,11 +118,6 @@ async def one_event_latency(host, port, pod_port, sid, reader):
             return time.perf_counter_ns() - int(stamp)
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-
-
 def tree_rss_kib(pid):
     """RSS of a process and its children (nginx's master and worker)."""
     total = rss_kib(pid)
@@ -185,23 +176,10 @@ http {{
     else:
         cfg = os.path.join(tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
-            f.write(f"""global
-  nbthread 1
-  maxconn {args.streams + 200}
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 1h
-  timeout server 1h
-  http-reuse always
-  option http-no-delay
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend pods
-backend pods
-  balance hdr(Mcp-Session-Id)
-  hash-type consistent
-""" + "".join(f"  server p{i} 127.0.1.{i}:{pod_port}\n" for i in range(3)))
+            # Streams: long timeouts, and each event sent at once (without http-no-delay
+            # HAProxy sends with MSG_MORE and the event waits for the client's delayed ACK).
+            f.write(bench.haproxy_config(port, pod_port, maxconn=args.streams + 200, timeout="1h",
+                                         extra_defaults=["option http-no-delay"]))
         cmd = ["haproxy", "-f", cfg]
     return subprocess.Popen(cmd, stderr=subprocess.DEVNULL), port
 
