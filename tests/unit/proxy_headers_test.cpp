@@ -212,6 +212,22 @@ TEST(ProxyHeaders, AnInitializeIsKeptForReplayWithoutCredentials) {
             "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\ntracestate: k=v\r\n");
 }
 
+TEST(ProxyHeaders, AnEmptyRequestIdIsReplacedByOneMadeHere) {
+  http1::Head h;
+  const std::string wire = "GET /mcp HTTP/1.1\r\nHost: p\r\nX-Request-Id: \r\nx-request-id: later\r\n\r\n";
+  ASSERT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete);
+  RequestId id;
+  id.assign(h);
+  // The first non-empty one names the request; with none, the proxy makes one.
+  EXPECT_FALSE(id.generated());
+  EXPECT_EQ(id.view(), "later");
+  const std::string only_empty = "GET /mcp HTTP/1.1\r\nHost: p\r\nX-Request-Id:\r\n\r\n";
+  ASSERT_EQ(http1::parse_request(only_empty, 16384, h), http1::Status::complete);
+  id.assign(h);
+  EXPECT_TRUE(id.generated());
+  EXPECT_EQ(id.view().size(), 36U);
+}
+
 TEST(ProxyHeaders, ARequestWithoutAnIdGetsAFreshUuidThatThePodSees) {
   http1::Head h;
   const std::string wire = "POST /mcp HTTP/1.1\r\nHost: p\r\ntraceparent: 00-ab-cd-01\r\nContent-Length: 0\r\n\r\n";
