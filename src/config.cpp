@@ -238,6 +238,13 @@ const std::vector<KeySpec>& key_specs() {
          c.backend.max_idle_connections = static_cast<std::size_t>(int_in(v, 0, 100000));
        },
        [](const Config& c) { return std::to_string(c.backend.max_idle_connections); }},
+      {"backend.warm_connections", "--upstream-warm",
+       "connections per pod per thread opened ahead of need, so a request never waits on a connect (default 1, "
+       "0 off)",
+       [](Config& c, const std::string& v) {
+         c.backend.warm_connections = static_cast<std::size_t>(int_in(v, 0, 1000));
+       },
+       [](const Config& c) { return std::to_string(c.backend.warm_connections); }},
       {"backend.max_response_header_size", "--max-response-header-size",
        "bound of a pod's response head (default 64KiB, 502 past it)", MCP_SIZE(backend.max_response_header_size)},
       {"backend.draining", "--drain-ordinal",

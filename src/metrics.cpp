@@ -152,6 +152,28 @@ void Metrics::render_pods(std::string& out, const std::function<std::int64_t(int
   }
 }
 
+void Metrics::render_connects(std::string& out) const {
+  auto load = [](const std::atomic<std::uint64_t>& a) {
+    return static_cast<double>(a.load(std::memory_order_relaxed));
+  };
+  family(out, "mcp_proxy_upstream_connects_total", "counter",
+         "Connects to pods, by reason (request: a request waited for it; warm: made ahead of need, "
+         "backend.warm_connections) and result (ok, failed).");
+  for (int why = 0; why < 2; ++why) {
+    for (int result = 0; result < 2; ++result) {
+      sample(out, "mcp_proxy_upstream_connects_total",
+             std::string(why == 0 ? "reason=\"request\"" : "reason=\"warm\"") +
+                 (result == 0 ? ",result=\"ok\"" : ",result=\"failed\""),
+             load(upstream_connects[why][result]));
+    }
+  }
+  family(out, "mcp_proxy_dns_lookups_total", "counter",
+         "Lookups of pod names: reason=\"request\" when a request waited for it, \"background\" when made ahead "
+         "of need (a warm connection, or a name in use refreshed before backend.dns_cache_ttl ran out).");
+  sample(out, "mcp_proxy_dns_lookups_total", "reason=\"request\"", load(dns_lookups[0]));
+  sample(out, "mcp_proxy_dns_lookups_total", "reason=\"background\"", load(dns_lookups[1]));
+}
+
 void Metrics::render_pod_states(std::string& out, const PodHealth& health, int replicas) {
   const auto now = std::chrono::steady_clock::now();
   family(out, "mcp_proxy_pod_ejected", "gauge",
@@ -215,6 +237,7 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
     family(out, name, "counter", help);
     sample(out, name, "", load(*value));
   }
+  render_connects(out);
   family(out, "mcp_proxy_config_generation", "gauge",
          "Generation of the config every worker has applied (1 at start, +1 per reload).");
   sample(out, "mcp_proxy_config_generation", "", load(config_generation));

@@ -135,6 +135,9 @@ net::awaitable<void> Worker::accept_loop() {
 net::awaitable<void> Worker::watch_loop() {
   net::steady_timer timer(ioc_);
   for (;;) {
+    // The pool's warm connections and name lookups happen between requests, not in them.
+    if (!shared_.draining.load(std::memory_order_relaxed))
+      pool_.maintain(std::chrono::milliseconds(Connection::kTickMs));
     timer.expires_after(std::chrono::milliseconds(Connection::kTickMs));
     auto [ec] = co_await timer.async_wait(use_tuple);
     if (ec) co_return;

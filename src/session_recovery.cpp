@@ -120,14 +120,6 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
                                                           const Exchange& ex) {
   const Config& cfg = *ex.cfg;
   Reply reply;
-  if (!up) {
-    auto lease = co_await ctx_.pool.acquire(ordinal);
-    if (lease.ec) {
-      ctx_.health.eject(ordinal, std::chrono::steady_clock::now() + cfg.backend.eject_cooldown);
-      co_return reply;
-    }
-    up = std::move(lease.stream);
-  }
   // The client's initialize as it came (its target, its end-to-end fields), with the
   // credentials of the request in hand and Host as the proxied path sends it; the answer
   // is read back with the same strict parser and framing the proxied path uses.
@@ -155,13 +147,36 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
   append_field(head, "Content-Length", std::to_string(body.size()));
   head += "\r\n"sv;
   const std::array<net::const_buffer, 2> bytes = {net::buffer(head), net::buffer(body.data(), body.size())};
-  expect_within(Wait::upstream, cfg.backend.response_timeout, up.get());
-  auto [wec, wn] = co_await net::async_write(*up, bytes, use_tuple);
   beast::flat_buffer in;
   http1::Head res;
-  if (wec || !co_await read_pod_head(*up, in, res, method, cfg)) {
+  for (bool retried = false;;) {
+    bool reused = false;
+    if (!up) {
+      auto lease = co_await ctx_.pool.acquire(ordinal, /*fresh=*/retried);
+      if (lease.ec) {
+        ctx_.health.eject(ordinal, std::chrono::steady_clock::now() + cfg.backend.eject_cooldown);
+        co_return reply;
+      }
+      up = std::move(lease.stream);
+      reused = lease.reused;
+    }
+    expect_within(Wait::upstream, cfg.backend.response_timeout, up.get());
+    auto [wec, wn] = co_await net::async_write(*up, bytes, use_tuple);
+    error_code read_ec = wec;
+    bool got_head = false;
+    if (!wec) {
+      const bool head_read = co_await read_pod_head(*up, in, res, method, cfg, read_ec);
+      got_head = head_read;
+    }
+    if (got_head) break;
     stop_waiting();
     up.reset();
+    // A pooled connection the pod closed meanwhile (a warm spare of a pod that restarted):
+    // the request never reached it, and goes again on a fresh connection.
+    if (!retried && UpstreamPool::was_stale(reused, in.size() != 0, read_ec)) {
+      retried = true;
+      continue;
+    }
     co_return reply;
   }
   reply.status = res.status;
@@ -173,7 +188,7 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
 }
 
 net::awaitable<bool> Connection::read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res,
-                                               std::string_view method, const Config& cfg) {
+                                               std::string_view method, const Config& cfg, error_code& ec) {
   for (;;) {
     const auto st = http1::parse_response(view(in), cfg.backend.max_response_header_size, method, res);
     if (st == http1::Status::complete && res.status >= 100 && res.status < 200) {
@@ -182,7 +197,8 @@ net::awaitable<bool> Connection::read_pod_head(tcp::socket& up, beast::flat_buff
     }
     if (st == http1::Status::complete) co_return true;
     if (st != http1::Status::need_more) co_return false;
-    auto [ec, n] = co_await up.async_read_some(in.prepare(8192), use_tuple);
+    auto [read_ec, n] = co_await up.async_read_some(in.prepare(8192), use_tuple);
+    ec = read_ec;
     if (ec) co_return false;
     in.commit(n);
   }

@@ -4,6 +4,8 @@
 
 #include <boost/asio/connect.hpp>
 
+#include "mcpproxy/metrics.hpp"
+
 namespace mcpproxy {
 namespace {
 
@@ -19,7 +21,7 @@ bool closed_by_peer(tcp::socket& s) {
 
 }  // namespace
 
-UpstreamPool::UpstreamPool(net::io_context& ioc) : ioc_(ioc), resolver_(ioc) {}
+UpstreamPool::UpstreamPool(net::io_context& ioc, Metrics& metrics) : ioc_(ioc), metrics_(metrics), resolver_(ioc) {}
 
 void UpstreamPool::configure(std::shared_ptr<const Config> cfg) {
   cfg_ = std::move(cfg);
@@ -31,21 +33,22 @@ void UpstreamPool::configure(std::shared_ptr<const Config> cfg) {
     Pod& p = pods_[i];
     if (i >= addrs.size()) {
       p.idle.clear();
-    } else if (p.addr != addrs[i]) {
+    } else if (p.addr != addrs[i] || p.generation == 0) {
       p = Pod{};
       p.addr = addrs[i];
+      p.generation = ++generations_;
     }
   }
 }
 
 UpstreamPool::Pod& UpstreamPool::pod(int ordinal) { return pods_[static_cast<std::size_t>(ordinal)]; }
 
-net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
-  Lease lease;
+net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal, bool fresh) {
   {
     Pod& p = pod(ordinal);
+    p.used = true;
     const auto now = std::chrono::steady_clock::now();
-    while (!p.idle.empty()) {
+    while (!fresh && !p.idle.empty()) {
       Idle idle = std::move(p.idle.back());
       p.idle.pop_back();
       // A connection used within the last second is taken without the peek (a syscall per
@@ -54,27 +57,44 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
       const auto idle_for = now - idle.since;
       if (idle_for < cfg_->backend.idle_connection_timeout &&
           (idle_for < std::chrono::seconds(1) || !closed_by_peer(*idle.stream))) {
+        Lease lease;
         lease.stream = std::move(idle.stream);
         lease.reused = true;
         co_return lease;
       }
     }
   }
-  // The pod vector may grow while this coroutine waits: look the pod up again after each wait.
+  Lease lease = co_await open(ordinal, Why::request);
+  co_return lease;
+}
+
+net::awaitable<error_code> UpstreamPool::resolve(int ordinal, Why why) {
+  const PodAddress addr = pod(ordinal).addr;
+  const std::uint64_t generation = pod(ordinal).generation;
+  metrics_.dns_lookups[static_cast<int>(why)].fetch_add(1, std::memory_order_relaxed);
+  // Asio resolves on its own background thread: the worker never blocks on DNS.
+  auto [ec, results] = co_await resolver_.async_resolve(addr.host, addr.port, use_tuple);
+  // The pod vector may grow while this coroutine waits: the pod is looked up again.
+  Pod& p = pod(ordinal);
+  if (ec || p.generation != generation) co_return ec;
+  p.endpoints = std::move(results);
+  p.resolved_until = std::chrono::steady_clock::now() + cfg_->backend.dns_cache_ttl;
+  p.used = false;
+  co_return ec;
+}
+
+net::awaitable<UpstreamPool::Lease> UpstreamPool::open(int ordinal, Why why) {
+  Lease lease;
   const auto cfg = cfg_;
   if (std::chrono::steady_clock::now() >= pod(ordinal).resolved_until) {
-    const PodAddress addr = pod(ordinal).addr;
-    // Asio resolves on its own background thread: the worker never blocks on DNS.
-    auto [ec, results] = co_await resolver_.async_resolve(addr.host, addr.port, use_tuple);
-    if (ec) {
-      lease.ec = ec;
+    const error_code resolve_ec = co_await resolve(ordinal, why);
+    if (resolve_ec) {
+      lease.ec = resolve_ec;
       co_return lease;
     }
-    Pod& p = pod(ordinal);
-    p.endpoints = std::move(results);
-    p.resolved_until = std::chrono::steady_clock::now() + cfg->backend.dns_cache_ttl;
   }
   const auto endpoints = pod(ordinal).endpoints;
+  const std::uint64_t generation = pod(ordinal).generation;
   auto stream = std::make_unique<tcp::socket>(ioc_);
   // The connect has its own timer (a connect is rare: pooled connections are the rule).
   // `done` keeps a late expiry from closing a socket that has moved on to an exchange.
@@ -109,15 +129,62 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal) {
   }
   state->done = true;
   deadline.cancel();
+  metrics_.upstream_connects[static_cast<int>(why)][ec ? 1 : 0].fetch_add(1, std::memory_order_relaxed);
+  Pod& p = pod(ordinal);
   if (ec) {
-    pod(ordinal).resolved_until = {};  // a pod that moved gets a fresh lookup next time
+    // A pod that moved gets a fresh lookup next time.
+    if (p.generation == generation) p.resolved_until = {};
     lease.ec = state->expired ? error_code(beast::error::timeout) : ec;
     co_return lease;
   }
+  if (p.generation == generation) p.warm_retry_at = {};  // the pod takes connections again
   error_code ignored;
   stream->set_option(tcp::no_delay(true), ignored);
   lease.stream = std::move(stream);
   co_return lease;
+}
+
+net::awaitable<void> UpstreamPool::warm(int ordinal, std::uint64_t generation) {
+  Lease lease = co_await open(ordinal, Why::background);
+  Pod& p = pod(ordinal);
+  if (p.generation != generation) co_return;  // the address changed meanwhile: not this pod's
+  --p.warming;
+  if (lease.ec) {
+    p.warm_retry_at = std::chrono::steady_clock::now() + cfg_->backend.eject_cooldown;
+    co_return;
+  }
+  if (ordinal < cfg_->backend.replicas && p.idle.size() < cfg_->backend.max_idle_connections) {
+    p.idle.push_back(Idle{std::move(lease.stream), std::chrono::steady_clock::now()});
+  }
+}
+
+net::awaitable<void> UpstreamPool::refresh(int ordinal, std::uint64_t generation) {
+  const error_code ec = co_await resolve(ordinal, Why::background);
+  Pod& p = pod(ordinal);
+  if (p.generation == generation) p.resolving = false;
+  (void)ec;  // a failed refresh leaves the entry to run out: the request that needs it asks again
+}
+
+void UpstreamPool::maintain(duration period) {
+  if (!cfg_) return;
+  const BackendConfig& b = cfg_->backend;
+  const auto now = std::chrono::steady_clock::now();
+  const std::size_t want = std::min(b.warm_connections, b.max_idle_connections);
+  // A quarter of the TTL ahead, and never less than three calls: the old answer is served
+  // until the new one is in, and no call lands past the window.
+  const duration ahead = std::max(b.dns_cache_ttl / 4, 3 * period);
+  for (int o = 0; o < b.replicas; ++o) {
+    Pod& p = pod(o);
+    if (p.used && !p.resolving && b.dns_cache_ttl.count() > 0 && now < p.resolved_until &&
+        now >= p.resolved_until - ahead) {
+      p.resolving = true;
+      net::co_spawn(ioc_, refresh(o, p.generation), net::detached);
+    }
+    if (p.idle.size() + p.warming < want && now >= p.warm_retry_at) {
+      ++p.warming;
+      net::co_spawn(ioc_, warm(o, p.generation), net::detached);
+    }
+  }
 }
 
 void UpstreamPool::release(int ordinal, std::unique_ptr<tcp::socket> stream) {

@@ -18,14 +18,6 @@ int connect_attempts(const Classified& route, int replicas) {
   return route.cls == RequestClass::session ? 1 : std::min(2, replicas);
 }
 
-// Retry rule 2: a request sent on a pooled connection that the pod had closed meanwhile
-// (end of stream or reset before any byte of an answer) never reached the pod: it is sent
-// again on a fresh connection, once, and that is not counted as an attempt.
-bool pooled_connection_was_stale(bool reused, bool anything_received, const error_code& ec) {
-  return reused && !anything_received &&
-         (ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe);
-}
-
 }  // namespace
 
 ConnectFailure classify_connect_failure(const error_code& ec) {
@@ -45,7 +37,9 @@ net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchang
   const int attempts = connect_attempts(ex.route, cfg.backend.replicas);
   bool stale_retry_used = false;
   for (int attempt = 0;;) {
-    auto lease = co_await ctx_.pool.acquire(ex.ordinal);
+    // The retry after a stale pooled connection takes a new one: the pod that closed one
+    // (a restart) has closed the others too.
+    auto lease = co_await ctx_.pool.acquire(ex.ordinal, /*fresh=*/stale_retry_used);
     if (lease.ec) {
       on_connect_failure(ex, lease.ec);
       // The proxy's own trouble: another pod would not help, and no session is lost.
@@ -165,7 +159,7 @@ net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex,
   if (!ec && !malformed) co_return Attempt::head;
   end_watch();
   if (client_gone()) co_return Attempt::client_gone;
-  if (!malformed && pooled_connection_was_stale(reused, upstream_buffer_.size() != 0, ec)) {
+  if (!malformed && UpstreamPool::was_stale(reused, upstream_buffer_.size() != 0, ec)) {
     co_return Attempt::stale_pooled;
   }
   co_return Attempt::failed;

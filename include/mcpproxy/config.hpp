@@ -79,6 +79,9 @@ struct BackendConfig {
   duration eject_cooldown{10000};
   duration idle_connection_timeout{60000};  // pooled keep-alive connection to a pod
   std::size_t max_idle_connections = 64;    // per pod, per worker thread
+  // Connections per pod per worker opened ahead of need (at most max_idle_connections):
+  // a request finds one even when the pod or the idle timeout closed the last (upstream.hpp).
+  std::size_t warm_connections = 1;
   std::size_t max_response_header_size = 64 * 1024;
   // Ordinals that get no new sessions (their sessions go on); the admin listener can drain
   // more (POST /pods/N/drain).

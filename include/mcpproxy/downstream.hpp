@@ -304,9 +304,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<Reply> send_to_pod(std::string_view method, int ordinal, std::unique_ptr<tcp::socket>& up,
                                     std::string_view target, std::string_view body, std::string_view session,
                                     const Exchange& ex);
-  // Reads the pod's answer to send_to_pod: the head into `res`, the body to its end (dropped).
+  // Reads the pod's answer to send_to_pod: the head into `res` (`ec`: why it did not come),
+  // the body to its end (dropped).
   net::awaitable<bool> read_pod_head(tcp::socket& up, beast::flat_buffer& in, http1::Head& res, std::string_view method,
-                                     const Config& cfg);
+                                     const Config& cfg, error_code& ec);
   net::awaitable<bool> drain_pod_body(tcp::socket& up, beast::flat_buffer& in, const http1::Head& res,
                                       const Config& cfg);
 

@@ -80,6 +80,10 @@ struct Metrics {
   std::atomic<std::uint64_t> client_aborts{0};
   std::atomic<std::uint64_t> stream_order_waits{0};
   std::atomic<std::uint64_t> recovery_waits{0};
+  // By why: [0] a request waited for it, [1] made ahead of need (UpstreamPool::maintain);
+  // connects then by result: [0] open, [1] failed.
+  std::array<std::array<std::atomic<std::uint64_t>, 2>, 2> upstream_connects{};
+  std::array<std::atomic<std::uint64_t>, 2> dns_lookups{};
   std::atomic<bool> draining{false};
 
   struct StoreStatus {
@@ -108,6 +112,8 @@ struct Metrics {
   void render_requests(std::string& out) const;
   // Per pod: upstream latency and errors, the health check, live sessions.
   void render_pods(std::string& out, const std::function<std::int64_t(int)>& live, int replicas) const;
+  // Connects to pods and lookups of their names, by whether a request waited for them.
+  void render_connects(std::string& out) const;
   std::unique_ptr<Histogram[]> upstream_duration_;
   std::unique_ptr<std::array<std::atomic<std::uint64_t>, 4>[]> upstream_errors_;
 };

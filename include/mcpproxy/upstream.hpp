@@ -1,6 +1,11 @@
 #pragma once
 // Connections to pods: one keep-alive pool per pod per worker thread, with a short DNS cache.
 // Lives on one worker's io_context; never touched from another thread.
+//
+// A request should not wait for what could have been done before it came: each pod keeps
+// `backend.warm_connections` connections open ahead of need (made in the background, and
+// made again when a pod or the idle timeout closes them), and the name of a pod in use is
+// looked up again before its cache entry runs out, while the old one is still served.
 
 #include <chrono>
 #include <deque>
@@ -14,9 +19,11 @@
 
 namespace mcpproxy {
 
+struct Metrics;
+
 class UpstreamPool {
  public:
-  explicit UpstreamPool(net::io_context& ioc);
+  UpstreamPool(net::io_context& ioc, Metrics& metrics);
 
   // A new config (SIGHUP): connections to pods whose address changed are dropped. The
   // addresses come computed with the config (BackendConfig::pods): nothing here throws.
@@ -30,8 +37,17 @@ class UpstreamPool {
     std::unique_ptr<tcp::socket> stream;
     bool reused = false;
   };
-  // A pooled connection when one is idle and still open, else a new one (resolve, connect).
-  net::awaitable<Lease> acquire(int ordinal);
+  // A pooled connection when one is idle and still open, else (or when `fresh`: the retry
+  // after a stale pooled one) a new one (resolve, connect).
+  net::awaitable<Lease> acquire(int ordinal, bool fresh = false);
+
+  // Retry rule 2 (upstream_exchange.cpp): a request sent on a pooled connection that the
+  // pod had closed meanwhile (end of stream or reset before any byte of an answer) never
+  // reached the pod; it is sent again on a fresh connection, once.
+  static bool was_stale(bool reused, bool anything_received, const error_code& ec) {
+    return reused && !anything_received &&
+           (ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe);
+  }
 
   // Back into the pool when the exchange ended cleanly and both sides keep it alive.
   void release(int ordinal, std::unique_ptr<tcp::socket> stream);
@@ -39,6 +55,12 @@ class UpstreamPool {
   // Closes idle connections past their idle timeout or closed by the pod.
   void prune();
   void clear();
+
+  // Called every `period` by the worker (not while it drains): opens the warm connections
+  // that are missing and refreshes the names of pods in use ahead of their expiry, each in
+  // a coroutine of its own. A pod whose warm connect failed is not tried again before
+  // `backend.eject_cooldown` (a request's own connect succeeding ends that wait).
+  void maintain(duration period);
 
  private:
   struct Idle {
@@ -50,10 +72,26 @@ class UpstreamPool {
     std::vector<Idle> idle;
     tcp::resolver::results_type endpoints;
     std::chrono::steady_clock::time_point resolved_until{};
+    // Which address this is: a coroutine that finds another when it resumes (a reload
+    // changed the address) leaves the pod alone.
+    std::uint64_t generation = 0;
+    bool used = false;        // acquired since the last lookup: worth refreshing ahead of expiry
+    bool resolving = false;   // a background lookup is in flight
+    std::size_t warming = 0;  // warm connects in flight
+    std::chrono::steady_clock::time_point warm_retry_at{};
   };
   Pod& pod(int ordinal);
+  enum class Why : std::uint8_t { request, background };
+  // Looks the pod's name up and caches the answer for backend.dns_cache_ttl.
+  net::awaitable<error_code> resolve(int ordinal, Why why);
+  // A new connection to the pod, its name looked up first when the cache has run out.
+  net::awaitable<Lease> open(int ordinal, Why why);
+  net::awaitable<void> warm(int ordinal, std::uint64_t generation);
+  net::awaitable<void> refresh(int ordinal, std::uint64_t generation);
 
   net::io_context& ioc_;
+  Metrics& metrics_;
+  std::uint64_t generations_ = 0;
   tcp::resolver resolver_;
   std::shared_ptr<const Config> cfg_;
   std::deque<Pod> pods_;  // deque: growing it never moves a pod (or its pooled sockets)

@@ -398,9 +398,10 @@ std::string Proxy::log() const {
   return ss.str();
 }
 
-SampleBackend::SampleBackend(int pods, std::vector<std::string> extra_args) {
-  std::vector<std::string> argv = {
-      "python3", source_dir() + "/examples/sample_backend.py", "--pods", std::to_string(pods), "--port", "0"};
+SampleBackend::SampleBackend(int pods, std::vector<std::string> extra_args, std::uint16_t at_port) {
+  std::vector<std::string> argv = {"python3", source_dir() + "/examples/sample_backend.py",
+                                   "--pods",  std::to_string(pods),
+                                   "--port",  std::to_string(at_port)};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process = std::make_unique<Process>(argv);
   const auto line = process->read_line(std::chrono::seconds(15));

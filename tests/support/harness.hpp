@@ -133,9 +133,9 @@ struct Proxy {
   std::string log() const;
 };
 
-// The sample backend: `pods` pods on one free port, pod N on 127.0.1.N.
+// The sample backend: `pods` pods on one port (a free one unless given), pod N on 127.0.1.N.
 struct SampleBackend {
-  explicit SampleBackend(int pods, std::vector<std::string> extra_args = {});
+  explicit SampleBackend(int pods, std::vector<std::string> extra_args = {}, std::uint16_t at_port = 0);
   std::uint16_t port = 0;
   std::string url_template() const;
   std::unique_ptr<Process> process;
