@@ -16,6 +16,29 @@
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
+std::size_t send_now(tcp::socket& s, const net::const_buffer* buffers, std::size_t count, error_code& ec) {
+  constexpr std::size_t kMax = 8;
+  std::array<iovec, kMax> iov{};
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < count && n < kMax; ++i) {
+    if (buffers[i].size() == 0) continue;
+    iov[n].iov_base =
+        const_cast<void*>(buffers[i].data());  // NOLINT(cppcoreguidelines-pro-type-const-cast): sendmsg's iovec
+    iov[n].iov_len = buffers[i].size();
+    ++n;
+  }
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = n;
+  for (;;) {
+    const ssize_t sent = ::sendmsg(s.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent >= 0) return static_cast<std::size_t>(sent);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) ec = error_code(errno, boost::system::system_category());
+    return 0;
+  }
+}
+
 std::unique_ptr<char[]> RelayBuffers::take(std::size_t size) {
   if (size != size_) {
     buffers_.clear();  // the size changed with a reload

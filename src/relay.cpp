@@ -67,6 +67,11 @@ net::awaitable<bool> Connection::write_client(std::string_view data, bool last, 
   }
   if (last && chunked) out[4] = net::buffer("0\r\n\r\n", 5);
   head_sent = true;
+  error_code ec;
+  const std::size_t sent = send_now(socket_, out.data(), out.size(), ec);
+  if (ec) co_return false;
+  if (sent == net::buffer_size(out)) co_return true;
+  consume_front(out, sent);
   expect_within(Wait::write, cfg.limits.write_timeout);
   auto [wec, wn] = co_await net::async_write(socket_, out, use_tuple);
   stop_waiting();

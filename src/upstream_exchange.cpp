@@ -135,10 +135,14 @@ net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex,
   if (ex.request_id.generated()) edits.added_request_id = ex.request_id.view();
   head_buffer_.clear();
   write_upstream_head(head_buffer_, ex.req.head, edits);
-  const std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_),
-                                                          net::buffer(ex.req.body.data(), ex.req.body.size())};
-  auto [wec, wn] = co_await net::async_write(up, request_bytes, use_tuple);
-  ec = wec;
+  std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_),
+                                                    net::buffer(ex.req.body.data(), ex.req.body.size())};
+  const std::size_t sent = send_now(up, request_bytes.data(), request_bytes.size(), ec);
+  if (!ec && sent < head_buffer_.size() + ex.req.body.size()) {
+    consume_front(request_bytes, sent);
+    auto [wec, wn] = co_await net::async_write(up, request_bytes, use_tuple);
+    ec = wec;
+  }
   while (!ec) {
     const auto st =
         http1::parse_response(view(upstream_buffer_), cfg.backend.max_response_header_size, ex.req.method(), res);
