@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <optional>
 #include <string>
 
@@ -233,6 +234,73 @@ TEST(Http1, ValueCheckSeesEveryByte) {
           << i << " " << int(bad);
     }
   }
+}
+
+TEST(Http1, NameCheckSeesEveryByte) {
+  // Names long and short, with the colon at every place of a sixteen-byte block, and the
+  // rarer tchars (taken by the bytewise scan); a non-tchar anywhere in a name is refused.
+  for (std::size_t len = 1; len <= 40; ++len) {
+    std::string name;
+    for (std::size_t i = 0; i < len; ++i) name += "Ab-9"[i % 4];
+    Head h;
+    const std::string good = "GET / HTTP/1.1\r\nHost: h\r\n" + name + ": v\r\n\r\n";
+    ASSERT_EQ(request(good, h), Status::complete) << name;
+    EXPECT_EQ(h.get(name), "v");
+    std::string rare = name;
+    rare[len / 2] = "!#$%&'*+.^_`|~"[len % 14];
+    const std::string with_rare = "GET / HTTP/1.1\r\nHost: h\r\n" + rare + ": v\r\n\r\n";
+    ASSERT_EQ(request(with_rare, h), Status::complete) << rare;
+    EXPECT_EQ(h.get(rare), "v");
+    for (std::size_t i = 0; i < len; ++i) {
+      for (const char bad : {'\x00', ' ', '"', '(', '/', '@', '[', '{', '\x7f', '\x80', '\xff', '\r', '\n'}) {
+        std::string n = name;
+        n[i] = bad;
+        EXPECT_NE(request("GET / HTTP/1.1\r\nHost: h\r\n" + n + ": v\r\n\r\n", h), Status::complete)
+            << len << " " << i << " " << int(bad);
+      }
+    }
+  }
+}
+
+TEST(Http1, FramingNamesMatchInAnyCaseAndOnlyThemselves) {
+  Head h;
+  ASSERT_EQ(request("POST / HTTP/1.1\r\nhOsT: h\r\ncOnTeNt-LeNgTh: 3\r\n\r\nabc", h), Status::complete);
+  EXPECT_EQ(h.framing, Framing::length);
+  EXPECT_EQ(h.content_length, 3U);
+  // One byte off in each place (a tchar whose 0x20 bit differs, or another letter): not the
+  // framing field, so the request has no body.
+  const std::string cl = "Content-Length";
+  for (std::size_t i = 0; i < cl.size(); ++i) {
+    for (const char other : {'^', '~', '_', 'x', '.'}) {
+      std::string n = cl;
+      if (n[i] == other) continue;
+      n[i] = other;
+      ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: h\r\n" + n + ": 3\r\n\r\n", h), Status::complete) << n;
+      EXPECT_EQ(h.framing, Framing::none) << n;
+    }
+  }
+  // Two Host fields in any case are refused; a name like Host is not one.
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: a\r\nHOST: b\r\n\r\n", h), Status::bad_field);
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: a\r\nHos~: b\r\n\r\n", h), Status::complete);
+}
+
+TEST(Http1, CaseInsensitiveEqualityAtEveryLength) {
+  const std::string lower = "abcdefghijklmnopqrstuvwxyz-0123456789_~^";
+  for (std::size_t len = 0; len <= lower.size(); ++len) {
+    const std::string a = lower.substr(0, len);
+    std::string b = a;
+    for (char& c : b) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    EXPECT_TRUE(iequals(a, b)) << a;
+    for (std::size_t i = 0; i < len; ++i) {
+      std::string c = b;
+      // Bytes one case-bit away that are not letters, and bytes past 0x7F, differ.
+      c[i] = c[i] == '@' ? '`' : static_cast<char>(c[i] ^ 0x80);
+      EXPECT_FALSE(iequals(a, c)) << a << " " << i;
+    }
+  }
+  EXPECT_FALSE(iequals("@[\\]", "`{|}"));
+  EXPECT_TRUE(iequals("\xc3\x89t\xc3\xa9-1234", "\xc3\x89T\xc3\xa9-1234"));
+  EXPECT_FALSE(iequals("\xc3\x89", "\xc3\xa9"));
 }
 
 namespace {
