@@ -2,11 +2,12 @@
 """Where the proxy's own time goes, in numbers that do not drift on a noisy machine.
 
   python3 bench/profile.py instructions   # instructions per proxied request (callgrind)
+  python3 bench/profile.py instructions 32  # the same with 32 connections (default 4)
   python3 bench/profile.py allocations    # allocations per relayed SSE chunk (heaptrack)
 
 instructions: the proxy (one worker) runs under `valgrind --tool=callgrind` in front of the
-bench's nginx backend; 200 sessions are created, then `wrk -t1 -c4` rotates over them for
-6 s. Counters are zeroed once the sessions exist and dumped when wrk is done; prints the
+bench's nginx backend; 200 sessions are created, then `wrk -t1 -c4` (or -cN) rotates over
+them for 6 s. Counters are zeroed once the sessions exist and dumped when wrk is done; prints the
 instructions of that steady state divided by the requests wrk made, and its ten costliest
 functions. (Before 2026-11-30 the figure was the whole run's, start-up included, which
 overstated by 1-2k per request depending on how many requests a run served.)
@@ -33,7 +34,7 @@ ROOT = bench.ROOT
 BINARY = os.environ.get("MCPPROXY_BINARY", os.path.join(ROOT, "build/mcp-session-proxy"))
 
 
-def instructions():
+def instructions(connections=4):
     class Args:
         binary = BINARY
     b = bench.Bench(Args())
@@ -52,7 +53,7 @@ def instructions():
         # Steady state: counters zeroed once the sessions exist, dumped when wrk is done, so
         # start-up (dynamic linking, first allocations) is not spread over the requests.
         subprocess.run(["callgrind_control", "--zero", str(p.pid)], capture_output=True, check=True)
-        res = b.wrk(port, 6, 4, {"SESSIONS": ids, "MODE": "call"})
+        res = b.wrk(port, 6, connections, {"SESSIONS": ids, "MODE": "call"})
         subprocess.run(["callgrind_control", "--dump", str(p.pid)], capture_output=True, check=True)
         p.terminate()
         p.wait(timeout=60)
@@ -116,7 +117,7 @@ if __name__ == "__main__":
     if tool and not __import__("shutil").which(tool):
         sys.exit(f"{tool} is needed (Debian: apt-get install valgrind heaptrack); it is not part of scripts/setup.sh")
     if what == "instructions":
-        instructions()
+        instructions(int(sys.argv[2]) if len(sys.argv) > 2 else 4)
     elif what == "allocations":
         for n in (200, 2000):
             allocations(n)

@@ -136,7 +136,13 @@ net::awaitable<void> Connection::run() {
     // Each request takes the worker's config as it is when the request's first byte is
     // here: a reload applied while a keep-alive connection was idle holds for its next one.
     auto cfg = ctx_.config;
-    if (co_await read_request(*cfg) == ReadResult::closed) co_return;
+    // A request that came whole in one read (nearly every MCP request) is taken here,
+    // without another coroutine; the rest is read by read_request.
+    const Buffered buffered = take_buffered_request(*cfg);
+    if (buffered != Buffered::request) {
+      const ReadResult read = co_await read_request(*cfg, buffered);
+      if (read == ReadResult::closed) co_return;
+    }
 
     Exchange ex(request_);
     ex.cfg = std::move(cfg);
@@ -162,18 +168,24 @@ net::awaitable<void> Connection::run() {
   }
 }
 
-net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cfg) {
-  // A head, and the body of an MCP request, nearly always arrive in one read: that case
-  // is parsed and taken here without another coroutine; the rest is read by read_head and
-  // read_body. (Results are named before they are compared: GCC 12 miscompiles a
-  // co_await inside the condition of this coroutine.)
+Connection::Buffered Connection::take_buffered_request(const Config& cfg) {
   expect_within(Wait::head, cfg.limits.header_timeout);
   if (http1::parse_request(view(buffer_), cfg.limits.max_header_size, request_.head) != http1::Status::complete) {
-    const ReadResult head = co_await read_head(cfg);
-    if (head == ReadResult::closed) co_return head;
+    return Buffered::need_head;
   }
   keep_head();
-  if (body_buffered(cfg)) co_return ReadResult::request;
+  return body_buffered(cfg) ? Buffered::request : Buffered::need_body;
+}
+
+net::awaitable<Connection::ReadResult> Connection::read_request(const Config& cfg, Buffered from) {
+  // (Results are named before they are compared: GCC 12 miscompiles a co_await inside the
+  // condition of this coroutine.)
+  if (from == Buffered::need_head) {
+    const ReadResult head = co_await read_head(cfg);
+    if (head == ReadResult::closed) co_return head;
+    keep_head();
+    if (body_buffered(cfg)) co_return ReadResult::request;
+  }
   const ReadResult body = co_await read_body(cfg);
   co_return body;
 }

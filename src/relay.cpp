@@ -52,15 +52,14 @@ class StreamPin {
 
 }  // namespace
 
-net::awaitable<bool> Connection::write_client(std::string_view data, bool last, bool chunked, bool& head_sent,
-                                              const Config& cfg) {
-  std::array<char, 20> size_line{};
-  std::array<net::const_buffer, 5> out{};
+bool Connection::write_client(std::string_view data, bool last, bool chunked, bool& head_sent, bool& pending) {
+  std::array<net::const_buffer, 5>& out = client_out_;
+  out = {};
   if (!head_sent) out[0] = net::buffer(head_buffer_);
   if (!data.empty()) {
     if (chunked) {
-      const int n = std::snprintf(size_line.data(), size_line.size(), "%zx\r\n", data.size());
-      out[1] = net::buffer(size_line.data(), static_cast<std::size_t>(n));
+      const int n = std::snprintf(chunk_line_.data(), chunk_line_.size(), "%zx\r\n", data.size());
+      out[1] = net::buffer(chunk_line_.data(), static_cast<std::size_t>(n));
       out[3] = net::buffer("\r\n", 2);
     }
     out[2] = net::buffer(data.data(), data.size());
@@ -69,11 +68,23 @@ net::awaitable<bool> Connection::write_client(std::string_view data, bool last, 
   head_sent = true;
   error_code ec;
   const std::size_t sent = send_now(socket_, out.data(), out.size(), ec);
-  if (ec) co_return false;
-  if (sent == net::buffer_size(out)) co_return true;
-  consume_front(out, sent);
+  if (ec) return false;
+  pending = sent != net::buffer_size(out);
+  if (pending) consume_front(out, sent);
+  return true;
+}
+
+net::awaitable<bool> Connection::write_client_head_alone(bool chunked, bool& head_sent, const Config& cfg) {
+  bool pending = false;
+  if (!write_client({}, false, chunked, head_sent, pending)) co_return false;
+  if (!pending) co_return true;
+  const bool written = co_await write_client_rest(cfg);
+  co_return written;
+}
+
+net::awaitable<bool> Connection::write_client_rest(const Config& cfg) {
   expect_within(Wait::write, cfg.limits.write_timeout);
-  auto [wec, wn] = co_await net::async_write(socket_, out, use_tuple);
+  auto [wec, wn] = co_await net::async_write(socket_, client_out_, use_tuple);
   stop_waiting();
   co_return !wec;
 }
@@ -214,7 +225,8 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
   bool head_sent = false;
   bool client_failed = false;
   if (upstream_buffer_.size() == 0 && !body.done) {
-    client_failed = !co_await write_client({}, false, plan.chunked, head_sent, cfg);
+    const bool written = co_await write_client_head_alone(plan.chunked, head_sent, cfg);
+    client_failed = !written;
   }
   bool pod_failed = false;
   while (!client_failed) {
@@ -234,8 +246,14 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
     }
     if (p == Pumped::hold) continue;
     const bool last = body.done;
-    if (!co_await write_client(data, last, plan.chunked, head_sent, cfg)) client_failed = true;
-    if (last) break;
+    // Sent on the spot; a coroutine only for what the socket did not take.
+    bool pending = false;
+    client_failed = !write_client(data, last, plan.chunked, head_sent, pending);
+    if (pending) {
+      const bool written = co_await write_client_rest(cfg);
+      client_failed = !written;
+    }
+    if (client_failed || last) break;
   }
   stop_waiting();
   release_relay_buffer();

@@ -43,28 +43,37 @@ void UpstreamPool::configure(std::shared_ptr<const Config> cfg) {
 
 UpstreamPool::Pod& UpstreamPool::pod(int ordinal) { return pods_[static_cast<std::size_t>(ordinal)]; }
 
-net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal, bool fresh) {
-  {
-    Pod& p = pod(ordinal);
-    p.used = true;
-    const auto now = std::chrono::steady_clock::now();
-    while (!fresh && !p.idle.empty()) {
-      Idle idle = std::move(p.idle.back());
-      p.idle.pop_back();
-      // A connection used within the last second is taken without the peek (a syscall per
-      // request): if the pod closed it just now, nothing reached the pod and the request is
-      // sent again on a fresh connection (Connection::forward).
-      const auto idle_for = now - idle.since;
-      if (idle_for < cfg_->backend.idle_connection_timeout &&
-          (idle_for < std::chrono::seconds(1) || !closed_by_peer(*idle.stream))) {
-        Lease lease;
-        lease.stream = std::move(idle.stream);
-        lease.reused = true;
-        co_return lease;
-      }
+bool UpstreamPool::take_idle(int ordinal, Lease& lease) {
+  Pod& p = pod(ordinal);
+  p.used = true;
+  const auto now = std::chrono::steady_clock::now();
+  while (!p.idle.empty()) {
+    Idle idle = std::move(p.idle.back());
+    p.idle.pop_back();
+    // A connection used within the last second is taken without the peek (a syscall per
+    // request): if the pod closed it just now, nothing reached the pod and the request is
+    // sent again on a fresh connection (Connection::forward).
+    const auto idle_for = now - idle.since;
+    if (idle_for < cfg_->backend.idle_connection_timeout &&
+        (idle_for < std::chrono::seconds(1) || !closed_by_peer(*idle.stream))) {
+      lease.stream = std::move(idle.stream);
+      lease.reused = true;
+      return true;
     }
   }
+  return false;
+}
+
+net::awaitable<UpstreamPool::Lease> UpstreamPool::connect(int ordinal) {
+  pod(ordinal).used = true;
   Lease lease = co_await open(ordinal, Why::request);
+  co_return lease;
+}
+
+net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal, bool fresh) {
+  Lease lease;
+  if (!fresh && take_idle(ordinal, lease)) co_return lease;
+  lease = co_await connect(ordinal);
   co_return lease;
 }
 

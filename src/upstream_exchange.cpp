@@ -37,9 +37,10 @@ net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchang
   const int attempts = connect_attempts(ex.route, cfg.backend.replicas);
   bool stale_retry_used = false;
   for (int attempt = 0;;) {
-    // The retry after a stale pooled connection takes a new one: the pod that closed one
-    // (a restart) has closed the others too.
-    auto lease = co_await ctx_.pool.acquire(ex.ordinal, /*fresh=*/stale_retry_used);
+    // A pooled connection without a coroutine, the rule; the retry after a stale pooled
+    // connection takes a new one (the pod that closed one, a restart, has closed the others).
+    UpstreamPool::Lease lease;
+    if (stale_retry_used || !ctx_.pool.take_idle(ex.ordinal, lease)) lease = co_await ctx_.pool.connect(ex.ordinal);
     if (lease.ec) {
       on_connect_failure(ex, lease.ec);
       // The proxy's own trouble: another pod would not help, and no session is lost.

@@ -175,8 +175,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // --- downstream.cpp: the connection loop and the driver of the stages
   net::awaitable<void> run();
   enum class ReadResult { request, closed };
-  // Reads one request (head and body) into request_; a refusal is answered here.
-  net::awaitable<ReadResult> read_request(const Config& cfg);
+  // What of a request the read buffer holds: all of it (read, no coroutine needed), or
+  // not yet its whole head, or its head but not its whole body.
+  enum class Buffered : std::uint8_t { request, need_head, need_body };
+  Buffered take_buffered_request(const Config& cfg);
+  // Reads the rest of a request (head and body) into request_; a refusal is answered here.
+  net::awaitable<ReadResult> read_request(const Config& cfg, Buffered from);
   net::awaitable<ReadResult> read_head(const Config& cfg);
   net::awaitable<ReadResult> read_body(const Config& cfg);
   void keep_head();
@@ -268,8 +272,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The next bytes of the pod's body into the relay buffer; false when the pod failed.
   net::awaitable<bool> read_pod(Exchange& ex, http1::BodyFraming& body, const RelayPlan& plan, char*& bytes,
                                 std::size_t& got);
-  // One gathered write to the client: [head] [chunk size] [data] [CRLF] [last chunk].
-  net::awaitable<bool> write_client(std::string_view data, bool last, bool chunked, bool& head_sent, const Config& cfg);
+  // One gathered write to the client: [head] [chunk size] [data] [CRLF] [last chunk], sent
+  // at once as far as the socket takes it; false when the client failed. `pending`: the
+  // rest is in client_out_, for write_client_rest.
+  bool write_client(std::string_view data, bool last, bool chunked, bool& head_sent, bool& pending);
+  net::awaitable<bool> write_client_rest(const Config& cfg);
+  // The head alone (an answer whose body has not begun: an SSE stream opens at once).
+  net::awaitable<bool> write_client_head_alone(bool chunked, bool& head_sent, const Config& cfg);
   void release_relay_buffer();
 
   // Session binding: the principal of this request's identity ("" without one).
@@ -320,6 +329,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<char[]> relay_buffer_;  // lent by the worker while a body is relayed
   std::size_t relay_buffer_size_ = 0;
   std::string head_buffer_;  // reused for every serialised request and response head
+  // A write to the client that the socket did not take whole: what is left, and the chunk
+  // size line it may point into.
+  std::array<net::const_buffer, 5> client_out_{};
+  std::array<char, 20> chunk_line_{};
   std::uint64_t id_;
   // The last identity seen on this connection and its principal: a client sends the same
   // credential on every request, so the HMAC is computed once per connection, not per request.

@@ -40,6 +40,10 @@ class UpstreamPool {
   // A pooled connection when one is idle and still open, else (or when `fresh`: the retry
   // after a stale pooled one) a new one (resolve, connect).
   net::awaitable<Lease> acquire(int ordinal, bool fresh = false);
+  // The two halves of acquire, for a caller that takes the common case without a coroutine:
+  // an idle pooled connection (false when there is none), and a new connection.
+  bool take_idle(int ordinal, Lease& lease);
+  net::awaitable<Lease> connect(int ordinal);
 
   // Retry rule 2 (upstream_exchange.cpp): a request sent on a pooled connection that the
   // pod had closed meanwhile (end of stream or reset before any byte of an answer) never
