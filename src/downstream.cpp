@@ -145,6 +145,7 @@ net::awaitable<void> Connection::run() {
     }
 
     Exchange ex(request_);
+    ex.route.session_id = std::move(session_id_storage_);  // its capacity, from the last request
     ex.cfg = std::move(cfg);
     ex.start = std::chrono::steady_clock::now();
     ex.request_id.assign(request_.head);
@@ -153,6 +154,7 @@ net::awaitable<void> Connection::run() {
     const bool again = co_await handle(ex);
     set_in_flight(false);
     finish(ex);
+    session_id_storage_ = std::move(ex.route.session_id);
     release_body_bytes();
     // A large body once does not pin its buffer for the connection's life.
     if (request_.bytes.capacity() > 64 * 1024) {
@@ -427,7 +429,7 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
   if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get("Host"))) {
     co_return co_await send_local_reply(ex, kHostNotAllowed);
   }
-  ex.route = classify_request(ex.req.get(kSessionHeader), ex.req.target(), ex.req.body, ex.req.method() == "POST");
+  classify_request(ex.route, ex.req.get(kSessionHeader), ex.req.target(), ex.req.body, ex.req.method() == "POST");
   // Created through another proxy replica, or before this process restarted: the store
   // is asked when the local table does not know the id.
   if (ex.route.cls == RequestClass::session) {

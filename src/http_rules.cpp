@@ -8,6 +8,7 @@
 #include <array>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 
 namespace mcpproxy {
 namespace {
@@ -114,7 +115,20 @@ JsonRpcInfo inspect_jsonrpc(std::string_view body) {
   return info;
 }
 
-bool may_be_initialize(std::string_view body) { return body.find("\"initialize\"") != std::string_view::npos; }
+bool may_be_initialize(std::string_view body) {
+  // Found by its 'z', rare in JSON-RPC bodies: one memchr per 'z', where a search for the
+  // whole word stops at every quote.
+  static constexpr std::string_view kWord = "\"initialize\"";
+  constexpr std::size_t kAt = 9;  // of the 'z'
+  for (std::size_t from = kAt; from < body.size();) {
+    const void* z = std::memchr(body.data() + from, 'z', body.size() - from);
+    if (z == nullptr) return false;
+    const auto at = static_cast<std::size_t>(static_cast<const char*>(z) - body.data());
+    if (at + kWord.size() - kAt <= body.size() && body.substr(at - kAt, kWord.size()) == kWord) return true;
+    from = at + 1;
+  }
+  return false;
+}
 
 std::string jsonrpc_error_body(int code, std::string_view message, std::string_view id_json) {
   nlohmann::json err = {{"code", code}, {"message", message}};
@@ -149,12 +163,25 @@ bool connection_lists(std::string_view value, std::string_view name) { return ht
 Classified classify_request(std::optional<std::string_view> header_id, std::string_view target, std::string_view body,
                             bool is_post) {
   Classified out;
-  std::optional<std::string> id;
+  classify_request(out, header_id, target, body, is_post);
+  return out;
+}
+
+void classify_request(Classified& out, std::optional<std::string_view> header_id, std::string_view target,
+                      std::string_view body, bool is_post) {
+  out.cls = RequestClass::sessionless;
+  out.from_query = false;
+  out.drop_session_header = false;
+  // The id goes into out.session_id's own storage (a connection's exchanges reuse it).
+  std::string& id = out.session_id;
+  bool have_id = true;
   if (header_id) {
-    id = std::string(*header_id);
+    id.assign(*header_id);
   } else if (auto q = query_param(target, "sessionId")) {
-    id = std::move(q);
+    id = std::move(*q);
     out.from_query = true;
+  } else {
+    have_id = false;
   }
   // In the legacy transport the initialize travels on the session the GET stream opened
   // (?sessionId=): it routes like any other message of that session.
@@ -163,19 +190,19 @@ Classified classify_request(std::optional<std::string_view> header_id, std::stri
     // A client that re-initializes with its old id starts a new session (DESIGN.md step 3).
     out.cls = RequestClass::new_session;
     out.drop_session_header = header_id.has_value();
-    return out;
+    id.clear();
+    return;
   }
-  if (!id) {
-    out.cls = RequestClass::sessionless;
-    return out;
+  if (!have_id) {
+    id.clear();
+    return;
   }
-  if (!valid_session_id(*id)) {
+  if (!valid_session_id(id)) {
     out.cls = RequestClass::malformed_session_id;
-    return out;
+    id.clear();
+    return;
   }
   out.cls = RequestClass::session;
-  out.session_id = std::move(*id);
-  return out;
 }
 
 std::string session_hash(std::string_view id) {

@@ -328,7 +328,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer upstream_buffer_;    // reused for every exchange of this connection
   std::unique_ptr<char[]> relay_buffer_;  // lent by the worker while a body is relayed
   std::size_t relay_buffer_size_ = 0;
-  std::string head_buffer_;  // reused for every serialised request and response head
+  std::string head_buffer_;         // reused for every serialised request and response head
+  std::string session_id_storage_;  // the session id's buffer, handed from exchange to exchange
   // A write to the client that the socket did not take whole: what is left, and the chunk
   // size line it may point into.
   std::array<net::const_buffer, 5> client_out_{};

@@ -65,6 +65,9 @@ struct Classified {
 // `header_id` is the Mcp-Session-Id header when present; `target` the request target.
 Classified classify_request(std::optional<std::string_view> header_id, std::string_view target, std::string_view body,
                             bool is_post);
+// The same into `out`, whose session_id keeps its storage (no allocation per request).
+void classify_request(Classified& out, std::optional<std::string_view> header_id, std::string_view target,
+                      std::string_view body, bool is_post);
 
 // A short stable hash of a session id for logs (never the raw id).
 std::string session_hash(std::string_view id);

@@ -38,6 +38,18 @@ TEST(JsonRpc, Initialize) {
   EXPECT_FALSE(may_be_initialize(R"({"method":"tools/call"})"));
 }
 
+TEST(JsonRpc, MayBeInitializeFindsTheQuotedWordAnywhere) {
+  EXPECT_TRUE(may_be_initialize(R"("initialize")"));
+  EXPECT_TRUE(may_be_initialize(R"({"zz":"z","method":"initialize"})"));
+  EXPECT_TRUE(may_be_initialize(R"({"method" : "initialize" })"));
+  EXPECT_FALSE(may_be_initialize(R"({"method":"notifications/initialized"})"));
+  EXPECT_FALSE(may_be_initialize(R"({"method":"initialize)"));
+  EXPECT_FALSE(may_be_initialize(R"(initialize")"));
+  EXPECT_FALSE(may_be_initialize(R"(z"initialize)"));
+  EXPECT_FALSE(may_be_initialize(""));
+  EXPECT_FALSE(may_be_initialize("zzzzzzzzzzzzzzzzzz"));
+}
+
 TEST(JsonRpc, NotificationIsNotARequest) {
   const auto i = inspect_jsonrpc(R"({"jsonrpc":"2.0","method":"notifications/initialized"})");
   EXPECT_TRUE(i.valid);
@@ -91,6 +103,30 @@ TEST(Query, Params) {
   EXPECT_EQ(query_param("/messages?x=1&sessionId=a%2Db", "sessionId").value_or(""), "a-b");
   EXPECT_FALSE(query_param("/messages", "sessionId").has_value());
   EXPECT_FALSE(query_param("/messages?sessionid=abc", "sessionId").has_value());
+}
+
+TEST(Classify, InPlaceLeavesNothingOfTheLastRequest) {
+  // A connection's exchanges reuse one Classified's id storage: every field is set anew.
+  const std::string call = R"({"jsonrpc":"2.0","id":2,"method":"tools/call"})";
+  const std::string init = R"({"jsonrpc":"2.0","id":1,"method":"initialize"})";
+  Classified c;
+  classify_request(c, std::nullopt, "/messages?sessionId=xyz", call, true);
+  EXPECT_EQ(c.cls, RequestClass::session);
+  EXPECT_TRUE(c.from_query);
+  classify_request(c, "old-id", "/mcp", init, true);
+  EXPECT_EQ(c.cls, RequestClass::new_session);
+  EXPECT_TRUE(c.drop_session_header);
+  EXPECT_FALSE(c.from_query);
+  EXPECT_EQ(c.session_id, "");
+  classify_request(c, "a-much-longer-session-id-than-sso-holds-0123456789", "/mcp", call, true);
+  EXPECT_EQ(c.session_id, "a-much-longer-session-id-than-sso-holds-0123456789");
+  EXPECT_FALSE(c.drop_session_header);
+  classify_request(c, std::nullopt, "/mcp", call, true);
+  EXPECT_EQ(c.cls, RequestClass::sessionless);
+  EXPECT_EQ(c.session_id, "");
+  classify_request(c, "bad id", "/mcp", call, true);
+  EXPECT_EQ(c.cls, RequestClass::malformed_session_id);
+  EXPECT_EQ(c.session_id, "");
 }
 
 TEST(Classify, Routes) {
