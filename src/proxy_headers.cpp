@@ -4,6 +4,7 @@
 #include <array>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <random>
 
 #include "mcpproxy/http_rules.hpp"
@@ -59,6 +60,14 @@ bool is_per_request(std::string_view name) {
 
 namespace {
 
+// "00" to "ff": two hex digits per byte value.
+constexpr std::array<std::array<char, 2>, 256> kHexPairs = [] {
+  constexpr std::string_view kHex = "0123456789abcdef";
+  std::array<std::array<char, 2>, 256> t{};
+  for (std::size_t v = 0; v < 256; ++v) t[v] = {kHex[v >> 4U], kHex[v & 0xfU]};
+  return t;
+}();
+
 // splitmix64 (Vigna), seeded at a thread's first id: ids need to be unique, not secret.
 // Constant-initialized, so reading it costs no thread_local guard.
 thread_local std::uint64_t rng_state = 0;
@@ -85,23 +94,27 @@ void RequestId::assign(const http1::Head& req) {
     }
   }
   // 16 random bytes as xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx (RFC 9562 5.4: version 4,
-  // variant 10), two hex digits per byte.
-  std::array<unsigned char, 16> b{};
-  const std::uint64_t hi = next_random();
-  const std::uint64_t lo = next_random();
+  // variant 10): the hex digits of both halves from a table of byte pairs, then placed
+  // around the dashes.
+  std::uint64_t hi = next_random();
+  std::uint64_t lo = next_random();
+  hi = (hi & ~0xf000ULL) | 0x4000ULL;                // version: byte 6's high nibble
+  lo = (lo & ~(0xc0ULL << 56U)) | (0x80ULL << 56U);  // variant: byte 8's top bits
+  std::array<char, 32> hex{};
   for (std::size_t i = 0; i < 8; ++i) {
-    b[i] = static_cast<unsigned char>(hi >> (56U - 8U * i));
-    b[8 + i] = static_cast<unsigned char>(lo >> (56U - 8U * i));
+    std::memcpy(hex.data() + 2 * i, kHexPairs[(hi >> (56U - 8U * i)) & 0xffU].data(), 2);
+    std::memcpy(hex.data() + 16 + 2 * i, kHexPairs[(lo >> (56U - 8U * i)) & 0xffU].data(), 2);
   }
-  b[6] = static_cast<unsigned char>((b[6] & 0x0fU) | 0x40U);
-  b[8] = static_cast<unsigned char>((b[8] & 0x3fU) | 0x80U);
-  static constexpr std::string_view kHex = "0123456789abcdef";
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) made_[at++] = '-';
-    made_[at++] = kHex[b[i] >> 4U];
-    made_[at++] = kHex[b[i] & 0xfU];
-  }
+  char* m = made_.data();
+  std::memcpy(m, hex.data(), 8);
+  m[8] = '-';
+  std::memcpy(m + 9, hex.data() + 8, 4);
+  m[13] = '-';
+  std::memcpy(m + 14, hex.data() + 12, 4);
+  m[18] = '-';
+  std::memcpy(m + 19, hex.data() + 16, 4);
+  m[23] = '-';
+  std::memcpy(m + 24, hex.data() + 20, 12);
   id_ = std::string_view(made_.data(), made_.size());
   generated_ = true;
 }
