@@ -73,6 +73,40 @@ def rss_kib(pid):
     return 0
 
 
+def pods_nginx_config(pod_port, extra=""):
+    """The benches' backend: three pods (nginx server blocks on 127.0.1.0-2, pod_port) that
+    answer every request with a fixed JSON-RPC result and a fresh Mcp-Session-Id; `extra`
+    goes into each server block."""
+    return "\n".join(f"""  server {{
+    listen 127.0.1.{i}:{pod_port};
+{extra}    location / {{
+      default_type application/json;
+      add_header Mcp-Session-Id $request_id always;
+      return 200 '{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"pod-{i}"}}]}}}}';
+    }}
+  }}""" for i in range(3))
+
+
+def proxy_nginx_config(port, pod_port, extra_upstream=""):
+    """nginx as the benches' peer: listens on 127.0.0.1:port, consistent hash on
+    Mcp-Session-Id over the three pods, upstream keep-alive, no buffering (SSE)."""
+    servers = "\n".join(f"    server 127.0.1.{i}:{pod_port};" for i in range(3))
+    return f"""  upstream pods {{
+    hash $http_mcp_session_id consistent;
+{servers}
+    keepalive 64;
+{extra_upstream}  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://pods;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}"""
+
+
 def haproxy_config(port, pod_port, threads=1, maxconn=4096, timeout="60s", extra_defaults=()):
     """HAProxy as the benches' peer: listens on 127.0.0.1:port, routes by Mcp-Session-Id
     (consistent hash) to the three pods on pod_port."""
@@ -149,15 +183,7 @@ http {{
 
     def start(self):
         self.pod_port = free_port()
-        pods = "\n".join(f"""  server {{
-    listen 127.0.1.{i}:{self.pod_port};
-    location / {{
-      default_type application/json;
-      add_header Mcp-Session-Id $request_id always;
-      return 200 '{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"pod-{i}"}}]}}}}';
-    }}
-  }}""" for i in range(3))
-        self.backend = self.nginx("backend", pods)
+        self.backend = self.nginx("backend", pods_nginx_config(self.pod_port))
         for i in range(3):
             wait_port(f"127.0.1.{i}", self.pod_port)
         self.redis_port = free_port()
@@ -182,21 +208,7 @@ http {{
             wait_port("127.0.0.1", port)
             self.arms[arm] = (port, lambda p=p: [p.pid], p.pid)
         port = free_port()
-        servers = "\n".join(f"    server 127.0.1.{i}:{self.pod_port};" for i in range(3))
-        ng = self.nginx("proxy", f"""  upstream pods {{
-    hash $http_mcp_session_id consistent;
-{servers}
-    keepalive 64;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://pods;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }}
-  }}""", workers=self.workers)
+        ng = self.nginx("proxy", proxy_nginx_config(port, self.pod_port), workers=self.workers)
         wait_port("127.0.0.1", port)
         self.arms["nginx"] = (port, lambda ng=ng: [ng.pid] + children(ng.pid), None)
         port = free_port()

@@ -95,16 +95,7 @@ def main():
     b = bench.Bench(argparse.Namespace(binary=args.binary))
     try:
         b.pod_port = free_port()
-        pods = "\n".join(f"""  server {{
-    listen 127.0.1.{i}:{b.pod_port};
-    keepalive_timeout 400ms;
-    location / {{
-      default_type application/json;
-      add_header Mcp-Session-Id $request_id always;
-      return 200 '{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"pod-{i}"}}]}}}}';
-    }}
-  }}""" for i in range(3))
-        b.backend = b.nginx("backend", pods)
+        b.backend = b.nginx("backend", bench.pods_nginx_config(b.pod_port, extra="    keepalive_timeout 400ms;\n"))
         for i in range(3):
             wait_port(f"127.0.1.{i}", b.pod_port)
         arms = {}
@@ -122,22 +113,7 @@ def main():
             wait_port("127.0.0.1", port)
             arms[name] = ("127.0.0.1", port)
         port = free_port()
-        servers = "\n".join(f"    server 127.0.1.{i}:{b.pod_port};" for i in range(3))
-        b.nginx("proxy", f"""  upstream pods {{
-    hash $http_mcp_session_id consistent;
-{servers}
-    keepalive 64;
-    keepalive_timeout 200ms;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://pods;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }}
-  }}""")
+        b.nginx("proxy", bench.proxy_nginx_config(port, b.pod_port, extra_upstream="    keepalive_timeout 200ms;\n"))
         wait_port("127.0.0.1", port)
         arms["nginx"] = ("127.0.0.1", port)
         port = free_port()

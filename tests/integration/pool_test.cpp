@@ -1,9 +1,7 @@
 // Pod connections made ahead of need: the real proxy binary against a pod the test plays
 // on a raw socket (so it sees each connection as it is made, before any request), and
 // against the sample backend (name lookups of pods in use).
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,16 +21,7 @@ const std::string kInit =
 
 // A listening socket on `host` and a free port; the test accepts and answers by hand.
 struct Listener {
-  explicit Listener(const std::string& host) {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
-    socklen_t len = sizeof addr;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 16) != 0) return;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port = ntohs(addr.sin_port);
-  }
+  explicit Listener(const std::string& host) : fd(listen_loopback(16, port, host)) {}
   ~Listener() { ::close(fd); }
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
@@ -42,28 +31,9 @@ struct Listener {
     if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return -1;
     return ::accept(fd, nullptr, nullptr);
   }
-  int fd = -1;
   std::uint16_t port = 0;
+  int fd = -1;
 };
-
-// Reads one request (head and Content-Length body) from `c`; empty when it does not come.
-std::string read_request(int c) {
-  const timeval bound{10, 0};
-  ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-  std::string in;
-  char buf[4096];
-  for (ssize_t n; in.find("\r\n\r\n") == std::string::npos && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
-    in.append(buf, static_cast<std::size_t>(n));
-  }
-  const auto end = in.find("\r\n\r\n");
-  if (end == std::string::npos) return "";
-  const auto cl = in.find("Content-Length: ");
-  const std::size_t want = end + 4 + (cl == std::string::npos ? 0 : std::stoul(in.substr(cl + 16)));
-  for (ssize_t n; in.size() < want && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
-    in.append(buf, static_cast<std::size_t>(n));
-  }
-  return in;
-}
 
 double series(const std::string& page, const std::string& name) { return metric(page, name).value_or(-1); }
 
@@ -89,7 +59,7 @@ TEST(WarmConnections, ARequestFindsAConnectionOpenedBeforeIt) {
 
   // The initialize arrives on the warm connection (ordinal 1 is drained: no new sessions).
   auto answer = std::async(std::launch::async, [&] { return request(proxy.port, "POST", "/mcp", kInit); });
-  const std::string req = read_request(warm);
+  const std::string req = read_http_request(warm, 10s);
   ASSERT_NE(req.find("\"initialize\""), std::string::npos) << req;
   const std::string body = R"({"jsonrpc":"2.0","id":1,"result":{}})";
   const std::string res =

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -1067,7 +1068,8 @@ TEST_F(ProxyTest, AHeadTrickledAFewBytesAtATimeIsReadWhole) {
 
 // A pod (on 127.0.1.0 and a free port unless told) that answers every request with the same
 // bytes and closes: for the response shapes a well-behaved MCP server never sends. With no
-// bytes it never answers (the connection stays open until the pod is destroyed).
+// bytes it never answers (the connection stays open until the pod is destroyed). Each
+// connection has a thread of its own (the proxy's warm spare waits beside the requests').
 class RawPod {
  public:
   explicit RawPod(std::string response, const std::string& host = "127.0.1.0", std::uint16_t at_port = 0)
@@ -1085,31 +1087,9 @@ class RawPod {
       for (;;) {
         const int c = ::accept(fd_, nullptr, nullptr);
         if (c < 0) return;  // the listener was shut down
-        const timeval bound{5, 0};
-        ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-        std::string in;
-        char buf[4096];
-        // The request head, then as many body bytes as its Content-Length says.
-        for (ssize_t n; in.find("\r\n\r\n") == std::string::npos && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
-          in.append(buf, static_cast<std::size_t>(n));
-        }
-        const auto cl = in.find("Content-Length: ");
-        const std::size_t want =
-            in.find("\r\n\r\n") + 4 + (cl == std::string::npos ? 0 : std::stoul(in.substr(cl + 16)));
-        for (ssize_t n; in.size() < want && (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
-          in.append(buf, static_cast<std::size_t>(n));
-        }
-        if (response_.empty()) {
-          held_.push_back(c);
-          continue;
-        }
-        for (std::size_t sent = 0; sent < response_.size();) {
-          const ssize_t n = ::send(c, response_.data() + sent, std::min<std::size_t>(response_.size() - sent, 1000),
-                                   MSG_NOSIGNAL);  // in pieces, as a slow pod writes
-          if (n <= 0) break;
-          sent += static_cast<std::size_t>(n);
-        }
-        ::close(c);
+        const std::lock_guard<std::mutex> lock(mutex_);
+        connections_.push_back(c);
+        servers_.emplace_back([this, c] { serve(c); });
       }
     });
   }
@@ -1117,17 +1097,35 @@ class RawPod {
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     if (thread_.joinable()) thread_.join();
-    for (const int c : held_) ::close(c);
+    // Closed only here, after every thread is done with them: no descriptor is reused
+    // under a thread still reading.
+    for (const int c : connections_) ::shutdown(c, SHUT_RDWR);
+    for (std::thread& t : servers_) t.join();
+    for (const int c : connections_) ::close(c);
   }
   RawPod(const RawPod&) = delete;
   RawPod& operator=(const RawPod&) = delete;
   std::uint16_t port = 0;
 
  private:
+  void serve(int c) {
+    read_http_request(c, std::chrono::seconds(5));  // the request, whatever it is
+    if (response_.empty()) return;                  // silent: held open until the pod is destroyed
+    for (std::size_t sent = 0; sent < response_.size();) {
+      const ssize_t n = ::send(c, response_.data() + sent, std::min<std::size_t>(response_.size() - sent, 1000),
+                               MSG_NOSIGNAL);  // in pieces, as a slow pod writes
+      if (n <= 0) break;
+      sent += static_cast<std::size_t>(n);
+    }
+    ::shutdown(c, SHUT_RDWR);  // the answer ends with the connection
+  }
+
   std::string response_;
   int fd_ = -1;
   std::thread thread_;
-  std::vector<int> held_;  // silent mode: accepted, never answered
+  std::mutex mutex_;
+  std::vector<int> connections_;
+  std::vector<std::thread> servers_;
 };
 
 Response through_raw_pod(const std::string& pod_answer) {

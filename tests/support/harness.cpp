@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cstring>
@@ -359,11 +360,14 @@ long rss_kib(pid_t pid) {
   return -1;
 }
 
-int listen_loopback(int backlog, std::uint16_t& port) {
+int listen_loopback(int backlog, std::uint16_t& port, const std::string& host) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
   socklen_t len = sizeof addr;
   if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, backlog) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
@@ -372,6 +376,24 @@ int listen_loopback(int backlog, std::uint16_t& port) {
   }
   port = ntohs(addr.sin_port);
   return fd;
+}
+
+std::string read_http_request(int fd, std::chrono::seconds timeout) {
+  const timeval bound{static_cast<time_t>(timeout.count()), 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+  std::string in;
+  std::array<char, 4096> buf{};
+  for (ssize_t n; in.find("\r\n\r\n") == std::string::npos && (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
+    in.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  const auto end = in.find("\r\n\r\n");
+  if (end == std::string::npos) return "";
+  const auto cl = in.find("Content-Length: ");
+  const std::size_t want = end + 4 + (cl == std::string::npos ? 0 : std::stoul(in.substr(cl + 16)));
+  for (ssize_t n; in.size() < want && (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
+    in.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  return in;
 }
 
 std::string source_dir() { return MCPPROXY_SOURCE_DIR; }

@@ -115,9 +115,14 @@ double metric_sum(const std::string& page, const std::string& family);
 // Resident set of a process, KiB (-1 when it cannot be read).
 long rss_kib(pid_t pid);
 
-// A listening TCP socket on 127.0.0.1 and a free port, for a peer the test plays itself
-// (a fake Redis); -1 on failure.
-int listen_loopback(int backlog, std::uint16_t& port);
+// A listening TCP socket on `host` (a loopback address) and a free port, for a peer the
+// test plays itself (a fake Redis, a pod); -1 on failure.
+int listen_loopback(int backlog, std::uint16_t& port, const std::string& host = "127.0.0.1");
+
+// One request (head, then as many body bytes as its Content-Length says) read from a
+// connection a test accepted itself, each read bounded by `timeout`; what arrived (the
+// head incomplete: empty).
+std::string read_http_request(int fd, std::chrono::seconds timeout);
 
 std::string source_dir();  // the repository root
 std::string proxy_binary();
