@@ -137,9 +137,10 @@ std::size_t find_control(const char* p, std::size_t i, std::size_t n) {
 }
 
 // The colon that ends a field name starting at `i`, when every byte before it is a
-// letter, a digit or '-' (what field names are made of in practice): sixteen bytes at a
-// time with SSE2 (x86-64's baseline). n otherwise: the bytewise scan then decides (a rarer
-// tchar, a bad byte, or no colon yet).
+// letter, a digit or '-' (what field names are made of in practice) and it lies in whole
+// 16-byte blocks: SSE2, x86-64's baseline. n otherwise (and always without SSE2): the
+// caller's bytewise scan then decides (a rarer tchar, a bad byte, a name near the end of
+// the buffer, or no colon yet).
 std::size_t find_name_end(const char* p, std::size_t i, std::size_t n) {
 #if defined(__SSE2__)
   const __m128i colon = _mm_set1_epi8(':');
@@ -163,11 +164,10 @@ std::size_t find_name_end(const char* p, std::size_t i, std::size_t n) {
     }
     if (ok_mask != 0xFFFF) return n;
   }
+#else
+  (void)p;
+  (void)i;
 #endif
-  for (; i < n; ++i) {
-    if (p[i] == ':') return i;
-    if (!is_tchar(p[i])) return n;
-  }
   return n;
 }
 
@@ -209,8 +209,8 @@ Line next_field(std::string_view w, std::size_t& pos, Field& f) {
     return Line::end;
   }
   // name: one or more tchar, then the colon at once (no whitespace before it, no obs-fold).
-  // The colon is found eight bytes at a time and the bytes before it checked without a
-  // branch per byte; with no colon in the buffer, the bytewise scan decides (bad or more).
+  // The common name is checked sixteen bytes at a time (find_name_end); any other case by
+  // the bytewise scan, which decides between a name, a bad byte and more to come.
   const std::size_t name_begin = i;
   const std::size_t colon = find_name_end(p, i, n);
   if (colon < n) {

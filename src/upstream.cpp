@@ -168,10 +168,11 @@ net::awaitable<void> UpstreamPool::warm(int ordinal, std::uint64_t generation) {
 }
 
 net::awaitable<void> UpstreamPool::refresh(int ordinal, std::uint64_t generation) {
-  const error_code ec = co_await resolve(ordinal, Why::background);
+  // A failed refresh leaves the entry to run out: the next tick, or the request that needs
+  // it after expiry, asks again.
+  co_await resolve(ordinal, Why::background);
   Pod& p = pod(ordinal);
   if (p.generation == generation) p.resolving = false;
-  (void)ec;  // a failed refresh leaves the entry to run out: the request that needs it asks again
 }
 
 void UpstreamPool::maintain(duration period) {
