@@ -82,6 +82,7 @@ E enum_of(const std::string& v, const std::array<std::string_view, N>& names) {
   bad("must be one of " + list + ", got '" + v + "'");
 }
 constexpr std::array<std::string_view, 2> kStoreNames = {"memory", "redis"};
+constexpr std::array<std::string_view, 2> kIoBackendNames = {"epoll", "io_uring"};
 constexpr std::array<std::string_view, 3> kRedisModeNames = {"standalone", "sentinel", "cluster"};
 constexpr std::array<std::string_view, 2> kOnLostNames = {"reinitialize", "not_found"};
 constexpr std::array<std::string_view, 2> kPlacementNames = {"least_sessions", "random"};
@@ -190,6 +191,11 @@ const std::vector<KeySpec>& key_specs() {
       {"threads", "--threads", "worker threads (default: number of cores)",
        [](Config& c, const std::string& v) { c.threads = int_in(v, 1, 256); },
        [](const Config& c) { return std::to_string(c.threads); }},
+      {"io_backend", "--io-backend",
+       "epoll or io_uring: what the workers wait on and read and write the request path with; io_uring "
+       "falls back to epoll where the kernel or a seccomp profile refuses it (default epoll)",
+       [](Config& c, const std::string& v) { c.io_backend = enum_of<IoBackend>(v, kIoBackendNames); },
+       [](const Config& c) { return std::string(to_string(c.io_backend)); }},
       {"backend.url_template", "--backend-url-template",
        "pod URL with {ordinal}, {statefulset}, {service}, {namespace}, {cluster_domain}, {port}, {scheme}",
        MCP_STR(backend.url_template)},
@@ -636,6 +642,7 @@ void validate(Config& cfg) {
 }  // namespace
 
 std::string_view to_string(StoreKind v) { return kStoreNames[static_cast<std::size_t>(v)]; }
+std::string_view to_string(IoBackend v) { return kIoBackendNames[static_cast<std::size_t>(v)]; }
 std::string_view to_string(OnLost v) { return kOnLostNames[static_cast<std::size_t>(v)]; }
 std::string_view to_string(PlacementPolicy v) { return kPlacementNames[static_cast<std::size_t>(v)]; }
 
@@ -861,8 +868,8 @@ bool reloadable(std::string_view key) {
 
 const std::vector<std::string_view>& restart_only_keys() {
   // Server::reload keeps these as they were (it compares the same fields).
-  static const std::vector<std::string_view> keys = {"listen",         "admin_listen",          "threads",
-                                                     "sessions.store", "sessions.max_sessions", "sessions.redis."};
+  static const std::vector<std::string_view> keys = {
+      "listen", "admin_listen", "threads", "io_backend", "sessions.store", "sessions.max_sessions", "sessions.redis."};
   return keys;
 }
 

@@ -9,6 +9,7 @@
 #include <boost/beast/http/write.hpp>
 #include <ctime>
 
+#include "mcpproxy/io_ring.hpp"
 #include "mcpproxy/log.hpp"
 #include "mcpproxy/proxy_headers.hpp"
 #include "mcpproxy/session_binding.hpp"
@@ -110,7 +111,7 @@ void Connection::close() {
   error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
-  if (watch_.active && watch_.upstream != nullptr) watch_.upstream->close(ec);
+  if (watch_.active && watch_.upstream != nullptr) close_socket(*watch_.upstream);
 }
 
 net::awaitable<void> Connection::run() {
@@ -122,7 +123,7 @@ net::awaitable<void> Connection::run() {
       if (ctx_.draining.load(std::memory_order_relaxed)) co_return;
       idle_ = true;
       expect_within(Wait::idle, ctx_.config->limits.idle_timeout);
-      auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(8192), use_tuple);
+      auto [ec, n] = co_await read_some(ctx_.ring, socket_, buffer_.prepare(8192));
       stop_waiting();
       idle_ = false;
       if (ec) {
@@ -233,8 +234,7 @@ net::awaitable<Connection::ReadResult> Connection::read_head(const Config& cfg) 
   std::size_t scanned = buffer_.size();
   while (st == http1::Status::need_more) {
     const std::size_t want = cfg.limits.max_header_size - buffer_.size() + 1;
-    auto [ec, n] =
-        co_await socket_.async_read_some(buffer_.prepare(std::clamp<std::size_t>(want, 4096, 65536)), use_tuple);
+    auto [ec, n] = co_await read_some(ctx_.ring, socket_, buffer_.prepare(std::clamp<std::size_t>(want, 4096, 65536)));
     if (ec && expired(Wait::head)) {
       co_await reply_and_close(http::status::request_timeout, "request head not received in time");
       co_return ReadResult::closed;
@@ -263,8 +263,7 @@ net::awaitable<Connection::ReadResult> Connection::read_head(const Config& cfg) 
 }
 
 net::awaitable<bool> Connection::read_more(std::size_t want) {
-  auto [ec, n] =
-      co_await socket_.async_read_some(buffer_.prepare(std::clamp<std::size_t>(want, 4096, 65536)), use_tuple);
+  auto [ec, n] = co_await read_some(ctx_.ring, socket_, buffer_.prepare(std::clamp<std::size_t>(want, 4096, 65536)));
   if (ec && expired(Wait::body)) {
     co_await reply_and_close(http::status::request_timeout, "request body not received in time");
     co_return false;
@@ -667,7 +666,13 @@ void Connection::arm_watch() {
                        w.client_gone = true;
                        if (w.upstream != nullptr) {
                          error_code ignored;
-                         w.upstream->cancel(ignored);
+                         // A read in the io_uring ends by shutdown only (io_ring.hpp); the
+                         // exchange is abandoned either way, its pod connection not reused.
+                         if (self->ctx_.ring != nullptr) {
+                           w.upstream->shutdown(tcp::socket::shutdown_both, ignored);
+                         } else {
+                           w.upstream->cancel(ignored);
+                         }
                        }
                      });
 }
@@ -686,11 +691,10 @@ void Connection::on_tick(std::uint64_t tick) {
     // `expired_` to tell a timeout from a peer's close.
     expired_ = waiting_;
     waiting_ = Wait::none;
-    error_code ignored;
     if (expired_ == Wait::upstream) {
-      if (deadline_upstream_ != nullptr) deadline_upstream_->close(ignored);
+      if (deadline_upstream_ != nullptr) close_socket(*deadline_upstream_);
     } else {
-      socket_.close(ignored);
+      close_socket(socket_);
     }
   }
   // A client that leaves during a long exchange is watched for from the second tick on.

@@ -238,6 +238,13 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
     sample(out, name, "", load(*value));
   }
   render_connects(out);
+  family(out, "mcp_proxy_workers", "gauge",
+         "Worker threads by what they wait on and do socket I/O with (io_backend; io_uring falls back to epoll "
+         "where it is refused).");
+  sample(out, "mcp_proxy_workers", "io_backend=\"epoll\"",
+         static_cast<double>(workers_by_backend[0].load(std::memory_order_relaxed)));
+  sample(out, "mcp_proxy_workers", "io_backend=\"io_uring\"",
+         static_cast<double>(workers_by_backend[1].load(std::memory_order_relaxed)));
   family(out, "mcp_proxy_config_generation", "gauge",
          "Generation of the config every worker has applied (1 at start, +1 per reload).");
   sample(out, "mcp_proxy_config_generation", "", load(config_generation));

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "mcpproxy/downstream.hpp"
+#include "mcpproxy/io_ring.hpp"
 #include "mcpproxy/log.hpp"
 #include "mcpproxy/proxy_headers.hpp"
 #include "mcpproxy/sessions.hpp"
@@ -66,6 +67,10 @@ bool Connection::write_client(std::string_view data, bool last, bool chunked, bo
   }
   if (last && chunked) out[4] = net::buffer("0\r\n\r\n", 5);
   head_sent = true;
+  if (ctx_.ring != nullptr) {
+    pending = true;  // the io_uring sends it with the loop turn's other writes
+    return true;
+  }
   error_code ec;
   const std::size_t sent = send_now(socket_, out.data(), out.size(), ec);
   if (ec) return false;
@@ -84,7 +89,7 @@ net::awaitable<bool> Connection::write_client_head_alone(bool chunked, bool& hea
 
 net::awaitable<bool> Connection::write_client_rest(const Config& cfg) {
   expect_within(Wait::write, cfg.limits.write_timeout);
-  auto [wec, wn] = co_await net::async_write(socket_, client_out_, use_tuple);
+  auto [wec, wn] = co_await write_all(ctx_.ring, socket_, client_out_);
   stop_waiting();
   co_return !wec;
 }
@@ -109,7 +114,7 @@ net::awaitable<bool> Connection::read_pod(Exchange& ex, http1::BodyFraming& body
   }
   // SSE is never cut by a timeout: only by either side closing.
   if (!plan.sse) expect_within(Wait::upstream, cfg.backend.response_timeout, &up);
-  auto [ec, n] = co_await up.async_read_some(net::buffer(relay_buffer_.get(), relay_buffer_size_), use_tuple);
+  auto [ec, n] = co_await read_some(ctx_.ring, up, net::buffer(relay_buffer_.get(), relay_buffer_size_));
   stop_waiting();
   if (ec == net::error::eof && body.framing == http1::Framing::close) {
     body.done = true;  // the end of a body that ends with the connection

@@ -15,6 +15,7 @@
 #include "mcpproxy/admin.hpp"
 #include "mcpproxy/downstream.hpp"
 #include "mcpproxy/health_check.hpp"
+#include "mcpproxy/io_ring.hpp"
 #include "mcpproxy/log.hpp"
 
 namespace mcpproxy {
@@ -37,7 +38,8 @@ Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
                body_bytes_,
                shared.draining,
                shared.busy,
-               shutting_down_},
+               shutting_down_,
+               ring_},
       sessions_(shared.table, shared.metrics),
       rng_(std::random_device{}()) {
   pool_.configure(cfg_);
@@ -70,11 +72,28 @@ void Worker::share_listener(Worker& first) {
 
 std::uint16_t Worker::bound_port() const { return acceptor_.local_endpoint().port(); }
 
-void Worker::start() {
+void Worker::start(IoBackend backend) {
   net::co_spawn(ioc_, accept_loop(), net::detached);
   net::co_spawn(ioc_, prune_loop(), net::detached);
   net::co_spawn(ioc_, watch_loop(), net::detached);
-  thread_ = std::thread([this] { ioc_.run(); });
+  thread_ = std::thread([this, backend] {
+    if (backend == IoBackend::io_uring) {
+      std::string why;
+      if (auto ring = IoRing::open(ioc_, why)) {
+        ring_ = ring.get();
+        shared_.metrics.workers_by_backend[1].fetch_add(1, std::memory_order_relaxed);
+        ring->run();
+        ring.reset();  // drops what is still in flight, before the io_context goes
+        ring_ = nullptr;
+        return;
+      }
+      // Server::run checked the kernel at start; a refusal here is unexpected but not fatal.
+      log_event(spdlog::level::warn, "io_uring refused, this worker runs on epoll",
+                {{"worker", std::to_string(index_)}, {"error", why}});
+    }
+    shared_.metrics.workers_by_backend[0].fetch_add(1, std::memory_order_relaxed);
+    ioc_.run();
+  });
 }
 
 void Worker::use_redis(const RedisOptions& options) {
@@ -339,11 +358,21 @@ int Server::run() {
   }
   net::co_spawn(admin_ioc_, health_check_loop(shared_.health, shared_.metrics, cfg_, stopping_), net::detached);
   admin_->start();
-  for (auto& w : workers_) w->start();
+  // io_uring where the kernel gives it; else every worker on epoll, said once here.
+  IoBackend backend = cfg.io_backend;
+  if (backend == IoBackend::io_uring) {
+    std::string why;
+    if (!IoRing::available(why)) {
+      log_event(spdlog::level::warn, "io_backend io_uring is refused here: the workers run on epoll", {{"error", why}});
+      backend = IoBackend::epoll;
+    }
+  }
+  for (auto& w : workers_) w->start(backend);
   log_event(spdlog::level::info, "listening",
             {{"listen", cfg.listen.host + ":" + std::to_string(port)},
              {"admin", cfg.admin_listen.str()},
              {"threads", std::to_string(cfg.threads)},
+             {"io_backend", std::string(to_string(backend))},
              {"replicas", std::to_string(cfg.backend.replicas)},
              {"store", std::string(to_string(cfg.sessions.store))},
              {"pod0", expand_pod_url(cfg.backend, 0)}});
@@ -372,8 +401,8 @@ void Server::reload() {
     return;
   }
   if (next.listen != cfg_->listen || next.admin_listen != cfg_->admin_listen || next.threads != cfg_->threads ||
-      next.sessions.store != cfg_->sessions.store || next.sessions.max_sessions != cfg_->sessions.max_sessions ||
-      next.sessions.redis != cfg_->sessions.redis) {
+      next.io_backend != cfg_->io_backend || next.sessions.store != cfg_->sessions.store ||
+      next.sessions.max_sessions != cfg_->sessions.max_sessions || next.sessions.redis != cfg_->sessions.redis) {
     std::string keys;
     for (std::string_view k : restart_only_keys()) {
       keys += keys.empty() ? "" : ", ";
@@ -384,6 +413,7 @@ void Server::reload() {
     next.listen = cfg_->listen;
     next.admin_listen = cfg_->admin_listen;
     next.threads = cfg_->threads;
+    next.io_backend = cfg_->io_backend;
     next.sessions.store = cfg_->sessions.store;
     next.sessions.max_sessions = cfg_->sessions.max_sessions;
     next.sessions.redis = cfg_->sessions.redis;

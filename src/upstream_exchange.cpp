@@ -4,6 +4,7 @@
 #include <boost/asio/write.hpp>
 
 #include "mcpproxy/downstream.hpp"
+#include "mcpproxy/io_ring.hpp"
 #include "mcpproxy/log.hpp"
 #include "mcpproxy/proxy_headers.hpp"
 #include "mcpproxy/upstream.hpp"
@@ -138,10 +139,12 @@ net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex,
   write_upstream_head(head_buffer_, ex.req.head, edits);
   std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_),
                                                     net::buffer(ex.req.body.data(), ex.req.body.size())};
-  const std::size_t sent = send_now(up, request_bytes.data(), request_bytes.size(), ec);
+  // Sent on the spot with epoll (a coroutine wait only for what the socket did not take);
+  // with the io_uring, with the loop turn's other writes.
+  const std::size_t sent = ctx_.ring != nullptr ? 0 : send_now(up, request_bytes.data(), request_bytes.size(), ec);
   if (!ec && sent < head_buffer_.size() + ex.req.body.size()) {
     consume_front(request_bytes, sent);
-    auto [wec, wn] = co_await net::async_write(up, request_bytes, use_tuple);
+    auto [wec, wn] = co_await write_all(ctx_.ring, up, request_bytes);
     ec = wec;
   }
   while (!ec) {
@@ -156,7 +159,7 @@ net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex,
       malformed = true;
       break;
     }
-    auto [rec, rn] = co_await up.async_read_some(upstream_buffer_.prepare(8192), use_tuple);
+    auto [rec, rn] = co_await read_some(ctx_.ring, up, upstream_buffer_.prepare(8192));
     ec = rec;
     if (!ec) upstream_buffer_.commit(rn);
   }

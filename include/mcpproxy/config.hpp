@@ -32,12 +32,15 @@ struct ListenAddress {
 
 // Choices among names, parsed once when the config is read: the data path compares enums.
 enum class StoreKind : std::uint8_t { memory, redis };
+// What a worker waits on and does its request path's socket I/O with (io_ring.hpp).
+enum class IoBackend : std::uint8_t { epoll, io_uring };
 // How the proxy finds the Redis primary: the URL's address, or Sentinel's answer.
 enum class RedisMode : std::uint8_t { standalone, sentinel, cluster };
 enum class OnLost : std::uint8_t { reinitialize, not_found };
 enum class PlacementPolicy : std::uint8_t { least_sessions, random };
 enum class BindingKind : std::uint8_t { none, authorization, header };
 std::string_view to_string(StoreKind v);
+std::string_view to_string(IoBackend v);
 std::string_view to_string(OnLost v);
 std::string_view to_string(PlacementPolicy v);
 
@@ -175,6 +178,7 @@ struct Config {
   ListenAddress listen{"0.0.0.0", 8080};
   ListenAddress admin_listen{"0.0.0.0", 9090};
   int threads = 0;  // 0 until validated: then the number of cores
+  IoBackend io_backend = IoBackend::epoll;
   BackendConfig backend;
   SessionsConfig sessions;
   DownstreamLimits limits;

@@ -34,6 +34,7 @@
 namespace mcpproxy {
 
 class Connection;
+class IoRing;
 class Sessions;
 class UpstreamPool;
 namespace http = beast::http;
@@ -90,6 +91,9 @@ struct ConnectionContext {
   const std::atomic<bool>& draining;
   std::atomic<std::int64_t>& busy;  // requests in progress the drain waits for
   const bool& shutting_down;        // the worker is being destroyed
+  // The worker's io_uring (io_backend: io_uring), set on its thread before it accepts;
+  // null with epoll. The request path's reads and writes go through it (io_ring.hpp).
+  IoRing* const& ring;
 };
 
 // What a failed connect to a pod says (route.hpp's judge_unreachable decides from it).

@@ -55,7 +55,8 @@ class Worker {
   // The other workers accept from the first one's listening socket.
   void share_listener(Worker& first);
   std::uint16_t bound_port() const;
-  void start();  // thread: accept loop + pool pruning
+  // The thread: accept loop, pool pruning, the tick; on an io_uring loop or on Asio's epoll.
+  void start(IoBackend backend);
   void join();
 
   // Called on the worker's own thread (posted).
@@ -83,6 +84,8 @@ class Worker {
   // Set when the worker is destroyed: connections still owned by the io_context die with
   // it, after the members below them, and must not touch those members then.
   bool shutting_down_ = false;
+  // The worker's io_uring while its thread runs one (io_backend: io_uring); else null.
+  IoRing* ring_ = nullptr;
   // What connections reach of this worker. Declared before the io_context: connections
   // that the io_context still owns when it is destroyed hold a reference to it.
   ConnectionContext context_;

@@ -41,7 +41,10 @@ export async function startProxy(args) {
   const port = await freePort();
   const admin = await freePort();
   const child = spawn(proxyBinary, ['--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`,
-    '--log-level', process.env.MCPPROXY_LOG_LEVEL ?? 'warn', ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    '--log-level', process.env.MCPPROXY_LOG_LEVEL ?? 'warn',
+    // The suites run once per io backend (tests/e2e/CMakeLists.txt).
+    ...(process.env.MCPPROXY_TEST_IO_BACKEND ? ['--io-backend', process.env.MCPPROXY_TEST_IO_BACKEND] : []),
+    ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
   children.add(child);
   let exited = false;
   child.on('exit', () => { exited = true; });

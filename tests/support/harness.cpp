@@ -10,9 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -399,12 +401,20 @@ std::string read_http_request(int fd, std::chrono::seconds timeout) {
 std::string source_dir() { return MCPPROXY_SOURCE_DIR; }
 std::string proxy_binary() { return MCPPROXY_BINARY; }
 
-Proxy::Proxy(std::vector<std::string> extra_args, const std::string& name) {
+Proxy::Proxy(std::vector<std::string> extra_args, const std::string& name, std::vector<std::string> launcher) {
   port = free_port();
   admin = free_port();
   log_path = std::string(MCPPROXY_TEST_TMP) + "/" + name + "-" + std::to_string(port) + ".log";
-  std::vector<std::string> argv = {proxy_binary(), "--listen", "127.0.0.1:" + std::to_string(port), "--admin-listen",
-                                   "127.0.0.1:" + std::to_string(admin)};
+  std::vector<std::string> argv = std::move(launcher);
+  argv.insert(argv.end(), {proxy_binary(), "--listen", "127.0.0.1:" + std::to_string(port), "--admin-listen",
+                           "127.0.0.1:" + std::to_string(admin)});
+  // The suite runs once per io backend (tests/integration/CMakeLists.txt), unless the test
+  // names one itself.
+  const bool names_backend = std::find(extra_args.begin(), extra_args.end(), "--io-backend") != extra_args.end();
+  if (const char* backend = std::getenv("MCPPROXY_TEST_IO_BACKEND");
+      backend != nullptr && *backend != '\0' && !names_backend) {
+    argv.insert(argv.end(), {"--io-backend", backend});
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process = std::make_unique<Process>(argv, log_path);
   const bool ready = eventually([&] { return !process->running() || request(admin, "GET", "/readyz").status == 200; });

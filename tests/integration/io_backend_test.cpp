@@ -1,0 +1,79 @@
+// io_backend: every worker on its io_uring loop or on Asio's epoll, as configured, and the
+// fallback to epoll where a seccomp profile refuses io_uring. (The rest of this binary's
+// tests run once per backend: tests/integration/CMakeLists.txt.)
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "harness.hpp"
+
+using namespace harness;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string kInit =
+    R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}})";
+const std::string kWhoami =
+    R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}})";
+
+double workers(const Proxy& proxy, const std::string& backend) {
+  return metric(proxy.metrics(), "mcp_proxy_workers{io_backend=\"" + backend + "\"}").value_or(-1);
+}
+
+// Sessions made through the proxy each answer from one pod, every time, with their own
+// per-session counter counting up: the request path works whatever the backend.
+void expect_sessions_pinned(const Proxy& proxy) {
+  std::set<std::string> pods;
+  for (int s = 0; s < 6; ++s) {
+    const Response init = request(proxy.port, "POST", "/mcp", kInit);
+    ASSERT_EQ(init.status, 200) << init.body;
+    const std::string sid = init.header("mcp-session-id");
+    ASSERT_FALSE(sid.empty());
+    std::string pod;
+    for (int i = 1; i <= 3; ++i) {
+      const Response r = request(proxy.port, "POST", "/mcp", kWhoami, {{"Mcp-Session-Id", sid}});
+      ASSERT_EQ(r.status, 200) << r.body;
+      const json text = json::parse(json::parse(r.body)["result"]["content"][0]["text"].get<std::string>());
+      if (i == 1) pod = text["pod"];
+      EXPECT_EQ(text["pod"], pod) << "the session moved";
+      EXPECT_EQ(text["counter"], i) << "the session's state is not its own";
+    }
+    pods.insert(pod);
+  }
+  EXPECT_EQ(pods.size(), 2U) << "new sessions spread over both pods";
+}
+
+}  // namespace
+
+TEST(IoBackend, EveryWorkerRunsOnTheBackendConfigured) {
+  SampleBackend backend(2);
+  for (const std::string name : {"epoll", "io_uring"}) {
+    SCOPED_TRACE(name);
+    Proxy proxy(
+        {"--io-backend", name, "--threads", "2", "--replicas", "2", "--backend-url-template", backend.url_template()},
+        "io-" + name);
+    EXPECT_TRUE(eventually([&] { return workers(proxy, name) == 2; })) << proxy.metrics();
+    EXPECT_EQ(workers(proxy, name == "epoll" ? "io_uring" : "epoll"), 0);
+    EXPECT_NE(proxy.log().find("io_backend=" + name), std::string::npos) << proxy.log();
+    expect_sessions_pinned(proxy);
+  }
+}
+
+// Where the kernel refuses io_uring (here a seccomp filter, as a container runtime's default
+// profile does), the proxy says so once and every worker runs on epoll: it still serves.
+TEST(IoBackend, ARefusedIoUringFallsBackToEpoll) {
+  SampleBackend backend(2);
+  Proxy proxy({"--io-backend", "io_uring", "--threads", "2", "--replicas", "2", "--backend-url-template",
+               backend.url_template(), "--log-level", "info"},
+              "io-refused", {MCPPROXY_WITHOUT_IO_URING});
+  EXPECT_TRUE(eventually([&] { return workers(proxy, "epoll") == 2; })) << proxy.metrics();
+  EXPECT_EQ(workers(proxy, "io_uring"), 0);
+  const std::string log = proxy.log();
+  EXPECT_NE(log.find("io_backend io_uring is refused here: the workers run on epoll"), std::string::npos) << log;
+  EXPECT_NE(log.find("Operation not permitted"), std::string::npos) << log;
+  EXPECT_NE(log.find("io_backend=epoll"), std::string::npos) << log;
+  expect_sessions_pinned(proxy);
+}
