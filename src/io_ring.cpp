@@ -25,12 +25,12 @@ template struct EpollFd<&boost::asio::detail::epoll_reactor::epoll_fd_>;
 
 template <auto Mutex, auto Flag>
 struct SchedulerState {
-  friend void clear_task_interrupted(boost::asio::detail::scheduler& s) {
+  friend void set_task_interrupted(boost::asio::detail::scheduler& s, bool interrupted) {
     boost::asio::detail::conditionally_enabled_mutex::scoped_lock lock(s.*Mutex);
-    s.*Flag = false;
+    s.*Flag = interrupted;
   }
 };
-void clear_task_interrupted(boost::asio::detail::scheduler& s);
+void set_task_interrupted(boost::asio::detail::scheduler& s, bool interrupted);
 template struct SchedulerState<&boost::asio::detail::scheduler::mutex_,
                                &boost::asio::detail::scheduler::task_interrupted_>;
 
@@ -93,6 +93,7 @@ std::unique_ptr<IoRing> IoRing::open(net::io_context& ioc, std::string& why) {
 
 IoRing::IoRing(net::io_context& ioc, io_uring& ring) : ioc_(ioc), ring_(ring) {
   epoll_fd_ = epoll_fd_of(net::use_service<boost::asio::detail::epoll_reactor>(ioc_));
+  scheduler_ = &net::use_service<boost::asio::detail::scheduler>(ioc_);
 }
 
 IoRing::~IoRing() {
@@ -161,13 +162,14 @@ void IoRing::watch_epoll() {
   io_uring_sqe_set_data64(sqe, kEpollWatch);
 }
 
-void IoRing::let_asio_interrupt() {
+void IoRing::let_asio_interrupt(bool blocking) {
   // io_context::poll leaves Asio's scheduler believing its reactor is not blocked, so a
   // post from another thread (a reload, a stop, a name lookup's answer) would not wake it.
-  // This thread blocks in io_uring_enter next; clearing the flag makes such a post
-  // interrupt the reactor, which makes the epoll descriptor readable, which ends the
-  // wait. (What io_context::run does before it blocks in epoll_wait.)
-  clear_task_interrupted(net::use_service<boost::asio::detail::scheduler>(ioc_));
+  // While this thread blocks in io_uring_enter the flag is clear: such a post interrupts
+  // the reactor, which makes the epoll descriptor readable, which ends the wait (what
+  // io_context::run does around epoll_wait). Set again after the wait: a post of this
+  // thread's own must not interrupt (that would wake the next wait at once, every turn).
+  set_task_interrupted(*scheduler_, !blocking);
 }
 
 void IoRing::complete_ready() {
@@ -199,10 +201,11 @@ void IoRing::run() {
   for (;;) {
     ioc_.poll();  // Asio's ready handlers, and what epoll has, without blocking
     if (ioc_.stopped()) break;
-    let_asio_interrupt();
+    let_asio_interrupt(true);
     // Hands over every read and write this turn started, and waits for a completion (or
     // for the epoll descriptor: a timer, a post, a socket of Asio's).
     const int ret = io_uring_submit_and_wait(&ring_, 1);
+    let_asio_interrupt(false);
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
       throw boost::system::system_error(error_code(-ret, boost::system::system_category()), "io_uring_enter");
     }

@@ -35,6 +35,10 @@
 
 #include "mcpproxy/net.hpp"
 
+namespace boost::asio::detail {
+class scheduler;
+}
+
 namespace mcpproxy {
 
 class IoRing {
@@ -72,11 +76,12 @@ class IoRing {
   void track(Op* op);
   void watch_epoll();
   void complete_ready();
-  void let_asio_interrupt();
+  void let_asio_interrupt(bool blocking);
 
   net::io_context& ioc_;
   io_uring ring_{};
   int epoll_fd_ = -1;
+  boost::asio::detail::scheduler* scheduler_ = nullptr;
   Op* ops_ = nullptr;  // in flight
   std::uint64_t in_flight_ = 0;
   // Asio's io_context counts pending operations as work, and stops when there is none;

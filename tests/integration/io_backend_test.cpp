@@ -2,10 +2,15 @@
 // fallback to epoll where a seccomp profile refuses io_uring. (The rest of this binary's
 // tests run once per backend: tests/integration/CMakeLists.txt.)
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -46,7 +51,39 @@ void expect_sessions_pinned(const Proxy& proxy) {
   EXPECT_EQ(pods.size(), 2U) << "new sessions spread over both pods";
 }
 
+// User plus system CPU seconds a process has used (/proc/PID/stat fields 14 and 15).
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i >= 14) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 }  // namespace
+
+// A worker with nothing to do waits in the kernel: it wakes for its 100 ms tick, not in a
+// loop (the io_uring loop once woke itself with every post of its own).
+TEST(IoBackend, AnIdleWorkerWaits) {
+  SampleBackend backend(2);
+  for (const std::string name : {"epoll", "io_uring"}) {
+    SCOPED_TRACE(name);
+    Proxy proxy(
+        {"--io-backend", name, "--threads", "2", "--replicas", "2", "--backend-url-template", backend.url_template()},
+        "idle-" + name);
+    ASSERT_TRUE(eventually([&] { return workers(proxy, name) == 2; }));
+    ASSERT_EQ(request(proxy.port, "POST", "/mcp", kInit).status, 200);  // every stage has run once
+    const double before = cpu_seconds(proxy.process->pid());
+    // An observation window, not a synchronisation: nothing happens in it.
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    const double used = cpu_seconds(proxy.process->pid()) - before;
+    EXPECT_LT(used, 0.1) << "CPU seconds in one idle second";
+  }
+}
 
 TEST(IoBackend, EveryWorkerRunsOnTheBackendConfigured) {
   SampleBackend backend(2);
