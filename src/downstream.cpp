@@ -108,9 +108,7 @@ void Connection::close_if_idle() {
 void Connection::close() {
   if (closed_) return;
   closed_ = true;
-  error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  close_socket(socket_);
   if (watch_.active && watch_.upstream != nullptr) close_socket(*watch_.upstream);
 }
 

@@ -40,6 +40,9 @@ constexpr std::uint64_t kCancel = 2;
 
 constexpr unsigned kEntries = 1024;
 
+// The ring of the worker thread running one (close_socket finds it here).
+thread_local IoRing* t_ring = nullptr;
+
 // The newest setup the kernel takes: completions run only when the worker asks for them
 // (6.1), else without interrupting it (5.19). An older kernel lacks features used here.
 int setup(io_uring& ring) {
@@ -97,6 +100,7 @@ IoRing::IoRing(net::io_context& ioc, io_uring& ring) : ioc_(ioc), ring_(ring) {
 }
 
 IoRing::~IoRing() {
+  if (t_ring == this) t_ring = nullptr;
   // Operations still in flight (the worker stopped): the kernel is told to drop each, and
   // its buffers are not let go before it has answered. Their handlers are destroyed, not
   // run, as Asio destroys its own when a stopped io_context goes.
@@ -196,7 +200,19 @@ void IoRing::complete_ready() {
   }
 }
 
+void IoRing::submit_queued() {
+  if (io_uring_sq_ready(&ring_) != 0) io_uring_submit(&ring_);
+}
+
+void close_socket(tcp::socket& s) {
+  if (t_ring != nullptr) t_ring->submit_queued();
+  error_code ignored;
+  s.shutdown(tcp::socket::shutdown_both, ignored);
+  s.close(ignored);
+}
+
 void IoRing::run() {
+  t_ring = this;
   watch_epoll();
   for (;;) {
     ioc_.poll();  // Asio's ready handlers, and what epoll has, without blocking

@@ -18,7 +18,7 @@
 //
 // A read or write in the ring holds its socket open in the kernel until it completes:
 // closing the descriptor does not end it. Every close of a socket that may have one goes
-// through close_socket (net.hpp), whose shutdown() completes it.
+// through close_socket (below), whose shutdown() completes it.
 
 #include <liburing.h>
 #include <sys/socket.h>
@@ -67,6 +67,8 @@ class IoRing {
   };
   void start_recv(Op* op, int fd, void* data, std::size_t size);
   void start_sendmsg(Op* op, int fd, const msghdr* msg);
+  // Hands the queued entries to the kernel now (close_socket).
+  void submit_queued();
 
   std::uint64_t in_flight() const { return in_flight_; }
 
@@ -116,16 +118,18 @@ struct RecvOp final : IoRing::Op {
 // where it stopped.
 template <class Handler, std::size_t N>
 struct SendOp final : IoRing::Op {
-  SendOp(Handler&& h, IoRing& r, int f) : handler(std::move(h)), ring(r), fd(f) {}
+  SendOp(Handler&& h, IoRing& r, tcp::socket& s) : handler(std::move(h)), ring(r), socket(s), fd(s.native_handle()) {}
   Handler handler;
   IoRing& ring;
+  tcp::socket& socket;  // lives while its coroutine waits for this operation
   int fd;
   std::array<iovec, N> iov{};
   msghdr msg{};
   std::size_t sent = 0;
   std::size_t total = 0;
   void complete(int result, bool invoke) override {
-    if (invoke && result > 0 && sent + static_cast<std::size_t>(result) < total) {
+    // Sent on only while the socket is the one it was (closed, its number may be another's).
+    if (invoke && result > 0 && sent + static_cast<std::size_t>(result) < total && socket.native_handle() == fd) {
       sent += static_cast<std::size_t>(result);
       advance(static_cast<std::size_t>(result));
       ring.start_sendmsg(this, fd, &msg);
@@ -133,9 +137,10 @@ struct SendOp final : IoRing::Op {
     }
     Handler h = std::move(handler);
     const std::size_t done = sent + (result > 0 ? static_cast<std::size_t>(result) : 0);
+    const bool cut = result > 0 && done < total;  // the socket was closed in between
     delete this;
     if (!invoke) return;
-    std::move(h)(result_error(result), done);
+    std::move(h)(cut ? error_code(net::error::operation_aborted) : result_error(result), done);
   }
   void advance(std::size_t n) {
     while (n > 0 && msg.msg_iovlen > 0) {
@@ -153,6 +158,13 @@ struct SendOp final : IoRing::Op {
 };
 
 }  // namespace io_ring_detail
+
+// Ends a socket whatever waits on it, on either backend. With the io_uring: the turn's
+// queued entries go to the kernel first (one naming this descriptor must not meet another
+// socket that reuses its number once it is closed), then shutdown() completes what the
+// ring has on it (a close alone would leave that pending, the kernel holding the socket
+// open for it); then close().
+void close_socket(tcp::socket& s);
 
 // Reads what the socket has, like socket.async_read_some: through the ring when the worker
 // has one.
@@ -179,7 +191,7 @@ auto write_all(IoRing* ring, tcp::socket& s, const std::array<net::const_buffer,
           return;
         }
         using Op = io_ring_detail::SendOp<std::decay_t<decltype(handler)>, N>;
-        auto* op = new Op(std::move(handler), *ring, s.native_handle());
+        auto* op = new Op(std::move(handler), *ring, s);
         std::size_t n = 0;
         for (const auto& b : buffers) {
           if (b.size() == 0) continue;

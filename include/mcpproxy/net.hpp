@@ -35,15 +35,6 @@ bool harmless(const error_code& ec);
 // caller hands what is left, if anything, to net::async_write.
 std::size_t send_now(tcp::socket& s, const net::const_buffer* buffers, std::size_t count, error_code& ec);
 
-// Ends a socket whatever waits on it: shutdown() first, which completes a read or write the
-// worker's io_uring has on it (closing the descriptor alone would leave that pending, the
-// kernel holding the socket open for it), then close().
-inline void close_socket(tcp::socket& s) {
-  error_code ignored;
-  s.shutdown(tcp::socket::shutdown_both, ignored);
-  s.close(ignored);
-}
-
 // Drops the first `n` bytes of a buffer sequence (what send_now sent).
 template <std::size_t N>
 void consume_front(std::array<net::const_buffer, N>& buffers, std::size_t n) {
