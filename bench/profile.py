@@ -3,6 +3,7 @@
 
   python3 bench/profile.py instructions   # instructions per proxied request (callgrind)
   python3 bench/profile.py instructions 32  # the same with 32 connections (default 4)
+  python3 bench/profile.py instructions 4 io_uring  # ... with io_backend io_uring (default epoll)
   python3 bench/profile.py allocations    # allocations per relayed SSE chunk (heaptrack)
 
 instructions: the proxy (one worker) runs under `valgrind --tool=callgrind` in front of the
@@ -34,7 +35,7 @@ ROOT = bench.ROOT
 BINARY = os.environ.get("MCPPROXY_BINARY", os.path.join(ROOT, "build/mcp-session-proxy"))
 
 
-def instructions(connections=4):
+def instructions(connections=4, backend="epoll"):
     class Args:
         binary = BINARY
     b = bench.Bench(Args())
@@ -45,7 +46,7 @@ def instructions(connections=4):
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", BINARY,
                "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{bench.free_port()}", "--threads", "1",
                "--replicas", "3", "--backend-url-template", f"http://127.0.1.{{ordinal}}:{b.pod_port}",
-               "--log-level", "warn"]
+               "--log-level", "warn", "--io-backend", backend]
         p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
         bench.wait_port("127.0.0.1", port, 60)
         sessions = 200
@@ -117,7 +118,7 @@ if __name__ == "__main__":
     if tool and not __import__("shutil").which(tool):
         sys.exit(f"{tool} is needed (Debian: apt-get install valgrind heaptrack); it is not part of scripts/setup.sh")
     if what == "instructions":
-        instructions(int(sys.argv[2]) if len(sys.argv) > 2 else 4)
+        instructions(int(sys.argv[2]) if len(sys.argv) > 2 else 4, sys.argv[3] if len(sys.argv) > 3 else "epoll")
     elif what == "allocations":
         for n in (200, 2000):
             allocations(n)

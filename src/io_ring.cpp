@@ -10,12 +10,20 @@
 #include <cstring>
 
 namespace mcpproxy {
+
+struct SchedulerParts {
+  boost::asio::detail::conditionally_enabled_mutex* mutex;
+  bool* task_interrupted;
+  boost::asio::detail::op_queue<boost::asio::detail::scheduler_operation>* queue;
+  boost::asio::detail::scheduler_operation* task_operation;  // the reactor's place in the queue
+};
+
 namespace {
 
-// Asio gives no access to two things the loop needs: the epoll descriptor (the ring
-// watches it) and the scheduler's "the reactor is not blocked" flag (see
-// let_asio_interrupt). An explicit instantiation may name private members; these
-// friends read them. Checked against Boost 1.81, the version the build requires.
+// Asio gives no access to what the loop needs: the epoll descriptor (the ring watches it),
+// and in the scheduler its queue and its "the reactor is not blocked" flag (IoRing::pump).
+// An explicit instantiation may name private members; these friends reach them. Checked
+// against Boost 1.81, the version the build requires.
 template <auto Member>
 struct EpollFd {
   friend int epoll_fd_of(boost::asio::detail::epoll_reactor& r) { return r.*Member; }
@@ -23,16 +31,33 @@ struct EpollFd {
 int epoll_fd_of(boost::asio::detail::epoll_reactor& r);
 template struct EpollFd<&boost::asio::detail::epoll_reactor::epoll_fd_>;
 
-template <auto Mutex, auto Flag>
+using boost::asio::detail::op_queue_access;
+using boost::asio::detail::scheduler;
+using boost::asio::detail::scheduler_operation;
+
+template <auto Mutex, auto Flag, auto Queue, auto TaskOp>
 struct SchedulerState {
-  friend void set_task_interrupted(boost::asio::detail::scheduler& s, bool interrupted) {
-    boost::asio::detail::conditionally_enabled_mutex::scoped_lock lock(s.*Mutex);
-    s.*Flag = interrupted;
-  }
+  friend SchedulerParts parts_of(scheduler& s) { return {&(s.*Mutex), &(s.*Flag), &(s.*Queue), &(s.*TaskOp)}; }
 };
-void set_task_interrupted(boost::asio::detail::scheduler& s, bool interrupted);
-template struct SchedulerState<&boost::asio::detail::scheduler::mutex_,
-                               &boost::asio::detail::scheduler::task_interrupted_>;
+SchedulerParts parts_of(scheduler& s);
+template struct SchedulerState<&scheduler::mutex_, &scheduler::task_interrupted_, &scheduler::op_queue_,
+                               &scheduler::task_operation_>;
+
+// True when nothing but the reactor's turn is queued: the caller may block. The flag is
+// then cleared under the scheduler's lock, so a post from another thread from here on
+// interrupts the reactor (as when io_context::run blocks in epoll_wait).
+bool only_reactor_queued(const SchedulerParts& s) {
+  boost::asio::detail::conditionally_enabled_mutex::scoped_lock lock(*s.mutex);
+  scheduler_operation* front = op_queue_access::front(*s.queue);
+  const bool idle = front == nullptr || (front == s.task_operation && op_queue_access::next(front) == nullptr);
+  if (idle) *s.task_interrupted = false;
+  return idle;
+}
+
+void reactor_not_blocked(const SchedulerParts& s) {
+  boost::asio::detail::conditionally_enabled_mutex::scoped_lock lock(*s.mutex);
+  *s.task_interrupted = true;
+}
 
 // user_data of the ring's own entries; operations are pointers, never these values.
 constexpr std::uint64_t kEpollWatch = 1;
@@ -96,7 +121,7 @@ std::unique_ptr<IoRing> IoRing::open(net::io_context& ioc, std::string& why) {
 
 IoRing::IoRing(net::io_context& ioc, io_uring& ring) : ioc_(ioc), ring_(ring) {
   epoll_fd_ = epoll_fd_of(net::use_service<boost::asio::detail::epoll_reactor>(ioc_));
-  scheduler_ = &net::use_service<boost::asio::detail::scheduler>(ioc_);
+  scheduler_ = std::make_unique<SchedulerParts>(parts_of(net::use_service<scheduler>(ioc_)));
 }
 
 IoRing::~IoRing() {
@@ -141,7 +166,7 @@ void IoRing::track(Op* op) {
   op->next = ops_;
   if (ops_ != nullptr) ops_->prev = op;
   ops_ = op;
-  if (in_flight_++ == 0) work_.emplace(ioc_.get_executor());
+  ++in_flight_;
 }
 
 void IoRing::start_recv(Op* op, int fd, void* data, std::size_t size) {
@@ -166,16 +191,6 @@ void IoRing::watch_epoll() {
   io_uring_sqe_set_data64(sqe, kEpollWatch);
 }
 
-void IoRing::let_asio_interrupt(bool blocking) {
-  // io_context::poll leaves Asio's scheduler believing its reactor is not blocked, so a
-  // post from another thread (a reload, a stop, a name lookup's answer) would not wake it.
-  // While this thread blocks in io_uring_enter the flag is clear: such a post interrupts
-  // the reactor, which makes the epoll descriptor readable, which ends the wait (what
-  // io_context::run does around epoll_wait). Set again after the wait: a post of this
-  // thread's own must not interrupt (that would wake the next wait at once, every turn).
-  set_task_interrupted(*scheduler_, !blocking);
-}
-
 void IoRing::complete_ready() {
   io_uring_cqe* cqe = nullptr;
   // Completions are taken one at a time: a handler may start operations, and the ring's
@@ -195,7 +210,7 @@ void IoRing::complete_ready() {
     if (op->prev != nullptr) op->prev->next = op->next;
     if (op->next != nullptr) op->next->prev = op->prev;
     if (ops_ == op) ops_ = op->next;
-    if (--in_flight_ == 0) work_.reset();
+    --in_flight_;
     op->complete(result, true);
   }
 }
@@ -214,19 +229,26 @@ void close_socket(tcp::socket& s) {
 void IoRing::run() {
   t_ring = this;
   watch_epoll();
-  for (;;) {
-    ioc_.poll();  // Asio's ready handlers, and what epoll has, without blocking
-    if (ioc_.stopped()) break;
-    let_asio_interrupt(true);
-    // Hands over every read and write this turn started, and waits for a completion (or
-    // for the epoll descriptor: a timer, a post, a socket of Asio's).
-    const int ret = io_uring_submit_and_wait(&ring_, 1);
-    let_asio_interrupt(false);
-    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-      throw boost::system::system_error(error_code(-ret, boost::system::system_category()), "io_uring_enter");
-    }
-    if (io_uring_cq_ready(&ring_) != 0) net::post(ioc_, [this] { complete_ready(); });
+  net::post(ioc_, [this] { pump(); });
+  ioc_.run();  // until stopped: the pump is always queued
+}
+
+void IoRing::pump() {
+  // One loop turn of the ring, queued after everything else Asio has ready (its reactor's
+  // turn, epoll_wait(0), comes before it in the queue, so what epoll has is taken once a
+  // turn). Hands over every read and write the turn started; waits for a completion (or
+  // for the epoll descriptor: a timer, a post from another thread, a socket of Asio's)
+  // only when nothing else is queued; runs the completions' handlers here.
+  const bool block = io_uring_cq_ready(&ring_) == 0 && only_reactor_queued(*scheduler_);
+  const int ret = block ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit_and_get_events(&ring_);
+  // A post of this thread's own must not interrupt the reactor (that would end the next
+  // wait at once).
+  if (block) reactor_not_blocked(*scheduler_);
+  if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+    throw boost::system::system_error(error_code(-ret, boost::system::system_category()), "io_uring_enter");
   }
+  complete_ready();
+  net::post(ioc_, [this] { pump(); });
 }
 
 }  // namespace mcpproxy

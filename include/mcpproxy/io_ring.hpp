@@ -30,16 +30,13 @@
 #include <string>
 #include <utility>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/write.hpp>
 
 #include "mcpproxy/net.hpp"
 
-namespace boost::asio::detail {
-class scheduler;
-}
-
 namespace mcpproxy {
+
+struct SchedulerParts;  // of Asio's scheduler, that the loop reaches (io_ring.cpp)
 
 class IoRing {
  public:
@@ -54,7 +51,7 @@ class IoRing {
   IoRing(const IoRing&) = delete;
   IoRing& operator=(const IoRing&) = delete;
 
-  // The worker's loop: until the io_context is stopped or runs out of work.
+  // The worker's loop: io_context::run with the ring's turn always queued, until stopped.
   void run();
 
   // An operation in the ring; `complete` runs its handler (or only frees it when
@@ -78,17 +75,14 @@ class IoRing {
   void track(Op* op);
   void watch_epoll();
   void complete_ready();
-  void let_asio_interrupt(bool blocking);
+  void pump();
 
   net::io_context& ioc_;
   io_uring ring_{};
   int epoll_fd_ = -1;
-  boost::asio::detail::scheduler* scheduler_ = nullptr;
+  std::unique_ptr<SchedulerParts> scheduler_;
   Op* ops_ = nullptr;  // in flight
   std::uint64_t in_flight_ = 0;
-  // Asio's io_context counts pending operations as work, and stops when there is none;
-  // this guard counts the ring's while it has any.
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
 };
 
 namespace io_ring_detail {
