@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "harness.hpp"
 
@@ -23,6 +24,11 @@ const std::string kInit =
     R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"it","version":"1"}}})";
 const std::string kWhoami =
     R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}})";
+
+// Two workers on io backend `name`, in front of the sample backend's two pods.
+std::vector<std::string> two_workers_on(const std::string& name, const SampleBackend& backend) {
+  return {"--io-backend", name, "--threads", "2", "--replicas", "2", "--backend-url-template", backend.url_template()};
+}
 
 double workers(const Proxy& proxy, const std::string& backend) {
   return metric(proxy.metrics(), "mcp_proxy_workers{io_backend=\"" + backend + "\"}").value_or(-1);
@@ -72,9 +78,7 @@ TEST(IoBackend, AnIdleWorkerWaits) {
   SampleBackend backend(2);
   for (const std::string name : {"epoll", "io_uring"}) {
     SCOPED_TRACE(name);
-    Proxy proxy(
-        {"--io-backend", name, "--threads", "2", "--replicas", "2", "--backend-url-template", backend.url_template()},
-        "idle-" + name);
+    Proxy proxy(two_workers_on(name, backend), "idle-" + name);
     ASSERT_TRUE(eventually([&] { return workers(proxy, name) == 2; }));
     ASSERT_EQ(request(proxy.port, "POST", "/mcp", kInit).status, 200);  // every stage has run once
     const double before = cpu_seconds(proxy.process->pid());
@@ -89,9 +93,7 @@ TEST(IoBackend, EveryWorkerRunsOnTheBackendConfigured) {
   SampleBackend backend(2);
   for (const std::string name : {"epoll", "io_uring"}) {
     SCOPED_TRACE(name);
-    Proxy proxy(
-        {"--io-backend", name, "--threads", "2", "--replicas", "2", "--backend-url-template", backend.url_template()},
-        "io-" + name);
+    Proxy proxy(two_workers_on(name, backend), "io-" + name);
     EXPECT_TRUE(eventually([&] { return workers(proxy, name) == 2; })) << proxy.metrics();
     EXPECT_EQ(workers(proxy, name == "epoll" ? "io_uring" : "epoll"), 0);
     // The start-up line is written after the workers start: waited for.
@@ -104,9 +106,9 @@ TEST(IoBackend, EveryWorkerRunsOnTheBackendConfigured) {
 // profile does), the proxy says so once and every worker runs on epoll: it still serves.
 TEST(IoBackend, ARefusedIoUringFallsBackToEpoll) {
   SampleBackend backend(2);
-  Proxy proxy({"--io-backend", "io_uring", "--threads", "2", "--replicas", "2", "--backend-url-template",
-               backend.url_template(), "--log-level", "info"},
-              "io-refused", {MCPPROXY_WITHOUT_IO_URING});
+  std::vector<std::string> args = two_workers_on("io_uring", backend);
+  args.insert(args.end(), {"--log-level", "info"});
+  Proxy proxy(args, "io-refused", {MCPPROXY_WITHOUT_IO_URING});
   EXPECT_TRUE(eventually([&] { return workers(proxy, "epoll") == 2; })) << proxy.metrics();
   EXPECT_EQ(workers(proxy, "io_uring"), 0);
   EXPECT_TRUE(eventually([&] { return proxy.log().find("io_backend=epoll") != std::string::npos; })) << proxy.log();
