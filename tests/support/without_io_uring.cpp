@@ -1,6 +1,6 @@
-// without_io_uring COMMAND [ARGS...]: runs COMMAND with io_uring refused the way the
-// container runtimes' default seccomp profiles refuse it (containerd, Docker, CRI-O since
-// 2023): io_uring_setup fails with EPERM. For the test of io_backend's fallback to epoll.
+// without_io_uring COMMAND [ARGS...]: runs COMMAND with io_uring refused the way recent
+// container runtimes' default seccomp profiles refuse it: io_uring_setup fails with EPERM.
+// For the test of io_backend's fallback to epoll.
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
