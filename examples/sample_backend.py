@@ -18,6 +18,7 @@ Responses are JSON unless --sse is given (then every request answer is an SSE st
 the SDK does by default) or the tool is ticker.
 """
 import argparse
+import errno
 import json
 import queue
 import sys
@@ -273,19 +274,30 @@ def main():
     ap.add_argument("--sse", action="store_true", help="answer every request with an SSE stream")
     ap.add_argument("--keepalive", type=float, default=15.0, help="seconds between SSE keep-alive comments")
     args = ap.parse_args()
-    servers = []
     if args.pods:
         binds = [(f"127.0.1.{i}", None) for i in range(args.pods)]
     else:
         binds = [(args.host, port) for port in args.port]
-    for i, (host, port) in enumerate(binds):
-        if port is None:
-            port = args.port[0] if i == 0 else servers[0].server_address[1]
-        srv = Server((host, port), Handler)
+    # With --pods and --port 0 the kernel picks pod-0's port, free on 127.0.1.0 only: the
+    # other pods' addresses may have it taken (another test's listener). Then all pods
+    # try again on another port (bounded).
+    for attempt in range(20):
+        servers = []
+        try:
+            for i, (host, port) in enumerate(binds):
+                if port is None:
+                    port = args.port[0] if i == 0 else servers[0].server_address[1]
+                servers.append(Server((host, port), Handler))
+            break
+        except OSError as e:
+            for srv in servers:
+                srv.server_close()
+            if not (args.pods and args.port[0] == 0 and e.errno == errno.EADDRINUSE) or attempt == 19:
+                raise
+    for i, srv in enumerate(servers):
         srv.daemon_threads = True
         srv.pod = Pod(f"pod-{i}", args.sse)
         srv.keepalive = args.keepalive
-        servers.append(srv)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     # The ports, one line, so a test that asked for port 0 learns where the pods are.
     print("ports " + " ".join(str(s.server_address[1]) for s in servers), flush=True)
