@@ -166,7 +166,6 @@ void IoRing::track(Op* op) {
   op->next = ops_;
   if (ops_ != nullptr) ops_->prev = op;
   ops_ = op;
-  ++in_flight_;
 }
 
 void IoRing::start_recv(Op* op, int fd, void* data, std::size_t size) {
@@ -210,7 +209,6 @@ void IoRing::complete_ready() {
     if (op->prev != nullptr) op->prev->next = op->next;
     if (op->next != nullptr) op->next->prev = op->prev;
     if (ops_ == op) ops_ = op->next;
-    --in_flight_;
     op->complete(result, true);
   }
 }

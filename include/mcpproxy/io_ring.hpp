@@ -10,11 +10,12 @@
 // instead of four per request.
 //
 // Shape: Asio still owns everything else (timers, the listener, Redis, name lookups, the
-// admin port's posts). Its epoll descriptor is watched by the ring (a multishot poll), so
-// the one blocking wait of the thread is io_uring_enter; when epoll has something, the loop
-// runs Asio's ready handlers with io_context::poll. The operations below complete like
-// Asio's own (`(error_code, bytes)`, end of stream as net::error::eof), so the coroutines
-// that use them are the same for both backends (read_some / write_all in this header).
+// admin port's posts) and runs the thread (io_context::run); the ring's turn is a handler
+// it always has queued (IoRing::pump). Asio's epoll descriptor is watched by the ring (a
+// multishot poll), so the one blocking wait of the thread is io_uring_enter, and Asio's
+// reactor turn (epoll_wait(0)) comes between two ring turns. The operations below complete
+// like Asio's own (`(error_code, bytes)`, end of stream as net::error::eof), so the
+// coroutines that use them are the same for both backends (read_some / write_all below).
 //
 // A read or write in the ring holds its socket open in the kernel until it completes:
 // closing the descriptor does not end it. Every close of a socket that may have one goes
@@ -26,7 +27,6 @@
 #include <array>
 #include <cstddef>
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 
@@ -67,8 +67,6 @@ class IoRing {
   // Hands the queued entries to the kernel now (close_socket).
   void submit_queued();
 
-  std::uint64_t in_flight() const { return in_flight_; }
-
  private:
   IoRing(net::io_context& ioc, io_uring& ring);
   io_uring_sqe* next_sqe();
@@ -82,7 +80,6 @@ class IoRing {
   int epoll_fd_ = -1;
   std::unique_ptr<SchedulerParts> scheduler_;
   Op* ops_ = nullptr;  // in flight
-  std::uint64_t in_flight_ = 0;
 };
 
 namespace io_ring_detail {
