@@ -144,9 +144,7 @@ IoRing::~IoRing() {
     io_uring_cqe_seen(&ring_, cqe);
     if (data == kEpollWatch || data == kCancel) continue;
     Op* op = reinterpret_cast<Op*>(data);
-    if (op->prev != nullptr) op->prev->next = op->next;
-    if (op->next != nullptr) op->next->prev = op->prev;
-    if (ops_ == op) ops_ = op->next;
+    untrack(op);
     op->complete(result, false);
   }
   io_uring_queue_exit(&ring_);
@@ -166,6 +164,12 @@ void IoRing::track(Op* op) {
   op->next = ops_;
   if (ops_ != nullptr) ops_->prev = op;
   ops_ = op;
+}
+
+void IoRing::untrack(Op* op) {
+  if (op->prev != nullptr) op->prev->next = op->next;
+  if (op->next != nullptr) op->next->prev = op->prev;
+  if (ops_ == op) ops_ = op->next;
 }
 
 void IoRing::start_recv(Op* op, int fd, void* data, std::size_t size) {
@@ -206,9 +210,7 @@ void IoRing::complete_ready() {
       continue;
     }
     Op* op = reinterpret_cast<Op*>(data);
-    if (op->prev != nullptr) op->prev->next = op->next;
-    if (op->next != nullptr) op->next->prev = op->prev;
-    if (ops_ == op) ops_ = op->next;
+    untrack(op);
     op->complete(result, true);
   }
 }

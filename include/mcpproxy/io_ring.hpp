@@ -71,6 +71,7 @@ class IoRing {
   IoRing(net::io_context& ioc, io_uring& ring);
   io_uring_sqe* next_sqe();
   void track(Op* op);
+  void untrack(Op* op);  // its completion came
   void watch_epoll();
   void complete_ready();
   void pump();
