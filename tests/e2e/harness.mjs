@@ -6,18 +6,34 @@ import readline from 'node:readline';
 import { before, after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const proxyBinary = process.env.MCPPROXY_BINARY ?? path.join(here, '../../build/mcp-session-proxy');
 
+// A port below the kernel's ephemeral range: one the kernel picks for port 0 is also one it
+// gives outgoing connections, which could take it before the server binds it.
+const ephemeralLow = (() => {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+    return low > 11000 && low <= 65535 ? low : 32768;
+  } catch { return 32768; }
+})();
+
 export async function freePort() {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const port = 10000 + Math.floor(Math.random() * (ephemeralLow - 10000));
+    const srv = net.createServer();
+    srv.listen(port, '127.0.0.1');
+    const [event] = await Promise.race([once(srv, 'listening').then(() => ['listening']),
+      once(srv, 'error').then(() => ['error'])]);
+    if (event === 'listening') {
+      srv.close();
+      await once(srv, 'close');
+      return port;
+    }
+  }
+  throw new Error('no free port below the ephemeral range');
 }
 
 const children = new Set();

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -27,15 +28,29 @@ namespace http = boost::beast::http;
 using clock = std::chrono::steady_clock;
 
 std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind");
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  // Below the kernel's ephemeral range: a port the kernel hands out for port 0 is also one
+  // it hands to outgoing connections, and the flood tests open thousands of those, so one
+  // could take the port between this pick and the server's bind (seen in CI). Outside the
+  // range only another pick can, and the proxy's start retries on that (Proxy below).
+  std::uint16_t low = 32768;
+  if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) {
+    unsigned first = 0;
+    if (range >> first && first > 11000 && first <= 65535) low = static_cast<std::uint16_t>(first);
+  }
+  thread_local std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> pick(10000, low - 1);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) throw std::runtime_error("socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(pick(rng)));
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (bound) return ntohs(addr.sin_port);
+  }
+  throw std::runtime_error("no free port below the ephemeral range");
 }
 
 Process::Process(std::vector<std::string> argv, std::string stderr_path) {
@@ -401,24 +416,31 @@ std::string read_http_request(int fd, std::chrono::seconds timeout) {
 std::string source_dir() { return MCPPROXY_SOURCE_DIR; }
 std::string proxy_binary() { return MCPPROXY_BINARY; }
 
-Proxy::Proxy(std::vector<std::string> extra_args, const std::string& name, std::vector<std::string> launcher) {
-  port = free_port();
-  admin = free_port();
-  log_path = std::string(MCPPROXY_TEST_TMP) + "/" + name + "-" + std::to_string(port) + ".log";
-  std::vector<std::string> argv = std::move(launcher);
-  argv.insert(argv.end(), {proxy_binary(), "--listen", "127.0.0.1:" + std::to_string(port), "--admin-listen",
-                           "127.0.0.1:" + std::to_string(admin)});
+Proxy::Proxy(std::vector<std::string> extra_args, const std::string& name, const std::vector<std::string>& launcher) {
   // The suite runs once per io backend (tests/integration/CMakeLists.txt), unless the test
   // names one itself.
   const bool names_backend = std::find(extra_args.begin(), extra_args.end(), "--io-backend") != extra_args.end();
   if (const char* backend = std::getenv("MCPPROXY_TEST_IO_BACKEND");
       backend != nullptr && *backend != '\0' && !names_backend) {
-    argv.insert(argv.end(), {"--io-backend", backend});
+    extra_args.insert(extra_args.begin(), {"--io-backend", backend});
   }
-  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  process = std::make_unique<Process>(argv, log_path);
-  const bool ready = eventually([&] { return !process->running() || request(admin, "GET", "/readyz").status == 200; });
-  if (!ready || !process->running()) throw std::runtime_error("proxy did not become ready: " + log());
+  // A port picked free can be taken before the proxy binds it (another test's pick): then
+  // the proxy exits saying so, and it starts again on other ports. Any other exit is the test's.
+  for (int attempt = 1;; ++attempt) {
+    port = free_port();
+    admin = free_port();
+    log_path = std::string(MCPPROXY_TEST_TMP) + "/" + name + "-" + std::to_string(port) + ".log";
+    std::vector<std::string> argv = launcher;
+    argv.insert(argv.end(), {proxy_binary(), "--listen", "127.0.0.1:" + std::to_string(port), "--admin-listen",
+                             "127.0.0.1:" + std::to_string(admin)});
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    process = std::make_unique<Process>(argv, log_path);
+    const bool ready =
+        eventually([&] { return !process->running() || request(admin, "GET", "/readyz").status == 200; });
+    if (ready && process->running()) return;
+    if (attempt < 5 && !process->running() && log().find("Address already in use") != std::string::npos) continue;
+    throw std::runtime_error("proxy did not become ready: " + log());
+  }
 }
 
 std::string Proxy::metrics() const { return request(admin, "GET", "/metrics").body; }

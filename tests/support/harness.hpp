@@ -130,7 +130,8 @@ std::string proxy_binary();
 // A running proxy on free ports.
 struct Proxy {
   // `launcher`: a command the proxy is run under (tests/support/without_io_uring.cpp).
-  Proxy(std::vector<std::string> extra_args, const std::string& name = "proxy", std::vector<std::string> launcher = {});
+  Proxy(std::vector<std::string> extra_args, const std::string& name = "proxy",
+        const std::vector<std::string>& launcher = {});
   std::uint16_t port = 0;
   std::uint16_t admin = 0;
   std::string log_path;
