@@ -21,10 +21,12 @@ void append_number(std::string& out, std::size_t n) {
 }
 
 // Writes a head's field lines in runs: consecutive lines forwarded unchanged go out as one
-// copy of the bytes received (the lines lie back to back in the head).
+// copy of the bytes received (the lines lie back to back in the head). `with_start_line`:
+// the start line goes as received too, in the first run.
 class FieldRuns {
  public:
-  FieldRuns(std::string& out, const http1::Head& h) : out_(out), end_(h.raw.data() + h.raw.size() - 2) {}
+  FieldRuns(std::string& out, const http1::Head& h, bool with_start_line)
+      : out_(out), begin_(with_start_line ? h.raw.data() : nullptr), end_(h.raw.data() + h.raw.size() - 2) {}
   void keep(const http1::Field& f) {
     if (begin_ == nullptr) begin_ = f.name.data();
   }
@@ -37,7 +39,7 @@ class FieldRuns {
     begin_ = nullptr;
   }
   std::string& out_;
-  const char* begin_ = nullptr;
+  const char* begin_;
   const char* end_;  // the blank line
 };
 
@@ -193,11 +195,16 @@ FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const Upstream
 
 void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits) {
   Seen seen;
-  out.append(req.method);
-  out += ' ';
-  out.append(req.target);
-  out += " HTTP/1.1\r\n"sv;
-  FieldRuns runs(out, req);
+  // An HTTP/1.1 request line is the one the pod gets: the parser took it only as
+  // "method SP target SP HTTP/1.1 CRLF", so it goes as received, in the fields' first run.
+  const bool line_as_received = req.version == 11;
+  if (!line_as_received) {
+    out.append(req.method);
+    out += ' ';
+    out.append(req.target);
+    out += " HTTP/1.1\r\n"sv;
+  }
+  FieldRuns runs(out, req, line_as_received);
   for (const http1::Field& f : req.fields) {
     switch (edit_for(f, req, edits, seen)) {
       case FieldEdit::keep:
@@ -234,12 +241,17 @@ void write_upstream_head(std::string& out, const http1::Head& req, const Upstrea
 }
 
 void write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits) {
-  out += edits.http11 ? "HTTP/1.1 "sv : "HTTP/1.0 "sv;
-  append_number(out, res.status);
-  out += ' ';
-  out.append(res.reason.empty() ? http1::reason_phrase(res.status) : res.reason);
-  out += "\r\n"sv;
-  FieldRuns runs(out, res);
+  // The pod's status line goes as received when it has the client's version and a reason
+  // (the parser took it only as "HTTP/1.x SP 3DIGIT SP reason CRLF").
+  const bool line_as_received = res.version == (edits.http11 ? 11 : 10) && !res.reason.empty();
+  if (!line_as_received) {
+    out += edits.http11 ? "HTTP/1.1 "sv : "HTTP/1.0 "sv;
+    append_number(out, res.status);
+    out += ' ';
+    out.append(res.reason.empty() ? http1::reason_phrase(res.status) : res.reason);
+    out += "\r\n"sv;
+  }
+  FieldRuns runs(out, res, line_as_received);
   for (const http1::Field& f : res.fields) {
     if (is_dropped_hop(f, res)) {
       runs.drop(f);

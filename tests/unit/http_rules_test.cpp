@@ -17,6 +17,18 @@ TEST(SessionId, Validation) {
   EXPECT_FALSE(valid_session_id("caf\xc3\xa9"));
 }
 
+TEST(SessionId, EveryByteValueAtEveryPlaceOfAWordAndTheTail) {
+  // The check goes eight bytes at a time, then byte by byte: each of the 256 values at each
+  // of 17 places (two words and a tail) is judged by the rule itself, 0x21-0x7E.
+  for (std::size_t at = 0; at < 17; ++at) {
+    for (int v = 0; v < 256; ++v) {
+      std::string id(17, 'a');
+      id[at] = static_cast<char>(v);
+      EXPECT_EQ(valid_session_id(id), v >= 0x21 && v <= 0x7E) << "byte " << v << " at " << at;
+    }
+  }
+}
+
 TEST(JsonRpc, SingleRequest) {
   const auto i = inspect_jsonrpc(R"({"jsonrpc":"2.0","id":7,"method":"tools/list"})");
   EXPECT_TRUE(i.valid);
@@ -84,12 +96,12 @@ TEST(JsonRpc, ErrorBody) {
 }
 
 TEST(Headers, HopByHop) {
-  for (const char* h :
-       {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade"}) {
+  for (const char* h : {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+                        "Proxy-Authenticate", "te", "UPGRADE"}) {
     EXPECT_TRUE(is_hop_by_hop(h)) << h;
   }
   for (const char* h : {"Mcp-Session-Id", "Content-Type", "Content-Length", "Last-Event-ID", "MCP-Protocol-Version",
-                        "X-Accel-Buffering", "Authorization"}) {
+                        "X-Accel-Buffering", "Authorization", "Te:", "Trailers", "Host", ""}) {
     EXPECT_FALSE(is_hop_by_hop(h)) << h;
   }
   EXPECT_TRUE(connection_lists("close, X-Private", "x-private"));

@@ -182,6 +182,26 @@ TEST(ProxyHeaders, ResponseSessionIdIsTheClientsAfterAMove) {
   EXPECT_EQ(out.find("pod-id"), std::string::npos);
 }
 
+TEST(ProxyHeaders, StartLinesGoAsReceivedOnlyWhenTheyAreTheOnesToSend) {
+  // HTTP/1.1 request line: copied with the fields after it, even when the first field is
+  // dropped; an HTTP/1.0 one is written as HTTP/1.1 (the proxy speaks 1.1 to pods).
+  EXPECT_EQ(upstream("POST /a%20b?c=d HTTP/1.1\r\nKeep-Alive: 5\r\nHost: h\r\nContent-Length: 0\r\n\r\n", pod0())
+                .rfind("POST /a%20b?c=d HTTP/1.1\r\nHost: h\r\n", 0),
+            0U);
+  EXPECT_EQ(upstream("GET /mcp HTTP/1.0\r\nHost: h\r\n\r\n", pod0()).rfind("GET /mcp HTTP/1.1\r\nHost: h\r\n", 0), 0U);
+  // Status line: copied when the client speaks the pod's version; else written.
+  ClientHeadEdits e11;
+  const std::string same =
+      client("HTTP/1.1 201 Made Here\r\nConnection: close\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n", e11);
+  EXPECT_EQ(same.rfind("HTTP/1.1 201 Made Here\r\nX-A: 1\r\n", 0), 0U) << same;
+  ClientHeadEdits e10;
+  e10.http11 = false;
+  const std::string down = client("HTTP/1.1 201 Made Here\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n", e10);
+  EXPECT_EQ(down.rfind("HTTP/1.0 201 Made Here\r\nX-A: 1\r\n", 0), 0U) << down;
+  const std::string up = client("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", e11);
+  EXPECT_EQ(up.rfind("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", 0), 0U) << up;
+}
+
 TEST(ProxyHeaders, ResponseWithoutReasonGetsTheStandardOne) {
   const std::string out = client("HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", ClientHeadEdits{});
   EXPECT_EQ(out.rfind("HTTP/1.1 404 Not Found\r\n", 0), 0U) << out;
