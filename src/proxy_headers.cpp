@@ -2,6 +2,7 @@
 #include "mcpproxy/proxy_headers.hpp"
 
 #include <array>
+#include <cassert>
 #include <charconv>
 #include <cstdint>
 #include <cstring>
@@ -14,31 +15,58 @@ namespace {
 
 using namespace std::string_view_literals;
 
-void append_number(std::string& out, std::size_t n) {
-  std::array<char, 24> digits{};
-  const auto [end, ec] = std::to_chars(digits.data(), digits.data() + digits.size(), n);
-  out.append(digits.data(), end);
-}
-
-// Writes a head's field lines in runs: consecutive lines forwarded unchanged go out as one
-// copy of the bytes received (the lines lie back to back in the head). `with_start_line`:
-// the start line goes as received too, in the first run.
-class FieldRuns {
+// Writes a head into `out` through a pointer, after one resize to a bound the caller
+// computes (the received head's size plus what the edit may add), instead of a capacity
+// check per piece; `finish` trims `out` to what was written. Field lines forwarded unchanged
+// go in runs: consecutive ones as one copy of the bytes received (the lines lie back to
+// back in the head). `with_start_line`: the start line goes as received too, in the first run.
+class HeadWriter {
  public:
-  FieldRuns(std::string& out, const http1::Head& h, bool with_start_line)
-      : out_(out), begin_(with_start_line ? h.raw.data() : nullptr), end_(h.raw.data() + h.raw.size() - 2) {}
+  HeadWriter(std::string& out, std::size_t bound, const http1::Head& h, bool with_start_line)
+      : out_(out), begin_(with_start_line ? h.raw.data() : nullptr), end_(h.raw.data() + h.raw.size() - 2) {
+    const std::size_t at = out.size();
+    out.resize(at + bound);
+    p_ = out.data() + at;
+    limit_ = p_ + bound;
+  }
+  void put(std::string_view s) {
+    assert(static_cast<std::size_t>(limit_ - p_) >= s.size());  // the bound holds (sanitizer builds check)
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  void put(char c) {
+    assert(p_ < limit_);
+    *p_++ = c;
+  }
+  void number(std::size_t n) {
+    std::array<char, 20> digits{};
+    const auto [end, ec] = std::to_chars(digits.data(), digits.data() + digits.size(), n);
+    put(std::string_view(digits.data(), static_cast<std::size_t>(end - digits.data())));
+  }
+  void field(std::string_view name, std::string_view value) {
+    put(name);
+    put(": "sv);
+    put(value);
+    put("\r\n"sv);
+  }
   void keep(const http1::Field& f) {
     if (begin_ == nullptr) begin_ = f.name.data();
   }
   void drop(const http1::Field& f) { flush(f.name.data()); }
-  void finish() { flush(end_); }
+  void finish_fields() { flush(end_); }
+  void finish() { out_.resize(static_cast<std::size_t>(p_ - out_.data())); }
+
+  // What field() adds besides the name and the value.
+  static constexpr std::size_t kFieldExtra = 4;
 
  private:
   void flush(const char* upto) {
-    if (begin_ != nullptr) out_.append(begin_, static_cast<std::size_t>(upto - begin_));
+    if (begin_ != nullptr) put(std::string_view(begin_, static_cast<std::size_t>(upto - begin_)));
     begin_ = nullptr;
   }
   std::string& out_;
+  char* p_ = nullptr;
+  const char* limit_ = nullptr;
   const char* begin_;
   const char* end_;  // the blank line
 };
@@ -194,79 +222,96 @@ FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const Upstream
 }  // namespace
 
 void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits) {
-  Seen seen;
   // An HTTP/1.1 request line is the one the pod gets: the parser took it only as
   // "method SP target SP HTTP/1.1 CRLF", so it goes as received, in the fields' first run.
   const bool line_as_received = req.version == 11;
+  // At most: the head as received (a rewritten request line is no longer: "HTTP/1.0"
+  // becomes "HTTP/1.1"); the pod's session id in place of each of the client's; the values
+  // the proxy's own fields take from the head (the client's Host in X-Forwarded-Host, its
+  // X-Forwarded-For list: together no more than the head) and from `edits`; and, in the
+  // last 160 bytes, those fields' names, separators, the length's digits and the blank line.
+  const std::size_t session =
+      edits.pod_session
+          ? req.fields.size() * (kSessionHeader.size() + HeadWriter::kFieldExtra + edits.pod_session->size())
+          : 0;
+  const std::size_t bound = 2 * req.raw.size() + session + edits.pod_authority.size() + edits.peer_ip.size() +
+                            edits.added_request_id.size() + 160;
+  HeadWriter w(out, bound, req, line_as_received);
   if (!line_as_received) {
-    out.append(req.method);
-    out += ' ';
-    out.append(req.target);
-    out += " HTTP/1.1\r\n"sv;
+    w.put(req.method);
+    w.put(' ');
+    w.put(req.target);
+    w.put(" HTTP/1.1\r\n"sv);
   }
-  FieldRuns runs(out, req, line_as_received);
+  Seen seen;
   for (const http1::Field& f : req.fields) {
     switch (edit_for(f, req, edits, seen)) {
       case FieldEdit::keep:
-        runs.keep(f);
+        w.keep(f);
         break;
       case FieldEdit::drop:
-        runs.drop(f);
+        w.drop(f);
         break;
       case FieldEdit::replace_session:
-        runs.drop(f);
-        append_field(out, kSessionHeader, *edits.pod_session);
+        w.drop(f);
+        w.field(kSessionHeader, *edits.pod_session);
         break;
     }
   }
-  runs.finish();
-  if (edits.rewrite_host || !seen.host) append_field(out, "Host", edits.pod_authority);
-  if (seen.host && !seen.forwarded_host) append_field(out, "X-Forwarded-Host", *seen.host);
-  out += "X-Forwarded-For: "sv;
+  w.finish_fields();
+  if (edits.rewrite_host || !seen.host) w.field("Host", edits.pod_authority);
+  if (seen.host && !seen.forwarded_host) w.field("X-Forwarded-Host", *seen.host);
+  w.put("X-Forwarded-For: "sv);
   if (seen.forwarded_for) {
-    out.append(*seen.forwarded_for);
-    out += ", "sv;
+    w.put(*seen.forwarded_for);
+    w.put(", "sv);
   }
-  out.append(edits.peer_ip);
-  out += "\r\n"sv;
-  if (!seen.forwarded_proto) out += "X-Forwarded-Proto: http\r\n"sv;
-  if (!edits.added_request_id.empty()) append_field(out, kRequestIdHeader, edits.added_request_id);
+  w.put(edits.peer_ip);
+  w.put("\r\n"sv);
+  if (!seen.forwarded_proto) w.put("X-Forwarded-Proto: http\r\n"sv);
+  if (!edits.added_request_id.empty()) w.field(kRequestIdHeader, edits.added_request_id);
   const auto method = req.method;
   if (edits.body_size > 0 || method == "POST" || method == "PUT" || method == "PATCH") {
-    out += "Content-Length: "sv;
-    append_number(out, edits.body_size);
-    out += "\r\n"sv;
+    w.put("Content-Length: "sv);
+    w.number(edits.body_size);
+    w.put("\r\n"sv);
   }
-  out += "\r\n"sv;
+  w.put("\r\n"sv);
+  w.finish();
 }
 
 void write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits) {
   // The pod's status line goes as received when it has the client's version and a reason
   // (the parser took it only as "HTTP/1.x SP 3DIGIT SP reason CRLF").
   const bool line_as_received = res.version == (edits.http11 ? 11 : 10) && !res.reason.empty();
+  // At most: the head as received, a written status line (its reason may be the standard
+  // one), the session id in place of each of the pod's, and the framing fields.
+  const std::size_t session = edits.client_session ? edits.client_session->size() + 20 : 0;
+  const std::size_t bound = res.raw.size() + 64 + res.fields.size() * session + 64;
+  HeadWriter w(out, bound, res, line_as_received);
   if (!line_as_received) {
-    out += edits.http11 ? "HTTP/1.1 "sv : "HTTP/1.0 "sv;
-    append_number(out, res.status);
-    out += ' ';
-    out.append(res.reason.empty() ? http1::reason_phrase(res.status) : res.reason);
-    out += "\r\n"sv;
+    w.put(edits.http11 ? "HTTP/1.1 "sv : "HTTP/1.0 "sv);
+    w.number(res.status);
+    w.put(' ');
+    w.put(res.reason.empty() ? http1::reason_phrase(res.status) : res.reason);
+    w.put("\r\n"sv);
   }
-  FieldRuns runs(out, res, line_as_received);
   for (const http1::Field& f : res.fields) {
     if (is_dropped_hop(f, res)) {
-      runs.drop(f);
+      w.drop(f);
     } else if (edits.client_session && http1::iequals(f.name, kSessionHeader)) {
-      runs.drop(f);
-      append_field(out, kSessionHeader, *edits.client_session);
+      w.drop(f);
+      w.field(kSessionHeader, *edits.client_session);
     } else {
-      runs.keep(f);
+      w.keep(f);
     }
   }
-  runs.finish();
-  if (edits.chunked) out += "Transfer-Encoding: chunked\r\n"sv;
-  if (edits.http11 && !edits.keep_alive) out += "Connection: close\r\n"sv;
-  if (!edits.http11 && edits.keep_alive) out += "Connection: keep-alive\r\n"sv;
-  out += "\r\n"sv;
+  w.finish_fields();
+  if (edits.chunked) w.put("Transfer-Encoding: chunked\r\n"sv);
+  if (edits.http11 && !edits.keep_alive) w.put("Connection: close\r\n"sv);
+  if (!edits.http11 && edits.keep_alive) w.put("Connection: keep-alive\r\n"sv);
+  w.put("\r\n"sv);
+  w.finish();
 }
 
 }  // namespace mcpproxy

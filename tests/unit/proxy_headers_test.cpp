@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 
 using namespace mcpproxy;
@@ -129,6 +130,54 @@ TEST(ProxyHeaders, SessionIdIsMappedOrDropped) {
   const std::string d = upstream(wire, dropped);
   EXPECT_EQ(d.find("client-id"), std::string::npos) << d;
   EXPECT_EQ(d.find("ession-Id"), std::string::npos) << d;
+}
+
+TEST(ProxyHeaders, EveryAdditionAtItsLongestFitsTheWritersBound) {
+  // The writers size their output once from the head and the edits (sanitizer builds assert
+  // the bound on every write): here each thing the proxy adds is as long as it gets.
+  const std::string host(4000, 'h');
+  const std::string xff(4000, 'f');
+  const std::string wire = "PATCH /mcp HTTP/1.0\r\nHost: " + host + "\r\nX-Forwarded-For: " + xff +
+                           "\r\nMcp-Session-Id: c\r\nContent-Length: 0\r\n\r\n";
+  auto e = pod0();
+  const std::string authority(300, 'a');
+  const std::string pod_session(256, 's');
+  const std::string request_id(200, 'r');
+  e.pod_authority = authority;
+  e.rewrite_host = true;
+  e.pod_session = pod_session;
+  const std::string peer = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff";
+  e.peer_ip = peer;
+  e.added_request_id = request_id;
+  e.body_size = std::numeric_limits<std::size_t>::max();
+  const std::string out = upstream(wire, e);
+  EXPECT_EQ(out.rfind("PATCH /mcp HTTP/1.1\r\n", 0), 0U);
+  EXPECT_TRUE(has_line(out, "Host: " + authority));
+  EXPECT_TRUE(has_line(out, "X-Forwarded-Host: " + host));
+  EXPECT_TRUE(has_line(out, "X-Forwarded-For: " + xff + ", " + peer));
+  EXPECT_TRUE(has_line(out, "Mcp-Session-Id: " + pod_session));
+  EXPECT_TRUE(has_line(out, "X-Request-Id: " + request_id));
+  EXPECT_TRUE(has_line(out, "Content-Length: " + std::to_string(e.body_size)));
+  EXPECT_EQ(out.substr(out.size() - 4), "\r\n\r\n");
+  // A response: every field a session id to replace, the longest standard reason written.
+  ClientHeadEdits c;
+  c.http11 = false;
+  c.keep_alive = true;
+  c.chunked = true;
+  const std::string client_session(256, 'c');
+  c.client_session = client_session;
+  std::string res = "HTTP/1.1 431 \r\n";
+  for (int i = 0; i < 50; ++i) res += "M:1\r\nMcp-Session-Id: p\r\n";
+  const std::string back = client(res + "\r\n", c);
+  EXPECT_EQ(back.rfind("HTTP/1.0 431 Request Header Fields Too Large\r\nM:1\r\n", 0), 0U) << back.substr(0, 80);
+  std::size_t replaced = 0;
+  for (auto at = back.find("Mcp-Session-Id: " + client_session); at != std::string::npos;
+       at = back.find("Mcp-Session-Id: " + client_session, at + 1)) {
+    ++replaced;
+  }
+  EXPECT_EQ(replaced, 50U);
+  EXPECT_TRUE(has_line(back, "Transfer-Encoding: chunked"));
+  EXPECT_TRUE(has_line(back, "Connection: keep-alive"));
 }
 
 TEST(ProxyHeaders, BodyLengthIsTheForwardedOne) {
