@@ -58,9 +58,24 @@ net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchang
     }
     ex.upstream = std::move(lease.stream);
     const auto sent_at = std::chrono::steady_clock::now();
+    // The request, sent on the spot with epoll (a wait only for what the socket did not
+    // take); with the io_uring, with the loop turn's other writes. Then the response head.
+    // Written out here rather than in a coroutine of its own: one frame fewer per request.
     error_code ec;
     bool malformed = false;
-    const Attempt a = co_await send_and_read_head(ex, lease.reused, ec, malformed);
+    std::array<net::const_buffer, 2> request_bytes;
+    if (!send_request(ex, request_bytes, ec)) {
+      auto [wec, wn] = co_await write_all(ctx_.ring, *ex.upstream, request_bytes);
+      ec = wec;
+    }
+    while (!ec) {
+      const auto st = read_response_head(ex, malformed);
+      if (st != http1::Status::need_more || malformed) break;
+      auto [rec, rn] = co_await read_some(ctx_.ring, *ex.upstream, upstream_buffer_.prepare(8192));
+      ec = rec;
+      if (!ec) upstream_buffer_.commit(rn);
+    }
+    const Attempt a = upstream_attempt(lease.reused, ec, malformed);
     if (a == Attempt::head) {
       ctx_.health.clear(ex.ordinal);
       ctx_.metrics.upstream_duration(ex.ordinal)
@@ -116,11 +131,9 @@ Refusal Connection::on_exchange_failure(const Exchange& ex, const error_code& ec
   return timed_out ? kPodTimedOut : kPodFailed;
 }
 
-net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex, bool reused, error_code& ec,
-                                                                   bool& malformed) {
+bool Connection::send_request(Exchange& ex, std::array<net::const_buffer, 2>& request_bytes, error_code& ec) {
   const Config& cfg = *ex.cfg;
   tcp::socket& up = *ex.upstream;
-  http1::Head& res = response_;
   upstream_buffer_.clear();
   expect_within(Wait::upstream, cfg.backend.response_timeout, &up);
   begin_watch(&up);  // armed by the worker's tick if the exchange outlasts it
@@ -137,40 +150,36 @@ net::awaitable<Connection::Attempt> Connection::send_and_read_head(Exchange& ex,
   if (ex.request_id.generated()) edits.added_request_id = ex.request_id.view();
   head_buffer_.clear();
   write_upstream_head(head_buffer_, ex.req.head, edits);
-  std::array<net::const_buffer, 2> request_bytes = {net::buffer(head_buffer_),
-                                                    net::buffer(ex.req.body.data(), ex.req.body.size())};
-  // Sent on the spot with epoll (a coroutine wait only for what the socket did not take);
-  // with the io_uring, with the loop turn's other writes.
+  request_bytes = {net::buffer(head_buffer_), net::buffer(ex.req.body.data(), ex.req.body.size())};
   const std::size_t sent = ctx_.ring != nullptr ? 0 : send_now(up, request_bytes.data(), request_bytes.size(), ec);
-  if (!ec && sent < head_buffer_.size() + ex.req.body.size()) {
-    consume_front(request_bytes, sent);
-    auto [wec, wn] = co_await write_all(ctx_.ring, up, request_bytes);
-    ec = wec;
-  }
-  while (!ec) {
+  if (ec || sent == head_buffer_.size() + ex.req.body.size()) return true;
+  consume_front(request_bytes, sent);
+  return false;
+}
+
+http1::Status Connection::read_response_head(const Exchange& ex, bool& malformed) {
+  const Config& cfg = *ex.cfg;
+  http1::Head& res = response_;
+  for (;;) {
     const auto st =
         http1::parse_response(view(upstream_buffer_), cfg.backend.max_response_header_size, ex.req.method(), res);
     if (st == http1::Status::complete && res.status >= 100 && res.status < 200 && res.status != 101) {
       upstream_buffer_.consume(res.size);  // an interim response (103 Early Hints): not relayed
       continue;
     }
-    if (st == http1::Status::complete && res.status != 101) break;
-    if (st != http1::Status::need_more) {
-      malformed = true;
-      break;
-    }
-    auto [rec, rn] = co_await read_some(ctx_.ring, up, upstream_buffer_.prepare(8192));
-    ec = rec;
-    if (!ec) upstream_buffer_.commit(rn);
+    if (st == http1::Status::complete && res.status != 101) return st;
+    if (st != http1::Status::need_more) malformed = true;
+    return st;
   }
+}
+
+Connection::Attempt Connection::upstream_attempt(bool reused, const error_code& ec, bool malformed) {
   stop_waiting();
-  if (!ec && !malformed) co_return Attempt::head;
+  if (!ec && !malformed) return Attempt::head;
   end_watch();
-  if (client_gone()) co_return Attempt::client_gone;
-  if (!malformed && UpstreamPool::was_stale(reused, upstream_buffer_.size() != 0, ec)) {
-    co_return Attempt::stale_pooled;
-  }
-  co_return Attempt::failed;
+  if (client_gone()) return Attempt::client_gone;
+  if (!malformed && UpstreamPool::was_stale(reused, upstream_buffer_.size() != 0, ec)) return Attempt::stale_pooled;
+  return Attempt::failed;
 }
 
 }  // namespace mcpproxy

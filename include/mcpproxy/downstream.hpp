@@ -235,7 +235,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_connect_failure(Exchange& ex, const error_code& ec);
   // A pod exchange that failed after the connect: counted, logged; the refusal to answer.
   Refusal on_exchange_failure(const Exchange& ex, const error_code& ec, bool malformed);
-  net::awaitable<Attempt> send_and_read_head(Exchange& ex, bool reused, error_code& ec, bool& malformed);
+  // The edited request head written and sent as far as the socket takes it at once; false
+  // when `request_bytes` holds a rest to write (none on error: `ec`).
+  bool send_request(Exchange& ex, std::array<net::const_buffer, 2>& request_bytes, error_code& ec);
+  // Parses the pod's response head from what has arrived (interim answers dropped):
+  // complete, need_more, or an error (then `malformed`; a 101 counts as one).
+  http1::Status read_response_head(const Exchange& ex, bool& malformed);
+  // What became of the attempt once the head is read or the exchange failed.
+  Attempt upstream_attempt(bool reused, const error_code& ec, bool malformed);
 
   // --- relay.cpp: the body pump
   struct RelayOutcome {
