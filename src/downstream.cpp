@@ -495,8 +495,38 @@ net::awaitable<void> Connection::keep_stream_order(Exchange& ex) {
 }
 
 net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
-  Refusal refusal;
-  const UpstreamResult result = co_await exchange_upstream(ex, &refusal);
+  // The exchange with the pod up to its response head (upstream_exchange.cpp): acquire,
+  // send, read the head, and the retry rules' next attempt.
+  UpstreamTry t;
+  for (;;) {
+    // A pooled connection without a coroutine, the rule; the retry after a stale pooled
+    // connection takes a new one (the pod that closed one, a restart, has closed the others).
+    UpstreamPool::Lease lease;
+    if (t.stale_retry_used || !ctx_.pool.take_idle(ex.ordinal, lease)) lease = co_await ctx_.pool.connect(ex.ordinal);
+    if (lease.ec) {
+      if (connect_failed(ex, lease.ec, t)) continue;
+      break;
+    }
+    ex.upstream = std::move(lease.stream);
+    t.sent_at = std::chrono::steady_clock::now();
+    error_code ec;
+    bool malformed = false;
+    std::array<net::const_buffer, 2> request_bytes;
+    if (!send_request(ex, request_bytes, ec)) {
+      auto [wec, wn] = co_await write_all(ctx_.ring, *ex.upstream, request_bytes);
+      ec = wec;
+    }
+    while (!ec) {
+      const auto st = read_response_head(ex, malformed);
+      if (st != http1::Status::need_more || malformed) break;
+      auto [rec, rn] = co_await read_some(ctx_.ring, *ex.upstream, upstream_buffer_.prepare(8192));
+      ec = rec;
+      if (!ec) upstream_buffer_.commit(rn);
+    }
+    if (!attempt_ended(ex, lease.reused, ec, malformed, t)) break;
+  }
+  const UpstreamResult result = t.result;
+  const Refusal& refusal = t.refusal;
   ex.stream_opening.release();  // the pod has the GET stream now, or will never have it
   if (result == UpstreamResult::head) expect_stream(ex);
   switch (result) {

@@ -1,6 +1,8 @@
 // Stage: the exchange with the pod up to its response head. Acquires a pod connection,
 // sends the edited request head and the body, reads the response head (interim 1xx
-// answers dropped), under two named retry rules.
+// answers dropped), under two named retry rules. The stage's two waits (the rest of a
+// write the socket did not take, the pod's answer) are in Connection::proxy's loop
+// (downstream.cpp), so that a request has no coroutine frame for this stage.
 #include <boost/asio/write.hpp>
 
 #include "mcpproxy/downstream.hpp"
@@ -33,64 +35,45 @@ ConnectFailure classify_connect_failure(const error_code& ec) {
   return ConnectFailure::refused;
 }
 
-net::awaitable<Connection::UpstreamResult> Connection::exchange_upstream(Exchange& ex, Refusal* refusal) {
-  const Config& cfg = *ex.cfg;
-  const int attempts = connect_attempts(ex.route, cfg.backend.replicas);
-  bool stale_retry_used = false;
-  for (int attempt = 0;;) {
-    // A pooled connection without a coroutine, the rule; the retry after a stale pooled
-    // connection takes a new one (the pod that closed one, a restart, has closed the others).
-    UpstreamPool::Lease lease;
-    if (stale_retry_used || !ctx_.pool.take_idle(ex.ordinal, lease)) lease = co_await ctx_.pool.connect(ex.ordinal);
-    if (lease.ec) {
-      on_connect_failure(ex, lease.ec);
-      // The proxy's own trouble: another pod would not help, and no session is lost.
-      if (ex.connect_failure == ConnectFailure::local) {
-        *refusal = kProxyOverloaded;
-        co_return ex.route.cls == RequestClass::session ? UpstreamResult::unreachable : UpstreamResult::refused;
-      }
-      if (++attempt < attempts) {
-        ex.ordinal = place_new(cfg);
-        continue;
-      }
-      *refusal = Refusal{502, -32603, "MCP server unreachable"};
-      co_return UpstreamResult::unreachable;
-    }
-    ex.upstream = std::move(lease.stream);
-    const auto sent_at = std::chrono::steady_clock::now();
-    // The request, sent on the spot with epoll (a wait only for what the socket did not
-    // take); with the io_uring, with the loop turn's other writes. Then the response head.
-    // Written out here rather than in a coroutine of its own: one frame fewer per request.
-    error_code ec;
-    bool malformed = false;
-    std::array<net::const_buffer, 2> request_bytes;
-    if (!send_request(ex, request_bytes, ec)) {
-      auto [wec, wn] = co_await write_all(ctx_.ring, *ex.upstream, request_bytes);
-      ec = wec;
-    }
-    while (!ec) {
-      const auto st = read_response_head(ex, malformed);
-      if (st != http1::Status::need_more || malformed) break;
-      auto [rec, rn] = co_await read_some(ctx_.ring, *ex.upstream, upstream_buffer_.prepare(8192));
-      ec = rec;
-      if (!ec) upstream_buffer_.commit(rn);
-    }
-    const Attempt a = upstream_attempt(lease.reused, ec, malformed);
-    if (a == Attempt::head) {
-      ctx_.health.clear(ex.ordinal);
-      ctx_.metrics.upstream_duration(ex.ordinal)
-          .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at).count());
-      co_return UpstreamResult::head;
-    }
-    ex.upstream.reset();
-    if (a == Attempt::client_gone) co_return UpstreamResult::client_gone;
-    if (a == Attempt::stale_pooled && !stale_retry_used) {
-      stale_retry_used = true;
-      continue;
-    }
-    *refusal = on_exchange_failure(ex, ec, malformed);
-    co_return UpstreamResult::refused;
+bool Connection::connect_failed(Exchange& ex, const error_code& ec, UpstreamTry& t) {
+  on_connect_failure(ex, ec);
+  // The proxy's own trouble: another pod would not help, and no session is lost.
+  if (ex.connect_failure == ConnectFailure::local) {
+    t.refusal = kProxyOverloaded;
+    t.result = ex.route.cls == RequestClass::session ? UpstreamResult::unreachable : UpstreamResult::refused;
+    return false;
   }
+  if (++t.attempt < connect_attempts(ex.route, ex.cfg->backend.replicas)) {
+    ex.ordinal = place_new(*ex.cfg);
+    return true;
+  }
+  t.refusal = Refusal{502, -32603, "MCP server unreachable"};
+  t.result = UpstreamResult::unreachable;
+  return false;
+}
+
+bool Connection::attempt_ended(Exchange& ex, bool reused, const error_code& ec, bool malformed, UpstreamTry& t) {
+  stop_waiting();
+  if (!ec && !malformed) {
+    ctx_.health.clear(ex.ordinal);
+    ctx_.metrics.upstream_duration(ex.ordinal)
+        .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t.sent_at).count());
+    t.result = UpstreamResult::head;
+    return false;
+  }
+  end_watch();
+  ex.upstream.reset();
+  if (client_gone()) {
+    t.result = UpstreamResult::client_gone;
+    return false;
+  }
+  if (!malformed && !t.stale_retry_used && UpstreamPool::was_stale(reused, upstream_buffer_.size() != 0, ec)) {
+    t.stale_retry_used = true;
+    return true;
+  }
+  t.refusal = on_exchange_failure(ex, ec, malformed);
+  t.result = UpstreamResult::refused;
+  return false;
 }
 
 void Connection::on_connect_failure(Exchange& ex, const error_code& ec) {
@@ -171,15 +154,6 @@ http1::Status Connection::read_response_head(const Exchange& ex, bool& malformed
     if (st != http1::Status::need_more) malformed = true;
     return st;
   }
-}
-
-Connection::Attempt Connection::upstream_attempt(bool reused, const error_code& ec, bool malformed) {
-  stop_waiting();
-  if (!ec && !malformed) return Attempt::head;
-  end_watch();
-  if (client_gone()) return Attempt::client_gone;
-  if (!malformed && UpstreamPool::was_stale(reused, upstream_buffer_.size() != 0, ec)) return Attempt::stale_pooled;
-  return Attempt::failed;
 }
 
 }  // namespace mcpproxy

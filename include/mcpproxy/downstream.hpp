@@ -223,12 +223,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void finish(const Exchange& ex);
   static std::string session_label(const Exchange& ex);
 
-  // --- upstream_exchange.cpp: acquire, send, read the response head
+  // --- upstream_exchange.cpp: acquire, send, read the response head (the waits are in
+  // `proxy`'s loop, these are its steps)
   enum class UpstreamResult : std::uint8_t { head, client_gone, unreachable, refused };
-  // On `head` the pod's response head is in response_ and ex.upstream holds its connection;
-  // on `refused` the refusal to answer is in *refusal.
-  net::awaitable<UpstreamResult> exchange_upstream(Exchange& ex, Refusal* refusal);
-  enum class Attempt : std::uint8_t { head, client_gone, failed, stale_pooled };
+  // One request's attempts at the pod. On `head` the pod's response head is in response_
+  // and ex.upstream holds its connection; on `refused` and `unreachable`, `refusal` is the
+  // answer.
+  struct UpstreamTry {
+    int attempt = 0;
+    bool stale_retry_used = false;
+    std::chrono::steady_clock::time_point sent_at;
+    UpstreamResult result = UpstreamResult::refused;
+    Refusal refusal;
+  };
+  // A connect that failed: true when retry rule 1 places the request on another pod.
+  bool connect_failed(Exchange& ex, const error_code& ec, UpstreamTry& t);
+  // An attempt whose head was read, or that failed: true when retry rule 2 (a stale pooled
+  // connection) makes another; else t.result says what came of it.
+  bool attempt_ended(Exchange& ex, bool reused, const error_code& ec, bool malformed, UpstreamTry& t);
   // A pod that could not be connected to: counted, ejected from placement, logged.
   // Classifies the failure (ex.connect_failure), ejects a refusing pod and notes for how
   // long it has refused (ex.refusing_for).
@@ -241,8 +253,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Parses the pod's response head from what has arrived (interim answers dropped):
   // complete, need_more, or an error (then `malformed`; a 101 counts as one).
   http1::Status read_response_head(const Exchange& ex, bool& malformed);
-  // What became of the attempt once the head is read or the exchange failed.
-  Attempt upstream_attempt(bool reused, const error_code& ec, bool malformed);
 
   // --- relay.cpp: the body pump
   struct RelayOutcome {
