@@ -555,7 +555,16 @@ net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
     const Bookkeeping next = co_await on_response_head(ex, action, again);
     if (next == Bookkeeping::answered) co_return again;
   }
-  const RelayOutcome out = co_await relay(ex, legacy_stream);
+  // A whole answer goes out without the pump's coroutine (relay.cpp).
+  RelayOutcome out;
+  const AtOnce at_once = relay_at_once(ex, legacy_stream, out);
+  if (at_once == AtOnce::no) {
+    out = co_await relay(ex, legacy_stream);
+  } else if (at_once == AtOnce::rest) {
+    expect_within(Wait::write, ex.cfg->limits.write_timeout);
+    auto [wec, wn] = co_await write_all(ctx_.ring, socket_, client_out_);
+    relay_rest_written(!wec, out);
+  }
   if (out.pod_reusable) ctx_.pool.release(ex.ordinal, std::move(ex.upstream));
   ex.upstream.reset();  // a client that left cancels the pod's exchange: its connection closes
   if (out.client_gone) {

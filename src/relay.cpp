@@ -211,6 +211,49 @@ Connection::Pumped Connection::deframe(const Exchange& ex, http1::BodyFraming& b
   return data.empty() && !body.done ? Pumped::hold : Pumped::data;
 }
 
+Connection::AtOnce Connection::relay_at_once(Exchange& ex, bool legacy_stream, RelayOutcome& out) {
+  // The common answer: a body that came whole with its head (or none), going out in one
+  // write. Relayed here without the pump's coroutine frame; anything else is relay's.
+  const http1::Head& res = response_;
+  const bool whole = res.framing == http1::Framing::none || (res.framing == http1::Framing::length &&
+                                                             upstream_buffer_.size() - res.size >= res.content_length);
+  if (legacy_stream || !whole) return AtOnce::no;
+  const RelayPlan plan = plan_relay(ex);
+  const SseGauge sse_gauge(ctx_.metrics, plan.sse);
+  const StreamPin pin(ctx_.sessions, ex.route.session_id, plan.sse && ex.route.cls == RequestClass::session);
+  upstream_buffer_.consume(res.size);  // the head's views are not used past this point
+  http1::BodyFraming body(response_);
+  std::string_view data;
+  if (!body.done) {
+    char* bytes = nullptr;
+    std::size_t got = 0;
+    const bool have = take_buffered(bytes, got);
+    if (deframe(ex, body, have, bytes, got, data) != Pumped::data || !body.done) {
+      out = relay_outcome(plan, body, false, /*pod_failed=*/true);  // cannot be, with the body whole
+      end_watch();
+      return AtOnce::done;
+    }
+  }
+  bool head_sent = false;
+  bool pending = false;
+  const bool client_failed = !write_client(data, /*last=*/true, plan.chunked, head_sent, pending);
+  out = relay_outcome(plan, body, client_failed, false);
+  out.head_sent = head_sent;
+  if (pending) return AtOnce::rest;
+  stop_waiting();
+  end_watch();
+  return AtOnce::done;
+}
+
+void Connection::relay_rest_written(bool written, RelayOutcome& out) {
+  stop_waiting();
+  if (!written || client_gone()) {
+    out.client_gone = true;
+    out.pod_reusable = false;
+  }
+  end_watch();
+}
+
 net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool legacy_stream) {
   const Config& cfg = *ex.cfg;
   const RelayPlan plan = plan_relay(ex);

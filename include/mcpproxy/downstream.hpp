@@ -262,6 +262,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool pod_reusable = false;  // the pod connection may go back to the pool
   };
   net::awaitable<RelayOutcome> relay(Exchange& ex, bool legacy_stream);
+  // A body that came whole with the head (or none), relayed without a coroutine: `done`
+  // (`out` is the outcome), `rest` (client_out_ holds what the client socket did not take:
+  // the caller writes it, then relay_rest_written), or `no` (relay's, untouched).
+  enum class AtOnce : std::uint8_t { no, done, rest };
+  AtOnce relay_at_once(Exchange& ex, bool legacy_stream, RelayOutcome& out);
+  void relay_rest_written(bool written, RelayOutcome& out);
   // How this response is relayed; writes the client's head into head_buffer_.
   struct RelayPlan {
     bool sse = false;
