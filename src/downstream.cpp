@@ -150,7 +150,16 @@ net::awaitable<void> Connection::run() {
     ex.request_id.assign(request_.head);
     ex.keep_alive = request_.head.keep_alive;
     set_in_flight(true);
-    const bool again = co_await handle(ex);
+    // Routed without a wait (the rule: a session the table knows, a placed request), it
+    // goes to the pod from here; a decision that waits (the store, a local reply, a lost
+    // session, a stream's order) is handle's.
+    const Decision d = decide(ex);
+    bool again = false;
+    if (d.kind == Decision::Kind::proxy) {
+      again = co_await proxy(ex, /*may_recover=*/true);
+    } else {
+      again = co_await handle(ex, d);
+    }
     set_in_flight(false);
     finish(ex);
     session_id_storage_ = std::move(ex.route.session_id);
@@ -418,26 +427,32 @@ bool Connection::binding_holds(const Exchange& ex) {
   return false;
 }
 
-net::awaitable<bool> Connection::handle(Exchange& ex) {
+Connection::Decision Connection::decide(Exchange& ex) {
   const Config& cfg = *ex.cfg;
   if (!cfg.allowed_origins.empty() && !origin_allowed(cfg.allowed_origins, ex.req.get("Origin"))) {
-    co_return co_await send_local_reply(ex, kOriginNotAllowed);
+    return Decision::reply(kOriginNotAllowed);
   }
   if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get("Host"))) {
-    co_return co_await send_local_reply(ex, kHostNotAllowed);
+    return Decision::reply(kHostNotAllowed);
   }
   classify_request(ex.route, ex.req.get(kSessionHeader), ex.req.target(), ex.req.body, ex.req.method() == "POST");
-  // Created through another proxy replica, or before this process restarted: the store
-  // is asked when the local table does not know the id.
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
-    bool store_failed = false;
-    if (!ex.rec) ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
+    // Created through another proxy replica, or before this process restarted: the store
+    // is asked when the local table does not know the id.
+    if (!ex.rec) return Decision::to(Decision::Kind::look_up);
+  }
+  return decide_known(ex, /*store_failed=*/false);
+}
+
+Connection::Decision Connection::decide_known(Exchange& ex, bool store_failed) {
+  const Config& cfg = *ex.cfg;
+  if (ex.route.cls == RequestClass::session) {
     // Not knowing is not "not found": a 404 would make the client drop a live session.
-    if (!ex.rec && store_failed) co_return co_await send_local_reply(ex, kStoreUnavailable);
+    if (!ex.rec && store_failed) return Decision::reply(kStoreUnavailable);
     // Another identity's session is answered like an unknown one: ids cannot be probed.
     if (ex.rec && cfg.sessions.binding != BindingKind::none && !binding_holds(ex)) {
-      co_return co_await send_local_reply(ex, kSessionNotFound);
+      return Decision::reply(kSessionNotFound);
     }
   } else if (cfg.sessions.binding != BindingKind::none) {
     ex.principal = principal_of_request(ex);
@@ -447,16 +462,19 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
                                                   cfg.limits.new_sessions_per_client, cfg.limits.new_sessions_window);
     if (wait != 0) {
       ctx_.metrics.new_sessions_refused.fetch_add(1, std::memory_order_relaxed);
-      co_return co_await send_local_reply(ex, Refusal{429, -32000, "Too many new sessions from this client", wait});
+      return Decision::reply(Refusal{429, -32000, "Too many new sessions from this client", wait});
     }
   }
   const Route route = route_request(ex.route, ex.rec.get(), cfg.backend.replicas);
   switch (route.kind) {
     case Route::Kind::refuse:
-      co_return co_await send_local_reply(ex, route.refusal);
-    case Route::Kind::lost:
+      return Decision::reply(route.refusal);
+    case Route::Kind::lost: {
       ex.ordinal = route.ordinal;
-      co_return co_await session_lost(ex, route.cause, /*may_recover=*/true);
+      Decision d = Decision::to(Decision::Kind::lost);
+      d.cause = route.cause;
+      return d;
+    }
     case Route::Kind::forward:
       ex.ordinal = route.ordinal;
       break;
@@ -467,7 +485,28 @@ net::awaitable<bool> Connection::handle(Exchange& ex) {
   // A session's GET, or any request while some stream is opening or expected: checked here
   // so that the common request costs one atomic load, no coroutine frame.
   if (ex.route.cls == RequestClass::session && (ex.req.method() == "GET" || ctx_.streams.any())) {
-    co_await keep_stream_order(ex);
+    return Decision::to(Decision::Kind::stream_order);
+  }
+  return Decision::to(Decision::Kind::proxy);
+}
+
+net::awaitable<bool> Connection::handle(Exchange& ex, Decision d) {
+  if (d.kind == Decision::Kind::look_up) {
+    bool store_failed = false;
+    ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
+    d = decide_known(ex, store_failed);
+  }
+  switch (d.kind) {
+    case Decision::Kind::reply:
+      co_return co_await send_local_reply(ex, d.refusal);
+    case Decision::Kind::lost:
+      co_return co_await session_lost(ex, d.cause, /*may_recover=*/true);
+    case Decision::Kind::stream_order:
+      co_await keep_stream_order(ex);
+      break;
+    case Decision::Kind::look_up:
+    case Decision::Kind::proxy:
+      break;
   }
   co_return co_await proxy(ex, /*may_recover=*/true);
 }

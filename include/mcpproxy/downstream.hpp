@@ -200,9 +200,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool hold_body_bytes(std::size_t total, const Config& cfg);
   void release_body_bytes();
   net::awaitable<void> refuse_over_budget();  // 503 Retry-After, counted
-  // Routes the request and drives the stages. Returns false when the connection must
-  // close after this request.
-  net::awaitable<bool> handle(Exchange& ex);
+  // The routing decision, made without a wait where none is needed: `proxy` (ex.ordinal is
+  // the pod), or what handle must wait for first: the store (`look_up`, the table did not
+  // know the session), a local reply, a lost session, or a session stream's order.
+  struct Decision {
+    enum class Kind : std::uint8_t { proxy, look_up, reply, lost, stream_order };
+    Kind kind = Kind::proxy;
+    Refusal refusal;
+    LostCause cause{};
+    static Decision to(Kind k) {
+      Decision d;
+      d.kind = k;
+      return d;
+    }
+    static Decision reply(const Refusal& r) {
+      Decision d = to(Kind::reply);
+      d.refusal = r;
+      return d;
+    }
+  };
+  Decision decide(Exchange& ex);
+  // The decision once the session's record is known (from the table, or the store).
+  Decision decide_known(Exchange& ex, bool store_failed);
+  // Carries out a decision that waits, then the stages. Returns false when the connection
+  // must close after this request (as proxy does).
+  net::awaitable<bool> handle(Exchange& ex, Decision d);
   // `may_recover`: a lost session may be moved once (sessions.on_lost); a replay may not.
   net::awaitable<bool> proxy(Exchange& ex, bool may_recover);
   // A session's GET stream holds back the session's requests that come after it until the
