@@ -125,9 +125,10 @@ net::awaitable<void> Connection::run() {
       stop_waiting();
       idle_ = false;
       if (ec) {
-        if (!harmless(ec))
+        if (!harmless(ec)) {
           log_event(spdlog::level::debug, "client read failed",
                     {{"conn", std::to_string(id_)}, {"error", ec.message()}});
+        }
         co_return;
       }
       buffer_.commit(n);
@@ -160,22 +161,25 @@ net::awaitable<void> Connection::run() {
     } else {
       again = co_await handle(ex, d);
     }
-    set_in_flight(false);
-    finish(ex);
-    session_id_storage_ = std::move(ex.route.session_id);
-    release_body_bytes();
-    // A large body once does not pin its buffer for the connection's life.
-    if (request_.bytes.capacity() > 64 * 1024) {
-      request_.head = http1::Head();
-      request_.bytes = std::string();
-      request_.body = {};
-    }
-    if (!again || !ex.keep_alive || closed_) {
-      error_code ec;
-      socket_.shutdown(tcp::socket::shutdown_send, ec);
-      co_return;
-    }
+    if (!end_request(ex, again)) co_return;
   }
+}
+
+bool Connection::end_request(Exchange& ex, bool again) {
+  set_in_flight(false);
+  finish(ex);
+  session_id_storage_ = std::move(ex.route.session_id);
+  release_body_bytes();
+  // A large body once does not pin its buffer for the connection's life.
+  if (request_.bytes.capacity() > 64 * 1024) {
+    request_.head = http1::Head();
+    request_.bytes = std::string();
+    request_.body = {};
+  }
+  if (again && ex.keep_alive && !closed_) return true;
+  error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  return false;
 }
 
 Connection::Buffered Connection::take_buffered_request(const Config& cfg) {
@@ -533,6 +537,10 @@ net::awaitable<void> Connection::keep_stream_order(Exchange& ex) {
   if (waited) ctx_.metrics.stream_order_waits.fetch_add(1, std::memory_order_relaxed);
 }
 
+// Exempt from the complexity bound: a request's waits at the pod and the client written out
+// in one coroutine, each stage's decisions in plain functions beside it (a coroutine frame
+// per stage cost about 300 instructions a request: bench/README.md).
+// NOLINTNEXTLINE(readability-function-cognitive-complexity)
 net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
   // The exchange with the pod up to its response head (upstream_exchange.cpp): acquire,
   // send, read the head, and the retry rules' next attempt.
@@ -564,28 +572,9 @@ net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
     }
     if (!attempt_ended(ex, lease.reused, ec, malformed, t)) break;
   }
-  const UpstreamResult result = t.result;
-  const Refusal& refusal = t.refusal;
   ex.stream_opening.release();  // the pod has the GET stream now, or will never have it
-  if (result == UpstreamResult::head) expect_stream(ex);
-  switch (result) {
-    case UpstreamResult::head:
-      break;
-    case UpstreamResult::client_gone:
-      ctx_.metrics.client_aborts.fetch_add(1, std::memory_order_relaxed);
-      ex.status = 499;
-      co_return false;
-    case UpstreamResult::unreachable:
-      // The session's pod cannot be reached: lost only when it is gone (route.hpp).
-      if (ex.route.cls == RequestClass::session) {
-        const Unreachable u = judge_unreachable(ex.connect_failure, ex.refusing_for, ex.cfg->backend.unreachable_grace);
-        if (u.lost) co_return co_await session_lost(ex, u.cause, may_recover);
-        co_return co_await send_local_reply(ex, u.refusal);
-      }
-      co_return co_await send_local_reply(ex, refusal);
-    case UpstreamResult::refused:
-      co_return co_await send_local_reply(ex, refusal);
-  }
+  if (t.result != UpstreamResult::head) co_return co_await upstream_failed(ex, t, may_recover);
+  expect_stream(ex);
   ex.status = response_.status;
   const ResponseAction action = response_action(response_facts(ex, may_recover));
   bool legacy_stream = action == ResponseAction::tap_legacy_stream;
@@ -604,27 +593,50 @@ net::awaitable<bool> Connection::proxy(Exchange& ex, bool may_recover) {
     auto [wec, wn] = co_await write_all(ctx_.ring, socket_, client_out_);
     relay_rest_written(!wec, out);
   }
+  const std::optional<Refusal> reply = relayed(ex, out);
+  if (reply) co_return co_await send_local_reply(ex, *reply);
+  co_return ex.keep_alive && !out.client_gone && !out.pod_failed;
+}
+
+net::awaitable<bool> Connection::upstream_failed(Exchange& ex, const UpstreamTry& t, bool may_recover) {
+  switch (t.result) {
+    case UpstreamResult::head:
+      break;
+    case UpstreamResult::client_gone:
+      ctx_.metrics.client_aborts.fetch_add(1, std::memory_order_relaxed);
+      ex.status = 499;
+      co_return false;
+    case UpstreamResult::unreachable:
+      // The session's pod cannot be reached: lost only when it is gone (route.hpp).
+      if (ex.route.cls == RequestClass::session) {
+        const Unreachable u = judge_unreachable(ex.connect_failure, ex.refusing_for, ex.cfg->backend.unreachable_grace);
+        if (u.lost) co_return co_await session_lost(ex, u.cause, may_recover);
+        co_return co_await send_local_reply(ex, u.refusal);
+      }
+      break;
+    case UpstreamResult::refused:
+      break;
+  }
+  co_return co_await send_local_reply(ex, t.refusal);
+}
+
+std::optional<Refusal> Connection::relayed(Exchange& ex, const RelayOutcome& out) {
   if (out.pod_reusable) ctx_.pool.release(ex.ordinal, std::move(ex.upstream));
   ex.upstream.reset();  // a client that left cancels the pod's exchange: its connection closes
   if (out.client_gone) {
     ctx_.metrics.client_aborts.fetch_add(1, std::memory_order_relaxed);
-    co_return false;
+    return std::nullopt;
   }
-  if (out.pod_failed) {
-    // A pod error either way. A client that has nothing yet gets it as an answer (502, 504
-    // for time); one that has the head sees the connection close before the body's end,
-    // so it cannot take the body for whole, and the access line says 502 (504).
-    const bool timed_out = expired(Wait::upstream);
-    ctx_.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
-    const Refusal& r = timed_out ? kPodTimedOut : kPodFailed;
-    if (!out.head_sent) {
-      const bool again = co_await send_local_reply(ex, r);
-      co_return again;
-    }
-    ex.status = r.status;
-    co_return false;
-  }
-  co_return ex.keep_alive;
+  if (!out.pod_failed) return std::nullopt;
+  // A pod error either way. A client that has nothing yet gets it as an answer (502, 504
+  // for time); one that has the head sees the connection close before the body's end,
+  // so it cannot take the body for whole, and the access line says 502 (504).
+  const bool timed_out = expired(Wait::upstream);
+  ctx_.metrics.count_upstream_error(ex.ordinal, timed_out ? UpstreamError::timeout : UpstreamError::io);
+  const Refusal& r = timed_out ? kPodTimedOut : kPodFailed;
+  if (!out.head_sent) return r;
+  ex.status = r.status;
+  return std::nullopt;
 }
 
 ResponseFacts Connection::response_facts(const Exchange& ex, bool may_recover) const {

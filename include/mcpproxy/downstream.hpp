@@ -243,6 +243,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<void> reply_and_close(http::status status, std::string_view message, unsigned retry_after = 0);
   // Once per request: counters and the access line.
   void finish(const Exchange& ex);
+  // After a request: finished, its storage kept or freed; false (the connection's write
+  // side shut) when the connection ends here.
+  bool end_request(Exchange& ex, bool again);
   static std::string session_label(const Exchange& ex);
 
   // --- upstream_exchange.cpp: acquire, send, read the response head (the waits are in
@@ -263,6 +266,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // An attempt whose head was read, or that failed: true when retry rule 2 (a stale pooled
   // connection) makes another; else t.result says what came of it.
   bool attempt_ended(Exchange& ex, bool reused, const error_code& ec, bool malformed, UpstreamTry& t);
+  // The answer when no response head came: the client left, a lost session, or a refusal.
+  net::awaitable<bool> upstream_failed(Exchange& ex, const UpstreamTry& t, bool may_recover);
   // A pod that could not be connected to: counted, ejected from placement, logged.
   // Classifies the failure (ex.connect_failure), ejects a refusing pod and notes for how
   // long it has refused (ex.refusing_for).
@@ -290,6 +295,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   enum class AtOnce : std::uint8_t { no, done, rest };
   AtOnce relay_at_once(Exchange& ex, bool legacy_stream, RelayOutcome& out);
   void relay_rest_written(bool written, RelayOutcome& out);
+  // After the relay: the pod connection pooled or closed, the outcome counted; the answer
+  // still owed to a client that has not had the head when the pod failed.
+  std::optional<Refusal> relayed(Exchange& ex, const RelayOutcome& out);
   // How this response is relayed; writes the client's head into head_buffer_.
   struct RelayPlan {
     bool sse = false;
