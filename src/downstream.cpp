@@ -370,7 +370,7 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
   // A client that waits for "100 Continue" before sending its body gets it from us: the
   // body is read here, so the pod never sees the Expect header.
   if (framing != http1::Framing::none && buffer_.size() == head_size) {
-    if (const auto expect = req.get("Expect"); expect && http1::starts_with_ci(*expect, "100-continue")) {
+    if (const auto expect = req.get(http1::FieldId::expect); expect && http1::starts_with_ci(*expect, "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       auto [cec, cn] = co_await net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()), use_tuple);
       if (cec) co_return ReadResult::closed;
@@ -408,7 +408,7 @@ const std::string& Connection::principal_of_request(const Exchange& ex) {
 std::string Connection::client_key(const Exchange& ex) const {
   if (!ex.principal.empty()) return "p:" + ex.principal;
   if (ex.cfg->trust_forwarded_headers) {
-    if (const auto xff = ex.req.get("X-Forwarded-For")) {
+    if (const auto xff = ex.req.get(http1::FieldId::x_forwarded_for)) {
       const auto first = xff->substr(0, xff->find(','));
       const auto b = first.find_first_not_of(" \t");
       if (b != std::string_view::npos) {
@@ -433,13 +433,14 @@ bool Connection::binding_holds(const Exchange& ex) {
 
 Connection::Decision Connection::decide(Exchange& ex) {
   const Config& cfg = *ex.cfg;
-  if (!cfg.allowed_origins.empty() && !origin_allowed(cfg.allowed_origins, ex.req.get("Origin"))) {
+  if (!cfg.allowed_origins.empty() && !origin_allowed(cfg.allowed_origins, ex.req.get(http1::FieldId::origin))) {
     return Decision::reply(kOriginNotAllowed);
   }
-  if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get("Host"))) {
+  if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get(http1::FieldId::host))) {
     return Decision::reply(kHostNotAllowed);
   }
-  classify_request(ex.route, ex.req.get(kSessionHeader), ex.req.target(), ex.req.body, ex.req.method() == "POST");
+  classify_request(ex.route, ex.req.get(http1::FieldId::mcp_session_id), ex.req.target(), ex.req.body,
+                   ex.req.method() == "POST");
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
     // Created through another proxy replica, or before this process restarted: the store
@@ -646,7 +647,7 @@ ResponseFacts Connection::response_facts(const Exchange& ex, bool may_recover) c
   facts.method = ex.req.method();
   facts.target = ex.req.target();
   facts.status = ex.status;
-  if (ex.route.cls == RequestClass::new_session) facts.session_header = response_.get(kSessionHeader);
+  if (ex.route.cls == RequestClass::new_session) facts.session_header = response_.get(http1::FieldId::mcp_session_id);
   facts.may_recover = may_recover;
   // With the redis store the cached copy has no initialize: session_lost reads the record.
   facts.recoverable = can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method(),
@@ -673,7 +674,7 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
         co_return Bookkeeping::answered;
       }
       if (action == ResponseAction::tap_legacy_stream) break;  // recorded as its endpoint event passes
-      const std::string id(*response_.get(kSessionHeader));
+      const std::string id(*response_.get(http1::FieldId::mcp_session_id));
       SessionRecord rec;
       rec.principal = ex.principal;
       rec.ordinal = ex.ordinal;

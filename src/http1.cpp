@@ -301,27 +301,36 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
     if (l == Line::need_more) return incomplete();
     if (l == Line::bad) return Status::bad_field;
     if (l == Line::end) break;
+    f.id = field_id(f.name);
     out.fields.push_back(f);
-    if (f.name.size() != 14 && f.name.size() != 17 && f.name.size() != 10 && f.name.size() != 4) continue;
-    if (f.name.size() == 4) {
-      if (name_is(f.name, "host")) ++hosts;
-    } else if (name_is(f.name, "mcp-session-id")) {
-      ++session_ids;
-    } else if (name_is(f.name, "content-length")) {
-      std::uint64_t n = 0;
-      if (!parse_length(f.value, n) || (has_length && n != out.content_length)) return Status::bad_framing;
-      has_length = true;
-      out.content_length = n;
-    } else if (name_is(f.name, "transfer-encoding")) {
-      // Only "chunked" alone is understood; a second header or another coding is refused.
-      if (has_coding || !iequals(f.value, "chunked")) return Status::bad_framing;
-      has_coding = true;
-      chunked = true;
-    } else if (name_is(f.name, "connection")) {
-      if (list_has_token(f.value, "close")) close = true;
-      if (out.version < 11 && list_has_token(f.value, "keep-alive")) close = false;
-      if (!out.connection) out.connection = f.value;
-      out.connection_names_fields = out.connection_names_fields || names_fields(f.value);
+    switch (f.id) {
+      case FieldId::host:
+        ++hosts;
+        break;
+      case FieldId::mcp_session_id:
+        ++session_ids;
+        break;
+      case FieldId::content_length: {
+        std::uint64_t n = 0;
+        if (!parse_length(f.value, n) || (has_length && n != out.content_length)) return Status::bad_framing;
+        has_length = true;
+        out.content_length = n;
+        break;
+      }
+      case FieldId::transfer_encoding:
+        // Only "chunked" alone is understood; a second header or another coding is refused.
+        if (has_coding || !iequals(f.value, "chunked")) return Status::bad_framing;
+        has_coding = true;
+        chunked = true;
+        break;
+      case FieldId::connection:
+        if (list_has_token(f.value, "close")) close = true;
+        if (out.version < 11 && list_has_token(f.value, "keep-alive")) close = false;
+        if (!out.connection) out.connection = f.value;
+        out.connection_names_fields = out.connection_names_fields || names_fields(f.value);
+        break;
+      default:
+        break;
     }
   }
   out.size = pos;
@@ -388,6 +397,51 @@ void Head::rebase(const char* from, const char* to) {
   for (Field& f : fields) {
     move(f.name);
     move(f.value);
+  }
+}
+
+FieldId field_id(std::string_view name) {
+  // The length picks at most three candidates; the first letter (lower-cased) then one.
+  const auto first = static_cast<char>(static_cast<unsigned char>(name.empty() ? 0 : name[0]) | 0x20U);
+  const auto is = [name](std::string_view lower, FieldId id) { return name_is(name, lower) ? id : FieldId::other; };
+  switch (name.size()) {
+    case 2:
+      return is("te", FieldId::te);
+    case 4:
+      return is("host", FieldId::host);
+    case 6:
+      if (first == 'e') return is("expect", FieldId::expect);
+      if (first == 'c') return is("cookie", FieldId::cookie);
+      return is("origin", FieldId::origin);
+    case 7:
+      if (first == 't') return is("trailer", FieldId::trailer);
+      return is("upgrade", FieldId::upgrade);
+    case 10:
+      if (first == 'c') return is("connection", FieldId::connection);
+      if (first == 'k') return is("keep-alive", FieldId::keep_alive);
+      return is("tracestate", FieldId::tracestate);
+    case 11:
+      return is("traceparent", FieldId::traceparent);
+    case 12:
+      if (first == 'c') return is("content-type", FieldId::content_type);
+      return is("x-request-id", FieldId::x_request_id);
+    case 13:
+      return is("authorization", FieldId::authorization);
+    case 14:
+      if (first == 'c') return is("content-length", FieldId::content_length);
+      return is("mcp-session-id", FieldId::mcp_session_id);
+    case 15:
+      return is("x-forwarded-for", FieldId::x_forwarded_for);
+    case 16:
+      if (first == 'p') return is("proxy-connection", FieldId::proxy_connection);
+      return is("x-forwarded-host", FieldId::x_forwarded_host);
+    case 17:
+      if (first == 't') return is("transfer-encoding", FieldId::transfer_encoding);
+      return is("x-forwarded-proto", FieldId::x_forwarded_proto);
+    case 18:
+      return is("proxy-authenticate", FieldId::proxy_authenticate);
+    default:
+      return FieldId::other;
   }
 }
 

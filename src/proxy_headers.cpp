@@ -72,20 +72,40 @@ class HeadWriter {
 };
 
 // Fields a request never takes to the pod as received: the proxy sets its own.
-bool replaced_by_proxy(std::string_view name) {
-  return http1::iequals(name, "Expect") || http1::iequals(name, "Content-Length");
+using http1::FieldId;
+
+bool replaced_by_proxy(FieldId id) { return id == FieldId::expect || id == FieldId::content_length; }
+
+bool is_forwarded_host_or_proto(FieldId id) {
+  return id == FieldId::x_forwarded_host || id == FieldId::x_forwarded_proto;
 }
 
-bool is_forwarded_host_or_proto(std::string_view name) {
-  return http1::iequals(name, "X-Forwarded-Host") || http1::iequals(name, "X-Forwarded-Proto");
+// Hop-by-hop fields (RFC 9110 7.6.1): is_hop_by_hop (http_rules.hpp) by the parser's id.
+bool is_hop_by_hop_field(FieldId id) {
+  switch (id) {
+    case FieldId::connection:
+    case FieldId::keep_alive:
+    case FieldId::te:
+    case FieldId::trailer:
+    case FieldId::upgrade:
+    case FieldId::proxy_connection:
+    case FieldId::proxy_authenticate:
+    case FieldId::transfer_encoding:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_per_request_field(FieldId id) {
+  return id == FieldId::authorization || id == FieldId::cookie || id == FieldId::x_request_id ||
+         id == FieldId::traceparent || id == FieldId::tracestate;
 }
 
 }  // namespace
 
 bool is_per_request(std::string_view name) {
-  return http1::iequals(name, "Authorization") || http1::iequals(name, "Cookie") ||
-         http1::iequals(name, kRequestIdHeader) || http1::iequals(name, "traceparent") ||
-         http1::iequals(name, "tracestate");
+  return http1::is_token(name) && is_per_request_field(http1::field_id(name));
 }
 
 namespace {
@@ -117,7 +137,7 @@ std::uint64_t next_random() {
 
 void RequestId::assign(const http1::Head& req) {
   for (const http1::Field& f : req.fields) {
-    if (f.name.size() == kRequestIdHeader.size() && http1::iequals(f.name, kRequestIdHeader) && !f.value.empty()) {
+    if (f.id == FieldId::x_request_id && !f.value.empty()) {
       id_ = f.value;
       generated_ = false;
       return;
@@ -152,9 +172,9 @@ void RequestId::assign(const http1::Head& req) {
 std::string replayable_fields(const http1::Head& req) {
   std::string out;
   for (const http1::Field& f : req.fields) {
-    if (is_dropped_hop(f, req) || replaced_by_proxy(f.name) || is_per_request(f.name) ||
-        is_forwarded_host_or_proto(f.name) || http1::iequals(f.name, "Host") ||
-        http1::iequals(f.name, "X-Forwarded-For") || http1::iequals(f.name, kSessionHeader)) {
+    if (is_dropped_hop(f, req) || replaced_by_proxy(f.id) || is_per_request_field(f.id) ||
+        is_forwarded_host_or_proto(f.id) || f.id == FieldId::host || f.id == FieldId::x_forwarded_for ||
+        f.id == FieldId::mcp_session_id) {
       continue;
     }
     append_field(out, f.name, f.value);
@@ -164,7 +184,7 @@ std::string replayable_fields(const http1::Head& req) {
 
 void append_per_request_fields(std::string& out, const http1::Head& req, const RequestId& id) {
   for (const http1::Field& f : req.fields) {
-    if (is_per_request(f.name)) append_field(out, f.name, f.value);
+    if (is_per_request_field(f.id)) append_field(out, f.name, f.value);
   }
   if (id.generated()) append_field(out, kRequestIdHeader, id.view());
 }
@@ -177,7 +197,7 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 }
 
 bool is_dropped_hop(const http1::Field& f, const http1::Head& h) {
-  return is_hop_by_hop(f.name) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
+  return is_hop_by_hop_field(f.id) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
 }
 
 namespace {
@@ -194,29 +214,31 @@ struct Seen {
 };
 
 FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const UpstreamHeadEdits& edits, Seen& seen) {
-  if (is_dropped_hop(f, req) || replaced_by_proxy(f.name)) return FieldEdit::drop;
-  if (is_forwarded_host_or_proto(f.name)) {
-    // What the hop in front saw (the public host, https) when it is trusted; else the
-    // client could name any origin to the pod.
-    if (!edits.trust_forwarded) return FieldEdit::drop;
-    bool& noted = http1::iequals(f.name, "X-Forwarded-Host") ? seen.forwarded_host : seen.forwarded_proto;
-    if (noted) return FieldEdit::drop;  // the first one only
-    noted = true;
-    return FieldEdit::keep;
+  if (is_dropped_hop(f, req) || replaced_by_proxy(f.id)) return FieldEdit::drop;
+  switch (f.id) {
+    case FieldId::x_forwarded_host:
+    case FieldId::x_forwarded_proto: {
+      // What the hop in front saw (the public host, https) when it is trusted; else the
+      // client could name any origin to the pod.
+      if (!edits.trust_forwarded) return FieldEdit::drop;
+      bool& noted = f.id == FieldId::x_forwarded_host ? seen.forwarded_host : seen.forwarded_proto;
+      if (noted) return FieldEdit::drop;  // the first one only
+      noted = true;
+      return FieldEdit::keep;
+    }
+    case FieldId::host:
+      if (!seen.host) seen.host = f.value;
+      return edits.rewrite_host ? FieldEdit::drop : FieldEdit::keep;
+    case FieldId::x_forwarded_for:
+      if (!seen.forwarded_for) seen.forwarded_for = f.value;
+      return FieldEdit::drop;
+    case FieldId::mcp_session_id:
+      if (edits.drop_session_header) return FieldEdit::drop;
+      if (edits.pod_session) return FieldEdit::replace_session;
+      return FieldEdit::keep;
+    default:
+      return FieldEdit::keep;
   }
-  if (http1::iequals(f.name, "Host")) {
-    if (!seen.host) seen.host = f.value;
-    return edits.rewrite_host ? FieldEdit::drop : FieldEdit::keep;
-  }
-  if (http1::iequals(f.name, "X-Forwarded-For")) {
-    if (!seen.forwarded_for) seen.forwarded_for = f.value;
-    return FieldEdit::drop;
-  }
-  if (http1::iequals(f.name, kSessionHeader)) {
-    if (edits.drop_session_header) return FieldEdit::drop;
-    if (edits.pod_session) return FieldEdit::replace_session;
-  }
-  return FieldEdit::keep;
 }
 
 }  // namespace
@@ -299,7 +321,7 @@ void write_client_head(std::string& out, const http1::Head& res, const ClientHea
   for (const http1::Field& f : res.fields) {
     if (is_dropped_hop(f, res)) {
       w.drop(f);
-    } else if (edits.client_session && http1::iequals(f.name, kSessionHeader)) {
+    } else if (edits.client_session && f.id == FieldId::mcp_session_id) {
       w.drop(f);
       w.field(kSessionHeader, *edits.client_session);
     } else {

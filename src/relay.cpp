@@ -138,7 +138,7 @@ net::awaitable<bool> Connection::read_pod(Exchange& ex, http1::BodyFraming& body
 Connection::RelayPlan Connection::plan_relay(Exchange& ex) {
   const http1::Head& res = response_;
   RelayPlan plan;
-  const auto content_type = res.get("Content-Type");
+  const auto content_type = res.get(http1::FieldId::content_type);
   plan.sse = content_type && http1::starts_with_ci(*content_type, "text/event-stream");
   plan.pod_keep_alive = res.keep_alive;
   const bool client_http11 = ex.req.version() >= 11;

@@ -16,7 +16,7 @@ std::optional<std::string_view> binding_identity(const SessionsConfig& s, const 
     case BindingKind::none:
       return std::nullopt;
     case BindingKind::authorization:
-      v = head.get("Authorization");
+      v = head.get(http1::FieldId::authorization);
       break;
     case BindingKind::header:
       v = head.get(s.binding_header);

@@ -129,7 +129,7 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
   head += ' ';
   head += rec.init_target.empty() ? target : std::string_view(rec.init_target);
   head += " HTTP/1.1\r\n"sv;
-  const auto host = ex.req.get("Host");
+  const auto host = ex.req.get(http1::FieldId::host);
   append_field(head, "Host", cfg.backend.rewrite_host || !host ? ctx_.pool.address(ordinal).authority : *host);
   if (rec.init_fields.empty()) {  // a record from before the fields were kept
     append_field(head, "Content-Type", "application/json");
@@ -180,7 +180,7 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
     co_return reply;
   }
   reply.status = res.status;
-  if (const auto sid = res.get(kSessionHeader)) reply.session_id = std::string(*sid);
+  if (const auto sid = res.get(http1::FieldId::mcp_session_id)) reply.session_id = std::string(*sid);
   const bool reusable = co_await drain_pod_body(*up, in, res, cfg);
   stop_waiting();
   if (!reusable) up.reset();

@@ -154,6 +154,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string_view target() const { return head.target; }
     int version() const { return head.version; }
     std::optional<std::string_view> get(std::string_view name) const { return head.get(name); }
+    std::optional<std::string_view> get(http1::FieldId id) const { return head.get(id); }
   };
 
   // One request and what became of it; `finish` reads it once the request is over.

@@ -86,9 +86,42 @@ bool is_token(std::string_view s);
 // a Connection field.
 bool list_has_token(std::string_view list, std::string_view token);
 
+// The field names the proxy acts on, recognised once per field by the parser (by length,
+// then case-insensitively), so the edits and lookups on the request path compare a byte
+// instead of names. `other` is every other name.
+enum class FieldId : std::uint8_t {
+  other,
+  host,
+  content_length,
+  transfer_encoding,
+  connection,
+  keep_alive,
+  te,
+  trailer,
+  upgrade,
+  proxy_connection,
+  proxy_authenticate,
+  expect,
+  content_type,
+  mcp_session_id,
+  x_request_id,
+  x_forwarded_for,
+  x_forwarded_host,
+  x_forwarded_proto,
+  authorization,
+  cookie,
+  traceparent,
+  tracestate,
+  origin,
+};
+
+// The FieldId of a field name made of tchar (what the parser took as a name).
+FieldId field_id(std::string_view name);
+
 struct Field {
   std::string_view name;
   std::string_view value;  // without surrounding whitespace
+  FieldId id = FieldId::other;
 };
 
 enum class Framing {
@@ -117,6 +150,8 @@ struct Head {
 
   // The first field of that name (case-insensitive), without surrounding whitespace.
   std::optional<std::string_view> get(std::string_view name) const;
+  // The first field the parser recognised as `id` (id is not `other`).
+  std::optional<std::string_view> get(FieldId id) const;
   // The bytes the views point into were copied from `from` to `to`: views follow.
   void rebase(const char* from, const char* to);
 };
@@ -124,6 +159,13 @@ struct Head {
 inline std::optional<std::string_view> Head::get(std::string_view name) const {
   for (const Field& f : fields) {
     if (iequals(f.name, name)) return f.value;
+  }
+  return std::nullopt;
+}
+
+inline std::optional<std::string_view> Head::get(FieldId id) const {
+  for (const Field& f : fields) {
+    if (f.id == id) return f.value;
   }
   return std::nullopt;
 }

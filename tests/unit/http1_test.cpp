@@ -5,6 +5,8 @@
 #include <cctype>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 using namespace mcpproxy::http1;
 
@@ -376,4 +378,57 @@ TEST(Http1, ReasonPhrasesForCodesWithoutOne) {
   EXPECT_EQ(reason_phrase(404), "Not Found");
   EXPECT_EQ(reason_phrase(502), "Bad Gateway");
   EXPECT_EQ(reason_phrase(299), "Unknown");
+}
+
+TEST(Http1FieldId, EveryNameTheProxyActsOnIsKnownInAnyCaseAndNothingElseIs) {
+  const std::vector<std::pair<std::string, FieldId>> names = {
+      {"host", FieldId::host},
+      {"content-length", FieldId::content_length},
+      {"transfer-encoding", FieldId::transfer_encoding},
+      {"connection", FieldId::connection},
+      {"keep-alive", FieldId::keep_alive},
+      {"te", FieldId::te},
+      {"trailer", FieldId::trailer},
+      {"upgrade", FieldId::upgrade},
+      {"proxy-connection", FieldId::proxy_connection},
+      {"proxy-authenticate", FieldId::proxy_authenticate},
+      {"expect", FieldId::expect},
+      {"content-type", FieldId::content_type},
+      {"mcp-session-id", FieldId::mcp_session_id},
+      {"x-request-id", FieldId::x_request_id},
+      {"x-forwarded-for", FieldId::x_forwarded_for},
+      {"x-forwarded-host", FieldId::x_forwarded_host},
+      {"x-forwarded-proto", FieldId::x_forwarded_proto},
+      {"authorization", FieldId::authorization},
+      {"cookie", FieldId::cookie},
+      {"traceparent", FieldId::traceparent},
+      {"tracestate", FieldId::tracestate},
+      {"origin", FieldId::origin},
+  };
+  for (const auto& [lower, id] : names) {
+    std::string upper = lower;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    std::string mixed = lower;
+    mixed[0] = upper[0];
+    EXPECT_EQ(field_id(lower), id) << lower;
+    EXPECT_EQ(field_id(upper), id) << upper;
+    EXPECT_EQ(field_id(mixed), id) << mixed;
+    // One byte off anywhere, in a tchar a name may hold: another name.
+    for (std::size_t i = 0; i < lower.size(); ++i) {
+      std::string off = lower;
+      off[i] = off[i] == '_' ? '.' : '_';
+      EXPECT_EQ(field_id(off), FieldId::other) << off;
+    }
+    EXPECT_EQ(field_id(lower + "s"), FieldId::other) << lower << "s";
+    EXPECT_EQ(field_id(lower.substr(1)), FieldId::other) << lower.substr(1);
+  }
+  // Parsed heads carry the ids; lookups by id find the first such field.
+  Head h;
+  ASSERT_EQ(parse_request("GET / HTTP/1.1\r\nHOST: a\r\nX-Other: 1\r\nMcp-Session-ID: s1\r\n\r\n", 4096, h),
+            Status::complete);
+  ASSERT_EQ(h.fields.size(), 3U);
+  EXPECT_EQ(h.fields[0].id, FieldId::host);
+  EXPECT_EQ(h.fields[1].id, FieldId::other);
+  EXPECT_EQ(h.get(FieldId::mcp_session_id), std::optional<std::string_view>("s1"));
+  EXPECT_EQ(h.get(FieldId::cookie), std::nullopt);
 }
