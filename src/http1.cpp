@@ -394,9 +394,12 @@ void Head::rebase(const char* from, const char* to) {
   move(method);
   move(target);
   move(reason);
+  if (connection) move(*connection);
+  // A field's name is never empty and its value, even empty, points into the head: both
+  // move without a test.
   for (Field& f : fields) {
-    move(f.name);
-    move(f.value);
+    f.name = std::string_view(to + (f.name.data() - from), f.name.size());
+    f.value = std::string_view(to + (f.value.data() - from), f.value.size());
   }
 }
 

@@ -199,15 +199,19 @@ TEST(Http1, ChunkedRefusesBadFraming) {
 
 TEST(Http1, ViewsFollowACopy) {
   Head h;
-  std::string wire = "GET /x HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n";
+  std::string wire = "GET /x HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nConnection: x-private\r\n\r\n";
   ASSERT_EQ(request(wire, h), Status::complete);
   const std::string copy = wire;
   h.rebase(wire.data(), copy.data());
   wire.assign(wire.size(), '#');
   EXPECT_EQ(h.method, "GET");
   EXPECT_EQ(h.target, "/x");
+  EXPECT_EQ(h.raw, copy);
   EXPECT_EQ(h.get("host"), "a");
   EXPECT_EQ(h.get("x-empty"), "");
+  // The Connection value the hop-by-hop rule reads moves too (it stayed behind once).
+  EXPECT_TRUE(h.connection_names_fields);
+  EXPECT_EQ(h.connection, std::optional<std::string_view>("x-private"));
 }
 
 TEST(Http1, ConnectionNamesFieldsOnlyBeyondCloseAndKeepAlive) {
