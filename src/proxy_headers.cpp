@@ -15,18 +15,19 @@ namespace {
 
 using namespace std::string_view_literals;
 
-// Writes a head into `out` through a pointer, after one resize to a bound the caller
-// computes (the received head's size plus what the edit may add), instead of a capacity
-// check per piece; `finish` trims `out` to what was written. Field lines forwarded unchanged
+// Writes a head at the start of `out` through a pointer, `out` grown first (never shrunk:
+// a connection's buffer is as long as its longest head after its first few, so nothing
+// is cleared or zero-filled per head) to a bound the caller computes (the received head's
+// size plus what the edit may add), instead of a capacity check per piece; `finish` says
+// how long the head is. Field lines forwarded unchanged
 // go in runs: consecutive ones as one copy of the bytes received (the lines lie back to
 // back in the head). `with_start_line`: the start line goes as received too, in the first run.
 class HeadWriter {
  public:
   HeadWriter(std::string& out, std::size_t bound, const http1::Head& h, bool with_start_line)
       : out_(out), begin_(with_start_line ? h.raw.data() : nullptr), end_(h.raw.data() + h.raw.size() - 2) {
-    const std::size_t at = out.size();
-    out.resize(at + bound);
-    p_ = out.data() + at;
+    if (out.size() < bound) out.resize(bound);
+    p_ = out.data();
     limit_ = p_ + bound;
   }
   void put(std::string_view s) {
@@ -54,7 +55,7 @@ class HeadWriter {
   }
   void drop(const http1::Field& f) { flush(f.name.data()); }
   void finish_fields() { flush(end_); }
-  void finish() { out_.resize(static_cast<std::size_t>(p_ - out_.data())); }
+  std::size_t finish() const { return static_cast<std::size_t>(p_ - out_.data()); }
 
   // What field() adds besides the name and the value.
   static constexpr std::size_t kFieldExtra = 4;
@@ -243,7 +244,7 @@ FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const Upstream
 
 }  // namespace
 
-void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits) {
+std::size_t write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits) {
   // An HTTP/1.1 request line is the one the pod gets: the parser took it only as
   // "method SP target SP HTTP/1.1 CRLF", so it goes as received, in the fields' first run.
   const bool line_as_received = req.version == 11;
@@ -299,10 +300,10 @@ void write_upstream_head(std::string& out, const http1::Head& req, const Upstrea
     w.put("\r\n"sv);
   }
   w.put("\r\n"sv);
-  w.finish();
+  return w.finish();
 }
 
-void write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits) {
+std::size_t write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits) {
   // The pod's status line goes as received when it has the client's version and a reason
   // (the parser took it only as "HTTP/1.x SP 3DIGIT SP reason CRLF").
   const bool line_as_received = res.version == (edits.http11 ? 11 : 10) && !res.reason.empty();
@@ -333,7 +334,7 @@ void write_client_head(std::string& out, const http1::Head& res, const ClientHea
   if (edits.http11 && !edits.keep_alive) w.put("Connection: close\r\n"sv);
   if (!edits.http11 && edits.keep_alive) w.put("Connection: keep-alive\r\n"sv);
   w.put("\r\n"sv);
-  w.finish();
+  return w.finish();
 }
 
 }  // namespace mcpproxy

@@ -56,7 +56,7 @@ class StreamPin {
 bool Connection::write_client(std::string_view data, bool last, bool chunked, bool& head_sent, bool& pending) {
   std::array<net::const_buffer, 5>& out = client_out_;
   out = {};
-  if (!head_sent) out[0] = net::buffer(head_buffer_);
+  if (!head_sent) out[0] = net::buffer(head_buffer_.data(), head_size_);
   if (!data.empty()) {
     if (chunked) {
       const int n = std::snprintf(chunk_line_.data(), chunk_line_.size(), "%zx\r\n", data.size());
@@ -170,8 +170,7 @@ Connection::RelayPlan Connection::plan_relay(Exchange& ex) {
   if (ex.route.cls == RequestClass::session && ex.rec && !ex.rec->backend_session.empty()) {
     edits.client_session = ex.route.session_id;
   }
-  head_buffer_.clear();
-  write_client_head(head_buffer_, res, edits);
+  head_size_ = write_client_head(head_buffer_, res, edits);
   return plan;
 }
 

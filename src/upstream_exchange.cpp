@@ -131,11 +131,10 @@ bool Connection::send_request(Exchange& ex, std::array<net::const_buffer, 2>& re
   edits.drop_session_header = ex.route.drop_session_header;
   edits.body_size = ex.req.body.size();
   if (ex.request_id.generated()) edits.added_request_id = ex.request_id.view();
-  head_buffer_.clear();
-  write_upstream_head(head_buffer_, ex.req.head, edits);
-  request_bytes = {net::buffer(head_buffer_), net::buffer(ex.req.body.data(), ex.req.body.size())};
+  head_size_ = write_upstream_head(head_buffer_, ex.req.head, edits);
+  request_bytes = {net::buffer(head_buffer_.data(), head_size_), net::buffer(ex.req.body.data(), ex.req.body.size())};
   const std::size_t sent = ctx_.ring != nullptr ? 0 : send_now(up, request_bytes.data(), request_bytes.size(), ec);
-  if (ec || sent == head_buffer_.size() + ex.req.body.size()) return true;
+  if (ec || sent == head_size_ + ex.req.body.size()) return true;
   consume_front(request_bytes, sent);
   return false;
 }
@@ -143,6 +142,7 @@ bool Connection::send_request(Exchange& ex, std::array<net::const_buffer, 2>& re
 http1::Status Connection::read_response_head(const Exchange& ex, bool& malformed) {
   const Config& cfg = *ex.cfg;
   http1::Head& res = response_;
+  if (upstream_buffer_.size() == 0) return http1::Status::need_more;  // nothing to parse yet
   for (;;) {
     const auto st =
         http1::parse_response(view(upstream_buffer_), cfg.backend.max_response_header_size, ex.req.method(), res);

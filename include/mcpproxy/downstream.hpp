@@ -387,6 +387,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<char[]> relay_buffer_;  // lent by the worker while a body is relayed
   std::size_t relay_buffer_size_ = 0;
   std::string head_buffer_;         // reused for every serialised request and response head
+  std::size_t head_size_ = 0;       // of the head at its start (the buffer may be longer)
   std::string session_id_storage_;  // the session id's buffer, handed from exchange to exchange
   // A write to the client that the socket did not take whole: what is left, and the chunk
   // size line it may point into.

@@ -54,7 +54,9 @@ struct UpstreamHeadEdits {
 // X-Forwarded-Host carries the client's Host and X-Forwarded-Proto is http, unless kept;
 // Content-Length is the forwarded body's when there is a body or the method carries one.
 // Lines forwarded unchanged are copied in runs.
-void write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits);
+// The head is written at the start of `out`, which keeps any longer size it had (a
+// buffer reused from head to head): returns the head's length.
+std::size_t write_upstream_head(std::string& out, const http1::Head& req, const UpstreamHeadEdits& edits);
 
 // What the response head edit needs to know besides the head itself.
 struct ClientHeadEdits {
@@ -69,7 +71,8 @@ struct ClientHeadEdits {
 // Writes the status line and fields for the client: hop-by-hop fields and those the
 // Connection field names are dropped; the framing and connection fields the proxy's own
 // relay needs are added.
-void write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits);
+// Written as write_upstream_head's: at the start of `out`; returns the head's length.
+std::size_t write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits);
 
 // Appends "name: value\r\n".
 void append_field(std::string& out, std::string_view name, std::string_view value);

@@ -14,7 +14,7 @@ std::string upstream(const std::string& wire, const UpstreamHeadEdits& edits) {
   http1::Head h;
   EXPECT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete) << wire;
   std::string out;
-  write_upstream_head(out, h, edits);
+  out.resize(write_upstream_head(out, h, edits));
   return out;
 }
 
@@ -22,7 +22,7 @@ std::string client(const std::string& wire, const ClientHeadEdits& edits, std::s
   http1::Head h;
   EXPECT_EQ(http1::parse_response(wire, 16384, method, h), http1::Status::complete) << wire;
   std::string out;
-  write_client_head(out, h, edits);
+  out.resize(write_client_head(out, h, edits));
   return out;
 }
 
@@ -180,6 +180,22 @@ TEST(ProxyHeaders, EveryAdditionAtItsLongestFitsTheWritersBound) {
   EXPECT_TRUE(has_line(back, "Connection: keep-alive"));
 }
 
+TEST(ProxyHeaders, ABufferReusedFromHeadToHeadHoldsEachHeadAtItsStart) {
+  http1::Head big;
+  const std::string big_wire = "POST /mcp HTTP/1.1\r\nHost: h\r\nX-Long: " + std::string(3000, 'x') + "\r\n\r\n";
+  ASSERT_EQ(http1::parse_request(big_wire, 16384, big), http1::Status::complete);
+  http1::Head small;
+  ASSERT_EQ(http1::parse_response("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 16384, "POST", small),
+            http1::Status::complete);
+  std::string buffer;
+  const std::size_t first = write_upstream_head(buffer, big, pod0());
+  EXPECT_GE(buffer.size(), first);
+  EXPECT_EQ(buffer.rfind("POST /mcp HTTP/1.1\r\nHost: h\r\nX-Long: xxx", 0), 0U);
+  const std::size_t second = write_client_head(buffer, small, ClientHeadEdits{});
+  EXPECT_GE(buffer.size(), first) << "kept, not shrunk";
+  EXPECT_EQ(buffer.substr(0, second), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
 TEST(ProxyHeaders, BodyLengthIsTheForwardedOne) {
   // A chunked request goes to the pod with the decoded body's length, never chunked.
   auto e = pod0();
@@ -323,7 +339,7 @@ TEST(ProxyHeaders, ARequestWithoutAnIdGetsAFreshUuidThatThePodSees) {
   e.peer_ip = "127.0.0.1";
   e.added_request_id = a.view();
   std::string out;
-  write_upstream_head(out, h, e);
+  out.resize(write_upstream_head(out, h, e));
   EXPECT_NE(out.find("X-Request-Id: " + std::string(a.view()) + "\r\n"), std::string::npos) << out;
   EXPECT_NE(out.find("traceparent: 00-ab-cd-01\r\n"), std::string::npos) << out;  // untouched
 }
