@@ -110,10 +110,10 @@ bool parse_status_line(std::string_view line, Head& out) {
 // CR, or a tab inside it, or a byte no value may hold), eight bytes at a time; n if none.
 std::size_t find_control(const char* p, std::size_t i, std::size_t n) {
 #if defined(__SSE2__)
-  // Sixteen at a time: a byte below 0x20 (signed: not one from 0x80, which is obs-text) or 0x7F.
+  // Sixteen at a time: a byte below 0x20 (compared unsigned: obs-text from 0x80 is not one) or 0x7F.
   for (; i + 16 <= n; i += 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));  // NOLINT: an unaligned load
-    const __m128i low = _mm_and_si128(_mm_cmpgt_epi8(_mm_set1_epi8(0x20), v), _mm_cmpgt_epi8(v, _mm_set1_epi8(-1)));
+    const __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
     const __m128i del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7F));
     const auto m = static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(low, del)));
     if (m != 0) return i + static_cast<std::size_t>(__builtin_ctz(m));
@@ -266,6 +266,52 @@ bool names_fields(std::string_view list) {
   return false;
 }
 
+// field_id, inlined into the parser's field loop (it runs for every field of every head).
+[[gnu::always_inline]] inline FieldId known_field(std::string_view name) {
+  // The length picks at most three candidates; the first letter (lower-cased) then one.
+  const auto first = static_cast<char>(static_cast<unsigned char>(name.empty() ? 0 : name[0]) | 0x20U);
+  const auto is = [name](std::string_view lower, FieldId id) { return name_is(name, lower) ? id : FieldId::other; };
+  switch (name.size()) {
+    case 2:
+      return is("te", FieldId::te);
+    case 4:
+      return is("host", FieldId::host);
+    case 6:
+      if (first == 'e') return is("expect", FieldId::expect);
+      if (first == 'c') return is("cookie", FieldId::cookie);
+      return is("origin", FieldId::origin);
+    case 7:
+      if (first == 't') return is("trailer", FieldId::trailer);
+      return is("upgrade", FieldId::upgrade);
+    case 10:
+      if (first == 'c') return is("connection", FieldId::connection);
+      if (first == 'k') return is("keep-alive", FieldId::keep_alive);
+      return is("tracestate", FieldId::tracestate);
+    case 11:
+      return is("traceparent", FieldId::traceparent);
+    case 12:
+      if (first == 'c') return is("content-type", FieldId::content_type);
+      return is("x-request-id", FieldId::x_request_id);
+    case 13:
+      return is("authorization", FieldId::authorization);
+    case 14:
+      if (first == 'c') return is("content-length", FieldId::content_length);
+      return is("mcp-session-id", FieldId::mcp_session_id);
+    case 15:
+      return is("x-forwarded-for", FieldId::x_forwarded_for);
+    case 16:
+      if (first == 'p') return is("proxy-connection", FieldId::proxy_connection);
+      return is("x-forwarded-host", FieldId::x_forwarded_host);
+    case 17:
+      if (first == 't') return is("transfer-encoding", FieldId::transfer_encoding);
+      return is("x-forwarded-proto", FieldId::x_forwarded_proto);
+    case 18:
+      return is("proxy-authenticate", FieldId::proxy_authenticate);
+    default:
+      return FieldId::other;
+  }
+}
+
 enum class Kind { request, response };
 
 // Exempt from the complexity bound: RFC 9112's head grammar and framing rules in the order
@@ -301,7 +347,7 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
     if (l == Line::need_more) return incomplete();
     if (l == Line::bad) return Status::bad_field;
     if (l == Line::end) break;
-    f.id = field_id(f.name);
+    f.id = known_field(f.name);
     out.fields.push_back(f);
     switch (f.id) {
       case FieldId::host:
@@ -403,50 +449,7 @@ void Head::rebase(const char* from, const char* to) {
   }
 }
 
-FieldId field_id(std::string_view name) {
-  // The length picks at most three candidates; the first letter (lower-cased) then one.
-  const auto first = static_cast<char>(static_cast<unsigned char>(name.empty() ? 0 : name[0]) | 0x20U);
-  const auto is = [name](std::string_view lower, FieldId id) { return name_is(name, lower) ? id : FieldId::other; };
-  switch (name.size()) {
-    case 2:
-      return is("te", FieldId::te);
-    case 4:
-      return is("host", FieldId::host);
-    case 6:
-      if (first == 'e') return is("expect", FieldId::expect);
-      if (first == 'c') return is("cookie", FieldId::cookie);
-      return is("origin", FieldId::origin);
-    case 7:
-      if (first == 't') return is("trailer", FieldId::trailer);
-      return is("upgrade", FieldId::upgrade);
-    case 10:
-      if (first == 'c') return is("connection", FieldId::connection);
-      if (first == 'k') return is("keep-alive", FieldId::keep_alive);
-      return is("tracestate", FieldId::tracestate);
-    case 11:
-      return is("traceparent", FieldId::traceparent);
-    case 12:
-      if (first == 'c') return is("content-type", FieldId::content_type);
-      return is("x-request-id", FieldId::x_request_id);
-    case 13:
-      return is("authorization", FieldId::authorization);
-    case 14:
-      if (first == 'c') return is("content-length", FieldId::content_length);
-      return is("mcp-session-id", FieldId::mcp_session_id);
-    case 15:
-      return is("x-forwarded-for", FieldId::x_forwarded_for);
-    case 16:
-      if (first == 'p') return is("proxy-connection", FieldId::proxy_connection);
-      return is("x-forwarded-host", FieldId::x_forwarded_host);
-    case 17:
-      if (first == 't') return is("transfer-encoding", FieldId::transfer_encoding);
-      return is("x-forwarded-proto", FieldId::x_forwarded_proto);
-    case 18:
-      return is("proxy-authenticate", FieldId::proxy_authenticate);
-    default:
-      return FieldId::other;
-  }
-}
+FieldId field_id(std::string_view name) { return known_field(name); }
 
 Status parse_request(std::string_view bytes, std::size_t limit, Head& out) {
   return parse(bytes, limit, Kind::request, {}, out);

@@ -436,3 +436,34 @@ TEST(Http1FieldId, EveryNameTheProxyActsOnIsKnownInAnyCaseAndNothingElseIs) {
   EXPECT_EQ(h.get(FieldId::mcp_session_id), std::optional<std::string_view>("s1"));
   EXPECT_EQ(h.get(FieldId::cookie), std::nullopt);
 }
+
+TEST(Http1, EveryByteValueInANameAndAValueAtEveryPlaceOfABlock) {
+  // Names and values are scanned sixteen bytes at a time, then eight, then one: each of the
+  // 256 byte values at each of 40 places is judged as the grammar says. In a value: a tab or
+  // any byte from 0x20 but 0x7F (obs-text included) is part of it; any other control byte
+  // makes the field bad. In a name: only tchar.
+  for (std::size_t at = 0; at < 40; ++at) {
+    for (int v = 0; v < 256; ++v) {
+      const auto c = static_cast<char>(v);
+      std::string value(40, 'v');
+      value[at] = c;
+      Head h;
+      const std::string with_value = "GET / HTTP/1.1\r\nHost: h\r\nX-A: " + value + "\r\n\r\n";
+      const bool value_ok = v == '\t' || (v >= 0x20 && v != 0x7F);
+      if (v == '\r' || v == '\n') {
+        EXPECT_EQ(request(with_value, h), Status::bad_field) << "byte " << v << " at " << at;
+      } else {
+        EXPECT_EQ(request(with_value, h), value_ok ? Status::complete : Status::bad_field)
+            << "byte " << v << " at " << at;
+      }
+      std::string name(40, 'n');
+      name[at] = c;
+      const std::string with_name = "GET / HTTP/1.1\r\nHost: h\r\n" + name + ": 1\r\n\r\n";
+      const bool name_ok = v < 128 && std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+      const bool tchar = name_ok || std::isalnum(v) != 0;
+      // A colon ends the name there: the rest is the value (an empty name is bad).
+      const bool ok = v == ':' ? at > 0 : tchar;
+      EXPECT_EQ(request(with_name, h), ok ? Status::complete : Status::bad_field) << "byte " << v << " at " << at;
+    }
+  }
+}
