@@ -154,7 +154,9 @@ Connection::RelayPlan Connection::plan_relay(Exchange& ex) {
   // less per event.
   plan.long_lived = plan.sse && is_get;
   if (plan.sse) {
-    // A stream may stay open for hours: it keeps no request-sized read buffer meanwhile.
+    // A stream may stay open for hours: it keeps no request-sized read buffer meanwhile
+    // (a request read in place moves to its own copy first).
+    own_request(ex);
     if (buffer_.size() == 0) buffer_.shrink_to_fit();
     // A GET stream never ends by itself: the drain does not wait for it, it closes it at
     // the end. A POST answered with SSE is a call in progress, and the drain waits for its

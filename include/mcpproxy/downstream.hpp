@@ -189,6 +189,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<ReadResult> read_head(const Config& cfg);
   net::awaitable<ReadResult> read_body(const Config& cfg);
   void keep_head();
+  // A request whose every byte is in the read buffer is read there, no copy (the rule);
+  // false when it is not whole, then keep_head copies its head out.
+  bool take_in_place(const Config& cfg);
+  // A request read in place moves to its own copy (request_.bytes), and the read buffer is
+  // free: before anything frees or moves the buffer while the request lives.
+  void own_request(Exchange& ex);
   // True when the whole body is here already (or there is none): then the request is read.
   bool body_buffered(const Config& cfg);
   void end_of_request(std::size_t raw_body);
@@ -389,6 +395,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string head_buffer_;         // reused for every serialised request and response head
   std::size_t head_size_ = 0;       // of the head at its start (the buffer may be longer)
   std::string session_id_storage_;  // the session id's buffer, handed from exchange to exchange
+  std::size_t in_place_ = 0;        // bytes at the read buffer's start the request in progress is read from
   // A write to the client that the socket did not take whole: what is left, and the chunk
   // size line it may point into.
   std::array<net::const_buffer, 5> client_out_{};

@@ -24,6 +24,10 @@ class RequestId {
   std::string_view view() const { return id_; }
   // Made here: the pod gets it as a field of the proxy's own.
   bool generated() const { return generated_; }
+  // The head the client's id is read from was copied from `from` to `to`.
+  void rebase(const char* from, const char* to) {
+    if (!generated_ && !id_.empty()) id_ = std::string_view(to + (id_.data() - from), id_.size());
+  }
 
  private:
   std::array<char, 36> made_{};
