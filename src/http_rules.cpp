@@ -14,8 +14,6 @@
 namespace mcpproxy {
 namespace {
 
-using http1::iequals;
-
 using http1::trim_ows;
 
 void inspect_message(const nlohmann::json& msg, JsonRpcInfo& info) {
@@ -159,24 +157,7 @@ std::string jsonrpc_error_body(int code, std::string_view message, std::string_v
   return out;
 }
 
-bool is_hop_by_hop_named(std::string_view name) {
-  switch (name.size()) {
-    case 2:
-      return iequals(name, "te");
-    case 7:
-      return iequals(name, "trailer") || iequals(name, "upgrade");
-    case 10:
-      return iequals(name, "connection") || iequals(name, "keep-alive");
-    case 16:
-      return iequals(name, "proxy-connection");
-    case 17:
-      return iequals(name, "transfer-encoding");
-    case 18:
-      return iequals(name, "proxy-authenticate");
-    default:
-      return false;
-  }
-}
+bool is_hop_by_hop(std::string_view name) { return http1::is_token(name) && is_hop_by_hop(http1::field_id(name)); }
 
 bool connection_lists(std::string_view value, std::string_view name) { return http1::list_has_token(value, name); }
 

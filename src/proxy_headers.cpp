@@ -81,23 +81,6 @@ bool is_forwarded_host_or_proto(FieldId id) {
   return id == FieldId::x_forwarded_host || id == FieldId::x_forwarded_proto;
 }
 
-// Hop-by-hop fields (RFC 9110 7.6.1): is_hop_by_hop (http_rules.hpp) by the parser's id.
-bool is_hop_by_hop_field(FieldId id) {
-  switch (id) {
-    case FieldId::connection:
-    case FieldId::keep_alive:
-    case FieldId::te:
-    case FieldId::trailer:
-    case FieldId::upgrade:
-    case FieldId::proxy_connection:
-    case FieldId::proxy_authenticate:
-    case FieldId::transfer_encoding:
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool is_per_request_field(FieldId id) {
   return id == FieldId::authorization || id == FieldId::cookie || id == FieldId::x_request_id ||
          id == FieldId::traceparent || id == FieldId::tracestate;
@@ -198,7 +181,7 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 }
 
 bool is_dropped_hop(const http1::Field& f, const http1::Head& h) {
-  return is_hop_by_hop_field(f.id) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
+  return is_hop_by_hop(f.id) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
 }
 
 namespace {

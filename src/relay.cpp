@@ -231,6 +231,7 @@ Connection::AtOnce Connection::relay_at_once(Exchange& ex, bool legacy_stream, R
     const bool have = take_buffered(bytes, got);
     if (deframe(ex, body, have, bytes, got, data) != Pumped::data || !body.done) {
       out = relay_outcome(plan, body, false, /*pod_failed=*/true);  // cannot be, with the body whole
+      stop_waiting();
       end_watch();
       return AtOnce::done;
     }

@@ -2,10 +2,13 @@
 // Request decisions with no I/O in them: session ids, JSON-RPC inspection, header rules,
 // and the routing decision. Unit-tested without sockets.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "mcpproxy/http1.hpp"
 
 namespace mcpproxy {
 
@@ -34,13 +37,24 @@ bool may_be_initialize(std::string_view body);
 // The JSON-RPC error body of a refused request, with the request's id echoed.
 std::string jsonrpc_error_body(int code, std::string_view message, std::string_view id_json);
 
-// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded either way. Asked of every field
-// both ways: the name's length settles most fields here, inline, before any compare.
-bool is_hop_by_hop_named(std::string_view name);
-inline bool is_hop_by_hop(std::string_view name) {
-  constexpr unsigned kLengths = (1U << 2) | (1U << 7) | (1U << 10) | (1U << 16) | (1U << 17) | (1U << 18);
-  return name.size() <= 18 && ((kLengths >> name.size()) & 1U) != 0 && is_hop_by_hop_named(name);
+// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded either way: by the id the parser gave
+// a field (the request path's question, for every field both ways), or by name.
+inline bool is_hop_by_hop(http1::FieldId id) {
+  switch (id) {
+    case http1::FieldId::connection:
+    case http1::FieldId::keep_alive:
+    case http1::FieldId::te:
+    case http1::FieldId::trailer:
+    case http1::FieldId::upgrade:
+    case http1::FieldId::proxy_connection:
+    case http1::FieldId::proxy_authenticate:
+    case http1::FieldId::transfer_encoding:
+      return true;
+    default:
+      return false;
+  }
 }
+bool is_hop_by_hop(std::string_view name);
 
 // True when `name` is one of the comma-separated tokens of a Connection header value.
 bool connection_lists(std::string_view connection_value, std::string_view name);
