@@ -81,18 +81,14 @@ bool is_forwarded_host_or_proto(FieldId id) {
   return id == FieldId::x_forwarded_host || id == FieldId::x_forwarded_proto;
 }
 
+// Fields of one request, never stored with a session: credentials (a replayed initialize
+// takes the current request's, fresher than any stored copy: tokens expire, sessions
+// outlive them) and the request's identity in logs and traces (X-Request-Id, traceparent,
+// tracestate: a replay is part of the request that caused it).
 bool is_per_request_field(FieldId id) {
   return id == FieldId::authorization || id == FieldId::cookie || id == FieldId::x_request_id ||
          id == FieldId::traceparent || id == FieldId::tracestate;
 }
-
-}  // namespace
-
-bool is_per_request(std::string_view name) {
-  return http1::is_token(name) && is_per_request_field(http1::field_id(name));
-}
-
-namespace {
 
 // "00" to "ff": two hex digits per byte value.
 constexpr std::array<std::array<char, 2>, 256> kHexPairs = [] {

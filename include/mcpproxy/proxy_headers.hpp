@@ -85,11 +85,6 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 // the message's Connection field.
 bool is_dropped_hop(const http1::Field& f, const http1::Head& h);
 
-// Fields of one request, never stored with a session: credentials (a replayed initialize
-// takes the current request's, fresher than any stored copy: tokens expire, sessions
-// outlive them) and the request's identity in logs and traces (X-Request-Id, traceparent,
-// tracestate: a replay is part of the request that caused it).
-bool is_per_request(std::string_view name);
 // The fields of an initialize a re-initialize replays, as "Name: value\r\n" lines: the
 // end-to-end ones except the per-request ones, Host, framing, the session id and X-Forwarded-*.
 std::string replayable_fields(const http1::Head& req);
