@@ -36,25 +36,30 @@ for svc in redis-server nginx haproxy prometheus; do
   fi
 done
 
-# The official MCP TypeScript SDK, pinned by tests/e2e/package-lock.json.
-if [ -f "$here/tests/e2e/package-lock.json" ]; then
-  (cd "$here/tests/e2e" && { [ -d node_modules/@modelcontextprotocol/sdk ] || npm ci --no-audit --no-fund --loglevel=error; })
-fi
+# npm packages pinned by a folder's package-lock.json, installed again when the lock file
+# changed since the last install (its hash is kept in node_modules).
+npm_ci() {
+  local dir=$1 sum
+  [ -f "$dir/package-lock.json" ] || return 0
+  sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  [ "$(cat "$dir/node_modules/.lock-sha256" 2>/dev/null)" = "$sum" ] && return 0
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && echo "$sum" >node_modules/.lock-sha256)
+}
 
-# The offline checks of deploy/ (Kubernetes schemas), pinned by tests/ops/package-lock.json.
-if [ -f "$here/tests/ops/package-lock.json" ]; then
-  (cd "$here/tests/ops" && { [ -d node_modules/kubernetes-models ] || npm ci --no-audit --no-fund --loglevel=error; })
-fi
-
-# The official MCP conformance suite (runner and a Node.js 22 for it, pinned by
-# tests/conformance/package-lock.json) and its reference server and clients, copied from
-# ../shared/mcp-conformance (read-only in CI) and installed by their own lock file.
+# The official MCP TypeScript SDK (tests/e2e), the offline checks of deploy/ (Kubernetes
+# schemas, tests/ops), and the official MCP conformance suite's runner with a Node.js 22 for
+# it and the SDK the project's own conformance server and clients run on (tests/conformance).
+npm_ci "$here/tests/e2e"
+npm_ci "$here/tests/ops"
 conf="$here/tests/conformance"
-if [ -f "$conf/package-lock.json" ]; then
-  (cd "$conf" && { [ -d node_modules/@modelcontextprotocol/conformance ] || npm ci --no-audit --no-fund --loglevel=error; })
-  shared="$here/../shared/mcp-conformance"
-  if [ ! -d "$conf/server/node_modules" ] && [ -d "$shared" ]; then
-    rm -rf "$conf/server" && mkdir "$conf/server" && cp -r "$shared/." "$conf/server/" && chmod -R u+w "$conf/server"
-    (cd "$conf/server" && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+npm_ci "$conf"
+
+# The suite's reference server and clients: a second arm of the conformance test, only where
+# ../shared/mcp-conformance is beside the checkout (CI's; a user's clone has none, and needs
+# none: the own arm in tests/conformance/everything is the project's). Copied, since shared/
+# is read-only in CI, and installed by its own lock file.
+shared="$here/../shared/mcp-conformance"
+if [ -d "$shared" ] && [ ! -d "$conf/server/node_modules" ]; then
+  rm -rf "$conf/server" && mkdir "$conf/server" && cp -r "$shared/." "$conf/server/" && chmod -R u+w "$conf/server"
+  npm_ci "$conf/server"
 fi

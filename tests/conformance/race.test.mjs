@@ -13,7 +13,7 @@ const sessions = Number(process.env.MCPPROXY_RACE_SESSIONS ?? 1000);
 describe('GET stream versus tool call', () => {
   const ctx = {};
   before(async () => {
-    ctx.servers = await startDirectAndPods(freePort);
+    ctx.servers = await startDirectAndPods(freePort, 'own');
     ctx.direct = ctx.servers.direct;
     ctx.proxy = await startProxy([...ctx.servers.proxyArgs,
       ...(process.env.MCPPROXY_RACE_PROXY_ARGS ?? '').split(' ').filter(Boolean)]);
@@ -29,7 +29,7 @@ describe('GET stream versus tool call', () => {
     console.log(`elicitations lost of ${sessions}: direct ${direct.lost}, through the proxy ${proxied.lost}`);
     assert.deepEqual(direct.errors, []);
     assert.deepEqual(proxied.errors, []);
-    // Directly, the SDK client and the reference server lose a few of these by themselves
+    // Directly, the SDK client and an SDK server lose a few of these by themselves
     // (the pod's event loop may read the call before a GET sent earlier): that figure is
     // printed, not asserted. Through the proxy the session's order is kept: none may be lost.
     assert.equal(proxied.lost, 0);

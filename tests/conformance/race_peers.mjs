@@ -1,5 +1,5 @@
 // The GET-versus-elicitation race with other proxies in the same place, for comparison:
-// one reference-server pod, and in front of it mcp-session-proxy (default threads), nginx
+// one pod of the project's own conformance server, and in front of it mcp-session-proxy (default threads), nginx
 // (worker_processes 2) and directly. One pod, so nginx needs no session affinity.
 //   node race_peers.mjs [sessions]
 import { spawn } from 'node:child_process';
@@ -7,14 +7,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, startProxy } from '../e2e/harness.mjs';
-import { startReferenceServer, waitPort } from './conformance_lib.mjs';
+import { startServer, waitPort } from './conformance_lib.mjs';
 import { elicitationRace } from './race.mjs';
 
 const sessions = Number(process.argv[2] ?? 300);
-// The reference server accepts only a local Host: directly it is reached on 127.0.0.1; the
-// proxies reach their pod on 127.0.1.0 and pass the client's Host through.
-const direct = await startReferenceServer('127.0.0.1', await freePort());
-const pod = await startReferenceServer('127.0.1.0', await freePort());
+// Directly the server is reached on 127.0.0.1; the proxies reach their pod on 127.0.1.0 and
+// pass the client's Host through.
+const direct = await startServer('own', '127.0.0.1', await freePort());
+const pod = await startServer('own', '127.0.1.0', await freePort());
 const proxy = await startProxy(['--replicas', '1', '--backend-url-template', `http://127.0.1.{ordinal}:${pod.port}`]);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'race-nginx-'));
 const nginxPort = await freePort();
