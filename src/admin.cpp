@@ -1,5 +1,6 @@
 #include "mcpproxy/admin.hpp"
 
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -42,44 +43,136 @@ net::awaitable<void> AdminServer::accept_loop() {
   }
 }
 
+namespace {
+
+http::response<http::string_body> text_reply(http::status status, unsigned version, std::string body) {
+  http::response<http::string_body> res{status, version};
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.body() = std::move(body);
+  return res;
+}
+
+// /pods/N/drain or /pods/N/undrain (N digits or not: the control call judges it).
+bool is_control_path(std::string_view path) {
+  if (!path.starts_with("/pods/")) return false;
+  return path.ends_with("/drain") || path.ends_with("/undrain");
+}
+
+}  // namespace
+
+bool AdminServer::make_room(std::size_t max_connections) {
+  if (connections_ < max_connections) return true;
+  for (Idle& idle : idle_) {
+    if (idle.closing) continue;
+    // Its pending read ends with an error and its coroutine leaves; the count drops then.
+    idle.closing = true;
+    error_code ec;
+    idle.stream->socket().close(ec);
+    ++refused_[idle_evicted];
+    return true;
+  }
+  return false;
+}
+
 net::awaitable<void> AdminServer::serve(tcp::socket socket) {
+  AdminLimits limits = handlers_.limits();
   beast::tcp_stream stream(std::move(socket));
+  if (!make_room(limits.max_connections)) {
+    ++refused_[too_many_connections];
+    auto res = text_reply(http::status::service_unavailable, 11, "too many admin connections\n");
+    res.set(http::field::retry_after, "1");
+    res.keep_alive(false);
+    res.prepare_payload();
+    stream.expires_after(std::chrono::seconds(1));
+    co_await http::async_write(stream, res, use_tuple);
+    co_return;
+  }
+  ++connections_;
+  struct Count {
+    std::size_t& n;
+    ~Count() { --n; }
+  } count{connections_};
   beast::flat_buffer buffer(16384);
   for (;;) {
-    http::request<http::string_body> req;
-    stream.expires_after(std::chrono::seconds(30));
-    auto [ec, n] = co_await http::async_read(stream, buffer, req, use_tuple);
+    limits = handlers_.limits();
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(16384);
+    parser.body_limit(limits.max_body_size);
+    stream.expires_after(limits.idle_timeout);
+    const auto idle = idle_.insert(idle_.end(), Idle{&stream});
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+    const bool evicted = idle->closing;
+    idle_.erase(idle);
+    if (evicted) co_return;
+    if (ec == http::error::body_limit || ec == http::error::header_limit) {
+      // Answered, then closed: the rest of what the client sends is not read.
+      const bool body = ec == http::error::body_limit;
+      ++refused_[body ? body_too_large : head_too_large];
+      auto res = text_reply(body ? http::status::payload_too_large : http::status::request_header_fields_too_large, 11,
+                            body ? "admin request body too large\n" : "admin request head too large\n");
+      res.keep_alive(false);
+      res.prepare_payload();
+      co_await http::async_write(stream, res, use_tuple);
+      co_return;
+    }
     if (ec) co_return;
+    const auto& req = parser.get();
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
-    const auto target = req.target();
-    const auto path = target.substr(0, target.find('?'));
-    if (req.method() == http::verb::post && path.starts_with("/pods/")) {
-      control(req, res);
-    } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
-      res.result(http::status::method_not_allowed);
-      res.set(http::field::allow, "GET, HEAD");
-      res.body() = "method not allowed\n";
-    } else if (path == "/healthz") {
-      res.body() = "ok\n";
-    } else if (path == "/readyz") {
-      const bool ready = handlers_.ready();
-      res.result(ready ? http::status::ok : http::status::service_unavailable);
-      res.body() = handlers_.ready_body();
-    } else if (path == "/metrics") {
-      res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-      res.body() = handlers_.metrics();
-    } else if (path == "/pods") {
-      res.set(http::field::content_type, "application/json");
-      res.body() = handlers_.pods();
-    } else {
-      res.result(http::status::not_found);
-      res.body() = "not found: /healthz /readyz /metrics /pods\n";
-    }
+    route(req, res);
     res.keep_alive(req.keep_alive());
     res.prepare_payload();
     auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
     if (wec || !req.keep_alive()) co_return;
+  }
+}
+
+void AdminServer::route(const http::request<http::string_body>& req, http::response<http::string_body>& res) {
+  const auto target = req.target();
+  const auto path = target.substr(0, target.find('?'));
+  const bool read = req.method() == http::verb::get || req.method() == http::verb::head;
+  if (is_control_path(path)) {
+    // A state change: POST only, so a link or a probe cannot drain a pod.
+    if (req.method() == http::verb::post) {
+      control(req, res);
+    } else {
+      res.result(http::status::method_not_allowed);
+      res.set(http::field::allow, "POST");
+      res.body() = "method not allowed: POST " + std::string(path) + "\n";
+    }
+  } else if (!read) {
+    res.result(http::status::method_not_allowed);
+    res.set(http::field::allow, "GET, HEAD");
+    res.body() = "method not allowed\n";
+  } else if (path == "/healthz") {
+    res.body() = "ok\n";
+  } else if (path == "/readyz") {
+    const bool ready = handlers_.ready();
+    res.result(ready ? http::status::ok : http::status::service_unavailable);
+    res.body() = handlers_.ready_body();
+  } else if (path == "/metrics") {
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.body() = handlers_.metrics();
+  } else if (path == "/pods") {
+    res.set(http::field::content_type, "application/json");
+    res.body() = handlers_.pods();
+  } else {
+    res.result(http::status::not_found);
+    res.body() = "not found: /healthz /readyz /metrics /pods\n";
+  }
+}
+
+void AdminServer::render_metrics(std::string& out) const {
+  out +=
+      "# HELP mcp_proxy_admin_refused_total Admin connections and requests refused or closed by the admin "
+      "listener's bounds (admin.max_connections, admin.idle_timeout, admin.max_body_size)\n"
+      "# TYPE mcp_proxy_admin_refused_total counter\n";
+  static constexpr std::array<std::string_view, kRefusals> kReason = {"too_many_connections", "idle_evicted",
+                                                                      "head_too_large", "body_too_large"};
+  for (std::size_t i = 0; i < kRefusals; ++i) {
+    out += "mcp_proxy_admin_refused_total{reason=\"";
+    out += kReason[i];
+    out += "\"} " + std::to_string(refused_[i]) + "\n";
   }
 }
 

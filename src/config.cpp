@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "mcpproxy/http1.hpp"
+#include "mcpproxy/http_rules.hpp"
 #include "mcpproxy/redis_codec.hpp"
 #include "mcpproxy/session_binding.hpp"
 #include "mcpproxy/url_template.hpp"
@@ -123,10 +124,8 @@ std::string joined(const std::vector<std::string>& items) {
 
 // scheme://host[:port], as browsers send it (or "null").
 std::string origin_entry(const std::string& v) {
-  const auto scheme = v.find("://");
-  const bool ok = v == "null" || (scheme != std::string::npos && scheme > 0 && v.size() > scheme + 3 &&
-                                  v.find_first_of("/?# ,", scheme + 3) == std::string::npos);
-  if (!ok) bad("must be an origin like https://app.example.com or http://localhost:3000, got '" + v + "'");
+  if (!valid_origin_entry(v))
+    bad("must be an origin like https://app.example.com or http://localhost:3000, got '" + v + "'");
   return v;
 }
 
@@ -142,9 +141,7 @@ std::string node_entry(const std::string& v) {
 }
 
 std::string host_entry(const std::string& v) {
-  if (v.empty() || v.find_first_of("/?# ,@") != std::string::npos) {
-    bad("must be a host or host:port like localhost or 127.0.0.1:8080, got '" + v + "'");
-  }
+  if (!valid_host_entry(v)) bad("must be a host or host:port like localhost or 127.0.0.1:8080, got '" + v + "'");
   return v;
 }
 
@@ -414,6 +411,13 @@ const std::vector<KeySpec>& key_specs() {
          c.limits.max_connections = static_cast<std::size_t>(int_in(v, 1, 10000000));
        },
        [](const Config& c) { return std::to_string(c.limits.max_connections); }},
+      {"limits.max_request_id_length", "--max-request-id-length",
+       "longest client X-Request-Id kept; a longer one, one with other than visible ASCII, or two are replaced "
+       "by a generated id (default 128)",
+       [](Config& c, const std::string& v) {
+         c.limits.max_request_id_length = static_cast<std::size_t>(int_in(v, 1, 8192));
+       },
+       [](const Config& c) { return std::to_string(c.limits.max_request_id_length); }},
       {"limits.new_sessions_per_client", "--new-sessions-per-client",
        "initializes one client (binding identity, else address) may make per window; past it 429 (default 0: no bound)",
        [](Config& c, const std::string& v) {
@@ -438,6 +442,18 @@ const std::vector<KeySpec>& key_specs() {
       {"admin.token_file", "--admin-token-file",
        "file holding the bearer token of the admin listener's POST calls (default none: refused)",
        MCP_STR(admin_token_file)},
+      {"admin.max_connections", "--admin-max-connections",
+       "open admin connections; at the bound the longest-idle one is closed for a new one, with none idle "
+       "the new one gets 503 (default 64)",
+       [](Config& c, const std::string& v) {
+         c.admin.max_connections = static_cast<std::size_t>(int_in(v, 1, 100000));
+       },
+       [](const Config& c) { return std::to_string(c.admin.max_connections); }},
+      {"admin.idle_timeout", "--admin-idle-timeout",
+       "an admin connection waiting for (and reading) a request is closed after this (default 10s)",
+       MCP_DUR(admin.idle_timeout)},
+      {"admin.max_body_size", "--admin-max-body-size", "admin request body bound (default 64KiB, 413 past it)",
+       MCP_SIZE(admin.max_body_size)},
       {"drain_timeout", "--drain-timeout", "on SIGTERM, wait this long for in-flight requests (default 20s)",
        MCP_DUR(drain_timeout)},
   };

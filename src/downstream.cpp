@@ -154,7 +154,7 @@ net::awaitable<void> Connection::run() {
     ex.route.session_id = std::move(session_id_storage_);  // its capacity, from the last request
     ex.cfg = std::move(cfg);
     ex.start = std::chrono::steady_clock::now();
-    ex.request_id.assign(request_.head);
+    ex.request_id.assign(request_.head, ex.cfg->limits.max_request_id_length);
     ex.keep_alive = request_.head.keep_alive;
     set_in_flight(true);
     // Routed without a wait (the rule: a session the table knows, a placed request), it
@@ -413,8 +413,9 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
     co_return ReadResult::closed;
   }
   // A client that waits for "100 Continue" before sending its body gets it from us: the
-  // body is read here, so the pod never sees the Expect header.
-  if (framing != http1::Framing::none && buffer_.size() == head_size) {
+  // body is read here, so the pod never sees the Expect header. An HTTP/1.0 client's
+  // expectation is ignored (RFC 9110 10.1.1): it cannot read a 1xx answer.
+  if (framing != http1::Framing::none && buffer_.size() == head_size && req.head.version >= 11) {
     if (const auto expect = req.get(http1::FieldId::expect); expect && http1::starts_with_ci(*expect, "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       auto [cec, cn] = co_await net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()), use_tuple);

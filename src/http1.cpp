@@ -339,6 +339,7 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
   bool has_coding = false;
   bool close = out.version < 11;
   int hosts = 0;
+  int origins = 0;
   int session_ids = 0;
   std::size_t pos = lines.pos();
   for (;;) {
@@ -352,6 +353,9 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
     switch (f.id) {
       case FieldId::host:
         ++hosts;
+        break;
+      case FieldId::origin:
+        ++origins;
         break;
       case FieldId::mcp_session_id:
         ++session_ids;
@@ -386,9 +390,10 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
   if (has_length && has_coding) return Status::bad_framing;
   if (chunked && out.version < 11) return Status::bad_framing;
   if (kind == Kind::request) {
-    // RFC 9112 3.2: one Host (none only from HTTP/1.0). A session is named once: two ids
-    // would route by one and reach the pod with both.
-    if (hosts > 1 || (hosts == 0 && out.version >= 11) || session_ids > 1) return Status::bad_field;
+    // RFC 9112 3.2: one Host (none only from HTTP/1.0). One Origin (RFC 6454 7.3): with two,
+    // the allowlist would check one and the pod might read the other. A session is named
+    // once: two ids would route by one and reach the pod with both.
+    if (hosts > 1 || (hosts == 0 && out.version >= 11) || origins > 1 || session_ids > 1) return Status::bad_field;
     out.framing = chunked ? Framing::chunked : (has_length ? Framing::length : Framing::none);
     return Status::complete;
   }

@@ -2,6 +2,9 @@
 
 #include "mcpproxy/http1.hpp"
 
+#include <boost/url/authority_view.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -313,27 +316,59 @@ bool equal_ci(std::string_view a, std::string_view b) {
          });
 }
 
-// "host:port" -> "host", "[::1]:80" -> "[::1]", "host" -> "host".
-std::string_view host_part(std::string_view authority) {
-  const auto colon = authority.rfind(':');
-  if (colon == std::string_view::npos) return authority;
-  const auto bracket = authority.rfind(']');
-  if (bracket != std::string_view::npos && bracket > colon) return authority;
-  return authority.substr(0, colon);
+// A Host value as RFC 9110 7.2 has it: uri-host [ ":" port ], an RFC 3986 authority without
+// userinfo ("localhost:80@evil.com" is not a host of localhost). Parsed by Boost.URL.
+struct Authority {
+  std::string_view host;  // encoded: a reg-name, an IPv4 address or an IP literal "[…]"
+  std::string_view port;  // empty when absent
+};
+
+std::optional<Authority> parse_host(std::string_view value) {
+  const auto a = boost::urls::parse_authority(value);
+  if (!a || a->has_userinfo() || a->encoded_host().empty()) return std::nullopt;
+  return Authority{a->encoded_host(), a->port()};
 }
+
+// An Origin (RFC 6454 7): scheme "://" host [ ":" port ], nothing else; or "null".
+struct Origin {
+  std::string_view scheme;
+  Authority authority;
+};
+
+std::optional<Origin> parse_origin(std::string_view value) {
+  const auto u = boost::urls::parse_absolute_uri(value);
+  if (!u || !u->has_authority() || u->has_userinfo() || !u->encoded_path().empty() || u->has_query() ||
+      u->encoded_host().empty()) {
+    return std::nullopt;
+  }
+  return Origin{u->scheme(), Authority{u->encoded_host(), u->port()}};
+}
+
 }  // namespace
 
 bool origin_allowed(const std::vector<std::string>& allowed, std::optional<std::string_view> origin) {
   if (allowed.empty() || !origin) return true;
-  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) { return equal_ci(a, *origin); });
+  const auto o = parse_origin(*origin);
+  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) {
+    if (!o) return a == "null" && *origin == "null";  // an opaque origin matches only "null"
+    const auto entry = parse_origin(a);
+    return entry && equal_ci(entry->scheme, o->scheme) && equal_ci(entry->authority.host, o->authority.host) &&
+           entry->authority.port == o->authority.port;
+  });
 }
 
 bool host_allowed(const std::vector<std::string>& allowed, std::optional<std::string_view> host) {
   if (allowed.empty()) return true;
-  if (!host) return false;
+  const auto h = host ? parse_host(*host) : std::nullopt;
+  if (!h) return false;
   return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) {
-    return equal_ci(a, *host) || (host_part(a) == a && equal_ci(a, host_part(*host)));
+    const auto entry = parse_host(a);
+    // An entry without a port allows any port of its host.
+    return entry && equal_ci(entry->host, h->host) && (entry->port.empty() || entry->port == h->port);
   });
 }
+
+bool valid_origin_entry(std::string_view entry) { return entry == "null" || parse_origin(entry).has_value(); }
+bool valid_host_entry(std::string_view entry) { return parse_host(entry).has_value(); }
 
 }  // namespace mcpproxy

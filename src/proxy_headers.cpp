@@ -1,6 +1,7 @@
 // The request and response head edits (proxy_headers.hpp).
 #include "mcpproxy/proxy_headers.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <charconv>
@@ -115,13 +116,23 @@ std::uint64_t next_random() {
 
 }  // namespace
 
-void RequestId::assign(const http1::Head& req) {
+void RequestId::assign(const http1::Head& req, std::size_t max_length) {
+  // The client's id is taken when it is one field of 1 to max_length visible ASCII bytes:
+  // it goes to the pod and into the log as is, so it must be bounded and printable, and one
+  // copy (with two, the pod and the log could each read another). Else one is made here and
+  // the client's copies are dropped (edit_for).
+  std::optional<std::string_view> client;
+  bool usable = true;
   for (const http1::Field& f : req.fields) {
-    if (f.id == FieldId::x_request_id && !f.value.empty()) {
-      id_ = f.value;
-      generated_ = false;
-      return;
-    }
+    if (f.id != FieldId::x_request_id) continue;
+    usable = usable && !client && !f.value.empty() && f.value.size() <= max_length &&
+             std::all_of(f.value.begin(), f.value.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    client = f.value;
+  }
+  if (client && usable) {
+    id_ = *client;
+    generated_ = false;
+    return;
   }
   // 16 random bytes as xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx (RFC 9562 5.4: version 4,
   // variant 10): the hex digits of both halves from a table of byte pairs, then placed
@@ -164,7 +175,9 @@ std::string replayable_fields(const http1::Head& req) {
 
 void append_per_request_fields(std::string& out, const http1::Head& req, const RequestId& id) {
   for (const http1::Field& f : req.fields) {
-    if (is_per_request_field(f.id)) append_field(out, f.name, f.value);
+    if (is_per_request_field(f.id) && !(f.id == FieldId::x_request_id && id.generated())) {
+      append_field(out, f.name, f.value);
+    }
   }
   if (id.generated()) append_field(out, kRequestIdHeader, id.view());
 }
@@ -216,6 +229,9 @@ FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const Upstream
       if (edits.drop_session_header) return FieldEdit::drop;
       if (edits.pod_session) return FieldEdit::replace_session;
       return FieldEdit::keep;
+    case FieldId::x_request_id:
+      // The client's id was not usable (RequestId::assign): the proxy's replaces it.
+      return edits.added_request_id.empty() ? FieldEdit::keep : FieldEdit::drop;
     default:
       return FieldEdit::keep;
   }

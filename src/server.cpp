@@ -193,10 +193,12 @@ Server::Server(CommandLine cmd, Config cfg)
     std::string out = shared_.metrics.render(
         shared_.table, [this](int o) { return shared_.sessions_on(o); }, cfg_->backend.replicas, store_status());
     Metrics::render_pod_states(out, shared_.health, cfg_->backend.replicas);
+    admin_->render_metrics(out);
     return out;
   };
   handlers.pods = [this] { return pods_json(); };
   handlers.token = [this] { return admin_token_; };
+  handlers.limits = [this] { return cfg_->admin; };
   handlers.drain = [this](int ordinal, bool on) {
     if (ordinal >= cfg_->backend.replicas) return false;
     shared_.health.drain_from_admin(ordinal, on);

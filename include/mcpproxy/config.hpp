@@ -160,11 +160,25 @@ struct DownstreamLimits {
   std::size_t max_connections = 10000;        // per worker thread
   duration write_timeout{60000};              // one write to a client that stopped reading
   std::size_t relay_buffer_size = 16 * 1024;  // per connection: the most of a body read at once
+  // A client's X-Request-Id is kept (to the pod, in the log) when it is one field of at most
+  // this many visible ASCII bytes; else the proxy makes one (proxy_headers.hpp RequestId).
+  std::size_t max_request_id_length = 128;
   // New sessions (initializes) one client may make per window; 0: no bound (the default:
   // behind a proxy-runner every client has the runner's address). See session_limiter.hpp.
   std::uint32_t new_sessions_per_client = 0;
   duration new_sessions_window{10000};
   bool operator==(const DownstreamLimits&) const = default;
+};
+
+// The admin listener's bounds: a scrape, a probe or an operator's call is small and short.
+struct AdminLimits {
+  // Open admin connections; at the bound the longest-idle one is closed for a new one (so
+  // idle connections cannot lock the kubelet's probes out), or, with none idle, the new one
+  // gets 503.
+  std::size_t max_connections = 64;
+  duration idle_timeout{10000};           // waiting for (and reading) a request
+  std::size_t max_body_size = 64 * 1024;  // 413 past it (the admin calls have no body)
+  bool operator==(const AdminLimits&) const = default;
 };
 
 struct LogConfig {
@@ -197,6 +211,7 @@ struct Config {
   // The bearer token of the admin listener's state-changing calls (a file holding it);
   // none: those calls are refused.
   std::string admin_token_file;
+  AdminLimits admin;
   bool operator==(const Config&) const = default;
 };
 

@@ -59,12 +59,21 @@ bool is_hop_by_hop(std::string_view name);
 // True when `name` is one of the comma-separated tokens of a Connection header value.
 bool connection_lists(std::string_view connection_value, std::string_view name);
 
-// DNS-rebinding defence (allowed_origins, allowed_hosts; empty lists check nothing).
-// An Origin is allowed when it is absent (not a browser) or equals an entry, case-insensitively.
+// DNS-rebinding defence (allowed_origins, allowed_hosts; empty lists check nothing). Both
+// values are parsed as RFC 3986 authorities (Boost.URL), never compared as strings, so
+// userinfo ("localhost:80@evil.com") or a path cannot pass as an allowed host. (Two Host or
+// two Origin fields never get here: the parser refuses them, 400.)
+// An Origin is allowed when it is absent (not a browser) or its scheme, host and port equal
+// an entry's (scheme and host case-insensitively); "null" only by a "null" entry.
 bool origin_allowed(const std::vector<std::string>& allowed, std::optional<std::string_view> origin);
-// A Host is allowed when it equals an entry, or its host part does when the entry has no
-// port ("localhost" allows "localhost:8080"). An absent Host is not allowed by a list.
+// A Host is allowed when its host equals an entry's (case-insensitively) and its port does
+// too when the entry names one ("localhost" allows "localhost:8080"). An absent or
+// malformed Host is not allowed by a list.
 bool host_allowed(const std::vector<std::string>& allowed, std::optional<std::string_view> host);
+// What the config accepts as list entries: an origin ("https://app.example.com", "null"),
+// a host[:port] ("localhost", "127.0.0.1:8080", "[::1]").
+bool valid_origin_entry(std::string_view entry);
+bool valid_host_entry(std::string_view entry);
 
 // How a request is routed, before any session lookup.
 enum class RequestClass {

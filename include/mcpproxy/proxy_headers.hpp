@@ -16,11 +16,12 @@ namespace mcpproxy {
 inline constexpr std::string_view kSessionHeader = "Mcp-Session-Id";
 inline constexpr std::string_view kRequestIdHeader = "X-Request-Id";
 
-// A request's id, for the pod and the access log: the client's first X-Request-Id (an
-// ingress or the client named it), or a random UUID (version 4) made here when there is none.
+// A request's id, for the pod and the access log: the client's X-Request-Id (an ingress or
+// the client named it) when it is one field of at most `max_length` visible ASCII bytes, or a
+// random UUID (version 4) made here, which then replaces the client's copies.
 class RequestId {
  public:
-  void assign(const http1::Head& req);
+  void assign(const http1::Head& req, std::size_t max_length);
   std::string_view view() const { return id_; }
   // Made here: the pod gets it as a field of the proxy's own.
   bool generated() const { return generated_; }

@@ -110,6 +110,10 @@ TEST(Http1, RefusesWhatAnOriginNeverGets) {
   EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s\r\nmcp-session-id: t\r\n\r\n", h),
             Status::bad_field);
   EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s\r\n\r\n", h), Status::complete);
+  // One Origin (RFC 6454 7.3): with two, an allowlist would check one and the pod read another.
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nOrigin: http://a\r\norigin: http://evil\r\n\r\n", h),
+            Status::bad_field);
+  EXPECT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nOrigin: http://a\r\n\r\n", h), Status::complete);
 }
 
 TEST(Http1, AChunkIsJudgedByItsDeclaredSize) {

@@ -240,3 +240,31 @@ TEST(DnsRebinding, OriginsAndHostsOnTheList) {
   EXPECT_FALSE(host_allowed(hosts, std::string_view("localhost.evil.example.com")));
   EXPECT_FALSE(host_allowed(hosts, std::nullopt));
 }
+
+TEST(DnsRebinding, HostAndOriginAreParsedAsAuthoritiesNotCompared) {
+  const std::vector<std::string> hosts = {"localhost", "127.0.0.1:8080"};
+  // Userinfo is no part of a Host: "localhost:80@evil.com" names evil.com.
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("localhost:80@evil.com")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("localhost@evil.com")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("127.0.0.1:8080@evil.com")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("localhost/evil")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("localhost:80x")));
+  EXPECT_FALSE(host_allowed(hosts, std::string_view("")));
+  EXPECT_TRUE(host_allowed(hosts, std::string_view("localhost:")));
+  const std::vector<std::string> origins = {"http://localhost:3000"};
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("http://localhost:3000@evil.com")));
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("http://user@localhost:3000")));
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("http://localhost:3000/path")));
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("http://localhost:3000?q")));
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("https://localhost:3000")));
+  EXPECT_FALSE(origin_allowed(origins, std::string_view("not an origin")));
+  EXPECT_TRUE(origin_allowed(origins, std::string_view("HTTP://LOCALHOST:3000")));
+  EXPECT_TRUE(origin_allowed({"null"}, std::string_view("null")));
+  // What the config takes as entries.
+  EXPECT_TRUE(valid_host_entry("[::1]:8080"));
+  EXPECT_FALSE(valid_host_entry("a@b"));
+  EXPECT_FALSE(valid_host_entry(""));
+  EXPECT_TRUE(valid_origin_entry("https://app.example.com"));
+  EXPECT_FALSE(valid_origin_entry("https://app.example.com/"));
+  EXPECT_FALSE(valid_origin_entry("app.example.com"));
+}

@@ -287,7 +287,7 @@ TEST(ProxyHeaders, AnInitializeIsKeptForReplayWithoutCredentials) {
             "X-Tenant: a\r\n");
   // The credentials and the trace come from the request in hand when the initialize is replayed.
   RequestId id;
-  id.assign(h);
+  id.assign(h, 128);
   EXPECT_FALSE(id.generated());
   EXPECT_EQ(id.view(), "r-1");
   std::string current;
@@ -297,20 +297,58 @@ TEST(ProxyHeaders, AnInitializeIsKeptForReplayWithoutCredentials) {
             "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\ntracestate: k=v\r\n");
 }
 
-TEST(ProxyHeaders, AnEmptyRequestIdIsReplacedByOneMadeHere) {
+TEST(ProxyHeaders, AnEmptyOrDoubledRequestIdIsReplacedByOneMadeHere) {
   http1::Head h;
+  // Two copies: the pod and the log could each read another one; neither is taken.
   const std::string wire = "GET /mcp HTTP/1.1\r\nHost: p\r\nX-Request-Id: \r\nx-request-id: later\r\n\r\n";
   ASSERT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete);
   RequestId id;
-  id.assign(h);
-  // The first non-empty one names the request; with none, the proxy makes one.
-  EXPECT_FALSE(id.generated());
-  EXPECT_EQ(id.view(), "later");
-  const std::string only_empty = "GET /mcp HTTP/1.1\r\nHost: p\r\nX-Request-Id:\r\n\r\n";
-  ASSERT_EQ(http1::parse_request(only_empty, 16384, h), http1::Status::complete);
-  id.assign(h);
+  id.assign(h, 128);
   EXPECT_TRUE(id.generated());
   EXPECT_EQ(id.view().size(), 36U);
+  const std::string only_empty = "GET /mcp HTTP/1.1\r\nHost: p\r\nX-Request-Id:\r\n\r\n";
+  ASSERT_EQ(http1::parse_request(only_empty, 16384, h), http1::Status::complete);
+  id.assign(h, 128);
+  EXPECT_TRUE(id.generated());
+  EXPECT_EQ(id.view().size(), 36U);
+}
+
+TEST(ProxyHeaders, ARequestIdIsBoundedInLengthAndCharset) {
+  const auto id_of = [](const std::string& value, std::size_t max) {
+    http1::Head h;
+    const std::string wire = "GET /mcp HTTP/1.1\r\nHost: p\r\nX-Request-Id: " + value + "\r\n\r\n";
+    EXPECT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete);
+    RequestId id;
+    id.assign(h, max);
+    return std::pair{id.generated(), std::string(id.view())};
+  };
+  const std::string at_bound(128, 'a');
+  EXPECT_EQ(id_of(at_bound, 128), std::pair(false, at_bound));
+  EXPECT_TRUE(id_of(at_bound + "a", 128).first) << "one byte past the bound";
+  EXPECT_TRUE(id_of(std::string(10 * 1024, 'x'), 128).first) << "10 KB";
+  EXPECT_TRUE(id_of("a b", 128).first) << "a space inside";
+  EXPECT_TRUE(id_of("caf\xc3\xa9", 128).first) << "not ASCII";
+  EXPECT_EQ(id_of("req-7_x.y:z", 16), std::pair(false, std::string("req-7_x.y:z")));
+}
+
+TEST(ProxyHeaders, AReplacedRequestIdReachesThePodAsTheProxysOnly) {
+  http1::Head h;
+  const std::string wire =
+      "POST /mcp HTTP/1.1\r\nHost: p\r\nX-Request-Id: a\r\nX-Request-Id: b\r\nContent-Length: 0\r\n\r\n";
+  ASSERT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete);
+  RequestId id;
+  id.assign(h, 128);
+  ASSERT_TRUE(id.generated());
+  UpstreamHeadEdits e = pod0();
+  e.added_request_id = id.view();
+  const std::string out = upstream(wire, e);
+  EXPECT_EQ(out.find("X-Request-Id: a\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("X-Request-Id: b\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("X-Request-Id: " + std::string(id.view()) + "\r\n"), std::string::npos) << out;
+  // A replayed initialize carries the same one id.
+  std::string replay;
+  append_per_request_fields(replay, h, id);
+  EXPECT_EQ(replay, "X-Request-Id: " + std::string(id.view()) + "\r\n");
 }
 
 TEST(ProxyHeaders, ARequestWithoutAnIdGetsAFreshUuidThatThePodSees) {
@@ -319,8 +357,8 @@ TEST(ProxyHeaders, ARequestWithoutAnIdGetsAFreshUuidThatThePodSees) {
   ASSERT_EQ(http1::parse_request(wire, 16384, h), http1::Status::complete);
   RequestId a;
   RequestId b;
-  a.assign(h);
-  b.assign(h);
+  a.assign(h, 128);
+  b.assign(h, 128);
   ASSERT_TRUE(a.generated());
   ASSERT_EQ(a.view().size(), 36U);
   EXPECT_NE(a.view(), b.view());
