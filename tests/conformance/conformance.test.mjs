@@ -15,7 +15,12 @@ import { arms, startDirectAndPods, serverSuite, serverScenario, clientScenario }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
+// MCPPROXY_CONFORMANCE_ARMS narrows the run to some arms (CI runs the reference arm in the
+// checkout, and everything in a clone alone).
+const only = process.env.MCPPROXY_CONFORMANCE_ARMS?.split(',').filter(Boolean);
+
 for (const [arm, { available }] of Object.entries(arms)) {
+  if (only && !only.includes(arm)) continue;
   const skip = available ? false : `the ${arm} server is not installed: scripts/setup.sh copies it from ` +
     '../shared/mcp-conformance, which is not beside this checkout';
 
