@@ -422,6 +422,13 @@ const std::vector<KeySpec>& key_specs() {
        [](const Config& c) { return std::to_string(c.limits.new_sessions_per_client); }},
       {"limits.new_sessions_window", "--new-sessions-window", "the window of new_sessions_per_client (default 10s)",
        MCP_DUR(limits.new_sessions_window)},
+      {"limits.new_sessions_max_clients", "--new-sessions-max-clients",
+       "clients whose new_sessions_per_client windows are kept at once (the default's take 4MiB at most); past "
+       "it the oldest windows are forgotten, counted, and those clients start anew (default 100000)",
+       [](Config& c, const std::string& v) {
+         c.limits.new_sessions_max_clients = static_cast<std::size_t>(int_in(v, 16, 100000000));
+       },
+       [](const Config& c) { return std::to_string(c.limits.new_sessions_max_clients); }},
       {"log.level", "--log-level", "trace, debug, info, warn, error or off (default info)",
        [](Config& c, const std::string& v) {
          c.log.level = one_of(v, {"trace", "debug", "info", "warn", "error", "off"});

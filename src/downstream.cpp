@@ -508,8 +508,9 @@ Connection::Decision Connection::decide_known(Exchange& ex, bool store_failed) {
     ex.principal = principal_of_request(ex);
   }
   if (ex.route.cls == RequestClass::new_session && cfg.limits.new_sessions_per_client != 0) {
-    const unsigned wait = ctx_.new_sessions.admit(client_key(ex), std::chrono::steady_clock::now(),
-                                                  cfg.limits.new_sessions_per_client, cfg.limits.new_sessions_window);
+    const unsigned wait =
+        ctx_.new_sessions.admit(client_key(ex), std::chrono::steady_clock::now(), cfg.limits.new_sessions_per_client,
+                                cfg.limits.new_sessions_window, cfg.limits.new_sessions_max_clients);
     if (wait != 0) {
       ctx_.metrics.new_sessions_refused.fetch_add(1, std::memory_order_relaxed);
       return Decision::reply(Refusal{429, -32000, "Too many new sessions from this client", wait});

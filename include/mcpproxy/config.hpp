@@ -164,6 +164,8 @@ struct DownstreamLimits {
   // behind a proxy-runner every client has the runner's address). See session_limiter.hpp.
   std::uint32_t new_sessions_per_client = 0;
   duration new_sessions_window{10000};
+  // Clients whose windows are kept at once; past it the oldest windows are forgotten.
+  std::size_t new_sessions_max_clients = 100000;
   bool operator==(const DownstreamLimits&) const = default;
 };
 
