@@ -75,7 +75,10 @@ Connection::Connection(ConnectionContext& ctx, tcp::socket socket, std::uint64_t
     : ctx_(ctx), socket_(std::move(socket)), id_(id) {
   error_code ec;
   const auto ep = socket_.remote_endpoint(ec);
-  if (!ec) peer_ip_ = ep.address().to_string();
+  if (!ec) {
+    peer_ip_ = ep.address().to_string();
+    peer_ = parse_ip(peer_ip_).value_or(IpAddress{});
+  }
   socket_.set_option(tcp::no_delay(true), ec);
   ctx_.metrics.downstream_connections.fetch_add(1, std::memory_order_relaxed);
 }
@@ -452,17 +455,10 @@ const std::string& Connection::principal_of_request(const Exchange& ex) {
 
 std::string Connection::client_key(const Exchange& ex) const {
   if (!ex.principal.empty()) return "p:" + ex.principal;
-  if (ex.cfg->trust_forwarded_headers) {
-    if (const auto xff = ex.req.get(http1::FieldId::x_forwarded_for)) {
-      const auto first = xff->substr(0, xff->find(','));
-      const auto b = first.find_first_not_of(" \t");
-      if (b != std::string_view::npos) {
-        const auto e = first.find_last_not_of(" \t");
-        return "a:" + std::string(first.substr(b, e - b + 1));
-      }
-    }
-  }
-  return "a:" + peer_ip_;
+  const IpAddress client = client_address(ex.req.head, peer_, ex.cfg->client_address);
+  std::string key = "a:";
+  key.append(reinterpret_cast<const char*>(client.bytes.data()), client.bytes.size());
+  return key;
 }
 
 bool Connection::binding_holds(const Exchange& ex) {
@@ -901,6 +897,8 @@ void Connection::finish(const Exchange& ex) {
              {"path", std::string(path)},
              {"status", std::to_string(ex.status)},
              {"pod", ex.ordinal < 0 ? "-" : std::to_string(ex.ordinal)},
+             {"client", ex.cfg->client_address.any() ? client_address(ex.req.head, peer_, ex.cfg->client_address).str()
+                                                     : peer_ip_},
              {"duration_ms", std::to_string(static_cast<double>(micros) / 1000.0)},
              {"session", session_label(ex)},
              {"request_id", std::string(ex.request_id.view())}});

@@ -352,7 +352,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Session binding: the principal of this request's identity ("" without one).
   const std::string& principal_of_request(const Exchange& ex);
-  // Who counts as one client for limits.new_sessions_per_client.
+  // Who counts as one client for limits.new_sessions_per_client: the binding principal, else
+  // the client's address (client_address.hpp: never an X-Forwarded-For entry the client wrote).
   std::string client_key(const Exchange& ex) const;
   // False (and counted, logged) when the session is bound to another identity.
   bool binding_holds(const Exchange& ex);
@@ -411,6 +412,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string binding_identity_;
   std::string binding_principal_;
   std::string peer_ip_;
+  IpAddress peer_;  // peer_ip_ parsed: where the walk to the client's address starts
   bool idle_ = false;
   bool closed_ = false;
   bool counted_busy_ = false;  // this connection's request is counted in ctx_.busy
