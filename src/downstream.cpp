@@ -19,6 +19,11 @@
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
+namespace {
+// A body not whole with its head is read in pieces that grow with what arrived, from this.
+constexpr std::size_t kFirstBodyRead = 4096;
+}  // namespace
+
 std::size_t send_now(tcp::socket& s, const net::const_buffer* buffers, std::size_t count, error_code& ec) {
   constexpr std::size_t kMax = 8;
   // Only the first n entries are read: no need to clear the rest on every send.
@@ -371,6 +376,11 @@ net::awaitable<bool> Connection::read_chunked_body(const Config& cfg, std::size_
   http1::ChunkedDecoder chunks;
   std::size_t payload = 0;
   for (;;) {
+    // The bytes that arrived hold the budget (framing included), never those announced.
+    if (!hold_body_bytes(buffer_.size() - head_size, cfg)) {
+      co_await refuse_over_budget();
+      co_return false;
+    }
     char* const base = static_cast<char*>(buffer_.data().data()) + head_size;
     const auto r = chunks.decode(base + payload, base + raw, buffer_.size() - head_size - raw);
     // A chunk declared past the bound is refused at its size line, not after its bytes.
@@ -390,12 +400,7 @@ net::awaitable<bool> Connection::read_chunked_body(const Config& cfg, std::size_
       co_return false;
     }
     if (chunks.done()) break;
-    // What the next read may add is held before it is read (at most the body's bound).
-    if (!hold_body_bytes(std::min(payload + 65536, cfg.limits.max_body_size), cfg)) {
-      co_await refuse_over_budget();
-      co_return false;
-    }
-    if (!co_await read_more(65536)) co_return false;
+    if (!co_await read_more(std::max<std::size_t>(buffer_.size() - head_size, kFirstBodyRead))) co_return false;
   }
   append_body(view(buffer_).substr(head_size, payload));
   co_return true;
@@ -409,9 +414,10 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
     co_await reply_and_close(http::status::payload_too_large, "request body too large");
     co_return ReadResult::closed;
   }
-  // A body that does not fit the worker's budget is refused before it is read (and before
-  // a client that waits for "100 Continue" sends it).
-  if (framing == http1::Framing::length && !hold_body_bytes(static_cast<std::size_t>(req.head.content_length), cfg)) {
+  // A body that cannot fit the worker's budget now is refused before it is read (and before
+  // a client that waits for "100 Continue" sends it). Nothing is taken for it yet.
+  if (framing == http1::Framing::length &&
+      ctx_.body_bytes + req.head.content_length > cfg.limits.max_worker_body_bytes) {
     co_await refuse_over_budget();
     co_return ReadResult::closed;
   }
@@ -429,8 +435,19 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
   std::size_t raw = 0;  // body bytes on the wire
   if (framing == http1::Framing::length) {
     const auto length = static_cast<std::size_t>(req.head.content_length);
-    while (buffer_.size() < head_size + length) {
-      if (!co_await read_more(head_size + length - buffer_.size())) co_return ReadResult::closed;
+    // The budget is taken as the bytes arrive, never ahead of them: a head that declares a
+    // large body and sends none of it holds none (heads alone cannot starve the others),
+    // and what is read next grows with what came (the buffer ahead of the bytes is bounded).
+    for (;;) {
+      const std::size_t arrived = std::min(buffer_.size() - head_size, length);
+      if (!hold_body_bytes(arrived, cfg)) {
+        co_await refuse_over_budget();
+        co_return ReadResult::closed;
+      }
+      if (arrived == length) break;
+      if (!co_await read_more(std::min(length - arrived, std::max(arrived, kFirstBodyRead)))) {
+        co_return ReadResult::closed;
+      }
     }
     append_body(view(buffer_).substr(head_size, length));
     raw = length;

@@ -209,6 +209,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void append_body(std::string_view body);
   // The worker's budget of request bodies (limits.max_worker_body_bytes): this request holds
   // `total` bytes of it, or false when the worker has not that much left (nothing changes).
+  // A body takes it as its bytes arrive, never ahead of them: heads alone take none.
   bool hold_body_bytes(std::size_t total, const Config& cfg);
   void release_body_bytes();
   net::awaitable<void> refuse_over_budget();  // 503 Retry-After, counted

@@ -1,7 +1,7 @@
 // Per-client limits against hostile clients, through the real proxy: the new-session
-// limiter under a flood of unique client keys (its memory bounded), and the client's address
+// limiter under a flood of unique client keys (its memory bounded), the client's address
 // behind hops that append X-Forwarded-For (a forged entry changes nothing; nginx is the real
-// hop).
+// hop), and the workers' body budget against heads that declare large bodies and send none.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -174,4 +174,44 @@ TEST(ClientAddress, TrustedProxiesAreWalkedAndWhatTheClientWroteIsNot) {
       << "another client behind the same hops";
   EXPECT_EQ(metric(proxy.metrics(), "mcp_proxy_new_sessions_refused_total").value_or(0), 7);
   EXPECT_EQ(proxy.log().find("client=6.6.6."), std::string::npos);
+}
+
+// The workers' body budget (limits.max_worker_body_bytes) is taken as body bytes arrive:
+// connections that send a head declaring the largest body and then one byte hold one byte
+// each, and other clients' initializes and calls, whose bodies come after their heads, go
+// on. Before, each head reserved its declared length: 4 of them held the whole budget and
+// every other body was answered 503 until they timed out.
+TEST(WorkerBodyBudget, HeadsThatDeclareLargeBodiesHoldNoneOfIt) {
+  SampleBackend backend(1);
+  Proxy proxy({"--replicas", "1", "--backend-url-template", backend.url_template(), "--threads", "1",
+               "--max-body-size", "256KiB", "--max-worker-body-bytes", "1MiB"});
+  const std::string head = "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                           std::to_string(256 * 1024) + "\r\n\r\n{";
+  std::vector<std::unique_ptr<RawConnection>> heads;
+  for (int i = 0; i < 64; ++i) {
+    heads.push_back(std::make_unique<RawConnection>(proxy.port));
+    ASSERT_TRUE(heads.back()->send(head));
+  }
+  // Every head read (each holds at least the byte that came).
+  ASSERT_TRUE(eventually([&] { return metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1) >= 64; }));
+
+  // Bodies past the first read (8 KiB) are read after their head: they take the budget.
+  const std::string pad(20 * 1024, ' ');
+  const auto padded = [&](const std::string& body) { return body.substr(0, body.size() - 1) + pad + "}"; };
+  for (int i = 0; i < 10; ++i) {
+    const Response init = request(proxy.port, "POST", "/mcp", padded(kInit));
+    ASSERT_EQ(init.status, 200) << init.body;
+    const Headers session = {{"Mcp-Session-Id", init.header("mcp-session-id")}};
+    for (int call = 2; call <= 3; ++call) {
+      const std::string whoami = R"({"jsonrpc":"2.0","id":)" + std::to_string(call) +
+                                 R"(,"method":"tools/call","params":{"name":"whoami","arguments":{}}})";
+      const Response r = request(proxy.port, "POST", "/mcp", padded(whoami), session);
+      EXPECT_EQ(r.status, 200) << r.body;
+    }
+  }
+  EXPECT_EQ(metric(proxy.metrics(), "mcp_proxy_body_budget_refusals_total").value_or(-1), 0);
+  EXPECT_EQ(metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1), 64)
+      << "each head holds the byte that came, not the 256 KiB it declared";
+  heads.clear();
+  EXPECT_TRUE(eventually([&] { return metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1) == 0; }));
 }
