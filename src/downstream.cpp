@@ -406,6 +406,25 @@ net::awaitable<bool> Connection::read_chunked_body(const Config& cfg, std::size_
   co_return true;
 }
 
+net::awaitable<bool> Connection::read_length_body(const Config& cfg) {
+  const std::size_t head_size = request_.head.size;
+  const auto length = static_cast<std::size_t>(request_.head.content_length);
+  // The budget is taken as the bytes arrive, never ahead of them: a head that declares a
+  // large body and sends none of it holds none (heads alone cannot starve the others), and
+  // what is read next grows with what came (the buffer ahead of the bytes is bounded too).
+  for (;;) {
+    const std::size_t arrived = std::min(buffer_.size() - head_size, length);
+    if (!hold_body_bytes(arrived, cfg)) {
+      co_await refuse_over_budget();
+      co_return false;
+    }
+    if (arrived == length) break;
+    if (!co_await read_more(std::min(length - arrived, std::max(arrived, kFirstBodyRead)))) co_return false;
+  }
+  append_body(view(buffer_).substr(head_size, length));
+  co_return true;
+}
+
 net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) {
   Request& req = request_;
   const std::size_t head_size = req.head.size;
@@ -434,23 +453,8 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
   expect_within(Wait::body, cfg.limits.body_timeout);
   std::size_t raw = 0;  // body bytes on the wire
   if (framing == http1::Framing::length) {
-    const auto length = static_cast<std::size_t>(req.head.content_length);
-    // The budget is taken as the bytes arrive, never ahead of them: a head that declares a
-    // large body and sends none of it holds none (heads alone cannot starve the others),
-    // and what is read next grows with what came (the buffer ahead of the bytes is bounded).
-    for (;;) {
-      const std::size_t arrived = std::min(buffer_.size() - head_size, length);
-      if (!hold_body_bytes(arrived, cfg)) {
-        co_await refuse_over_budget();
-        co_return ReadResult::closed;
-      }
-      if (arrived == length) break;
-      if (!co_await read_more(std::min(length - arrived, std::max(arrived, kFirstBodyRead)))) {
-        co_return ReadResult::closed;
-      }
-    }
-    append_body(view(buffer_).substr(head_size, length));
-    raw = length;
+    if (!co_await read_length_body(cfg)) co_return ReadResult::closed;
+    raw = static_cast<std::size_t>(req.head.content_length);
   } else if (framing == http1::Framing::chunked) {
     if (!co_await read_chunked_body(cfg, raw)) co_return ReadResult::closed;
   }

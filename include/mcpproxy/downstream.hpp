@@ -203,6 +203,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // True when the whole body is here already (or there is none): then the request is read.
   bool body_buffered(const Config& cfg);
   void end_of_request(std::size_t raw_body);
+  // A Content-Length body, read to its end; false when the connection was answered or left.
+  net::awaitable<bool> read_length_body(const Config& cfg);
   // A chunked body decoded in place; `raw` is set to its bytes on the wire.
   net::awaitable<bool> read_chunked_body(const Config& cfg, std::size_t& raw);
   net::awaitable<bool> read_more(std::size_t want);

@@ -42,7 +42,7 @@ class NewSessionLimiter {
   // initialize reaches gives its memory back too).
   void expire(clock::time_point now, std::chrono::milliseconds window);
 
-  std::size_t clients() const { return clients_.load(std::memory_order_relaxed); }  // windows open
+  std::size_t clients() const { return clients_.load(std::memory_order_relaxed); }    // windows open
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }  // forgotten at the bound
   std::size_t memory_bytes();  // what the shards' rings and indexes hold (tests)
 

@@ -100,8 +100,8 @@ TEST(NewSessionLimiter, AFloodOfUniqueClientsKeepsTheProxysMemoryBounded) {
   const auto flood = [&](int from, int to) {
     for (int i = from; i < to; ++i) {
       const std::string own = std::to_string(i) + std::string(8192, 'f');
-      const std::string appended = "10." + std::to_string(i / 65536) + "." + std::to_string(i / 256 % 256) + "." +
-                                   std::to_string(i % 256);
+      const std::string appended =
+          "10." + std::to_string(i / 65536) + "." + std::to_string(i / 256 % 256) + "." + std::to_string(i % 256);
       ASSERT_NE(request(proxy.port, "POST", "/mcp", kInit, {{"X-Forwarded-For", own + ", " + appended}}).status, 0);
     }
   };
@@ -119,8 +119,8 @@ TEST(NewSessionLimiter, AFloodOfUniqueClientsKeepsTheProxysMemoryBounded) {
   EXPECT_LT(rss_kib(pid) - before, 16 * 1024) << "RSS grew with the flood's keys";
 #endif
   // The windows end, and go, with no initialize to make room: the periodic sweep.
-  EXPECT_TRUE(eventually([&] { return metric(proxy.metrics(), "mcp_proxy_new_session_clients").value_or(-1) == 0; },
-                         15s));
+  EXPECT_TRUE(
+      eventually([&] { return metric(proxy.metrics(), "mcp_proxy_new_session_clients").value_or(-1) == 0; }, 15s));
 }
 
 // A client behind a real hop (nginx, which appends the address it sees) that writes its
@@ -168,9 +168,9 @@ TEST(ClientAddress, TrustedProxiesAreWalkedAndWhatTheClientWroteIsNot) {
     created += r.status == 200 ? 1 : 0;
   }
   EXPECT_EQ(created, 3) << "the client's entries, in trusted blocks or not, are not walked";
-  EXPECT_EQ(request(proxy.port, "POST", "/mcp", kInit, {{"X-Forwarded-For", "203.0.113.9, 203.0.113.10, 10.1.1.1"}})
-                .status,
-            200)
+  EXPECT_EQ(
+      request(proxy.port, "POST", "/mcp", kInit, {{"X-Forwarded-For", "203.0.113.9, 203.0.113.10, 10.1.1.1"}}).status,
+      200)
       << "another client behind the same hops";
   EXPECT_EQ(metric(proxy.metrics(), "mcp_proxy_new_sessions_refused_total").value_or(0), 7);
   EXPECT_EQ(proxy.log().find("client=6.6.6."), std::string::npos);
@@ -183,8 +183,8 @@ TEST(ClientAddress, TrustedProxiesAreWalkedAndWhatTheClientWroteIsNot) {
 // every other body was answered 503 until they timed out.
 TEST(WorkerBodyBudget, HeadsThatDeclareLargeBodiesHoldNoneOfIt) {
   SampleBackend backend(1);
-  Proxy proxy({"--replicas", "1", "--backend-url-template", backend.url_template(), "--threads", "1",
-               "--max-body-size", "256KiB", "--max-worker-body-bytes", "1MiB"});
+  Proxy proxy({"--replicas", "1", "--backend-url-template", backend.url_template(), "--threads", "1", "--max-body-size",
+               "256KiB", "--max-worker-body-bytes", "1MiB"});
   const std::string head = "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
                            std::to_string(256 * 1024) + "\r\n\r\n{";
   std::vector<std::unique_ptr<RawConnection>> heads;

@@ -48,10 +48,9 @@ TEST(ClientAddress, AddressesAsForwardedForAndPeersNameThem) {
   EXPECT_EQ(ip("::ffff:192.0.2.1"), ip("192.0.2.1")) << "a dual-stack listener's IPv4 peer is the IPv4 address";
   EXPECT_TRUE(ip("192.0.2.1").is_v4());
   EXPECT_FALSE(ip("::1").is_v4());
-  for (std::string_view garbage :
-       {"", " ", "unknown", "_hidden", "localhost", "example.com", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4:",
-        "1.2.3.4:99x", "1.2.3.4:1234567", "[::1", "[::1]x", "[::1]:", "fe80::1%eth0", "::g", "1.2.3.4 5.6.7.8",
-        "\"1.2.3.4\""}) {
+  for (std::string_view garbage : {"", " ", "unknown", "_hidden", "localhost", "example.com", "1.2.3", "1.2.3.4.5",
+                                   "256.1.1.1", "1.2.3.4:", "1.2.3.4:99x", "1.2.3.4:1234567", "[::1", "[::1]x",
+                                   "[::1]:", "fe80::1%eth0", "::g", "1.2.3.4 5.6.7.8", "\"1.2.3.4\""}) {
     EXPECT_FALSE(parse_ip(garbage)) << "'" << garbage << "'";
   }
   EXPECT_FALSE(parse_ip(std::string(5000, '1'))) << "a long entry is not copied anywhere";
@@ -119,8 +118,7 @@ TEST(ClientAddress, GarbageAndShortListsNeverYieldAClientWrittenValue) {
 TEST(ClientAddress, TrustedProxiesAreWalkedFromTheRight) {
   const TrustedHops internal = hops(0, {"10.0.0.0/8", "2001:db8:1::/48"});
   EXPECT_EQ(client_of("X-Forwarded-For: 6.6.6.6, 203.0.113.7, 10.1.1.1\r\n", "10.0.0.2", internal), "203.0.113.7");
-  EXPECT_EQ(client_of("X-Forwarded-For: 6.6.6.6, 203.0.113.7, 2001:db8:1::5\r\n", "10.0.0.2", internal),
-            "203.0.113.7");
+  EXPECT_EQ(client_of("X-Forwarded-For: 6.6.6.6, 203.0.113.7, 2001:db8:1::5\r\n", "10.0.0.2", internal), "203.0.113.7");
   EXPECT_EQ(client_of("X-Forwarded-For: 10.9.9.9, 10.1.1.1\r\n", "10.0.0.2", internal), "10.9.9.9")
       << "every hop trusted: the left-most";
   // A count and blocks together: the peer by count, then the blocks.
@@ -145,8 +143,9 @@ TEST(ClientAddress, AVeryLongListIsReadFromItsRightEndOnly) {
 TEST(ClientAddress, TheConfigKeys) {
   const std::string backend = "backend: {url_template: 'http://127.0.0.1:1910{ordinal}'}\n";
   const Config c = config_from_yaml(
-      backend + "client_address:\n  trusted_hops: 2\n  trusted_proxies: [10.0.0.0/8, '2001:db8::/32', 192.0.2.7]\n"
-      "limits:\n  new_sessions_max_clients: 5000\n",
+      backend +
+          "client_address:\n  trusted_hops: 2\n  trusted_proxies: [10.0.0.0/8, '2001:db8::/32', 192.0.2.7]\n"
+          "limits:\n  new_sessions_max_clients: 5000\n",
       "t.yaml");
   EXPECT_EQ(c.client_address.count, 2U);
   ASSERT_EQ(c.client_address.networks.size(), 3U);
@@ -161,9 +160,9 @@ TEST(ClientAddress, TheConfigKeys) {
   EXPECT_EQ(config_from_yaml(backend + "trust_forwarded_headers: true\nclient_address: {trusted_hops: 3}\n", "t")
                 .client_address.count,
             3U);
-  for (const char* bad : {"client_address:\n  trusted_proxies: [10.0.0.0/33]\n",
-                          "client_address:\n  trusted_proxies: [example.com]\n",
-                          "client_address:\n  trusted_hops: 33\n", "limits:\n  new_sessions_max_clients: 0\n"}) {
+  for (const char* bad :
+       {"client_address:\n  trusted_proxies: [10.0.0.0/33]\n", "client_address:\n  trusted_proxies: [example.com]\n",
+        "client_address:\n  trusted_hops: 33\n", "limits:\n  new_sessions_max_clients: 0\n"}) {
     try {
       config_from_yaml(backend + bad, "t.yaml");
       ADD_FAILURE() << bad;
