@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
+#include <random>
 #include <string>
 
 using namespace mcpproxy;
@@ -86,4 +88,42 @@ TEST(NewSessionLimiter, TheDefaultBoundTakesFourMiBAtMost) {
   for (int i = 0; i < 150000; ++i) ASSERT_EQ(limiter.admit(std::to_string(i), t0, 1, 1h), 0U);
   EXPECT_EQ(limiter.clients(), NewSessionLimiter::kDefaultMaxClients);
   EXPECT_LE(limiter.memory_bytes(), 4U * 1024 * 1024);
+}
+
+// Against a plain map of fixed windows, under churn: clients come back, windows end, rings
+// grow and shrink, index entries are removed from the middle of probe runs.
+TEST(NewSessionLimiter, AgreesWithAMapOfWindowsUnderChurn) {
+  struct Window {
+    NewSessionLimiter::clock::time_point start;
+    std::uint32_t count = 0;
+  };
+  NewSessionLimiter limiter;
+  std::map<std::string, Window> model;
+  std::mt19937 rng(7);
+  auto now = NewSessionLimiter::clock::now();
+  constexpr auto kWindow = 1000ms;
+  for (int step = 0; step < 200000; ++step) {
+    now += std::chrono::microseconds(rng() % 200);
+    // A few busy phases with many clients, quiet ones with few: the rings grow and shrink.
+    const unsigned universe = (step / 20000) % 2 == 0 ? 5000 : 50;
+    const std::string client = "c" + std::to_string(rng() % universe);
+    auto it = model.find(client);
+    if (it != model.end() && now - it->second.start >= kWindow) {
+      model.erase(it);
+      it = model.end();
+    }
+    unsigned want = 0;
+    if (it == model.end()) {
+      model[client] = Window{now, 1};
+    } else if (it->second.count < 3) {
+      ++it->second.count;
+    } else {
+      want = static_cast<unsigned>(std::chrono::ceil<std::chrono::seconds>(it->second.start + kWindow - now).count());
+    }
+    ASSERT_EQ(limiter.admit(client, now, 3, kWindow), want) << "step " << step << ", " << client;
+  }
+  limiter.expire(now, kWindow);
+  std::erase_if(model, [&](const auto& kv) { return now - kv.second.start >= kWindow; });
+  EXPECT_EQ(limiter.clients(), model.size());
+  EXPECT_EQ(limiter.dropped(), 0U);
 }
