@@ -177,23 +177,27 @@ TEST(ClientAddress, TrustedProxiesAreWalkedAndWhatTheClientWroteIsNot) {
 }
 
 // The workers' body budget (limits.max_worker_body_bytes) is taken as body bytes arrive:
-// connections that send a head declaring the largest body and then one byte hold one byte
-// each, and other clients' initializes and calls, whose bodies come after their heads, go
-// on. Before, each head reserved its declared length: 4 of them held the whole budget and
-// every other body was answered 503 until they timed out.
+// connections that send a head declaring the largest body (by Content-Length, or a chunk's
+// size line) and then a byte hold the bytes that came, and other clients' initializes and
+// calls, whose bodies come after their heads, go on. Before, each head reserved its
+// declared length (a chunked one 64 KiB ahead): 4 of them held the whole budget and every
+// other body was answered 503 until they timed out.
 TEST(WorkerBodyBudget, HeadsThatDeclareLargeBodiesHoldNoneOfIt) {
   SampleBackend backend(1);
   Proxy proxy({"--replicas", "1", "--backend-url-template", backend.url_template(), "--threads", "1", "--max-body-size",
                "256KiB", "--max-worker-body-bytes", "1MiB"});
-  const std::string head = "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                           std::to_string(256 * 1024) + "\r\n\r\n{";
+  const std::string post = "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+  const std::string by_length = post + "Content-Length: " + std::to_string(256 * 1024) + "\r\n\r\n{";  // 1 byte
+  const std::string chunked = post + "Transfer-Encoding: chunked\r\n\r\n3ffff\r\n{";  // 8 bytes of body
   std::vector<std::unique_ptr<RawConnection>> heads;
   for (int i = 0; i < 64; ++i) {
     heads.push_back(std::make_unique<RawConnection>(proxy.port));
-    ASSERT_TRUE(heads.back()->send(head));
+    ASSERT_TRUE(heads.back()->send(i < 32 ? by_length : chunked));
   }
-  // Every head read (each holds at least the byte that came).
-  ASSERT_TRUE(eventually([&] { return metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1) >= 64; }));
+  constexpr double kArrived = 32 * 1 + 32 * 8;
+  // Every head read (each holds at least the bytes that came).
+  ASSERT_TRUE(
+      eventually([&] { return metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1) >= kArrived; }));
 
   // Bodies past the first read (8 KiB) are read after their head: they take the budget.
   const std::string pad(20 * 1024, ' ');
@@ -210,8 +214,8 @@ TEST(WorkerBodyBudget, HeadsThatDeclareLargeBodiesHoldNoneOfIt) {
     }
   }
   EXPECT_EQ(metric(proxy.metrics(), "mcp_proxy_body_budget_refusals_total").value_or(-1), 0);
-  EXPECT_EQ(metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1), 64)
-      << "each head holds the byte that came, not the 256 KiB it declared";
+  EXPECT_EQ(metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1), kArrived)
+      << "each head holds the bytes that came, not the 256 KiB it declared";
   heads.clear();
   EXPECT_TRUE(eventually([&] { return metric(proxy.metrics(), "mcp_proxy_request_body_bytes").value_or(-1) == 0; }));
 }
