@@ -140,6 +140,12 @@ std::string node_entry(const std::string& v) {
   return v;
 }
 
+IpNetwork network_entry(const std::string& v) {
+  const auto n = parse_network(v);
+  if (!n) bad("must be an address or address block like 10.0.0.0/8 or 2001:db8::/32, got '" + v + "'");
+  return *n;
+}
+
 std::string host_entry(const std::string& v) {
   if (!valid_host_entry(v)) bad("must be a host or host:port like localhost or 127.0.0.1:8080, got '" + v + "'");
   return v;
@@ -372,6 +378,22 @@ const std::vector<KeySpec>& key_specs() {
        "pass the X-Forwarded-Host/-Proto of a trusted hop in front (TLS ingress, runner) to the pod (default false)",
        [](Config& c, const std::string& v) { c.trust_forwarded_headers = to_bool(v); },
        [](const Config& c) { return b(c.trust_forwarded_headers); }},
+      {"client_address.trusted_hops", "--trusted-hops",
+       "hops in front that append to X-Forwarded-For, the peer the first: the client (for limits and logs) is "
+       "the address the farthest of them appended, never what the client wrote; trust_forwarded_headers counts "
+       "as 1 (default 0: the peer)",
+       [](Config& c, const std::string& v) { c.client_address.count = static_cast<unsigned>(int_in(v, 0, 32)); },
+       [](const Config& c) { return std::to_string(c.client_address.count); }},
+      {"client_address.trusted_proxies", "--trusted-proxy",
+       "an address block (10.0.0.0/8, 2001:db8::/32, or one address) of hops that append to X-Forwarded-For: "
+       "walking it from the right, the client is the first address not in one (repeatable; default none)",
+       [](Config& c, const std::string& v) { c.client_address.networks.push_back(network_entry(v)); },
+       [](const Config& c) {
+         std::string out;
+         for (const auto& n : c.client_address.networks) out += (out.empty() ? "" : ",") + n.str();
+         return out;
+       },
+       false, [](Config& c) { c.client_address.networks.clear(); }},
       {"allowed_origins", "--allowed-origin",
        "an Origin allowed to call (repeatable; when any is set, other Origins get 403; default: any)",
        [](Config& c, const std::string& v) { c.allowed_origins.push_back(origin_entry(v)); },
@@ -426,6 +448,13 @@ const std::vector<KeySpec>& key_specs() {
        [](const Config& c) { return std::to_string(c.limits.new_sessions_per_client); }},
       {"limits.new_sessions_window", "--new-sessions-window", "the window of new_sessions_per_client (default 10s)",
        MCP_DUR(limits.new_sessions_window)},
+      {"limits.new_sessions_max_clients", "--new-sessions-max-clients",
+       "clients whose new_sessions_per_client windows are kept at once (the default's take 4MiB at most); past "
+       "it the oldest windows are forgotten, counted, and those clients start anew (default 100000)",
+       [](Config& c, const std::string& v) {
+         c.limits.new_sessions_max_clients = static_cast<std::size_t>(int_in(v, 16, 100000000));
+       },
+       [](const Config& c) { return std::to_string(c.limits.new_sessions_max_clients); }},
       {"log.level", "--log-level", "trace, debug, info, warn, error or off (default info)",
        [](Config& c, const std::string& v) {
          c.log.level = one_of(v, {"trace", "debug", "info", "warn", "error", "off"});
@@ -644,6 +673,8 @@ void validate(Config& cfg) {
   validate_admin(cfg);
   validate_binding(cfg);
   validate_memory_bounds(cfg);
+  // trust_forwarded_headers says the hop in front is trusted: so is what it appends.
+  if (cfg.trust_forwarded_headers && cfg.client_address.count == 0) cfg.client_address.count = 1;
 
   if (cfg.listen.port == cfg.admin_listen.port && cfg.listen.port != 0 && cfg.listen.host == cfg.admin_listen.host) {
     throw ConfigError("admin_listen: must differ from listen (" + cfg.listen.str() + ")");

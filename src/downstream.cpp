@@ -19,6 +19,11 @@
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
+namespace {
+// A body not whole with its head is read in pieces that grow with what arrived, from this.
+constexpr std::size_t kFirstBodyRead = 4096;
+}  // namespace
+
 std::size_t send_now(tcp::socket& s, const net::const_buffer* buffers, std::size_t count, error_code& ec) {
   constexpr std::size_t kMax = 8;
   // Only the first n entries are read: no need to clear the rest on every send.
@@ -75,7 +80,10 @@ Connection::Connection(ConnectionContext& ctx, tcp::socket socket, std::uint64_t
     : ctx_(ctx), socket_(std::move(socket)), id_(id) {
   error_code ec;
   const auto ep = socket_.remote_endpoint(ec);
-  if (!ec) peer_ip_ = ep.address().to_string();
+  if (!ec) {
+    peer_ip_ = ep.address().to_string();
+    peer_ = parse_ip(peer_ip_).value_or(IpAddress{});
+  }
   socket_.set_option(tcp::no_delay(true), ec);
   ctx_.metrics.downstream_connections.fetch_add(1, std::memory_order_relaxed);
 }
@@ -368,6 +376,11 @@ net::awaitable<bool> Connection::read_chunked_body(const Config& cfg, std::size_
   http1::ChunkedDecoder chunks;
   std::size_t payload = 0;
   for (;;) {
+    // The bytes that arrived hold the budget (framing included), never those announced.
+    if (!hold_body_bytes(buffer_.size() - head_size, cfg)) {
+      co_await refuse_over_budget();
+      co_return false;
+    }
     char* const base = static_cast<char*>(buffer_.data().data()) + head_size;
     const auto r = chunks.decode(base + payload, base + raw, buffer_.size() - head_size - raw);
     // A chunk declared past the bound is refused at its size line, not after its bytes.
@@ -387,14 +400,28 @@ net::awaitable<bool> Connection::read_chunked_body(const Config& cfg, std::size_
       co_return false;
     }
     if (chunks.done()) break;
-    // What the next read may add is held before it is read (at most the body's bound).
-    if (!hold_body_bytes(std::min(payload + 65536, cfg.limits.max_body_size), cfg)) {
+    if (!co_await read_more(std::max<std::size_t>(buffer_.size() - head_size, kFirstBodyRead))) co_return false;
+  }
+  append_body(view(buffer_).substr(head_size, payload));
+  co_return true;
+}
+
+net::awaitable<bool> Connection::read_length_body(const Config& cfg) {
+  const std::size_t head_size = request_.head.size;
+  const auto length = static_cast<std::size_t>(request_.head.content_length);
+  // The budget is taken as the bytes arrive, never ahead of them: a head that declares a
+  // large body and sends none of it holds none (heads alone cannot starve the others), and
+  // what is read next grows with what came (the buffer ahead of the bytes is bounded too).
+  for (;;) {
+    const std::size_t arrived = std::min(buffer_.size() - head_size, length);
+    if (!hold_body_bytes(arrived, cfg)) {
       co_await refuse_over_budget();
       co_return false;
     }
-    if (!co_await read_more(65536)) co_return false;
+    if (arrived == length) break;
+    if (!co_await read_more(std::min(length - arrived, std::max(arrived, kFirstBodyRead)))) co_return false;
   }
-  append_body(view(buffer_).substr(head_size, payload));
+  append_body(view(buffer_).substr(head_size, length));
   co_return true;
 }
 
@@ -406,9 +433,10 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
     co_await reply_and_close(http::status::payload_too_large, "request body too large");
     co_return ReadResult::closed;
   }
-  // A body that does not fit the worker's budget is refused before it is read (and before
-  // a client that waits for "100 Continue" sends it).
-  if (framing == http1::Framing::length && !hold_body_bytes(static_cast<std::size_t>(req.head.content_length), cfg)) {
+  // A body that cannot fit the worker's budget now is refused before it is read (and before
+  // a client that waits for "100 Continue" sends it). Nothing is taken for it yet.
+  if (framing == http1::Framing::length &&
+      ctx_.body_bytes + req.head.content_length > cfg.limits.max_worker_body_bytes) {
     co_await refuse_over_budget();
     co_return ReadResult::closed;
   }
@@ -426,12 +454,8 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
   expect_within(Wait::body, cfg.limits.body_timeout);
   std::size_t raw = 0;  // body bytes on the wire
   if (framing == http1::Framing::length) {
-    const auto length = static_cast<std::size_t>(req.head.content_length);
-    while (buffer_.size() < head_size + length) {
-      if (!co_await read_more(head_size + length - buffer_.size())) co_return ReadResult::closed;
-    }
-    append_body(view(buffer_).substr(head_size, length));
-    raw = length;
+    if (!co_await read_length_body(cfg)) co_return ReadResult::closed;
+    raw = static_cast<std::size_t>(req.head.content_length);
   } else if (framing == http1::Framing::chunked) {
     if (!co_await read_chunked_body(cfg, raw)) co_return ReadResult::closed;
   }
@@ -453,17 +477,10 @@ const std::string& Connection::principal_of_request(const Exchange& ex) {
 
 std::string Connection::client_key(const Exchange& ex) const {
   if (!ex.principal.empty()) return "p:" + ex.principal;
-  if (ex.cfg->trust_forwarded_headers) {
-    if (const auto xff = ex.req.get(http1::FieldId::x_forwarded_for)) {
-      const auto first = xff->substr(0, xff->find(','));
-      const auto b = first.find_first_not_of(" \t");
-      if (b != std::string_view::npos) {
-        const auto e = first.find_last_not_of(" \t");
-        return "a:" + std::string(first.substr(b, e - b + 1));
-      }
-    }
-  }
-  return "a:" + peer_ip_;
+  const IpAddress client = client_address(ex.req.head, peer_, ex.cfg->client_address);
+  std::string key = "a:";
+  key.append(reinterpret_cast<const char*>(client.bytes.data()), client.bytes.size());
+  return key;
 }
 
 bool Connection::binding_holds(const Exchange& ex) {
@@ -509,8 +526,9 @@ Connection::Decision Connection::decide_known(Exchange& ex, bool store_failed) {
     ex.principal = principal_of_request(ex);
   }
   if (ex.route.cls == RequestClass::new_session && cfg.limits.new_sessions_per_client != 0) {
-    const unsigned wait = ctx_.new_sessions.admit(client_key(ex), std::chrono::steady_clock::now(),
-                                                  cfg.limits.new_sessions_per_client, cfg.limits.new_sessions_window);
+    const unsigned wait =
+        ctx_.new_sessions.admit(client_key(ex), std::chrono::steady_clock::now(), cfg.limits.new_sessions_per_client,
+                                cfg.limits.new_sessions_window, cfg.limits.new_sessions_max_clients);
     if (wait != 0) {
       ctx_.metrics.new_sessions_refused.fetch_add(1, std::memory_order_relaxed);
       return Decision::reply(Refusal{429, -32000, "Too many new sessions from this client", wait});
@@ -901,6 +919,8 @@ void Connection::finish(const Exchange& ex) {
              {"path", std::string(path)},
              {"status", std::to_string(ex.status)},
              {"pod", ex.ordinal < 0 ? "-" : std::to_string(ex.ordinal)},
+             {"client", ex.cfg->client_address.any() ? client_address(ex.req.head, peer_, ex.cfg->client_address).str()
+                                                     : peer_ip_},
              {"duration_ms", std::to_string(static_cast<double>(micros) / 1000.0)},
              {"session", session_label(ex)},
              {"request_id", std::string(ex.request_id.view())}});

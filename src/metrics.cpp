@@ -188,6 +188,15 @@ void Metrics::render_pod_states(std::string& out, const PodHealth& health, int r
   for (int o = 0; o < replicas; ++o) sample(out, "mcp_proxy_pod_draining", pod_label(o), health.draining(o) ? 1 : 0);
 }
 
+void Metrics::render_new_session_clients(std::string& out, std::size_t clients, std::uint64_t dropped) {
+  family(out, "mcp_proxy_new_session_clients", "gauge",
+         "Clients with a limits.new_sessions_window open (at most limits.new_sessions_max_clients).");
+  sample(out, "mcp_proxy_new_session_clients", "", static_cast<double>(clients));
+  family(out, "mcp_proxy_new_session_windows_dropped_total", "counter",
+         "Clients' windows forgotten before their end because limits.new_sessions_max_clients were open.");
+  sample(out, "mcp_proxy_new_session_windows_dropped_total", "", static_cast<double>(dropped));
+}
+
 std::string Metrics::render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
                             const StoreStatus& store) const {
   std::string out;

@@ -177,6 +177,8 @@ net::awaitable<void> Worker::prune_loop() {
     auto [ec] = co_await timer.async_wait(use_tuple);
     if (ec || shared_.draining.load(std::memory_order_relaxed)) co_return;
     pool_.prune();
+    // Ended new-session windows go, and their memory, even in shards no initialize reaches.
+    if (index_ == 0) shared_.new_sessions.expire(std::chrono::steady_clock::now(), cfg_->limits.new_sessions_window);
   }
 }
 
@@ -193,6 +195,7 @@ Server::Server(CommandLine cmd, Config cfg)
     std::string out = shared_.metrics.render(
         shared_.table, [this](int o) { return shared_.sessions_on(o); }, cfg_->backend.replicas, store_status());
     Metrics::render_pod_states(out, shared_.health, cfg_->backend.replicas);
+    Metrics::render_new_session_clients(out, shared_.new_sessions.clients(), shared_.new_sessions.dropped());
     admin_->render_metrics(out);
     return out;
   };

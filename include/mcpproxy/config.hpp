@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "mcpproxy/client_address.hpp"
+
 namespace mcpproxy {
 
 using duration = std::chrono::milliseconds;
@@ -167,6 +169,8 @@ struct DownstreamLimits {
   // behind a proxy-runner every client has the runner's address). See session_limiter.hpp.
   std::uint32_t new_sessions_per_client = 0;
   duration new_sessions_window{10000};
+  // Clients whose windows are kept at once; past it the oldest windows are forgotten.
+  std::size_t new_sessions_max_clients = 100000;
   bool operator==(const DownstreamLimits&) const = default;
 };
 
@@ -202,6 +206,10 @@ struct Config {
   // The hop in front of the proxy (a TLS-terminating ingress, the proxy-runner) is trusted:
   // its X-Forwarded-Host/-Proto reach the pod instead of the proxy's own.
   bool trust_forwarded_headers = false;
+  // Which hops in front append to X-Forwarded-For and are believed about the client's
+  // address (limits and logs): client_address.trusted_hops / trusted_proxies. Validation
+  // makes the count at least 1 with trust_forwarded_headers (the hop in front is trusted).
+  TrustedHops client_address;
   // DNS-rebinding defence at the proxy: when set, a request with an Origin not listed, or
   // a Host not listed, gets 403 (empty: not checked; the pod's own check still applies).
   std::vector<std::string> allowed_origins;

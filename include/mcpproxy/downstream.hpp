@@ -203,12 +203,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // True when the whole body is here already (or there is none): then the request is read.
   bool body_buffered(const Config& cfg);
   void end_of_request(std::size_t raw_body);
+  // A Content-Length body, read to its end; false when the connection was answered or left.
+  net::awaitable<bool> read_length_body(const Config& cfg);
   // A chunked body decoded in place; `raw` is set to its bytes on the wire.
   net::awaitable<bool> read_chunked_body(const Config& cfg, std::size_t& raw);
   net::awaitable<bool> read_more(std::size_t want);
   void append_body(std::string_view body);
   // The worker's budget of request bodies (limits.max_worker_body_bytes): this request holds
   // `total` bytes of it, or false when the worker has not that much left (nothing changes).
+  // A body takes it as its bytes arrive, never ahead of them: heads alone take none.
   bool hold_body_bytes(std::size_t total, const Config& cfg);
   void release_body_bytes();
   net::awaitable<void> refuse_over_budget();  // 503 Retry-After, counted
@@ -352,7 +355,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Session binding: the principal of this request's identity ("" without one).
   const std::string& principal_of_request(const Exchange& ex);
-  // Who counts as one client for limits.new_sessions_per_client.
+  // Who counts as one client for limits.new_sessions_per_client: the binding principal, else
+  // the client's address (client_address.hpp: never an X-Forwarded-For entry the client wrote).
   std::string client_key(const Exchange& ex) const;
   // False (and counted, logged) when the session is bound to another identity.
   bool binding_holds(const Exchange& ex);
@@ -411,6 +415,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string binding_identity_;
   std::string binding_principal_;
   std::string peer_ip_;
+  IpAddress peer_;  // peer_ip_ parsed: where the walk to the client's address starts
   bool idle_ = false;
   bool closed_ = false;
   bool counted_busy_ = false;  // this connection's request is counted in ctx_.busy

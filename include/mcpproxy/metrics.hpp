@@ -109,6 +109,8 @@ struct Metrics {
   // Where each pod stands for placement: ejected (refused a connection, for
   // backend.eject_cooldown), drained, and how often it was ejected.
   static void render_pod_states(std::string& out, const PodHealth& health, int replicas);
+  // The new-session limiter's windows: open now, and forgotten at limits.new_sessions_max_clients.
+  static void render_new_session_clients(std::string& out, std::size_t clients, std::uint64_t dropped);
 
  private:
   void render_requests(std::string& out) const;
