@@ -330,7 +330,9 @@ const std::vector<KeySpec>& key_specs() {
       {"sessions.redis.command_timeout", "--redis-command-timeout",
        "deadline of one command, and of the write before an initialize is answered (default 250ms)",
        MCP_DUR(sessions.redis.command_timeout)},
-      {"sessions.redis.reconnect_max_backoff", "--redis-reconnect-max-backoff", "reconnect backoff cap (default 5s)",
+      {"sessions.redis.reconnect_max_backoff", "--redis-reconnect-max-backoff",
+       "cap of the wait between Redis reconnects (100ms doubling, jittered); a connection must last this long to "
+       "reset the wait (default 5s)",
        MCP_DUR(sessions.redis.reconnect_max_backoff)},
       {"sessions.redis.queue_size", "--redis-queue-size", "records kept while Redis is down (default 10000)",
        [](Config& c, const std::string& v) {

@@ -288,6 +288,16 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
     sample(out, "mcp_proxy_store_queue_depth", "", static_cast<double>(store.queue_depth));
     family(out, "mcp_proxy_store_queue_dropped_total", "counter", "Queued records dropped because the queue was full.");
     sample(out, "mcp_proxy_store_queue_dropped_total", "", static_cast<double>(store.queue_dropped));
+    family(out, "mcp_proxy_redis_reconnects_total", "counter",
+           "Redis reconnects and cluster slot-map reads tried again, by why (each after a growing wait).");
+    for (std::size_t r = 0; r < kRedisRetryReasons; ++r) {
+      sample(out, "mcp_proxy_redis_reconnects_total",
+             "reason=\"" + std::string(to_string(static_cast<RedisRetryReason>(r))) + "\"", load(redis_reconnects[r]));
+    }
+    family(out, "mcp_proxy_redis_misconfigured", "gauge",
+           "1 when Redis answers that the config is wrong (/readyz names it): a plain Redis in cluster or Sentinel "
+           "mode, a master name no sentinel knows, no sentinel answering.");
+    sample(out, "mcp_proxy_redis_misconfigured", "", store.misconfigured ? 1 : 0);
     if (store.sentinel) {
       family(out, "mcp_proxy_redis_primary", "gauge", "The Redis primary sentinel named, by address (sentinel mode).");
       if (!store.primary.empty()) sample(out, "mcp_proxy_redis_primary", "address=\"" + store.primary + "\"", 1);

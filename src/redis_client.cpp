@@ -45,7 +45,12 @@ struct RedisClient::Pending {
 };
 
 RedisClient::RedisClient(net::io_context& ioc, RedisOptions options, std::string name)
-    : ioc_(ioc), options_(std::move(options)), name_(std::move(name)), backoff_timer_(ioc) {
+    : ioc_(ioc),
+      options_(std::move(options)),
+      name_(std::move(name)),
+      retry_(options_.backoff_max),
+      watch_retry_(options_.backoff_max),
+      backoff_timer_(ioc) {
   target_ = RedisEndpoint{options_.url.host, options_.url.port};
   if (options_.url.tls) {
     tls_ = std::make_unique<net::ssl::context>(net::ssl::context::tls_client);
@@ -67,17 +72,25 @@ void RedisClient::first_attempt_finished() {
 }
 
 void RedisClient::handshake_succeeded() {
-  log_event(spdlog::level::info, "redis connected",
-            {{"client", name_},
-             {"host", target_.str()},
-             {"tls", options_.url.tls ? "true" : "false"},
-             {"role", sentinel_mode() ? "primary (sentinel)" : "standalone"}});
+  // Logged once per outage: a connection the server drops right after its setup, again and
+  // again, is one outage (its failures are logged), not a line per connection.
+  if (const auto report = retry_.connected(std::chrono::steady_clock::now())) {
+    log_event(spdlog::level::info, "redis connected",
+              {{"client", name_},
+               {"host", target_.str()},
+               {"tls", options_.url.tls ? "true" : "false"},
+               {"role", sentinel_mode() ? "primary (sentinel)" : "standalone"},
+               {"failed_attempts", std::to_string(report->attempts)}});
+  }
+  misconfigured_ = false;
   if (options_.on_primary) options_.on_primary(target_);
   up_ = true;                // commands are taken from now on (before, they fail fast: Redis is not usable yet)
   first_attempt_finished();  // readiness waits for this: a record written right after start is not queued
-  backoff_ = duration{100};
-  last_error_.clear();
-  suppressed_ = 0;
+}
+
+RedisDiagnosis RedisClient::diagnosis() const {
+  if (up_) return RedisDiagnosis{"", false, true};
+  return RedisDiagnosis{retry_.detail(), misconfigured_, retry_.ever_up()};
 }
 
 tcp::socket& RedisClient::socket() { return stream_->next_layer(); }
@@ -109,6 +122,11 @@ void RedisClient::drop_connection() {
     socket().shutdown(tcp::socket::shutdown_both, ec);
     socket().close(ec);
   }
+}
+
+void RedisClient::end_connection(RedisRetryReason reason, std::string detail) {
+  if (!ending_) ending_ = Failure{reason, std::move(detail), false};
+  drop_connection();
 }
 
 void RedisClient::fail_all(error_code ec) {
@@ -160,8 +178,8 @@ net::awaitable<RedisClient::Result> RedisClient::command_after(std::vector<std::
     p->done = true;
     p->ec = RedisError::timeout;
     if (!pending_.empty() && pending_.front() == p) {
-      log_event(spdlog::level::warn, "redis command timed out; reconnecting", {{"client", name_}});
-      drop_connection();
+      end_connection(RedisRetryReason::command_timeout,
+                     target_.str() + " answered no command within sessions.redis.command_timeout");
     }
   }
   result.ec = p->ec;
@@ -182,7 +200,8 @@ net::awaitable<void> RedisClient::write_loop() {
       std::tie(ec, std::ignore) = co_await net::async_write(socket(), net::buffer(writing_), use_tuple);
     }
     if (ec) {
-      drop_connection();
+      // (A write of a connection already replaced must not end its successor.)
+      if (gen == generation_) end_connection(RedisRetryReason::connection_lost, target_.str() + ": " + ec.message());
       break;
     }
   }
@@ -247,10 +266,15 @@ net::awaitable<error_code> read_replies(tcp::socket& s, RedisParser& parser, std
 
 }  // namespace
 
-net::awaitable<error_code> RedisClient::ask_sentinel(const RedisEndpoint& sentinel, RedisEndpoint& primary) {
+net::awaitable<SentinelAnswer> RedisClient::ask_sentinel(const RedisEndpoint& sentinel) {
+  SentinelAnswer unreachable;
+  unreachable.kind = SentinelAnswer::Kind::unreachable;
   tcp::resolver resolver(ioc_);
   auto [rec, endpoints] = co_await resolver.async_resolve(sentinel.host, sentinel.port, use_tuple);
-  if (rec) co_return rec;
+  if (rec) {
+    unreachable.detail = rec.message();
+    co_return unreachable;
+  }
   tcp::socket s(ioc_);
   // One deadline for the whole exchange: the timer closes the socket.
   net::steady_timer deadline(ioc_);
@@ -280,31 +304,36 @@ net::awaitable<error_code> RedisClient::ask_sentinel(const RedisEndpoint& sentin
   if (!ec) ec = co_await read_replies(s, parser, want, replies);
   deadline.cancel();
   co_await net::post(ioc_, use_tuple);  // the cancelled handler runs before its captures die
-  if (timed_out) co_return make_error_code(RedisError::timeout);
-  if (ec) co_return ec;
-  const RedisReply& answer = replies.back();
-  if (answer.type != RedisReply::Type::array || answer.elements.size() != 2) {
-    if (answer.is_error()) log_failure(spdlog::level::err, "sentinel refused the question", answer.str);
-    co_return make_error_code(RedisError::no_primary);
+  if (parser.failed()) {
+    SentinelAnswer garbled;
+    garbled.kind = SentinelAnswer::Kind::not_a_sentinel;
+    garbled.detail = "its answer is not RESP: " + parser.error();
+    co_return garbled;
   }
-  primary = RedisEndpoint{answer.elements[0].str, answer.elements[1].str};
-  co_return error_code{};
+  if (timed_out || ec) {
+    unreachable.detail = timed_out ? "no answer within sessions.redis.connect_timeout + command_timeout" : ec.message();
+    co_return unreachable;
+  }
+  co_return read_sentinel_answer(replies, !options_.sentinel_password.empty());
 }
 
-net::awaitable<error_code> RedisClient::discover() {
-  error_code last;
+net::awaitable<SentinelVerdict> RedisClient::discover() {
+  std::vector<std::pair<std::string, SentinelAnswer>> answers;
   for (const RedisEndpoint& sentinel : options_.sentinels) {
-    RedisEndpoint primary;
-    last = co_await ask_sentinel(sentinel, primary);
-    if (last) continue;
+    SentinelAnswer answer = co_await ask_sentinel(sentinel);
+    if (answer.kind != SentinelAnswer::Kind::primary) {
+      answers.emplace_back(sentinel.str(), std::move(answer));
+      continue;
+    }
+    RedisEndpoint primary{std::move(answer.host), std::move(answer.port)};
     if (primary != target_ && !target_.host.empty() && target_.host != options_.url.host) {
       log_event(spdlog::level::warn, "sentinel names a new redis primary",
                 {{"client", name_}, {"was", target_.str()}, {"now", primary.str()}});
     }
     target_ = std::move(primary);
-    co_return error_code{};
+    co_return SentinelVerdict{};
   }
-  co_return last;
+  co_return judge_sentinels(answers, options_.sentinel_master);
 }
 
 net::awaitable<void> RedisClient::watch_switches() {
@@ -313,7 +342,8 @@ net::awaitable<void> RedisClient::watch_switches() {
   for (std::size_t i = 0; !stopped_; ++i) {
     co_await watch_one(options_.sentinels[i % options_.sentinels.size()]);
     if (stopped_) break;
-    pause.expires_after(std::chrono::seconds(1));  // then the next sentinel
+    // Then the next sentinel, after a wait that grows while none keeps a subscription.
+    pause.expires_after(watch_retry_.paced(std::chrono::steady_clock::now(), jitter()));
     co_await pause.async_wait(use_tuple);
   }
 }
@@ -330,6 +360,7 @@ net::awaitable<void> RedisClient::watch_one(const RedisEndpoint& sentinel) {
   if (!options_.sentinel_password.empty()) redis_encode(out, {"AUTH", options_.sentinel_password});
   redis_encode(out, {"SUBSCRIBE", "+switch-master"});
   std::tie(ec, std::ignore) = co_await net::async_write(s, net::buffer(out), use_tuple);
+  if (!ec) watch_retry_.connected(std::chrono::steady_clock::now());
   RedisParser parser(options_.reply_limits);
   while (!ec && !stopped_) {
     std::vector<RedisReply> replies;
@@ -349,27 +380,10 @@ net::awaitable<void> RedisClient::watch_one(const RedisEndpoint& sentinel) {
               {{"client", name_}, {"was", target_.str()}, {"now", now.str()}});
     // run() asks the sentinels and connects to the new primary now, not after the backoff
     // the outage before the switch has grown.
-    drop_connection();
-    backoff_ = duration{100};
+    end_connection(RedisRetryReason::not_primary, "sentinel switched the primary to " + now.str());
+    retry_.retry_now();
     backoff_timer_.cancel();
   }
-}
-
-void RedisClient::log_failure(spdlog::level::level_enum level, std::string_view what, const std::string& error) {
-  const auto now = std::chrono::steady_clock::now();
-  if (error == last_error_ && now - last_error_logged_ < std::chrono::minutes(1)) {
-    ++suppressed_;
-    return;
-  }
-  // `repeated`: how often it happened since it was last logged, unlogged.
-  log_event(level, what,
-            {{"client", name_},
-             {"error", error},
-             {"repeated", std::to_string(suppressed_)},
-             {"retry_in", format_duration(backoff_)}});
-  last_error_ = error;
-  last_error_logged_ = now;
-  suppressed_ = 0;
 }
 
 net::awaitable<error_code> RedisClient::handshake() {
@@ -403,27 +417,40 @@ net::awaitable<error_code> RedisClient::handshake() {
   co_return co_await read_loop();
 }
 
+net::awaitable<RedisClient::Failure> RedisClient::attempt() {
+  ending_.reset();
+  if (sentinel_mode()) {
+    SentinelVerdict verdict = co_await discover();
+    if (!verdict.reason.empty()) co_return Failure{RedisRetryReason::sentinel, verdict.reason, verdict.misconfigured};
+  }
+  if (const error_code ec = co_await connect_once()) {
+    co_return Failure{RedisRetryReason::connect_failed, target_.str() + ": " + ec.message(), false};
+  }
+  const error_code ec = co_await handshake();
+  if (ending_) co_return *ending_;  // a reason given where the connection was ended
+  co_return Failure{RedisRetryReason::connection_lost, target_.str() + ": " + ec.message(), false};
+}
+
+duration RedisClient::note_failure(const Failure& f) {
+  misconfigured_ = f.misconfigured;
+  if (options_.on_retry) options_.on_retry(f.reason);
+  const auto next = retry_.failed(f.detail, std::chrono::steady_clock::now(), jitter());
+  if (next.report) log_retry(*next.report, "redis", name_, f.reason, f.detail, f.misconfigured, next.wait);
+  return next.wait;
+}
+
 net::awaitable<void> RedisClient::run() {
   auto self = shared_from_this();
   while (!stopped_) {
     ++generation_;
-    error_code ec;
-    if (sentinel_mode()) ec = co_await discover();
-    if (!ec) ec = co_await connect_once();
-    if (!ec) ec = co_await handshake();
-    const bool was_up = up_;
+    const Failure failure = co_await attempt();
     drop_connection();
     fail_all(RedisError::connection_lost);
     if (stopped_) break;
-    const bool first = !first_attempt_done_;
-    first_attempt_finished();
-    log_failure(was_up || first ? spdlog::level::warn : spdlog::level::debug, "redis unavailable; retrying",
-                ec.message());
-    // Exponential backoff with jitter, capped.
-    std::uniform_int_distribution<std::int64_t> jitter(backoff_.count() / 2, backoff_.count());
-    backoff_timer_.expires_after(duration{jitter(rng_)});
+    const duration wait = note_failure(failure);
+    first_attempt_finished();  // after note_failure: readiness sees the diagnosis of this attempt
+    backoff_timer_.expires_after(wait);
     co_await backoff_timer_.async_wait(use_tuple);
-    backoff_ = std::min(backoff_ * 2, options_.backoff_max);
   }
 }
 
@@ -435,13 +462,14 @@ bool RedisClient::take_reply(RedisReply reply) {
   if (handshake_left_ > 0) {
     --handshake_left_;
     if (reply.is_error()) {
-      log_failure(spdlog::level::err, "redis refused the connection setup (AUTH/SELECT)", reply.str);
+      end_connection(RedisRetryReason::setup_refused,
+                     target_.str() + " refused the connection setup (AUTH/SELECT/PING): " + reply.str);
       return false;
     }
     if (handshake_left_ == 0 && sentinel_mode() &&
         (reply.type != RedisReply::Type::array || reply.elements.empty() || reply.elements[0].str != "master")) {
-      log_failure(spdlog::level::warn, "the address sentinel named is not the primary (yet); asking again",
-                  target_.str());
+      end_connection(RedisRetryReason::not_primary,
+                     "the address sentinel named, " + target_.str() + ", is not the primary (yet)");
       return false;
     }
     if (handshake_left_ == 0) handshake_succeeded();
@@ -455,9 +483,7 @@ bool RedisClient::take_reply(RedisReply reply) {
     p->reply = std::move(reply);
     p->timer.cancel();
   }  // else it timed out earlier: its reply is dropped
-  if (demoted)
-    log_event(spdlog::level::warn, "redis primary was demoted (READONLY); asking sentinel again",
-              {{"client", name_}, {"host", target_.str()}});
+  if (demoted) end_connection(RedisRetryReason::not_primary, target_.str() + " was demoted (READONLY)");
   return !demoted;
 }
 
@@ -479,7 +505,7 @@ net::awaitable<error_code> RedisClient::read_loop() {
     }
     if (parser.failed()) {
       if (options_.on_protocol_error) options_.on_protocol_error();
-      log_failure(spdlog::level::err, "redis protocol error", parser.error());
+      end_connection(RedisRetryReason::protocol_error, "protocol error from " + target_.str() + ": " + parser.error());
       co_return make_error_code(RedisError::connection_lost);
     }
   }

@@ -58,6 +58,7 @@ RedisCluster::RedisCluster(net::io_context& ioc, RedisOptions options, std::stri
       name_(std::move(name)),
       slots_(kClusterSlots),
       replicas_(kClusterSlots),
+      retry_(options_.backoff_max),
       refresh_timer_(ioc) {}
 
 std::shared_ptr<RedisClient> RedisCluster::node(const RedisEndpoint& at) {
@@ -89,6 +90,32 @@ void RedisCluster::stop() {
 
 bool RedisCluster::up() const {
   return mapped_ && std::all_of(primaries_.begin(), primaries_.end(), [](const auto& c) { return c->up(); });
+}
+
+RedisDiagnosis RedisCluster::diagnosis() const {
+  RedisDiagnosis d;
+  d.ever_up = retry_.ever_up();
+  if (up()) return d;
+  if (!problem_.empty()) {
+    d.problem = problem_;
+    d.misconfigured = misconfigured_;
+    return d;
+  }
+  // No read failed: no node is connected yet, or a primary of the map is not.
+  d.problem = mapped_ ? "a primary is not connected" : "no cluster node reachable";
+  std::string each;
+  const auto add = [&](const std::shared_ptr<RedisClient>& c) {
+    if (const auto problem = c->diagnosis().problem; !c->up() && !problem.empty()) {
+      each += (each.empty() ? "" : "; ") + problem;
+    }
+  };
+  if (mapped_) {
+    std::for_each(primaries_.begin(), primaries_.end(), add);
+  } else {
+    for (const auto& [at, c] : nodes_) add(c);
+  }
+  if (!each.empty()) d.problem += " (" + each + ")";
+  return d;
 }
 
 net::awaitable<bool> RedisCluster::wait_up(const std::shared_ptr<RedisClient>& c) {
@@ -192,21 +219,69 @@ bool RedisCluster::read_map(const RedisReply& reply) {
   return whole;
 }
 
-net::awaitable<bool> RedisCluster::refresh() {
+net::awaitable<RedisCluster::MapRead> RedisCluster::refresh() {
+  MapRead m;
+  const auto add = [&m](const std::string& what) { m.problem += (m.problem.empty() ? "" : "; ") + what; };
   for (auto& [at, c] : nodes_) {
     if (!c->up()) continue;
+    m.asked = true;
     std::vector<std::string> slots_cmd{"CLUSTER", "SLOTS"};
     const Result r = co_await c->command(std::move(slots_cmd));
-    if (r.ec || r.reply.type != RedisReply::Type::array) continue;
+    if (r.ec || r.reply.type != RedisReply::Type::array) {
+      const std::string why = r.ec                 ? r.ec.message()
+                              : r.reply.is_error() ? r.reply.str
+                                                   : std::string("an answer that is not a slot map");
+      if (!r.ec && r.reply.is_error() && says_not_a_cluster(r.reply.str)) {
+        m.misconfigured = true;
+        add("sessions.redis.mode is cluster, but " + at + " is not a cluster node (" + why + ")");
+      } else {
+        add(at + ": " + why);
+      }
+      continue;
+    }
     const bool whole = read_map(r.reply);
     if (!mapped_ && whole) {
       log_event(spdlog::level::info, "redis cluster mapped",
                 {{"client", name_}, {"primaries", std::to_string(primaries_.size())}});
     }
     mapped_ = whole;
-    co_return true;
+    m.read = true;
+    m.misconfigured = false;
+    m.problem = whole ? "" : "the slot map " + at + " gave leaves slots without a primary";
+    co_return m;
   }
-  co_return false;
+  co_return m;
+}
+
+void RedisCluster::settle(const MapRead& m) {
+  const auto now = std::chrono::steady_clock::now();
+  const double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  if (up()) {
+    if (!retry_.up()) retry_.connected(now);  // logged as "redis cluster mapped" (refresh)
+    problem_.clear();
+    misconfigured_ = false;
+    next_read_ = now;
+    return;
+  }
+  // No node connected yet: nothing was sent; their own connections retry (and log).
+  if (!m.asked) return;
+  if (!m.read || !mapped_) {
+    problem_ = m.problem;
+    misconfigured_ = m.misconfigured;
+    if (options_.on_retry) options_.on_retry(RedisRetryReason::slot_map);
+    const auto next = retry_.failed(problem_, now, jitter);
+    if (next.report) {
+      log_retry(*next.report, "redis cluster slot map", name_, RedisRetryReason::slot_map, problem_, misconfigured_,
+                next.wait);
+    }
+    next_read_ = now + next.wait;
+    return;
+  }
+  // The map is known, a primary in it is not connected (failed, its replica not promoted
+  // yet, or its connection still being made): read again, less often the longer it lasts.
+  problem_.clear();
+  misconfigured_ = false;
+  next_read_ = now + retry_.paced(now, jitter);
 }
 
 net::awaitable<void> RedisCluster::refresh_loop() {
@@ -216,19 +291,22 @@ net::awaitable<void> RedisCluster::refresh_loop() {
   auto since_read = std::chrono::steady_clock::now();
   while (!stopped_) {
     // Read the map until it is known, when a command met a topology change, when a
-    // primary is not connected, and every 5 s regardless.
+    // primary is not connected, and every 5 s regardless; never sooner than settle() said.
     const auto now = std::chrono::steady_clock::now();
-    if (!mapped_ || refresh_wanted_ || !up() || now - since_read >= std::chrono::seconds(5)) {
+    if ((!mapped_ || refresh_wanted_ || !up() || now - since_read >= std::chrono::seconds(5)) && now >= next_read_) {
       refresh_wanted_ = false;
-      if (co_await refresh()) since_read = now;
+      const MapRead m = co_await refresh();
+      if (m.read) since_read = now;
+      settle(m);
     }
     if (options_.on_cluster_map) {
       const auto reachable = std::count_if(primaries_.begin(), primaries_.end(), [](const auto& p) { return p->up(); });
       options_.on_cluster_map(static_cast<int>(primaries_.size()), static_cast<int>(reachable));
     }
-    // Readiness: once the map is known and its primaries connected, or once the seeds had
-    // their connect time without answering.
-    if (!reported && (up() || now - started > options_.connect_timeout + std::chrono::milliseconds(100))) {
+    // Readiness: once the map is known and its primaries connected, once a node said it is
+    // not a cluster node, or once the seeds had their connect time without answering.
+    if (!reported &&
+        (up() || misconfigured_ || now - started > options_.connect_timeout + std::chrono::milliseconds(100))) {
       reported = true;
       if (options_.on_first_attempt) options_.on_first_attempt();
     }

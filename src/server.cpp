@@ -19,6 +19,16 @@
 #include "mcpproxy/log.hpp"
 
 namespace mcpproxy {
+
+namespace {
+// Redis has never been usable since the start, and its answers say the config is why.
+bool redis_blocks_readiness(const std::shared_ptr<RedisLink>& link) {
+  if (!link) return false;
+  const RedisDiagnosis d = link->diagnosis();
+  return d.misconfigured && !d.ever_up;
+}
+}  // namespace
+
 Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
     : shared_(shared),
       cfg_(std::move(cfg)),
@@ -186,9 +196,13 @@ Server::Server(CommandLine cmd, Config cfg)
     : cmd_(std::move(cmd)), cfg_(std::make_shared<const Config>(std::move(cfg))), shared_(*cfg_) {
   AdminHandlers handlers;
   // Ready while not draining: with Redis down the proxy still serves (cached sessions, new
-  // sessions queued), so readiness stays; the body and /metrics say what is wrong.
+  // sessions queued), so readiness stays; the body and /metrics say what is wrong. Not ready
+  // while Redis has never been usable because the config is wrong (a plain Redis in cluster
+  // or Sentinel mode, a master name no sentinel knows, no sentinel answering): a rollout of
+  // such a config stops at its first pod.
   handlers.ready = [this] {
-    return !shared_.draining.load() && (!shared_.store || shared_.store->connecting.load() == 0);
+    return !shared_.draining.load() &&
+           (!shared_.store || (shared_.store->connecting.load() == 0 && !redis_blocks_readiness(control_redis_)));
   };
   handlers.ready_body = [this] { return ready_text(); };
   handlers.metrics = [this] {
@@ -246,8 +260,12 @@ std::string Server::pods_json() const {
 std::string Server::ready_text() const {
   std::string body = shared_.draining.load() ? "draining\n" : "ready\n";
   if (!shared_.store) return body;
+  const RedisDiagnosis redis = control_redis_ ? control_redis_->diagnosis() : RedisDiagnosis{};
   if (shared_.store->connecting.load() > 0) body = "starting: connecting to redis\n";
+  if (redis_blocks_readiness(control_redis_))
+    body = "not ready: redis is not usable as configured: " + redis.problem + "\n";
   body += shared_.store->up.load() ? "redis: up\n" : "redis: DOWN (sessions route from the local table)\n";
+  if (!redis.problem.empty()) body += "redis problem: " + redis.problem + "\n";
   if (cfg_->sessions.redis.mode == RedisMode::cluster) {
     body += "redis cluster: " + std::to_string(shared_.store->cluster_reachable.load()) + " of " +
             std::to_string(shared_.store->cluster_primaries.load()) + " primaries reachable\n";
@@ -276,6 +294,7 @@ Metrics::StoreStatus Server::store_status() const {
     st.cluster_reachable = shared_.store->cluster_reachable.load(std::memory_order_relaxed);
     st.moves = shared_.store->moves.load(std::memory_order_relaxed);
     st.asks = shared_.store->asks.load(std::memory_order_relaxed);
+    st.misconfigured = control_redis_ && control_redis_->diagnosis().misconfigured;
   }
   return st;
 }
@@ -350,6 +369,9 @@ int Server::run() {
     };
     options.on_protocol_error = [metrics = &shared_.metrics] {
       metrics->redis_protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    };
+    options.on_retry = [metrics = &shared_.metrics](RedisRetryReason reason) {
+      metrics->redis_reconnects[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
     };
     for (auto& w : workers_) w->use_redis(options);
     control_redis_ = make_redis_link(admin_ioc_, options, "control");

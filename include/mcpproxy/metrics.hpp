@@ -13,6 +13,7 @@
 
 #include "mcpproxy/config.hpp"
 #include "mcpproxy/placement.hpp"
+#include "mcpproxy/redis_retry.hpp"
 
 namespace mcpproxy {
 
@@ -87,6 +88,8 @@ struct Metrics {
   // Workers running on each io backend: [0] epoll, [1] io_uring (config io_backend).
   std::array<std::atomic<std::int64_t>, 2> workers_by_backend{};
   std::atomic<bool> draining{false};
+  // Redis reconnects (and slot-map reads tried again), by RedisRetryReason.
+  std::array<std::atomic<std::uint64_t>, kRedisRetryReasons> redis_reconnects{};
 
   struct StoreStatus {
     bool redis = false;
@@ -101,6 +104,7 @@ struct Metrics {
     int cluster_reachable = 0;
     std::uint64_t moves = 0;
     std::uint64_t asks = 0;
+    bool misconfigured = false;  // Redis answers that the config is wrong (RedisDiagnosis)
   };
   // Renders the exposition text (format 0.0.4). `replicas` bounds the pod label set.
   // `live`: the live sessions of a pod (the shared counts with the redis store).

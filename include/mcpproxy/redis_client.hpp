@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "mcpproxy/config.hpp"
 #include "mcpproxy/net.hpp"
 #include "mcpproxy/redis_codec.hpp"
+#include "mcpproxy/redis_retry.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -61,6 +63,15 @@ struct RedisOptions {
   RedisReplyLimits reply_limits;
   // Called when the server sent what is not a reply within the limits (the connection is dropped).
   std::function<void()> on_protocol_error;
+  // Called before each reconnect (and each slot-map read tried again), with why.
+  std::function<void(RedisRetryReason)> on_retry;
+};
+
+// What is wrong with a link, for /readyz, /metrics and the log.
+struct RedisDiagnosis {
+  std::string problem;         // empty while up
+  bool misconfigured = false;  // Redis answered, and its answers prove the config wrong (or no sentinel answers)
+  bool ever_up = false;        // it has been usable since the start
 };
 
 // What the session store speaks to: one Redis (standalone or the primary Sentinel names),
@@ -75,6 +86,7 @@ class RedisLink {
   virtual void start() = 0;  // connects in the background and keeps reconnecting
   virtual void stop() = 0;
   virtual bool up() const = 0;
+  virtual RedisDiagnosis diagnosis() const = 0;
   // Fails at once when not connected: callers decide what waits (the record queue), so a
   // down Redis never holds a request. Every command the store sends names one key (args[1],
   // or EVAL's first key): a cluster routes it by that key's slot.
@@ -97,6 +109,7 @@ class RedisClient : public RedisLink, public std::enable_shared_from_this<RedisC
   void start() override;
   void stop() override;
   bool up() const override { return up_; }
+  RedisDiagnosis diagnosis() const override;
   net::awaitable<Result> command(std::vector<std::string> args) override;
   // `first` (its reply dropped) then `args`, next to each other on the connection: a
   // cluster's ASKING before the command it applies to.
@@ -105,11 +118,21 @@ class RedisClient : public RedisLink, public std::enable_shared_from_this<RedisC
  private:
   struct Pending;
   using ssl_stream = net::ssl::stream<tcp::socket>;
+  // Why an attempt failed, or its connection ended.
+  struct Failure {
+    RedisRetryReason reason = RedisRetryReason::connection_lost;
+    std::string detail;
+    bool misconfigured = false;
+  };
 
   net::awaitable<void> run();
-  // Sentinel mode: sets target_ from the first sentinel that names the primary.
-  net::awaitable<error_code> discover();
-  net::awaitable<error_code> ask_sentinel(const RedisEndpoint& sentinel, RedisEndpoint& primary);
+  // One connection: (sentinel discovery,) connect, handshake, then replies until it ends.
+  net::awaitable<Failure> attempt();
+  // Counts and (as RedisRetry says) logs a failure; returns the wait before the next attempt.
+  duration note_failure(const Failure& f);
+  // Sentinel mode: sets target_ from the first sentinel that names the primary; else says why none did.
+  net::awaitable<SentinelVerdict> discover();
+  net::awaitable<SentinelAnswer> ask_sentinel(const RedisEndpoint& sentinel);
   // Follows +switch-master on a sentinel connection: the client reconnects to the new primary.
   net::awaitable<void> watch_switches();
   net::awaitable<void> watch_one(const RedisEndpoint& sentinel);
@@ -120,13 +143,13 @@ class RedisClient : public RedisLink, public std::enable_shared_from_this<RedisC
   net::awaitable<void> write_loop();
   void fail_all(error_code ec);
   void drop_connection();
+  // Drops the connection, saying why (the first reason given for a connection is kept).
+  void end_connection(RedisRetryReason reason, std::string detail);
   void first_attempt_finished();
   void handshake_succeeded();
   // One reply off the wire to the command waiting for it; false when it ends the connection.
   bool take_reply(RedisReply reply);
-  // Logs a failure of the connection; the same error again within a minute is only counted
-  // (a server that refuses every handshake must not fill the log).
-  void log_failure(spdlog::level::level_enum level, std::string_view what, const std::string& error);
+  double jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
   tcp::socket& socket();
 
   net::io_context& ioc_;
@@ -145,12 +168,12 @@ class RedisClient : public RedisLink, public std::enable_shared_from_this<RedisC
   bool stopped_ = false;
   bool first_attempt_done_ = false;
   std::uint64_t generation_ = 0;  // bumps on every reconnect
-  // Reset to its floor only once a connection's handshake (AUTH/SELECT/PING) succeeded: a
-  // server that accepts TCP and then refuses is retried with a growing wait.
-  duration backoff_{100};
-  std::string last_error_;
-  std::chrono::steady_clock::time_point last_error_logged_{};
-  std::uint64_t suppressed_ = 0;
+  // The wait before the next attempt and what is logged (redis_retry.hpp): a server that
+  // accepts and then drops every connection is retried with a growing wait too.
+  RedisRetry retry_;
+  RedisRetry watch_retry_;         // the +switch-master subscription's
+  std::optional<Failure> ending_;  // why the current connection ends, once known
+  bool misconfigured_ = false;     // the last attempt's failure proved the config wrong
   std::mt19937_64 rng_{std::random_device{}()};
   net::steady_timer backoff_timer_;
 };

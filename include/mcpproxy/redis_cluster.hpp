@@ -8,10 +8,12 @@
 // names one key, so a resharding or a failover moves commands, never splits one.
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +41,7 @@ class RedisCluster : public RedisLink, public std::enable_shared_from_this<Redis
   void stop() override;
   // The map is known and the primary of every slot is connected.
   bool up() const override;
+  RedisDiagnosis diagnosis() const override;
   net::awaitable<Result> command(std::vector<std::string> args) override;
 
  private:
@@ -52,9 +55,21 @@ class RedisCluster : public RedisLink, public std::enable_shared_from_this<Redis
   std::shared_ptr<RedisClient> node(const RedisEndpoint& at);
   // Waits (at most the command timeout) for a connection being made.
   net::awaitable<bool> wait_up(const std::shared_ptr<RedisClient>& c);
+  // One slot-map read: whether a node was asked at all, whether one gave a map, and if
+  // none did, why.
+  struct MapRead {
+    bool asked = false;
+    bool read = false;
+    std::string problem;
+    bool misconfigured = false;  // a node answered that it is not a cluster node
+  };
   net::awaitable<void> refresh_loop();
-  // CLUSTER SLOTS from the first connected node that answers; false when none did.
-  net::awaitable<bool> refresh();
+  // CLUSTER SLOTS from the first connected node that answers.
+  net::awaitable<MapRead> refresh();
+  // After a read: when the next may be, and what is logged and counted. A read that gave no
+  // map is retried with a growing wait (RedisRetry), so is one whose primaries are not all
+  // connected yet; a cluster that is up is read again every 5 s or on a topology error.
+  void settle(const MapRead& m);
 
   net::io_context& ioc_;
   RedisOptions options_;
@@ -66,6 +81,11 @@ class RedisCluster : public RedisLink, public std::enable_shared_from_this<Redis
   bool mapped_ = false;
   bool stopped_ = false;
   bool refresh_wanted_ = false;
+  RedisRetry retry_;  // of the slot-map read
+  std::chrono::steady_clock::time_point next_read_{};
+  std::string problem_;  // why the last read gave no map
+  bool misconfigured_ = false;
+  std::mt19937_64 rng_{std::random_device{}()};
   net::steady_timer refresh_timer_;
 };
 
