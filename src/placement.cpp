@@ -78,7 +78,8 @@ std::uint8_t PodHealth::dns_failure(int ordinal) const {
 
 bool PodHealth::name_gone(int ordinal) const { return dns_failure(ordinal) == kNxdomain; }
 
-std::chrono::steady_clock::duration PodHealth::name_gone_for(int ordinal, std::chrono::steady_clock::time_point now) const {
+std::chrono::steady_clock::duration PodHealth::name_gone_for(int ordinal,
+                                                             std::chrono::steady_clock::time_point now) const {
   if (ordinal < 0 || ordinal >= kMaxReplicas) return {};
   const std::int64_t since = name_gone_since_[ordinal].load(std::memory_order_relaxed);
   if (since == 0) return {};

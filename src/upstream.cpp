@@ -141,22 +141,26 @@ bool UpstreamPool::may_serve_stale(const Pod& p, std::chrono::steady_clock::time
   return p.failure != DnsFailure::nxdomain && !p.endpoints.empty() && now < p.stale_until;
 }
 
+net::awaitable<error_code> UpstreamPool::addresses(int ordinal, Why why) {
+  const auto started = std::chrono::steady_clock::now();
+  if (started < pod(ordinal).resolved_until) co_return error_code{};
+  // While the name's lookups fail, the last addresses serve without waiting on DNS; the
+  // background refresh (maintain) keeps trying.
+  const bool stale_now = pod(ordinal).failure != DnsFailure::none && may_serve_stale(pod(ordinal), started);
+  const error_code ec = stale_now ? make_error_code(pod(ordinal).failure) : co_await resolve(ordinal, why);
+  if (!ec) co_return ec;
+  if (!may_serve_stale(pod(ordinal), std::chrono::steady_clock::now())) co_return ec;
+  metrics_.dns_stale_answers.fetch_add(1, std::memory_order_relaxed);
+  co_return error_code{};
+}
+
 net::awaitable<UpstreamPool::Lease> UpstreamPool::open(int ordinal, Why why) {
   Lease lease;
   const auto cfg = cfg_;
-  const auto started = std::chrono::steady_clock::now();
-  if (started >= pod(ordinal).resolved_until) {
-    // While the name's lookups fail, the last addresses serve without waiting on DNS; the
-    // background refresh (maintain) keeps trying.
-    const bool stale_now = pod(ordinal).failure != DnsFailure::none && may_serve_stale(pod(ordinal), started);
-    const error_code resolve_ec = stale_now ? make_error_code(pod(ordinal).failure) : co_await resolve(ordinal, why);
-    if (resolve_ec) {
-      if (!may_serve_stale(pod(ordinal), std::chrono::steady_clock::now())) {
-        lease.ec = resolve_ec;
-        co_return lease;
-      }
-      metrics_.dns_stale_answers.fetch_add(1, std::memory_order_relaxed);
-    }
+  const error_code name_ec = co_await addresses(ordinal, why);
+  if (name_ec) {
+    lease.ec = name_ec;
+    co_return lease;
   }
   const auto endpoints = pod(ordinal).endpoints;
   const std::uint64_t generation = pod(ordinal).generation;

@@ -51,10 +51,10 @@ inline constexpr Refusal kOriginNotAllowed{403, -32000, "Origin not allowed"};
 inline constexpr Refusal kHostNotAllowed{403, -32000, "Host not allowed"};
 inline constexpr Refusal kStoreUnavailable{503, -32603, "Session store unavailable, retry", 1};
 inline constexpr Refusal kPodUnavailable{503, -32603, "MCP server unavailable, retry", 1};
-inline constexpr Refusal kPodNameGone{503, -32603, "MCP server's name does not resolve (NXDOMAIN: pod restarting?), retry",
-                                      1};
-inline constexpr Refusal kPodNameServfail{503, -32603, "MCP server's name cannot be looked up now (DNS SERVFAIL), retry",
-                                          1};
+inline constexpr Refusal kPodNameGone{503, -32603,
+                                      "MCP server's name does not resolve (NXDOMAIN: pod restarting?), retry", 1};
+inline constexpr Refusal kPodNameServfail{503, -32603,
+                                          "MCP server's name cannot be looked up now (DNS SERVFAIL), retry", 1};
 inline constexpr Refusal kPodNameTimeout{503, -32603, "MCP server's name cannot be looked up now (DNS timeout), retry",
                                          1};
 inline constexpr Refusal kPodNameNoServer{503, -32603,

@@ -101,6 +101,9 @@ class UpstreamPool {
   net::awaitable<error_code> resolve(int ordinal, Why why);
   // Notes a lookup's result: backoff, PodHealth, metric, a log line when the reason changes.
   void note_lookup(int ordinal, Pod& p, const DnsAnswer& a);
+  // The pod's addresses are fresh, or looked up now, or stale ones stand in for a failing
+  // lookup (backend.dns_serve_stale): no error then.
+  net::awaitable<error_code> addresses(int ordinal, Why why);
   // The stale addresses may stand in for a failing lookup.
   bool may_serve_stale(const Pod& p, std::chrono::steady_clock::time_point now) const;
   // A new connection to the pod, its name looked up first when the cache has run out.
