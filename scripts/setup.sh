@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 pkgs=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-url1.81-dev libhiredis-dev liburing-dev nlohmann-json3-dev libspdlog-dev
-  libyaml-cpp-dev libcli11-dev libgtest-dev libssl-dev
+  libyaml-cpp-dev libcli11-dev libgtest-dev libssl-dev libc-ares-dev
   redis-server nginx haproxy wrk openssl curl python3 nodejs npm
   prometheus
   clang-format clang-tidy clang-14 libclang-rt-14-dev

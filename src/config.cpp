@@ -236,8 +236,29 @@ const std::vector<KeySpec>& key_specs() {
        "stream SDK clients open then (default 20ms, 0 off)",
        [](Config& c, const std::string& v) { c.backend.stream_expect_window = parse_duration(v); },
        [](const Config& c) { return format_duration(c.backend.stream_expect_window); }},
-      {"backend.dns_cache_ttl", "--dns-cache-ttl", "cache of resolved pod names (default 5s)",
+      {"backend.dns_cache_ttl", "--dns-cache-ttl",
+       "the longest a pod name's answer is kept (its record's TTL, at least backend.dns_min_ttl) (default 5s)",
        MCP_DUR(backend.dns_cache_ttl)},
+      {"backend.dns_min_ttl", "--dns-min-ttl",
+       "keep a pod name's answer at least this long, whatever its TTL; backend.dns_cache_ttl is the most (default 1s)",
+       MCP_DUR(backend.dns_min_ttl)},
+      {"backend.dns_timeout", "--dns-timeout", "a lookup of a pod name gives up after this (default 2s)",
+       MCP_DUR(backend.dns_timeout)},
+      {"backend.dns_serve_stale", "--dns-serve-stale",
+       "while DNS fails or times out (not NXDOMAIN), a pod's last addresses are used this long past their TTL "
+       "(default 60s)",
+       MCP_DUR(backend.dns_serve_stale)},
+      {"backend.dns_retry_max", "--dns-retry-max",
+       "failed lookups of a pod name are repeated after 200ms, doubling up to this (default 2s)",
+       MCP_DUR(backend.dns_retry_max)},
+      {"backend.dns_gone_grace", "--dns-gone-grace",
+       "a session's pod whose name is NXDOMAIN this long is gone; until then 503 Retry-After (default: "
+       "backend.unreachable_grace)",
+       [](Config& c, const std::string& v) {
+         c.backend.dns_gone_grace = positive_duration(v);
+         c.backend.dns_gone_grace_set = true;
+       },
+       [](const Config& c) { return format_duration(c.backend.name_grace()); }},
       {"backend.eject_cooldown", "--eject-cooldown", "a failing pod stays out of placement (default 10s)",
        MCP_DUR(backend.eject_cooldown)},
       {"backend.idle_connection_timeout", "--upstream-idle-timeout",
@@ -684,8 +705,14 @@ void validate(Config& cfg) {
   // Every placeholder the template uses must have a value: never a silent empty host.
   validate_url_template(cfg.backend);
   cfg.backend.pods.clear();
-  for (int o = 0; o < cfg.backend.replicas; ++o)
+  for (int o = 0; o < cfg.backend.replicas; ++o) {
     cfg.backend.pods.push_back(parse_pod_url(expand_pod_url(cfg.backend, o)));
+    // The default template's name is fully qualified: looked up as it is (one name, not the
+    // resolv.conf search list first under ndots:5); the URL and the authority keep no dot.
+    if (cfg.backend.url_template.empty() && !cfg.backend.pods.back().host.ends_with('.')) {
+      cfg.backend.pods.back().host += '.';
+    }
+  }
 }
 
 }  // namespace

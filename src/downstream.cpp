@@ -674,9 +674,14 @@ net::awaitable<bool> Connection::upstream_failed(Exchange& ex, const UpstreamTry
     case UpstreamResult::unreachable:
       // The session's pod cannot be reached: lost only when it is gone (route.hpp).
       if (ex.route.cls == RequestClass::session) {
-        const Unreachable u = judge_unreachable(ex.connect_failure, ex.refusing_for, ex.cfg->backend.unreachable_grace);
+        const BackendConfig& b = ex.cfg->backend;
+        const bool name_gone = ex.connect_failure == ConnectFailure::no_such_pod;
+        const Unreachable u =
+            judge_unreachable(ex.connect_failure, ex.refusing_for, name_gone ? b.name_grace() : b.unreachable_grace);
         if (u.lost) co_return co_await session_lost(ex, u.cause, may_recover);
-        co_return co_await send_local_reply(ex, u.refusal);
+        // A name's failure answers its own 503 (why it cannot be looked up).
+        const bool by_name = name_gone || ex.connect_failure == ConnectFailure::dns;
+        co_return co_await send_local_reply(ex, by_name ? t.refusal : u.refusal);
       }
       break;
     case UpstreamResult::refused:

@@ -172,6 +172,16 @@ void Metrics::render_connects(std::string& out) const {
          "of need (a warm connection, or a name in use refreshed before backend.dns_cache_ttl ran out).");
   sample(out, "mcp_proxy_dns_lookups_total", "reason=\"request\"", load(dns_lookups[0]));
   sample(out, "mcp_proxy_dns_lookups_total", "reason=\"background\"", load(dns_lookups[1]));
+  family(out, "mcp_proxy_dns_failures_total", "counter",
+         "Failed lookups of pod names, by reason: nxdomain (the name is gone), servfail, timeout "
+         "(backend.dns_timeout), no_server.");
+  static constexpr std::array<const char*, 5> kReasons = {"", "nxdomain", "servfail", "timeout", "no_server"};
+  for (std::size_t r = 1; r < kReasons.size(); ++r) {
+    sample(out, "mcp_proxy_dns_failures_total", std::string("reason=\"") + kReasons[r] + "\"", load(dns_failures[r]));
+  }
+  family(out, "mcp_proxy_dns_stale_answers_total", "counter",
+         "Connects to a pod's last known addresses while its name's lookups failed (backend.dns_serve_stale).");
+  sample(out, "mcp_proxy_dns_stale_answers_total", "", load(dns_stale_answers));
 }
 
 void Metrics::render_pod_states(std::string& out, const PodHealth& health, int replicas) {

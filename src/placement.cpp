@@ -42,14 +42,48 @@ PodHealth::PodHealth()
       until_(new std::atomic<std::int64_t>[kMaxReplicas]),
       refusing_since_(new std::atomic<std::int64_t>[kMaxReplicas]),
       probe_failing_(new std::atomic<bool>[kMaxReplicas]),
-      ejections_(new std::atomic<std::uint64_t>[kMaxReplicas]) {
+      ejections_(new std::atomic<std::uint64_t>[kMaxReplicas]),
+      dns_failure_(new std::atomic<std::uint8_t>[kMaxReplicas]),
+      name_gone_since_(new std::atomic<std::int64_t>[kMaxReplicas]) {
   for (int i = 0; i < kMaxReplicas; ++i) {
     ejections_[i].store(0, std::memory_order_relaxed);
     probe_failing_[i].store(false, std::memory_order_relaxed);
     drained_[i].store(0, std::memory_order_relaxed);
     until_[i].store(0, std::memory_order_relaxed);
     refusing_since_[i].store(0, std::memory_order_relaxed);
+    dns_failure_[i].store(0, std::memory_order_relaxed);
+    name_gone_since_[i].store(0, std::memory_order_relaxed);
   }
+}
+
+namespace {
+constexpr std::uint8_t kNxdomain = 1;  // DnsFailure::nxdomain
+}  // namespace
+
+std::uint8_t PodHealth::dns_result(int ordinal, std::uint8_t failure, std::chrono::steady_clock::time_point now) {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return failure;
+  if (failure == 0) {
+    name_gone_since_[ordinal].store(0, std::memory_order_relaxed);
+  } else if (failure == kNxdomain) {
+    std::int64_t none = 0;
+    name_gone_since_[ordinal].compare_exchange_strong(none, now.time_since_epoch().count(), std::memory_order_relaxed);
+  }
+  return dns_failure_[ordinal].exchange(failure, std::memory_order_relaxed);
+}
+
+std::uint8_t PodHealth::dns_failure(int ordinal) const {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return 0;
+  return dns_failure_[ordinal].load(std::memory_order_relaxed);
+}
+
+bool PodHealth::name_gone(int ordinal) const { return dns_failure(ordinal) == kNxdomain; }
+
+std::chrono::steady_clock::duration PodHealth::name_gone_for(int ordinal,
+                                                             std::chrono::steady_clock::time_point now) const {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return {};
+  const std::int64_t since = name_gone_since_[ordinal].load(std::memory_order_relaxed);
+  if (since == 0) return {};
+  return std::chrono::steady_clock::duration(now.time_since_epoch().count() - since);
 }
 
 namespace {

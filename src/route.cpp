@@ -43,18 +43,24 @@ std::string_view to_string(LostCause c) {
   return "unknown";
 }
 
-Unreachable judge_unreachable(ConnectFailure f, std::chrono::steady_clock::duration refusing_for,
+Unreachable judge_unreachable(ConnectFailure f, std::chrono::steady_clock::duration failing_for,
                               std::chrono::steady_clock::duration grace) {
   Unreachable u;
   switch (f) {
     case ConnectFailure::no_such_pod:
-      u.lost = true;
+      // A headless Service drops a pod's name while the pod is replaced (until the new one
+      // is ready, unless publishNotReadyAddresses): the same pod may come back with it.
+      u.lost = failing_for >= grace;
       u.cause = LostCause::no_such_pod;
+      u.refusal = kPodNameGone;
+      return u;
+    case ConnectFailure::dns:
+      u.refusal = kPodNameTimeout;  // the caller has the precise reason's answer
       return u;
     case ConnectFailure::refused:
       // A pod that restarts refuses for a while, then answers 404 for the sessions it lost
       // (recovered then, with their state rebuilt); one that stays away is gone.
-      u.lost = refusing_for >= grace;
+      u.lost = failing_for >= grace;
       u.cause = LostCause::unreachable;
       u.refusal = kPodUnavailable;
       return u;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mcpproxy/admin.hpp"
+#include "mcpproxy/dns.hpp"
 #include "mcpproxy/downstream.hpp"
 #include "mcpproxy/health_check.hpp"
 #include "mcpproxy/io_ring.hpp"
@@ -249,6 +250,8 @@ std::string Server::pods_json() const {
                           {"healthy", shared_.health.healthy(o, now)},
                           {"draining", shared_.health.draining(o)},
                           {"health_check_failing", shared_.health.probe_failing(o)}};
+    // The last lookup of the pod's name: "none", or why it failed (dns.hpp).
+    pod["dns"] = to_string(static_cast<DnsFailure>(shared_.health.dns_failure(o)));
     if (until > now) {
       pod["ejected_for_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
     }

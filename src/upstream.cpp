@@ -4,7 +4,9 @@
 
 #include <boost/asio/connect.hpp>
 
+#include "mcpproxy/log.hpp"
 #include "mcpproxy/metrics.hpp"
+#include "mcpproxy/placement.hpp"
 
 namespace mcpproxy {
 namespace {
@@ -21,7 +23,8 @@ bool closed_by_peer(tcp::socket& s) {
 
 }  // namespace
 
-UpstreamPool::UpstreamPool(net::io_context& ioc, Metrics& metrics) : ioc_(ioc), metrics_(metrics), resolver_(ioc) {}
+UpstreamPool::UpstreamPool(net::io_context& ioc, Metrics& metrics, PodHealth& health)
+    : ioc_(ioc), metrics_(metrics), health_(health), dns_(ioc) {}
 
 void UpstreamPool::configure(std::shared_ptr<const Config> cfg) {
   cfg_ = std::move(cfg);
@@ -37,6 +40,14 @@ void UpstreamPool::configure(std::shared_ptr<const Config> cfg) {
       p = Pod{};
       p.addr = addrs[i];
       p.generation = ++generations_;
+      // An IP literal is its own answer, for good: no lookup, no DNS state.
+      error_code ec;
+      const auto ip = net::ip::make_address(p.addr.host, ec);
+      if (!ec) {
+        p.literal = true;
+        p.endpoints = {tcp::endpoint(ip, static_cast<std::uint16_t>(std::stoi(p.addr.port)))};
+        p.resolved_until = std::chrono::steady_clock::time_point::max();
+      }
     }
   }
 }
@@ -80,27 +91,76 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal, bool fres
 net::awaitable<error_code> UpstreamPool::resolve(int ordinal, Why why) {
   const PodAddress addr = pod(ordinal).addr;
   const std::uint64_t generation = pod(ordinal).generation;
+  if (pod(ordinal).literal) co_return error_code{};
+  // Backing off after a failure: the last reason stands until the next try is due.
+  if (std::chrono::steady_clock::now() < pod(ordinal).retry_at) co_return make_error_code(pod(ordinal).failure);
   metrics_.dns_lookups[static_cast<int>(why)].fetch_add(1, std::memory_order_relaxed);
-  // Asio resolves on its own background thread: the worker never blocks on DNS.
-  auto [ec, results] = co_await resolver_.async_resolve(addr.host, addr.port, use_tuple);
+  const auto cfg = cfg_;
+  const auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(cfg->backend.dns_timeout);
+  const DnsAnswer a = co_await dns_.lookup(addr.host, static_cast<std::uint16_t>(std::stoi(addr.port)), limit);
   // The pod vector may grow while this coroutine waits: the pod is looked up again.
   Pod& p = pod(ordinal);
-  if (ec || p.generation != generation) co_return ec;
-  p.endpoints = std::move(results);
-  p.resolved_until = std::chrono::steady_clock::now() + cfg_->backend.dns_cache_ttl;
+  if (p.generation != generation) co_return make_error_code(a.failure);
+  note_lookup(ordinal, p, a);
+  if (a.failure != DnsFailure::none) co_return make_error_code(a.failure);
+  const BackendConfig& b = cfg->backend;
+  const duration ttl = std::clamp<duration>(a.ttl, std::min(b.dns_min_ttl, b.dns_cache_ttl), b.dns_cache_ttl);
+  p.endpoints = a.endpoints;
+  p.resolved_until = std::chrono::steady_clock::now() + ttl;
+  p.stale_until = p.resolved_until + b.dns_serve_stale;
   p.used = false;
-  co_return ec;
+  co_return error_code{};
+}
+
+void UpstreamPool::note_lookup(int ordinal, Pod& p, const DnsAnswer& a) {
+  const auto now = std::chrono::steady_clock::now();
+  p.failure = a.failure;
+  if (a.failure == DnsFailure::none) {
+    p.backoff = {};
+    p.retry_at = {};
+  } else {
+    metrics_.dns_failures[static_cast<int>(a.failure)].fetch_add(1, std::memory_order_relaxed);
+    p.backoff = std::min<duration>(p.backoff.count() == 0 ? std::chrono::milliseconds(200) : p.backoff * 2,
+                                   cfg_->backend.dns_retry_max);
+    p.retry_at = now + p.backoff;
+    // NXDOMAIN is an answer: the name (the pod) is gone, its old address is not served.
+    if (a.failure == DnsFailure::nxdomain) p.stale_until = {};
+  }
+  const auto before = static_cast<DnsFailure>(health_.dns_result(ordinal, static_cast<std::uint8_t>(a.failure), now));
+  if (before == a.failure) return;
+  log_event(a.failure == DnsFailure::none ? spdlog::level::info : spdlog::level::warn,
+            a.failure == DnsFailure::none ? "pod name resolves again" : "pod name lookup failed",
+            {{"pod", std::to_string(ordinal)},
+             {"name", p.addr.host},
+             {"reason", std::string(to_string(a.failure))},
+             {"before", std::string(to_string(before))},
+             {"serving_stale", may_serve_stale(p, now) ? "true" : "false"}});
+}
+
+bool UpstreamPool::may_serve_stale(const Pod& p, std::chrono::steady_clock::time_point now) const {
+  return p.failure != DnsFailure::nxdomain && !p.endpoints.empty() && now < p.stale_until;
+}
+
+net::awaitable<error_code> UpstreamPool::addresses(int ordinal, Why why) {
+  const auto started = std::chrono::steady_clock::now();
+  if (started < pod(ordinal).resolved_until) co_return error_code{};
+  // While the name's lookups fail, the last addresses serve without waiting on DNS; the
+  // background refresh (maintain) keeps trying.
+  const bool stale_now = pod(ordinal).failure != DnsFailure::none && may_serve_stale(pod(ordinal), started);
+  const error_code ec = stale_now ? make_error_code(pod(ordinal).failure) : co_await resolve(ordinal, why);
+  if (!ec) co_return ec;
+  if (!may_serve_stale(pod(ordinal), std::chrono::steady_clock::now())) co_return ec;
+  metrics_.dns_stale_answers.fetch_add(1, std::memory_order_relaxed);
+  co_return error_code{};
 }
 
 net::awaitable<UpstreamPool::Lease> UpstreamPool::open(int ordinal, Why why) {
   Lease lease;
   const auto cfg = cfg_;
-  if (std::chrono::steady_clock::now() >= pod(ordinal).resolved_until) {
-    const error_code resolve_ec = co_await resolve(ordinal, why);
-    if (resolve_ec) {
-      lease.ec = resolve_ec;
-      co_return lease;
-    }
+  const error_code name_ec = co_await addresses(ordinal, why);
+  if (name_ec) {
+    lease.ec = name_ec;
+    co_return lease;
   }
   const auto endpoints = pod(ordinal).endpoints;
   const std::uint64_t generation = pod(ordinal).generation;
@@ -127,12 +187,12 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::open(int ordinal, Why why) {
   for (const auto& entry : endpoints) {
     error_code open_ec;
     if (stream->is_open()) stream->close(open_ec);
-    stream->open(entry.endpoint().protocol(), open_ec);
+    stream->open(entry.protocol(), open_ec);
     if (open_ec) {
       ec = open_ec;
       break;
     }
-    auto [connect_ec] = co_await stream->async_connect(entry.endpoint(), use_tuple);
+    auto [connect_ec] = co_await stream->async_connect(entry, use_tuple);
     ec = connect_ec;
     if (!ec || state->expired) break;
   }
@@ -142,7 +202,7 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::open(int ordinal, Why why) {
   Pod& p = pod(ordinal);
   if (ec) {
     // A pod that moved gets a fresh lookup next time.
-    if (p.generation == generation) p.resolved_until = {};
+    if (p.generation == generation && !p.literal) p.resolved_until = {};
     lease.ec = state->expired ? error_code(beast::error::timeout) : ec;
     co_return lease;
   }
@@ -168,8 +228,7 @@ net::awaitable<void> UpstreamPool::warm(int ordinal, std::uint64_t generation) {
 }
 
 net::awaitable<void> UpstreamPool::refresh(int ordinal, std::uint64_t generation) {
-  // A failed refresh leaves the entry to run out: the next tick, or the request that needs
-  // it after expiry, asks again.
+  // A failed refresh is tried again when its backoff has passed (resolve notes it).
   co_await resolve(ordinal, Why::background);
   Pod& p = pod(ordinal);
   if (p.generation == generation) p.resolving = false;
@@ -185,8 +244,10 @@ void UpstreamPool::maintain(duration period) {
   const duration ahead = std::max(b.dns_cache_ttl / 4, 3 * period);
   for (int o = 0; o < b.replicas; ++o) {
     Pod& p = pod(o);
-    if (p.used && !p.resolving && b.dns_cache_ttl.count() > 0 && now < p.resolved_until &&
-        now >= p.resolved_until - ahead) {
+    // A name in use, ahead of its expiry; or one whose lookups fail, when its backoff is
+    // over (so that requests use the stale addresses, or get their 503, without waiting).
+    const bool due = p.used ? now >= p.resolved_until - ahead : p.failure != DnsFailure::none;
+    if (!p.literal && due && !p.resolving && now >= p.retry_at && (p.used || p.failure != DnsFailure::none)) {
       p.resolving = true;
       net::co_spawn(ioc_, refresh(o, p.generation), net::detached);
     }

@@ -5,6 +5,7 @@
 // (downstream.cpp), so that a request has no coroutine frame for this stage.
 #include <boost/asio/write.hpp>
 
+#include "mcpproxy/dns.hpp"
 #include "mcpproxy/downstream.hpp"
 #include "mcpproxy/io_ring.hpp"
 #include "mcpproxy/log.hpp"
@@ -21,11 +22,31 @@ int connect_attempts(const Classified& route, int replicas) {
   return route.cls == RequestClass::session ? 1 : std::min(2, replicas);
 }
 
+// The 503 of a name that cannot be looked up says why.
+Refusal dns_refusal(const error_code& ec) {
+  switch (dns_failure_of(ec)) {
+    case DnsFailure::nxdomain:
+      return kPodNameGone;
+    case DnsFailure::servfail:
+      return kPodNameServfail;
+    case DnsFailure::no_server:
+      return kPodNameNoServer;
+    case DnsFailure::none:
+    case DnsFailure::timeout:
+      break;
+  }
+  return kPodNameTimeout;
+}
+
 }  // namespace
 
 ConnectFailure classify_connect_failure(const error_code& ec) {
-  // The name no longer resolves: the pod is gone (a headless Service drops a deleted pod's name).
+  // The name no longer resolves: the pod is gone, or being replaced (a headless Service drops
+  // a pod's name until its replacement is ready).
   if (ec == net::error::host_not_found) return ConnectFailure::no_such_pod;
+  if (ec.category() == dns_category()) {
+    return dns_failure_of(ec) == DnsFailure::nxdomain ? ConnectFailure::no_such_pod : ConnectFailure::dns;
+  }
   // DNS that cannot answer now, and the proxy's own exhaustion, say nothing about the pod.
   if (ec == net::error::host_not_found_try_again || ec == net::error::no_recovery || ec == net::error::no_descriptors ||
       ec == net::error::no_buffer_space || ec == net::error::no_memory ||
@@ -47,7 +68,8 @@ bool Connection::connect_failed(Exchange& ex, const error_code& ec, UpstreamTry&
     ex.ordinal = place_new(*ex.cfg);
     return true;
   }
-  t.refusal = Refusal{502, -32603, "MCP server unreachable"};
+  const bool name = ex.connect_failure == ConnectFailure::no_such_pod || ex.connect_failure == ConnectFailure::dns;
+  t.refusal = name ? dns_refusal(ec) : Refusal{502, -32603, "MCP server unreachable"};
   t.result = UpstreamResult::unreachable;
   return false;
 }
@@ -86,6 +108,13 @@ void Connection::on_connect_failure(Exchange& ex, const error_code& ec) {
     return;
   }
   const auto now = std::chrono::steady_clock::now();
+  // A name that cannot be looked up: counted and logged (once per change) by the pool; a
+  // name gone (NXDOMAIN) is out of placement there, and counts toward backend.dns_gone_grace.
+  if (ex.connect_failure == ConnectFailure::dns) return;
+  if (ex.connect_failure == ConnectFailure::no_such_pod) {
+    ex.refusing_for = ctx_.health.name_gone_for(ex.ordinal, now);
+    return;
+  }
   ctx_.metrics.count_upstream_error(ex.ordinal,
                                     ec == beast::error::timeout ? UpstreamError::timeout : UpstreamError::connect);
   ctx_.health.eject(ex.ordinal, now + ex.cfg->backend.eject_cooldown);

@@ -102,6 +102,11 @@ PodAddress parse_pod_url(const std::string& url) {
                                                            : std::string(u.encoded_host());
   pod.port = u.has_port() ? std::string(u.port()) : "80";
   pod.authority = std::string(u.encoded_host_and_port());
+  // A fully qualified name (a trailing dot, so that DNS skips the search list) is the same
+  // host for the pod: its authority (Host with backend.rewrite_host) goes without the dot.
+  if (pod.host.size() > 1 && pod.host.ends_with('.') && u.host_type() == boost::urls::host_type::name) {
+    pod.authority = pod.host.substr(0, pod.host.size() - 1) + (u.has_port() ? ":" + std::string(u.port()) : "");
+  }
   return pod;
 }
 

@@ -80,7 +80,20 @@ struct BackendConfig {
   // GET stream: the session's next request waits this long at most for it to start
   // opening (then for its head); 0: it never does.
   duration stream_expect_window{20};
+  // Pod names (upstream.hpp, dns.hpp): an answer is kept for its record's TTL, at least
+  // dns_min_ttl and at most dns_cache_ttl; a lookup gives up after dns_timeout; while DNS
+  // fails (not NXDOMAIN) the last addresses serve for dns_serve_stale past their TTL; failed
+  // lookups of a name are repeated after 200 ms, doubling up to dns_retry_max.
   duration dns_cache_ttl{5000};
+  duration dns_min_ttl{1000};
+  duration dns_timeout{2000};
+  duration dns_serve_stale{60000};
+  duration dns_retry_max{2000};
+  // A session's pod whose name is NXDOMAIN this long is gone; until then 503 Retry-After.
+  // Unset: backend.unreachable_grace.
+  duration dns_gone_grace{0};
+  bool dns_gone_grace_set = false;
+  duration name_grace() const { return dns_gone_grace_set ? dns_gone_grace : unreachable_grace; }
   duration eject_cooldown{10000};
   duration idle_connection_timeout{60000};  // pooled keep-alive connection to a pod
   std::size_t max_idle_connections = 64;    // per pod, per worker thread

@@ -43,8 +43,17 @@ class PodHealth {
   void drain_from_admin(int ordinal, bool on);
   bool draining(int ordinal) const;
   bool placeable(int ordinal, std::chrono::steady_clock::time_point now) const {
-    return healthy(ordinal, now) && !draining(ordinal) && !probe_failing(ordinal);
+    return healthy(ordinal, now) && !draining(ordinal) && !probe_failing(ordinal) && !name_gone(ordinal);
   }
+
+  // The last lookup of the pod's name (upstream.hpp): 0 resolved, else a DnsFailure (dns.hpp).
+  // Returns the one before, so that a change is logged once. A name that does not resolve
+  // (NXDOMAIN) takes the pod out of placement and starts the count of name_gone_for.
+  std::uint8_t dns_result(int ordinal, std::uint8_t failure, std::chrono::steady_clock::time_point now);
+  std::uint8_t dns_failure(int ordinal) const;
+  bool name_gone(int ordinal) const;
+  // How long the name has not resolved (0: it resolves, or this is the first NXDOMAIN).
+  std::chrono::steady_clock::duration name_gone_for(int ordinal, std::chrono::steady_clock::time_point now) const;
 
   // The active health check (health_check.hpp): a pod that fails it gets no new sessions;
   // its sessions are not moved for it (only a lost session moves).
@@ -57,6 +66,8 @@ class PodHealth {
   std::unique_ptr<std::atomic<std::int64_t>[]> refusing_since_;  // 0: answering
   std::unique_ptr<std::atomic<bool>[]> probe_failing_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> ejections_;
+  std::unique_ptr<std::atomic<std::uint8_t>[]> dns_failure_;
+  std::unique_ptr<std::atomic<std::int64_t>[]> name_gone_since_;  // 0: resolves
 };
 
 }  // namespace mcpproxy

@@ -39,7 +39,8 @@ std::string_view to_string(LostCause c);
 // How a connection to a pod failed (upstream_exchange classifies the socket error).
 enum class ConnectFailure : std::uint8_t {
   refused,      // refused, reset, unreachable or timed out: the pod may be restarting
-  no_such_pod,  // its name does not resolve (NXDOMAIN): the pod is gone
+  no_such_pod,  // its name does not resolve (NXDOMAIN): gone once that lasts past the grace
+  dns,          // its name cannot be looked up now (SERVFAIL, timeout, no server): says nothing of the pod
   local,        // the proxy's own trouble: descriptors, buffers, memory, ports, DNS unavailable
 };
 
@@ -50,17 +51,26 @@ inline constexpr Refusal kOriginNotAllowed{403, -32000, "Origin not allowed"};
 inline constexpr Refusal kHostNotAllowed{403, -32000, "Host not allowed"};
 inline constexpr Refusal kStoreUnavailable{503, -32603, "Session store unavailable, retry", 1};
 inline constexpr Refusal kPodUnavailable{503, -32603, "MCP server unavailable, retry", 1};
+inline constexpr Refusal kPodNameGone{503, -32603,
+                                      "MCP server's name does not resolve (NXDOMAIN: pod restarting?), retry", 1};
+inline constexpr Refusal kPodNameServfail{503, -32603,
+                                          "MCP server's name cannot be looked up now (DNS SERVFAIL), retry", 1};
+inline constexpr Refusal kPodNameTimeout{503, -32603, "MCP server's name cannot be looked up now (DNS timeout), retry",
+                                         1};
+inline constexpr Refusal kPodNameNoServer{503, -32603,
+                                          "MCP server's name cannot be looked up now (no DNS server), retry", 1};
 inline constexpr Refusal kRecoveryInProgress{503, -32603, "Session being re-established, retry", 1};
 
 // The one decision of what makes a session lost when its pod cannot be connected to
-// (README "What counts as a lost session"): a name that no longer resolves, or refusals
-// for `refusing_for` >= `grace`. Anything else answers `refusal` and keeps the session.
+// (README "What counts as a lost session"): refusals, or a name that no longer resolves
+// (NXDOMAIN), for `failing_for` >= `grace` (the caller passes backend.unreachable_grace or
+// backend.dns_gone_grace). Anything else answers `refusal` and keeps the session.
 struct Unreachable {
   bool lost = false;
   LostCause cause = LostCause::unreachable;
   Refusal refusal;
 };
-Unreachable judge_unreachable(ConnectFailure f, std::chrono::steady_clock::duration refusing_for,
+Unreachable judge_unreachable(ConnectFailure f, std::chrono::steady_clock::duration failing_for,
                               std::chrono::steady_clock::duration grace);
 
 struct Route {

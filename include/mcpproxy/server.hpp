@@ -95,7 +95,7 @@ class Worker {
   // and registration keep theirs, so posts from other threads and async resolve work).
   net::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   tcp::acceptor acceptor_{ioc_};
-  UpstreamPool pool_{ioc_, shared_.metrics};
+  UpstreamPool pool_{ioc_, shared_.metrics, shared_.health};
   std::shared_ptr<RedisLink> redis_;
   std::unique_ptr<RedisStore> store_;
   Sessions sessions_;

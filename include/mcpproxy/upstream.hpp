@@ -1,5 +1,9 @@
 #pragma once
-// Connections to pods: one keep-alive pool per pod per worker thread, with a short DNS cache.
+// Connections to pods: one keep-alive pool per pod per worker thread, with a short DNS cache
+// (dns.hpp: asynchronous, each lookup bounded by backend.dns_timeout; an IP literal is never
+// looked up). While DNS fails (not NXDOMAIN) the last addresses serve for
+// backend.dns_serve_stale; failed lookups of a name back off (200 ms doubling up to
+// backend.dns_retry_max); each lookup's result goes to PodHealth (placement, /pods).
 // Lives on one worker's io_context; never touched from another thread.
 //
 // A request should not wait for what could have been done before it came: each pod keeps
@@ -14,16 +18,18 @@
 #include <vector>
 
 #include "mcpproxy/config.hpp"
+#include "mcpproxy/dns.hpp"
 #include "mcpproxy/net.hpp"
 #include "mcpproxy/url_template.hpp"
 
 namespace mcpproxy {
 
 struct Metrics;
+class PodHealth;
 
 class UpstreamPool {
  public:
-  UpstreamPool(net::io_context& ioc, Metrics& metrics);
+  UpstreamPool(net::io_context& ioc, Metrics& metrics, PodHealth& health);
 
   // A new config (SIGHUP): connections to pods whose address changed are dropped. The
   // addresses come computed with the config (BackendConfig::pods): nothing here throws.
@@ -74,8 +80,13 @@ class UpstreamPool {
   struct Pod {
     PodAddress addr;
     std::vector<Idle> idle;
-    tcp::resolver::results_type endpoints;
-    std::chrono::steady_clock::time_point resolved_until{};
+    std::vector<tcp::endpoint> endpoints;
+    std::chrono::steady_clock::time_point resolved_until{};  // the answer's TTL
+    std::chrono::steady_clock::time_point stale_until{};     // usable while DNS fails
+    std::chrono::steady_clock::time_point retry_at{};        // no lookup before (backoff)
+    duration backoff{};
+    DnsFailure failure = DnsFailure::none;  // of the last lookup
+    bool literal = false;                   // an IP address: never looked up
     // Which address this is: a coroutine that finds another when it resumes (a reload
     // changed the address) leaves the pod alone.
     std::uint64_t generation = 0;
@@ -86,8 +97,15 @@ class UpstreamPool {
   };
   Pod& pod(int ordinal);
   enum class Why : std::uint8_t { request, background };
-  // Looks the pod's name up and caches the answer for backend.dns_cache_ttl.
+  // Looks the pod's name up and caches the answer for its TTL (within the config's bounds).
   net::awaitable<error_code> resolve(int ordinal, Why why);
+  // Notes a lookup's result: backoff, PodHealth, metric, a log line when the reason changes.
+  void note_lookup(int ordinal, Pod& p, const DnsAnswer& a);
+  // The pod's addresses are fresh, or looked up now, or stale ones stand in for a failing
+  // lookup (backend.dns_serve_stale): no error then.
+  net::awaitable<error_code> addresses(int ordinal, Why why);
+  // The stale addresses may stand in for a failing lookup.
+  bool may_serve_stale(const Pod& p, std::chrono::steady_clock::time_point now) const;
   // A new connection to the pod, its name looked up first when the cache has run out.
   net::awaitable<Lease> open(int ordinal, Why why);
   net::awaitable<void> warm(int ordinal, std::uint64_t generation);
@@ -95,8 +113,9 @@ class UpstreamPool {
 
   net::io_context& ioc_;
   Metrics& metrics_;
+  PodHealth& health_;
   std::uint64_t generations_ = 0;
-  tcp::resolver resolver_;
+  DnsResolver dns_;
   std::shared_ptr<const Config> cfg_;
   std::deque<Pod> pods_;  // deque: growing it never moves a pod (or its pooled sockets)
 };

@@ -134,10 +134,16 @@ TEST(ResponseAction, LegacyStreamIsTappedOnItsPathOnly) {
 
 TEST(Route, WhatMakesAnUnreachableSessionLost) {
   using namespace std::chrono_literals;
-  // A name that no longer resolves: gone at once.
-  const Unreachable gone = judge_unreachable(ConnectFailure::no_such_pod, 0s, 15s);
+  // A name that no longer resolves: a pod being replaced until the grace has passed, then gone.
+  const Unreachable replaced = judge_unreachable(ConnectFailure::no_such_pod, 5s, 15s);
+  EXPECT_FALSE(replaced.lost);
+  EXPECT_EQ(replaced.refusal.status, 503U);
+  EXPECT_EQ(replaced.refusal.retry_after, 1U);
+  const Unreachable gone = judge_unreachable(ConnectFailure::no_such_pod, 15s, 15s);
   EXPECT_TRUE(gone.lost);
   EXPECT_EQ(gone.cause, LostCause::no_such_pod);
+  // DNS that cannot answer says nothing of the pod.
+  EXPECT_FALSE(judge_unreachable(ConnectFailure::dns, 1h, 15s).lost);
   // Refusals: a restart until the grace has passed, then gone.
   const Unreachable restarting = judge_unreachable(ConnectFailure::refused, 14s, 15s);
   EXPECT_FALSE(restarting.lost);

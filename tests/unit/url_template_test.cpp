@@ -52,3 +52,9 @@ TEST(UrlTemplate, MasksPasswords) {
   EXPECT_EQ(mask_url_password("redis://user:secret@host:6379/0"), "redis://user:***@host:6379/0");
   EXPECT_EQ(mask_url_password("redis://host:6379"), "redis://host:6379");
 }
+
+TEST(UrlTemplate, AFullyQualifiedNameKeepsItsDotForDnsOnly) {
+  const PodAddress pod = parse_pod_url("http://myserver-0.mcp-myserver-headless.default.svc.cluster.local.:8080");
+  EXPECT_EQ(pod.host, "myserver-0.mcp-myserver-headless.default.svc.cluster.local.");
+  EXPECT_EQ(pod.authority, "myserver-0.mcp-myserver-headless.default.svc.cluster.local:8080");
+}
