@@ -731,7 +731,7 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
         co_return Bookkeeping::answered;
       }
       if (action == ResponseAction::tap_legacy_stream) break;  // recorded as its endpoint event passes
-      co_return co_await record_new_session(ex, again);         // session_ids.cpp
+      co_return co_await record_new_session(ex, again);        // session_ids.cpp
     }
     case ResponseAction::reject_renamed_session:
       co_return co_await refuse_renamed_session(ex, again);

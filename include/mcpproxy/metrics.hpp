@@ -59,7 +59,7 @@ struct Metrics {
   // A recovery that re-initialized the session while another proxy replica moved it
   // first: its record won the compare-and-set, this one followed it.
   std::atomic<std::uint64_t> recovery_conflicts{0};
-  std::atomic<std::uint64_t> binding_mismatches{0};     // requests of a session from another identity
+  std::atomic<std::uint64_t> binding_mismatches{0};  // requests of a session from another identity
   // Pod answers presenting a session id the proxy does not hand out (answered 502), by
   // cause: [0] duplicate, an initialize answered with an id another session holds;
   // [1] renamed, a session's answer with another id than the session's.

@@ -95,14 +95,14 @@ bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::
 
 // What the proxy does with a pod's answer before relaying it.
 enum class ResponseAction : std::uint8_t {
-  relay,                  // nothing of the session table to do
-  record_new_session,     // the pod minted a session: record it before the head goes out
-  reject_bad_session_id,  // the pod minted an id that is not a valid one: 502
-  reject_renamed_session, // a later answer of a session carries another id than the session's: 502
-  recover,                // the pod lost the session: move it, replay the request
-  forget_deleted,         // DELETE succeeded: the record goes
-  forget_lost,            // the pod lost the session and it cannot move: the record goes, 404 relayed
-  tap_legacy_stream,      // a legacy (2024-11-05) SSE stream: read its endpoint event as it passes
+  relay,                   // nothing of the session table to do
+  record_new_session,      // the pod minted a session: record it before the head goes out
+  reject_bad_session_id,   // the pod minted an id that is not a valid one: 502
+  reject_renamed_session,  // a later answer of a session carries another id than the session's: 502
+  recover,                 // the pod lost the session: move it, replay the request
+  forget_deleted,          // DELETE succeeded: the record goes
+  forget_lost,             // the pod lost the session and it cannot move: the record goes, 404 relayed
+  tap_legacy_stream,       // a legacy (2024-11-05) SSE stream: read its endpoint event as it passes
 };
 
 struct ResponseFacts {

@@ -49,15 +49,15 @@ void expect_jsonrpc_error(const Response& r, int id) {
 
 // An id the pods mint again and again: each pod answers every initialize with it.
 const std::string kDup = "dup-5c0ffee0a1b2c3d4e5f6";
-const std::vector<std::string> kEveryPodMintsDup = {"--fixed-session-id", "0:" + kDup, "--fixed-session-id",
-                                                    "1:" + kDup, "--fixed-session-id", "2:" + kDup};
+const std::vector<std::string> kEveryPodMintsDup = {"--fixed-session-id", "0:" + kDup,          "--fixed-session-id",
+                                                    "1:" + kDup,          "--fixed-session-id", "2:" + kDup};
 
 class SessionGuardTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> proxy_args = {}, const std::vector<std::string>& backend_args = {}) {
     backend_ = std::make_unique<SampleBackend>(3, backend_args);
     std::vector<std::string> args = {"--replicas", "3", "--backend-url-template", backend_->url_template(),
-                                     "--threads", "2"};
+                                     "--threads",  "2"};
     args.insert(args.end(), proxy_args.begin(), proxy_args.end());
     proxy_ = std::make_unique<Proxy>(args);
   }
@@ -208,9 +208,16 @@ class RedisGuardTest : public SessionGuardTest {
     backend_ = std::make_unique<SampleBackend>(3, kEveryPodMintsDup);
   }
   std::unique_ptr<Proxy> replica(const std::string& name, std::vector<std::string> extra) const {
-    std::vector<std::string> args{"--replicas",      "3",     "--backend-url-template", backend_->url_template(),
-                                  "--session-store", "redis", "--redis-url",            redis_->url(1),
-                                  "--threads",       "2"};
+    std::vector<std::string> args{"--replicas",
+                                  "3",
+                                  "--backend-url-template",
+                                  backend_->url_template(),
+                                  "--session-store",
+                                  "redis",
+                                  "--redis-url",
+                                  redis_->url(1),
+                                  "--threads",
+                                  "2"};
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<Proxy>(args, name);
   }

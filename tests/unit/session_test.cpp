@@ -171,7 +171,8 @@ TEST(SessionTable, AsTheStoreAFullTableDropsNoLiveSession) {
   SessionTable t(4, std::chrono::seconds(10), SIZE_MAX, TableRole::store);
   const auto t0 = clock::now();
   std::shared_ptr<const SessionRecord> holder;
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(t.insert_new("s" + std::to_string(i), on(0), &holder, t0), NewSession::inserted);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(t.insert_new("s" + std::to_string(i), on(0), &holder, t0), NewSession::inserted);
   EXPECT_FALSE(t.has_room(t0 + std::chrono::seconds(5)));
   EXPECT_EQ(t.insert_new("late", on(0), &holder, t0 + std::chrono::seconds(5)), NewSession::full);
   EXPECT_FALSE(t.insert("late", on(0), t0 + std::chrono::seconds(5)));
