@@ -483,8 +483,7 @@ Connection::Decision Connection::decide(Exchange& ex) {
   if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get(http1::FieldId::host))) {
     return Decision::reply(kHostNotAllowed);
   }
-  classify_request(ex.route, ex.req.get(http1::FieldId::mcp_session_id), ex.req.target(), ex.req.body,
-                   ex.req.method() == "POST");
+  classify_request(ex.route, ex.req.head.session_id, ex.req.target(), ex.req.body, ex.req.method() == "POST");
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
     // Created through another proxy replica, or before this process restarted: the store
@@ -699,7 +698,7 @@ ResponseFacts Connection::response_facts(const Exchange& ex, bool may_recover) c
   facts.status = ex.status;
   // A new session's id, and a session's (a pod may repeat it; another one is refused).
   if (ex.route.cls == RequestClass::new_session || ex.route.cls == RequestClass::session) {
-    facts.session_header = response_.get(http1::FieldId::mcp_session_id);
+    facts.session_header = response_.session_id;
   }
   if (ex.route.cls == RequestClass::session && ex.rec) {
     facts.session = ex.rec->backend_session.empty() ? std::string_view(ex.route.session_id)

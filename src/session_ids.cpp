@@ -48,7 +48,7 @@ void Connection::count_unrecorded(const Exchange& ex, const std::string& id, con
 }
 
 net::awaitable<Connection::Bookkeeping> Connection::record_new_session(Exchange& ex, bool& again) {
-  const std::string id(*response_.get(http1::FieldId::mcp_session_id));
+  const std::string id(*response_.session_id);
   ex.session_for_log = session_hash(id);
   const Sessions::Created made = co_await ctx_.sessions.create(id, new_record(ex));
   if (made.outcome == NewSession::inserted_without_init) {
