@@ -15,7 +15,8 @@ Tools: whoami (pod name and a per-session counter), headers (the request's heade
 ticker (an SSE response: `count` progress notifications `interval_ms` apart, then the result),
 notify (pushes a notification on the session's GET stream), rename (answers with another
 Mcp-Session-Id than the session's: a pod that renames a live session, for the proxy's tests).
---fixed-session-id ORDINAL:ID makes pod ORDINAL answer every initialize with ID (a pod whose
+--fixed-session-id ORDINAL:ID makes pod ORDINAL answer every initialize (and announce every
+legacy stream) with ID (a pod whose
 ids repeat, or collide with another pod's: the proxy must not hand such an id out twice).
 Responses are JSON unless --sse is given (then every request answer is an SSE stream, as
 the SDK does by default) or the tool is ticker.
@@ -37,7 +38,7 @@ class Pod:
     def __init__(self, name, sse, fixed_id=None):
         self.name = name
         self.sse = sse
-        self.fixed_id = fixed_id  # every initialize mints this id (--fixed-session-id)
+        self.fixed_id = fixed_id  # every initialize and legacy stream mints this id (--fixed-session-id)
         self.lock = threading.Lock()
         self.sessions = {}  # id -> {"counter": int, "stream": queue or None}
         self.initializes = 0
@@ -241,7 +242,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- legacy HTTP+SSE (2024-11-05) --------------------------------------------------------
     def _legacy_stream(self):
-        sid = uuid.uuid4().hex
+        sid = self.pod.fixed_id or uuid.uuid4().hex
         session = {"counter": 0, "stream": queue.Queue()}
         with self.pod.lock:
             self.pod.sessions[sid] = session
@@ -282,7 +283,7 @@ def main():
     ap.add_argument("--sse", action="store_true", help="answer every request with an SSE stream")
     ap.add_argument("--keepalive", type=float, default=15.0, help="seconds between SSE keep-alive comments")
     ap.add_argument("--fixed-session-id", action="append", default=[], metavar="ORDINAL:ID",
-                    help="pod ORDINAL answers every initialize with ID (repeatable)")
+                    help="pod ORDINAL answers every initialize (and legacy stream) with ID (repeatable)")
     args = ap.parse_args()
     fixed = {}
     for spec in args.fixed_session_id:

@@ -111,6 +111,22 @@ TEST_F(SessionGuardTest, WithBindingTheOwnerKeepsItsSessionAndTheDuplicateIsRefu
   EXPECT_EQ(whoami(port(), kDup, {{"Authorization", "Bearer mallory-token"}}).second, -404);
 }
 
+TEST_F(SessionGuardTest, ALegacyStreamAnnouncingAnIdLiveElsewhereIsCutAndTheOwnerGoesOn) {
+  start({}, kEveryPodMintsDup);
+  Stream owner(port(), "GET", "/sse", "", {{"Accept", "text/event-stream"}});
+  ASSERT_EQ(owner.status(), 200);
+  ASSERT_TRUE(owner.read_until("sessionId=" + kDup, 5s)) << owner.body();
+  // Placed on another pod, which announces the same id: the event never reaches the client.
+  Stream intruder(port(), "GET", "/sse", "", {{"Accept", "text/event-stream"}});
+  intruder.read_to_end(5s);
+  EXPECT_NE(intruder.ended_at(), std::chrono::steady_clock::time_point{}) << "the stream is cut";
+  EXPECT_EQ(intruder.body().find(kDup), std::string::npos) << intruder.body();
+  // The owner's session is still routed to its pod (the cut stream did not end its record).
+  ASSERT_EQ(request(port(), "POST", "/messages?sessionId=" + kDup, call(3, "whoami")).status, 202);
+  EXPECT_TRUE(owner.read_until("\"counter\": 1", 5s)) << owner.body();
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_session_id_conflicts_total{cause="duplicate"})").value_or(0), 1);
+}
+
 TEST_F(SessionGuardTest, APodRenamingALiveSessionIsRefusedAndTheRecordKept) {
   start();
   const std::string sid = initialize();
