@@ -77,13 +77,18 @@ def rss_kib(pid):
 
 def pods_nginx_config(pod_port, extra=""):
     """The benches' backend: three pods (nginx server blocks on 127.0.1.0-2, pod_port) that
-    answer every request with a fixed JSON-RPC result and a fresh Mcp-Session-Id; `extra`
-    goes into each server block."""
+    answer every request with a fixed JSON-RPC result and an Mcp-Session-Id: a fresh one to a
+    request without one (an initialize), the session's own to the others (a pod that renamed
+    a live session would get 502 from the proxy); `extra` goes into each server block."""
     return "\n".join(f"""  server {{
     listen 127.0.1.{i}:{pod_port};
+    set $mcp_sid $http_mcp_session_id;
+    if ($mcp_sid = "") {{
+      set $mcp_sid $request_id;
+    }}
 {extra}    location / {{
       default_type application/json;
-      add_header Mcp-Session-Id $request_id always;
+      add_header Mcp-Session-Id $mcp_sid always;
       return 200 '{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"pod-{i}"}}]}}}}';
     }}
   }}""" for i in range(3))

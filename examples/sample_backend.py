@@ -13,7 +13,11 @@ table, named pod-0, pod-1, ... in order. Only the Python standard library is use
 
 Tools: whoami (pod name and a per-session counter), headers (the request's headers), big (a result of `bytes` bytes),
 ticker (an SSE response: `count` progress notifications `interval_ms` apart, then the result),
-notify (pushes a notification on the session's GET stream).
+notify (pushes a notification on the session's GET stream), rename (answers with another
+Mcp-Session-Id than the session's: a pod that renames a live session, for the proxy's tests).
+--fixed-session-id ORDINAL:ID makes pod ORDINAL answer every initialize (and announce every
+legacy stream) with ID (a pod whose
+ids repeat, or collide with another pod's: the proxy must not hand such an id out twice).
 Responses are JSON unless --sse is given (then every request answer is an SSE stream, as
 the SDK does by default) or the tool is ticker.
 """
@@ -31,9 +35,10 @@ PROTOCOL = "2025-11-25"
 
 
 class Pod:
-    def __init__(self, name, sse):
+    def __init__(self, name, sse, fixed_id=None):
         self.name = name
         self.sse = sse
+        self.fixed_id = fixed_id  # every initialize and legacy stream mints this id (--fixed-session-id)
         self.lock = threading.Lock()
         self.sessions = {}  # id -> {"counter": int, "stream": queue or None}
         self.initializes = 0
@@ -114,7 +119,7 @@ class Handler(BaseHTTPRequestHandler):
         sid = self.headers.get("Mcp-Session-Id")
         first = msgs[0] if msgs and isinstance(msgs[0], dict) else {}
         if first.get("method") == "initialize":
-            sid = uuid.uuid4().hex
+            sid = self.pod.fixed_id or uuid.uuid4().hex
             with self.pod.lock:
                 self.pod.sessions[sid] = {"counter": 0, "stream": None}
                 self.pod.initializes += 1
@@ -144,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
     def _call(self, msg, session, sid):
         method, mid, params = msg.get("method"), msg.get("id"), msg.get("params") or {}
         if method == "tools/list":
-            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("whoami", "headers", "big", "ticker", "notify")]
+            tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("whoami", "headers", "big", "ticker", "notify", "rename")]
             return self._answer(self._result(mid, {"tools": tools}))
         if method != "tools/call":
             return self._answer({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": "Method not found"}})
@@ -179,6 +184,10 @@ class Handler(BaseHTTPRequestHandler):
                 stream.put({"jsonrpc": "2.0", "method": "notifications/message",
                             "params": {"level": "info", "data": args.get("text", "hello")}})
             return self._answer(self._result(mid, {"content": [{"type": "text", "text": "sent" if stream else "no stream"}]}))
+        if name == "rename":
+            # Announces another id for a live session (the session keeps its own id here).
+            return self._answer(self._result(mid, {"content": [{"type": "text", "text": "renamed"}]}),
+                                {"Mcp-Session-Id": uuid.uuid4().hex})
         return self._answer({"jsonrpc": "2.0", "id": mid, "error": {"code": -32602, "message": "Unknown tool"}})
 
     def do_GET(self):
@@ -233,7 +242,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- legacy HTTP+SSE (2024-11-05) --------------------------------------------------------
     def _legacy_stream(self):
-        sid = uuid.uuid4().hex
+        sid = self.pod.fixed_id or uuid.uuid4().hex
         session = {"counter": 0, "stream": queue.Queue()}
         with self.pod.lock:
             self.pod.sessions[sid] = session
@@ -273,7 +282,15 @@ def main():
                          "(so a proxy reaches them with the template http://127.0.1.{ordinal}:PORT)")
     ap.add_argument("--sse", action="store_true", help="answer every request with an SSE stream")
     ap.add_argument("--keepalive", type=float, default=15.0, help="seconds between SSE keep-alive comments")
+    ap.add_argument("--fixed-session-id", action="append", default=[], metavar="ORDINAL:ID",
+                    help="pod ORDINAL answers every initialize (and legacy stream) with ID (repeatable)")
     args = ap.parse_args()
+    fixed = {}
+    for spec in args.fixed_session_id:
+        ordinal, _, sid = spec.partition(":")
+        if not ordinal.isdigit() or not sid:
+            ap.error(f"--fixed-session-id wants ORDINAL:ID, got {spec!r}")
+        fixed[int(ordinal)] = sid
     if args.pods:
         binds = [(f"127.0.1.{i}", None) for i in range(args.pods)]
     else:
@@ -296,7 +313,7 @@ def main():
                 raise
     for i, srv in enumerate(servers):
         srv.daemon_threads = True
-        srv.pod = Pod(f"pod-{i}", args.sse)
+        srv.pod = Pod(f"pod-{i}", args.sse, fixed.get(i))
         srv.keepalive = args.keepalive
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     # The ports, one line, so a test that asked for port 0 learns where the pods are.

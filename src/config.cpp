@@ -227,6 +227,9 @@ const std::vector<KeySpec>& key_specs() {
        MCP_DUR(backend.unreachable_grace)},
       {"backend.response_timeout", "--response-timeout", "wait for a pod's response head (default 5m)",
        MCP_DUR(backend.response_timeout)},
+      {"backend.session_end_timeout", "--session-end-timeout",
+       "wait for a pod to end a session the proxy will not hand out (a duplicate id, no room) (default 5s)",
+       MCP_DUR(backend.session_end_timeout)},
       {"backend.stream_open_wait", "--stream-open-wait",
        "a session's requests wait this long at most for its GET stream being opened (default 200ms, 0 off)",
        [](Config& c, const std::string& v) { c.backend.stream_open_wait = parse_duration(v); },
@@ -385,6 +388,11 @@ const std::vector<KeySpec>& key_specs() {
          c.sessions.max_sessions = static_cast<std::size_t>(int_in(v, 1, 1000000000));
        },
        [](const Config& c) { return std::to_string(c.sessions.max_sessions); }},
+      {"sessions.max_init_body", "--session-max-init-body",
+       "initialize bodies kept to re-initialize a lost session elsewhere; a larger one is not kept, its session "
+       "cannot move (default 64KiB, 0 none)",
+       [](Config& c, const std::string& v) { c.sessions.max_init_body = parse_size(v); },
+       [](const Config& c) { return std::to_string(c.sessions.max_init_body); }},
       {"sessions.max_table_bytes", "--max-table-bytes",
        "memory bound of the local table, records and initialize bodies (default 512MiB; least recently used go)",
        MCP_SIZE(sessions.max_table_bytes)},

@@ -9,7 +9,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <ctime>
 
 #include "mcpproxy/io_ring.hpp"
 #include "mcpproxy/log.hpp"
@@ -502,8 +501,7 @@ Connection::Decision Connection::decide(Exchange& ex) {
   if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get(http1::FieldId::host))) {
     return Decision::reply(kHostNotAllowed);
   }
-  classify_request(ex.route, ex.req.get(http1::FieldId::mcp_session_id), ex.req.target(), ex.req.body,
-                   ex.req.method() == "POST");
+  classify_request(ex.route, ex.req.head.session_id, ex.req.target(), ex.req.body, ex.req.method() == "POST");
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
     // Created through another proxy replica, or before this process restarted: the store
@@ -548,6 +546,12 @@ Connection::Decision Connection::decide_known(Exchange& ex, bool store_failed) {
       ex.ordinal = route.ordinal;
       break;
     case Route::Kind::place:
+      // A new session that would find no room is refused before a pod makes it: the live
+      // sessions that fill the table are never dropped for it.
+      if (ex.route.cls == RequestClass::new_session && !ctx_.sessions.room_for_new()) {
+        ctx_.metrics.table_full_refusals.fetch_add(1, std::memory_order_relaxed);
+        return Decision::reply(kSessionTableFull);
+      }
       ex.ordinal = place_new(cfg);
       break;
   }
@@ -716,7 +720,14 @@ ResponseFacts Connection::response_facts(const Exchange& ex, bool may_recover) c
   facts.method = ex.req.method();
   facts.target = ex.req.target();
   facts.status = ex.status;
-  if (ex.route.cls == RequestClass::new_session) facts.session_header = response_.get(http1::FieldId::mcp_session_id);
+  // A new session's id, and a session's (a pod may repeat it; another one is refused).
+  if (ex.route.cls == RequestClass::new_session || ex.route.cls == RequestClass::session) {
+    facts.session_header = response_.session_id;
+  }
+  if (ex.route.cls == RequestClass::session && ex.rec) {
+    facts.session = ex.rec->backend_session.empty() ? std::string_view(ex.route.session_id)
+                                                    : std::string_view(ex.rec->backend_session);
+  }
   facts.may_recover = may_recover;
   // With the redis store the cached copy has no initialize: session_lost reads the record.
   facts.recoverable = can_recover(cfg.sessions.on_lost, ex.rec.get(), ex.route.from_query, ex.req.method(),
@@ -743,19 +754,10 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
         co_return Bookkeeping::answered;
       }
       if (action == ResponseAction::tap_legacy_stream) break;  // recorded as its endpoint event passes
-      const std::string id(*response_.get(http1::FieldId::mcp_session_id));
-      SessionRecord rec;
-      rec.principal = ex.principal;
-      rec.ordinal = ex.ordinal;
-      rec.url = ctx_.pool.address(ex.ordinal).url;
-      rec.init = ex.req.body;
-      rec.init_target = ex.req.target();
-      rec.init_fields = replayable_fields(ex.req.head);
-      rec.created = static_cast<std::int64_t>(std::time(nullptr));
-      co_await ctx_.sessions.create(id, std::move(rec));
-      ex.session_for_log = session_hash(id);
-      break;
+      co_return co_await record_new_session(ex, again);        // session_ids.cpp
     }
+    case ResponseAction::reject_renamed_session:
+      co_return co_await refuse_renamed_session(ex, again);
     case ResponseAction::reject_bad_session_id:
       end_watch();
       ex.upstream.reset();

@@ -320,6 +320,7 @@ enum class Kind { request, response };
 Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_view request_method, Head& out) {
   out.fields.clear();
   out.connection.reset();
+  out.session_id.reset();
   out.connection_names_fields = false;
   out.size = 0;
   out.framing = Framing::none;
@@ -358,7 +359,12 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
         ++origins;
         break;
       case FieldId::mcp_session_id:
-        ++session_ids;
+        // An answer naming two different ids names none that can be handed out (empty: invalid).
+        if (session_ids++ == 0) {
+          out.session_id = f.value;
+        } else if (*out.session_id != f.value) {
+          out.session_id = std::string_view();
+        }
         break;
       case FieldId::content_length: {
         std::uint64_t n = 0;
@@ -446,6 +452,7 @@ void Head::rebase(const char* from, const char* to) {
   move(target);
   move(reason);
   if (connection) move(*connection);
+  if (session_id) move(*session_id);
   // A field's name is never empty and its value, even empty, points into the head: both
   // move without a test.
   for (Field& f : fields) {

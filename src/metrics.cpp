@@ -184,6 +184,28 @@ void Metrics::render_connects(std::string& out) const {
   sample(out, "mcp_proxy_dns_stale_answers_total", "", load(dns_stale_answers));
 }
 
+void Metrics::render_session_guards(std::string& out) const {
+  auto load = [](const std::atomic<std::uint64_t>& a) {
+    return static_cast<double>(a.load(std::memory_order_relaxed));
+  };
+  family(out, "mcp_proxy_session_id_conflicts_total", "counter",
+         "Pod answers with a session id the proxy does not hand out, answered 502 (the record unchanged): "
+         "cause=\"duplicate\" an initialize answered with an id another session holds (ended on that pod), "
+         "\"renamed\" a session's answer carrying another id than the session's.");
+  sample(out, "mcp_proxy_session_id_conflicts_total", "cause=\"duplicate\"", load(session_id_conflicts[0]));
+  sample(out, "mcp_proxy_session_id_conflicts_total", "cause=\"renamed\"", load(session_id_conflicts[1]));
+  family(out, "mcp_proxy_session_table_full_refusals_total", "counter",
+         "New sessions answered 503: live sessions (pinned ones; with the memory store any) fill the table's "
+         "bounds (sessions.max_sessions, sessions.max_table_bytes), and none is dropped for a new one.");
+  sample(out, "mcp_proxy_session_table_full_refusals_total", "", load(table_full_refusals));
+  family(out, "mcp_proxy_session_init_not_kept_total", "counter",
+         "New sessions recorded without their initialize body, so they cannot be re-initialized on another pod: "
+         "reason=\"too_large\" over sessions.max_init_body, \"table_bytes\" past the memory store's "
+         "sessions.max_table_bytes.");
+  sample(out, "mcp_proxy_session_init_not_kept_total", "reason=\"too_large\"", load(init_not_kept[0]));
+  sample(out, "mcp_proxy_session_init_not_kept_total", "reason=\"table_bytes\"", load(init_not_kept[1]));
+}
+
 void Metrics::render_pod_states(std::string& out, const PodHealth& health, int replicas) {
   const auto now = std::chrono::steady_clock::now();
   family(out, "mcp_proxy_pod_ejected", "gauge",
@@ -280,6 +302,7 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
   sample(out, "mcp_proxy_sessions_evicted_total", "", static_cast<double>(table.evicted()));
   family(out, "mcp_proxy_sessions_expired_total", "counter", "Sessions dropped after their TTL.");
   sample(out, "mcp_proxy_sessions_expired_total", "", static_cast<double>(table.expired()));
+  render_session_guards(out);
 
   family(out, "mcp_proxy_store_operations_total", "counter", "Session store operations, by operation and result.");
   for (std::size_t op = 0; op < kStoreOps.size(); ++op) {

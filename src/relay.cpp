@@ -186,7 +186,13 @@ net::awaitable<Connection::Pumped> Connection::tap_endpoint(Exchange& ex, Legacy
     rec.url = ctx_.pool.address(ex.ordinal).url;
     rec.created = static_cast<std::int64_t>(std::time(nullptr));
     rec.principal = ex.principal;
-    co_await ctx_.sessions.create(*id, std::move(rec));
+    const Sessions::Created made = co_await ctx_.sessions.create(*id, std::move(rec));
+    if (!made.recorded()) {
+      // Another session holds the id, or there is no room: the event never reaches the
+      // client, and the stream (the legacy session's life on its pod) is cut here.
+      count_unrecorded(ex, *id, made);
+      co_return Pumped::pod_failed;
+    }
     ctx_.sessions.pin(*id, +1);  // for the stream's life: the record goes when the stream ends
     ex.session_for_log = session_hash(*id);
     tap.session_id = std::move(*id);

@@ -88,6 +88,8 @@ ResponseAction response_action(const ResponseFacts& f) {
       if (f.status == 404) {
         return f.may_recover && f.recoverable ? ResponseAction::recover : ResponseAction::forget_lost;
       }
+      // A pod may repeat the session's id on its answers; another id is not the client's to learn.
+      if (f.session_header && *f.session_header != f.session) return ResponseAction::reject_renamed_session;
       return f.method == "DELETE" && ok ? ResponseAction::forget_deleted : ResponseAction::relay;
     case RequestClass::sessionless: {
       if (f.method != "GET" || !ok) return ResponseAction::relay;

@@ -13,6 +13,7 @@ std::string encode_record(const SessionRecord& rec) {
   if (!rec.init_fields.empty()) j["init_fields"] = rec.init_fields;
   if (!rec.principal.empty()) j["principal"] = rec.principal;
   if (rec.epoch != 0) j["epoch"] = rec.epoch;
+  if (rec.init_not_kept) j["init_not_kept"] = true;
   return j.dump();
 }
 
@@ -41,6 +42,8 @@ std::optional<SessionRecord> decode_record(std::string_view text) {
   if (created != j.end() && created->is_number_integer()) rec.created = created->get<std::int64_t>();
   const auto epoch = j.find("epoch");
   if (epoch != j.end() && epoch->is_number_unsigned()) rec.epoch = epoch->get<std::uint64_t>();
+  const auto not_kept = j.find("init_not_kept");
+  rec.init_not_kept = not_kept != j.end() && not_kept->is_boolean() && not_kept->get<bool>();
   return rec;
 }
 

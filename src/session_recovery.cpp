@@ -122,8 +122,10 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
   Reply reply;
   // The client's initialize as it came (its target, its end-to-end fields), with the
   // credentials of the request in hand and Host as the proxied path sends it; the answer
-  // is read back with the same strict parser and framing the proxied path uses.
-  const SessionRecord& rec = *ex.rec;
+  // is read back with the same strict parser and framing the proxied path uses. A new
+  // session has no record yet (the DELETE of one the proxy refused): the request's own.
+  const SessionRecord none;
+  const SessionRecord& rec = ex.rec ? *ex.rec : none;
   std::string head;
   head += method;
   head += ' ';
@@ -131,7 +133,7 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
   head += " HTTP/1.1\r\n"sv;
   const auto host = ex.req.get(http1::FieldId::host);
   append_field(head, "Host", cfg.backend.rewrite_host || !host ? ctx_.pool.address(ordinal).authority : *host);
-  if (rec.init_fields.empty()) {  // a record from before the fields were kept
+  if (rec.init_fields.empty()) {  // a record from before the fields were kept, or none
     append_field(head, "Content-Type", "application/json");
     append_field(head, "Accept", "application/json, text/event-stream");
   }
@@ -149,6 +151,9 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
   const std::array<net::const_buffer, 2> bytes = {net::buffer(head), net::buffer(body.data(), body.size())};
   beast::flat_buffer in;
   http1::Head res;
+  // A DELETE ends a session the proxy will not keep: best effort, not worth a long wait.
+  const duration limit = method == "DELETE" ? std::min(cfg.backend.session_end_timeout, cfg.backend.response_timeout)
+                                            : cfg.backend.response_timeout;
   for (bool retried = false;;) {
     bool reused = false;
     if (!up) {
@@ -160,7 +165,7 @@ net::awaitable<Connection::Reply> Connection::send_to_pod(std::string_view metho
       up = std::move(lease.stream);
       reused = lease.reused;
     }
-    expect_within(Wait::upstream, cfg.backend.response_timeout, up.get());
+    expect_within(Wait::upstream, limit, up.get());
     auto [wec, wn] = co_await net::async_write(*up, bytes, use_tuple);
     error_code read_ec = wec;
     bool got_head = false;

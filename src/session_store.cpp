@@ -149,25 +149,29 @@ net::awaitable<RedisStore::Lookup> RedisStore::get(const std::string& id) {
   co_return mine->result;
 }
 
-net::awaitable<std::optional<SessionRecord>> RedisStore::create(const std::string& id, const SessionRecord& rec) {
+net::awaitable<RedisStore::Creation> RedisStore::create(const std::string& id, const SessionRecord& rec) {
   std::string value = encode_record(rec);
-  std::vector<std::string> args{"SET", shared_.key(id), value, "PX", shared_.ttl_ms(), "NX"};
-
-  const auto result = co_await timed(StoreOp::set, std::move(args));
-  if (result.ec || result.reply.is_error()) {
-    // Answer anyway: the record lives in this process and is written when Redis is back.
-    shared_.enqueue(QueuedWrite{id, std::move(value), true, rec.ordinal});
-    shared_.counts.add(rec.ordinal, 1);
-    co_return std::nullopt;
-  }
-  if (result.reply.type == RedisReply::Type::nil) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::vector<std::string> args{"SET", shared_.key(id), value, "PX", shared_.ttl_ms(), "NX"};
+    const auto result = co_await timed(StoreOp::set, std::move(args));
+    if (result.ec || result.reply.is_error()) {
+      // Answer anyway: the record lives in this process and is written when Redis is back.
+      shared_.enqueue(QueuedWrite{id, std::move(value), true, rec.ordinal});
+      shared_.counts.add(rec.ordinal, 1);
+      co_return Creation{};
+    }
+    if (result.reply.type != RedisReply::Type::nil) {
+      index(id, rec.ordinal);
+      shared_.counts.add(rec.ordinal, 1);
+      co_return Creation{};
+    }
     // Another writer holds this id: the first record wins, so every replica routes alike.
     const auto existing = co_await get(id);
-    if (existing.record) co_return *existing.record;
+    if (existing.record) co_return Creation{true, *existing.record};
+    if (!existing.ok) break;
+    // Gone between the two commands (it expired, or was deleted): the id is tried once more.
   }
-  index(id, rec.ordinal);
-  shared_.counts.add(rec.ordinal, 1);
-  co_return std::nullopt;
+  co_return Creation{true, std::nullopt};
 }
 
 namespace {

@@ -6,9 +6,10 @@
 
 namespace mcpproxy {
 
-SessionTable::SessionTable(std::size_t max_sessions, duration ttl, std::size_t max_bytes)
+SessionTable::SessionTable(std::size_t max_sessions, duration ttl, std::size_t max_bytes, TableRole role)
     : max_sessions_(std::max<std::size_t>(1, max_sessions)),
       max_bytes_(max_bytes),
+      role_(role),
       ttl_ms_(ttl.count()),
       per_pod_(new std::atomic<std::int64_t>[kMaxReplicas]),
       plain_(kMaxReplicas) {
@@ -82,20 +83,23 @@ void SessionTable::Shard::index_erase(std::uint32_t i) {
   --count;
 }
 
+// A node is on the list its pins say (list_of): pins change only while it is off its list.
 void SessionTable::Shard::unlink(std::uint32_t i) {
+  List& l = list_of(i);
   Node& n = at(i);
-  (n.prev == kNil ? head : at(n.prev).next) = n.next;
-  (n.next == kNil ? tail : at(n.next).prev) = n.prev;
+  (n.prev == kNil ? l.head : at(n.prev).next) = n.next;
+  (n.next == kNil ? l.tail : at(n.next).prev) = n.prev;
   n.prev = n.next = kNil;
 }
 
 void SessionTable::Shard::push_front(std::uint32_t i) {
+  List& l = list_of(i);
   Node& n = at(i);
   n.prev = kNil;
-  n.next = head;
-  if (head != kNil) at(head).prev = i;
-  head = i;
-  if (tail == kNil) tail = i;
+  n.next = l.head;
+  if (l.head != kNil) at(l.head).prev = i;
+  l.head = i;
+  if (l.tail == kNil) l.tail = i;
 }
 
 std::uint32_t SessionTable::Shard::new_node() {
@@ -128,7 +132,12 @@ std::size_t SessionTable::charge_of(std::size_t id_size, const SessionRecord& re
 
 void SessionTable::drop_locked(Shard& s, std::uint32_t i) {
   Node& n = s.at(i);
-  bytes_.fetch_sub(charge_of(n.len, *n.rec), std::memory_order_relaxed);
+  const std::size_t charge = charge_of(n.len, *n.rec);
+  bytes_.fetch_sub(charge, std::memory_order_relaxed);
+  if (n.pins != 0) {
+    pinned_.fetch_sub(1, std::memory_order_relaxed);
+    pinned_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+  }
   count(n.rec->ordinal, -1);
   s.index_erase(i);
   s.unlink(i);
@@ -162,7 +171,7 @@ std::shared_ptr<const SessionRecord> SessionTable::find(const std::string& id, c
     n.refreshed = now;
     if (refreshed != nullptr) *refreshed = true;
   }
-  if (s.head != i) {
+  if (n.pins == 0 && s.lru.head != i) {  // a pinned session is in no use order
     s.unlink(i);
     s.push_front(i);
   }
@@ -174,6 +183,7 @@ std::size_t SessionTable::record_hash(const SessionRecord& rec) {
   h = h * 31U + std::hash<std::string>{}(rec.backend_session);
   h = h * 31U + std::hash<std::string>{}(rec.principal);
   h = h * 31U + std::hash<std::string>{}(rec.init_fields);
+  h = h * 31U + (rec.init_not_kept ? 1U : 0U);
   return h * 31U + static_cast<std::size_t>(rec.ordinal);
 }
 
@@ -199,7 +209,7 @@ std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
   rec.epoch = 0;
   std::lock_guard lock(intern_mu_);
   if (rec.backend_session.empty() && rec.init.empty() && rec.init_target.empty() && rec.init_fields.empty() &&
-      rec.principal.empty()) {
+      rec.principal.empty() && !rec.init_not_kept) {
     auto& plain = plain_[static_cast<std::size_t>(rec.ordinal)];
     if (!plain) plain = std::make_shared<const SessionRecord>(std::move(rec));
     return plain;
@@ -209,7 +219,8 @@ std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
   for (auto it = first; it != last; ++it) {
     const SessionRecord& r = *it->second;
     if (r.ordinal == rec.ordinal && r.init == rec.init && r.backend_session == rec.backend_session &&
-        r.principal == rec.principal && r.init_target == rec.init_target && r.init_fields == rec.init_fields) {
+        r.principal == rec.principal && r.init_target == rec.init_target && r.init_fields == rec.init_fields &&
+        r.init_not_kept == rec.init_not_kept) {
       return it->second;
     }
   }
@@ -218,41 +229,26 @@ std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
   return shared;
 }
 
-void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_point now) {
-  if (rec.ordinal < 0 || rec.ordinal >= kMaxReplicas || id.empty() || id.size() > UINT16_MAX) return;
-  auto shared = intern(std::move(rec));
-  const std::uint32_t hash = hash_of(id);
-  Shard& s = shard_for(hash);
-  const std::size_t charge = charge_of(id.size(), *shared);
-  const auto replace = [&](std::uint32_t i) {
-    Node& n = s.at(i);
-    bytes_.fetch_sub(charge_of(n.len, *n.rec), std::memory_order_relaxed);
-    bytes_.fetch_add(charge, std::memory_order_relaxed);
-    count(n.rec->ordinal, -1);
-    count(shared->ordinal, +1);
-    n.rec = std::move(shared);
-    n.refreshed = now;
-    s.unlink(i);
-    s.push_front(i);
-  };
-  {
-    std::lock_guard lock(s.mu);
-    if (const std::uint32_t i = s.lookup(id, hash); i != kNil) {
-      replace(i);
-      return;
-    }
+void SessionTable::replace_locked(Shard& s, std::uint32_t i, std::shared_ptr<const SessionRecord> rec,
+                                  std::size_t charge, clock::time_point now) {
+  Node& n = s.at(i);
+  const std::size_t old = charge_of(n.len, *n.rec);
+  bytes_.fetch_sub(old, std::memory_order_relaxed);
+  bytes_.fetch_add(charge, std::memory_order_relaxed);
+  if (n.pins != 0) {
+    pinned_bytes_.fetch_sub(old, std::memory_order_relaxed);
+    pinned_bytes_.fetch_add(charge, std::memory_order_relaxed);
   }
-  // The bound is the table's, not a shard's: room is made before this shard is locked
-  // again (never two shard locks at once).
-  while (size_.load(std::memory_order_relaxed) >= max_sessions_ ||
-         bytes_.load(std::memory_order_relaxed) + charge > max_bytes_) {
-    if (!make_room(hash % kShards)) break;  // every session is pinned: the bound gives way
-  }
-  std::lock_guard lock(s.mu);
-  if (const std::uint32_t i = s.lookup(id, hash); i != kNil) {
-    replace(i);
-    return;
-  }
+  count(n.rec->ordinal, -1);
+  count(rec->ordinal, +1);
+  n.rec = std::move(rec);
+  n.refreshed = now;
+  s.unlink(i);
+  s.push_front(i);
+}
+
+void SessionTable::add_locked(Shard& s, const std::string& id, std::uint32_t hash,
+                              std::shared_ptr<const SessionRecord> rec, clock::time_point now) {
   const std::uint32_t i = s.new_node();
   Node& n = s.at(i);
   n.used = true;
@@ -265,26 +261,146 @@ void SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_
     std::memcpy(n.key.big, id.data(), n.len);
   }
   n.refreshed = now;
-  count(shared->ordinal, +1);
-  n.rec = std::move(shared);
+  count(rec->ordinal, +1);
+  n.rec = std::move(rec);
   s.index_insert(i);
   s.push_front(i);
-  size_.fetch_add(1, std::memory_order_relaxed);
-  bytes_.fetch_add(charge, std::memory_order_relaxed);
 }
 
-bool SessionTable::make_room(std::size_t first) {
-  constexpr std::uint32_t kLookBack = 64;  // pinned sessions passed over in one shard before the next one
+bool SessionTable::reserve(std::size_t charge) {
+  // Compare-and-swap, so that writers on several shards at once never pass a bound together.
+  std::size_t n = size_.load(std::memory_order_relaxed);
+  do {
+    if (n >= max_sessions_) return false;
+  } while (!size_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  std::size_t b = bytes_.load(std::memory_order_relaxed);
+  do {
+    if (b + charge > max_bytes_) {
+      size_.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+  } while (!bytes_.compare_exchange_weak(b, b + charge, std::memory_order_relaxed));
+  return true;
+}
+
+bool SessionTable::room_for(std::size_t charge, std::size_t first, clock::time_point now) {
+  // The bound is the table's, not a shard's: room is made with no shard locked but the one
+  // make_room looks at (never two at once). Pinned sessions never go: when they alone fill
+  // a bound nothing is dropped for a session that could not go in anyway.
+  while (size_.load(std::memory_order_relaxed) >= max_sessions_ ||
+         bytes_.load(std::memory_order_relaxed) + charge > max_bytes_) {
+    if (pinned_.load(std::memory_order_relaxed) >= max_sessions_ ||
+        pinned_bytes_.load(std::memory_order_relaxed) + charge > max_bytes_) {
+      return false;
+    }
+    if (!make_room(first, now)) return false;
+  }
+  return true;
+}
+
+bool SessionTable::insert(const std::string& id, SessionRecord rec, clock::time_point now) {
+  if (rec.ordinal < 0 || rec.ordinal >= kMaxReplicas || id.empty() || id.size() > UINT16_MAX) return false;
+  auto shared = intern(std::move(rec));
+  const std::uint32_t hash = hash_of(id);
+  Shard& s = shard_for(hash);
+  const std::size_t charge = charge_of(id.size(), *shared);
+  // Another writer may take the room made (bounded: a few attempts, then no room).
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    {
+      std::lock_guard lock(s.mu);
+      if (const std::uint32_t i = s.lookup(id, hash); i != kNil) {
+        replace_locked(s, i, std::move(shared), charge, now);
+        return true;
+      }
+      if (reserve(charge)) {
+        add_locked(s, id, hash, std::move(shared), now);
+        return true;
+      }
+    }
+    if (!room_for(charge, hash % kShards, now)) break;
+  }
+  release(shared);
+  return false;
+}
+
+NewSession SessionTable::insert_new(const std::string& id, SessionRecord rec,
+                                    std::shared_ptr<const SessionRecord>* holder, clock::time_point now) {
+  if (rec.ordinal < 0 || rec.ordinal >= kMaxReplicas || id.empty() || id.size() > UINT16_MAX) return NewSession::full;
+  const std::uint32_t hash = hash_of(id);
+  Shard& s = shard_for(hash);
+  const duration life = ttl();
+  // The id's current holder, when it is live (s.mu held): it keeps the id, and its record.
+  const auto held_live = [&](std::uint32_t i) {
+    if (i == kNil || now - s.at(i).refreshed >= life) return false;
+    if (holder != nullptr) *holder = s.at(i).rec;
+    return true;
+  };
+  {
+    std::lock_guard lock(s.mu);
+    if (held_live(s.lookup(id, hash))) return NewSession::taken;
+  }
+  auto shared = intern(std::move(rec));
+  NewSession kept = NewSession::inserted;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    const std::size_t charge = charge_of(id.size(), *shared);
+    {
+      std::lock_guard lock(s.mu);
+      const std::uint32_t i = s.lookup(id, hash);
+      if (held_live(i)) {  // another writer of this process got it meanwhile
+        release(shared);
+        return NewSession::taken;
+      }
+      if (i != kNil) {
+        replace_locked(s, i, std::move(shared), charge, now);  // its expired record
+        return kept;
+      }
+      if (reserve(charge)) {
+        add_locked(s, id, hash, std::move(shared), now);
+        return kept;
+      }
+    }
+    if (room_for(charge, hash % kShards, now)) continue;
+    // The memory store keeps the session without its initialize rather than refuse it: it
+    // routes, it only cannot be re-initialized on another pod.
+    if (role_ != TableRole::store || shared->init.empty()) break;
+    SessionRecord bare = *shared;
+    bare.init = std::string();
+    bare.init_target = std::string();
+    bare.init_fields = std::string();
+    bare.init_not_kept = true;
+    release(shared);
+    shared = intern(std::move(bare));
+    kept = NewSession::inserted_without_init;
+  }
+  release(shared);
+  return NewSession::full;
+}
+
+bool SessionTable::has_room(clock::time_point now) {
+  // A cache makes room by dropping sessions that are not pinned: only pins can fill it.
+  if (role_ == TableRole::cache) {
+    return pinned_.load(std::memory_order_relaxed) < max_sessions_ &&
+           pinned_bytes_.load(std::memory_order_relaxed) + sizeof(Node) <= max_bytes_;
+  }
+  return room_for(sizeof(Node), 0, now);
+}
+
+bool SessionTable::make_room(std::size_t first, clock::time_point now) {
+  const duration life = ttl();
   for (std::size_t k = 0; k < kShards; ++k) {
     Shard& s = shards_[(first + k) % kShards];
     std::lock_guard lock(s.mu);
-    std::uint32_t steps = 0;
-    for (std::uint32_t i = s.tail; i != kNil && steps < kLookBack; i = s.at(i).prev, ++steps) {
-      if (s.at(i).pins == 0) {
-        drop_locked(s, i);
-        evicted_.fetch_add(1, std::memory_order_relaxed);
-        return true;
-      }
+    const std::uint32_t i = s.lru.tail;
+    if (i == kNil) continue;
+    if (now - s.at(i).refreshed >= life) {
+      drop_locked(s, i);
+      expired_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    if (role_ == TableRole::cache) {
+      drop_locked(s, i);
+      evicted_.fetch_add(1, std::memory_order_relaxed);
+      return true;
     }
   }
   return false;
@@ -298,11 +414,25 @@ void SessionTable::pin(const std::string& id, int delta) {
   if (i == kNil) return;
   Node& n = s.at(i);
   if (n.pins == UINT8_MAX) return;  // sticky
-  if (delta > 0) {
-    ++n.pins;
-  } else if (n.pins > 0) {
-    --n.pins;
+  if (delta < 0 && n.pins == 0) return;
+  const bool was_pinned = n.pins != 0;
+  const bool pinned = delta > 0 || n.pins > 1;
+  if (was_pinned != pinned) {
+    // It moves between the LRU list and the pinned list, and the pinned sums follow.
+    const std::size_t charge = charge_of(n.len, *n.rec);
+    s.unlink(i);
+    if (pinned) {
+      pinned_.fetch_add(1, std::memory_order_relaxed);
+      pinned_bytes_.fetch_add(charge, std::memory_order_relaxed);
+    } else {
+      pinned_.fetch_sub(1, std::memory_order_relaxed);
+      pinned_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+    }
+    n.pins = static_cast<std::uint8_t>(n.pins + (delta > 0 ? 1 : -1));
+    s.push_front(i);
+    return;
   }
+  n.pins = static_cast<std::uint8_t>(n.pins + (delta > 0 ? 1 : -1));
 }
 
 bool SessionTable::erase(const std::string& id) {
@@ -321,9 +451,11 @@ std::vector<std::pair<std::string, std::shared_ptr<const SessionRecord>>> Sessio
   const duration life = ttl();
   for (Shard& s : shards_) {
     std::lock_guard lock(s.mu);
-    for (std::uint32_t i = s.head; i != kNil; i = s.at(i).next) {
-      const Node& n = s.at(i);
-      if (now - n.refreshed < life) out.emplace_back(std::string(n.id()), n.rec);
+    for (const List* l : {&s.lru, &s.pinned}) {
+      for (std::uint32_t i = l->head; i != kNil; i = s.at(i).next) {
+        const Node& n = s.at(i);
+        if (now - n.refreshed < life) out.emplace_back(std::string(n.id()), n.rec);
+      }
     }
   }
   return out;
@@ -334,14 +466,17 @@ std::size_t SessionTable::sweep(clock::time_point now) {
   const duration life = ttl();
   for (Shard& s : shards_) {
     std::lock_guard lock(s.mu);
-    // Every node is looked at: LRU order is use order, not refresh order.
-    for (std::uint32_t i = s.tail; i != kNil;) {
-      const std::uint32_t prev = s.at(i).prev;
-      if (now - s.at(i).refreshed >= life) {
-        drop_locked(s, i);
-        ++dropped;
+    // Every node is looked at: LRU order is use order, not refresh order. A pinned session
+    // expires too (its stream keeps it pinned, not alive: a request refreshes it).
+    for (const List* l : {&s.lru, &s.pinned}) {
+      for (std::uint32_t i = l->tail; i != kNil;) {
+        const std::uint32_t prev = s.at(i).prev;
+        if (now - s.at(i).refreshed >= life) {
+          drop_locked(s, i);
+          ++dropped;
+        }
+        i = prev;
       }
-      i = prev;
     }
   }
   expired_.fetch_add(dropped, std::memory_order_relaxed);

@@ -42,21 +42,43 @@ net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::authoritative(con
   co_return current.record;
 }
 
-net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::create(const std::string& id, SessionRecord rec) {
-  cache(id, rec);
-  metrics_.sessions_created.fetch_add(1, std::memory_order_relaxed);
+net::awaitable<Sessions::Created> Sessions::create(const std::string& id, SessionRecord rec) {
+  Created made;
   if (store_ == nullptr) {
-    metrics_.count_store(StoreOp::set, StoreResult::ok);
-    co_return nullptr;
+    // The table is the store: one conditional insert decides, across the workers.
+    std::shared_ptr<const SessionRecord> holder;
+    rec.url = std::string();
+    made.outcome = table_.insert_new(id, std::move(rec), &holder);
+    if (holder) made.holder = holder->ordinal;
+    if (made.recorded()) {
+      metrics_.sessions_created.fetch_add(1, std::memory_order_relaxed);
+      metrics_.count_store(StoreOp::set, StoreResult::ok);
+    }
+    co_return made;
   }
-  auto winner = co_await store_->create(id, rec);
-  if (!winner) co_return nullptr;
-  log_event(spdlog::level::err, "session id already recorded by another writer; the first record wins",
-            {{"session", session_hash(id)},
-             {"ours", std::to_string(rec.ordinal)},
-             {"theirs", std::to_string(winner->ordinal)}});
-  cache(id, *winner);
-  co_return std::make_shared<const SessionRecord>(std::move(*winner));
+  // An id this process holds is refused without a round trip; else Redis decides (SET NX),
+  // and the local copy is written only once the id is this session's.
+  if (auto holder = table_.find(id)) {
+    made.outcome = NewSession::taken;
+    made.holder = holder->ordinal;
+    co_return made;
+  }
+  if (!table_.has_room()) {
+    made.outcome = NewSession::full;
+    co_return made;
+  }
+  auto written = co_await store_->create(id, rec);
+  if (written.taken) {
+    made.outcome = NewSession::taken;
+    if (written.holder) {
+      made.holder = written.holder->ordinal;
+      cache(id, std::move(*written.holder));  // the owner's next request here needs no lookup
+    }
+    co_return made;
+  }
+  cache(id, std::move(rec));
+  metrics_.sessions_created.fetch_add(1, std::memory_order_relaxed);
+  co_return made;
 }
 
 net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::move(const std::string& id, const SessionRecord& rec,
@@ -99,7 +121,7 @@ void Sessions::cache(const std::string& id, SessionRecord rec) {
     rec.init_target = std::string();
     rec.init_fields = std::string();
   }
-  table_.insert(id, std::move(rec));
+  table_.insert(id, std::move(rec));  // not kept when pinned sessions fill the table: the store has it
 }
 
 }  // namespace mcpproxy

@@ -73,6 +73,9 @@ struct BackendConfig {
   // recovered where the policy allows); until then its requests get 503 with Retry-After.
   duration unreachable_grace{15000};
   duration response_timeout{300000};  // until the response head arrives
+  // A session the proxy will not hand out (its id is another's, the table has no room) is
+  // ended on its pod with a DELETE: best effort, this long at most.
+  duration session_end_timeout{5000};
   // A session's requests that come while its GET stream is being opened wait for the pod's
   // answer to the GET, this long at most (stream_gate.hpp); 0: they never wait.
   duration stream_open_wait{200};
@@ -149,6 +152,9 @@ struct SessionsConfig {
   OnLost on_lost = OnLost::reinitialize;
   std::size_t max_sessions = 1000000;                // local table bound (the whole table for the memory store)
   std::size_t max_table_bytes = 512U * 1024 * 1024;  // and its memory (records, initialize bodies)
+  // An initialize body larger than this is not kept in the record (its session cannot be
+  // re-initialized on another pod): the table's and Redis's memory per session stays small.
+  std::size_t max_init_body = 64U * 1024;
   // Requests of a lost session that another request is recovering wait this long at most
   // (then 503 with Retry-After).
   duration recovery_wait{10000};

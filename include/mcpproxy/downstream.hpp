@@ -5,6 +5,7 @@
 // own files, in the order a request meets them:
 //   upstream_exchange.cpp  acquire a pod connection, send, read the response head
 //   (downstream.cpp)       session bookkeeping on the response (response_action)
+//   session_ids.cpp        a new session recorded, or an id the proxy does not hand out
 //   relay.cpp              the body pump and the legacy SSE endpoint tap
 //   session_recovery.cpp   lost sessions: move to a new pod, or 404
 // A proxied request that waits only for the pod and the client runs in one coroutine,
@@ -33,6 +34,7 @@
 #include "mcpproxy/route.hpp"
 #include "mcpproxy/session.hpp"
 #include "mcpproxy/session_limiter.hpp"
+#include "mcpproxy/sessions.hpp"
 #include "mcpproxy/single_flight.hpp"
 #include "mcpproxy/stream_gate.hpp"
 
@@ -40,7 +42,6 @@ namespace mcpproxy {
 
 class Connection;
 class IoRing;
-class Sessions;
 class UpstreamPool;
 namespace http = beast::http;
 
@@ -295,6 +296,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Parses the pod's response head from what has arrived (interim answers dropped):
   // complete, need_more, or an error (then `malformed`; a 101 counts as one).
   http1::Status read_response_head(const Exchange& ex, bool& malformed);
+
+  // --- session_ids.cpp: who a session id belongs to
+  // A session the pod minted (its id in response_): recorded before the answer goes on,
+  // unless another session holds the id or the table has no room (then refused, counted,
+  // and ended on the pod).
+  net::awaitable<Bookkeeping> record_new_session(Exchange& ex, bool& again);
+  // The record of a new session (the initialize body kept when it is small enough).
+  SessionRecord new_record(const Exchange& ex) const;
+  // A new session create() did not record: counted and logged (hash only).
+  void count_unrecorded(const Exchange& ex, const std::string& id, const Sessions::Created& made);
+  // A session's answer that carries another id than the session's: 502, the record kept.
+  net::awaitable<Bookkeeping> refuse_renamed_session(Exchange& ex, bool& again);
+  // Ends a session on pod `ex.ordinal` (a DELETE with its id, backend.session_end_timeout).
+  net::awaitable<void> end_on_pod(const Exchange& ex, const std::string& id);
 
   // --- relay.cpp: the body pump
   struct RelayOutcome {

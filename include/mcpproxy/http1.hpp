@@ -147,6 +147,10 @@ struct Head {
   // only then must each field be looked up in it.
   bool connection_names_fields = false;
   std::optional<std::string_view> connection;  // the Connection field's value
+  // The Mcp-Session-Id field's value (empty when an answer has two that differ; a request
+  // with two is refused): read for every request and every answer of a session, so it is
+  // noted as the fields are parsed rather than looked for after.
+  std::optional<std::string_view> session_id;
 
   // The first field of that name (case-insensitive), without surrounding whitespace.
   std::optional<std::string_view> get(std::string_view name) const;

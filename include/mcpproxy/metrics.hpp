@@ -60,7 +60,15 @@ struct Metrics {
   // A recovery that re-initialized the session while another proxy replica moved it
   // first: its record won the compare-and-set, this one followed it.
   std::atomic<std::uint64_t> recovery_conflicts{0};
-  std::atomic<std::uint64_t> binding_mismatches{0};     // requests of a session from another identity
+  std::atomic<std::uint64_t> binding_mismatches{0};  // requests of a session from another identity
+  // Pod answers presenting a session id the proxy does not hand out (answered 502), by
+  // cause: [0] duplicate, an initialize answered with an id another session holds;
+  // [1] renamed, a session's answer with another id than the session's.
+  std::array<std::atomic<std::uint64_t>, 2> session_id_conflicts{};
+  std::atomic<std::uint64_t> table_full_refusals{0};  // new sessions answered 503: live sessions fill the table
+  // New sessions whose initialize body was not kept: [0] over sessions.max_init_body,
+  // [1] past the memory store's table bytes.
+  std::array<std::atomic<std::uint64_t>, 2> init_not_kept{};
   std::atomic<std::uint64_t> redis_protocol_errors{0};  // replies past the bounds, or not RESP
   std::atomic<std::uint64_t> new_sessions_refused{0};   // initializes past limits.new_sessions_per_client
   std::atomic<std::uint64_t> records_restored{0};       // records written back into a Redis that lost them
@@ -126,6 +134,8 @@ struct Metrics {
   void render_pods(std::string& out, const std::function<std::int64_t(int)>& live, int replicas) const;
   // Connects to pods and lookups of their names, by whether a request waited for them.
   void render_connects(std::string& out) const;
+  // Session ids refused, new sessions refused for room, initialize bodies not kept.
+  void render_session_guards(std::string& out) const;
   std::unique_ptr<Histogram[]> upstream_duration_;
   std::unique_ptr<std::array<std::atomic<std::uint64_t>, 4>[]> upstream_errors_;
 };

@@ -60,6 +60,13 @@ inline constexpr Refusal kPodNameTimeout{503, -32603, "MCP server's name cannot 
 inline constexpr Refusal kPodNameNoServer{503, -32603,
                                           "MCP server's name cannot be looked up now (no DNS server), retry", 1};
 inline constexpr Refusal kRecoveryInProgress{503, -32603, "Session being re-established, retry", 1};
+// A new session with no room: live sessions fill the table's bounds (none is dropped for it).
+inline constexpr Refusal kSessionTableFull{503, -32603, "Proxy session table full of live sessions, retry later", 5};
+
+// A pod's answer that presents a session id the proxy does not hand out: an id is the
+// session's that had it first, and a session keeps its id.
+inline constexpr Refusal kDuplicateSessionId{502, -32603, "MCP server sent a session id that another session holds"};
+inline constexpr Refusal kSessionRenamed{502, -32603, "MCP server changed the id of a live session"};
 
 // The one decision of what makes a session lost when its pod cannot be connected to
 // (README "What counts as a lost session"): refusals, or a name that no longer resolves
@@ -98,13 +105,14 @@ bool can_recover(OnLost policy, const SessionRecord* rec, bool from_query, std::
 
 // What the proxy does with a pod's answer before relaying it.
 enum class ResponseAction : std::uint8_t {
-  relay,                  // nothing of the session table to do
-  record_new_session,     // the pod minted a session: record it before the head goes out
-  reject_bad_session_id,  // the pod minted an id that is not a valid one: 502
-  recover,                // the pod lost the session: move it, replay the request
-  forget_deleted,         // DELETE succeeded: the record goes
-  forget_lost,            // the pod lost the session and it cannot move: the record goes, 404 relayed
-  tap_legacy_stream,      // a legacy (2024-11-05) SSE stream: read its endpoint event as it passes
+  relay,                   // nothing of the session table to do
+  record_new_session,      // the pod minted a session: record it before the head goes out
+  reject_bad_session_id,   // the pod minted an id that is not a valid one: 502
+  reject_renamed_session,  // a later answer of a session carries another id than the session's: 502
+  recover,                 // the pod lost the session: move it, replay the request
+  forget_deleted,          // DELETE succeeded: the record goes
+  forget_lost,             // the pod lost the session and it cannot move: the record goes, 404 relayed
+  tap_legacy_stream,       // a legacy (2024-11-05) SSE stream: read its endpoint event as it passes
 };
 
 struct ResponseFacts {
@@ -113,6 +121,7 @@ struct ResponseFacts {
   std::string_view target;
   unsigned status = 0;
   std::optional<std::string_view> session_header;  // the pod's Mcp-Session-Id
+  std::string_view session;                        // a session's request: the id its pod knows it by
   bool may_recover = false;                        // this exchange is not a replay already
   bool recoverable = false;                        // can_recover() for its session
   std::string_view legacy_sse_path;

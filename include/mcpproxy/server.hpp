@@ -25,7 +25,8 @@ namespace mcpproxy {
 // What all workers share: the session table, metrics, pod health, the drain state.
 struct Shared {
   explicit Shared(const Config& cfg)
-      : table(cfg.sessions.max_sessions, cfg.sessions.ttl, cfg.sessions.max_table_bytes) {
+      : table(cfg.sessions.max_sessions, cfg.sessions.ttl, cfg.sessions.max_table_bytes,
+              cfg.sessions.store == StoreKind::redis ? TableRole::cache : TableRole::store) {
     if (cfg.sessions.store == StoreKind::redis) {
       store =
           std::make_unique<StoreShared>(cfg.sessions.redis.key_prefix, cfg.sessions.ttl, cfg.sessions.redis.queue_size);

@@ -114,9 +114,14 @@ class RedisStore {
   };
   // One GET; concurrent lookups of one id on this worker share it.
   net::awaitable<Lookup> get(const std::string& id);
-  // Writes a new session's record (SET NX PX). On failure it is queued. Returns the record
-  // Redis holds when another writer got there first.
-  net::awaitable<std::optional<SessionRecord>> create(const std::string& id, const SessionRecord& rec);
+  // What a new session's SET NX found: the record written (or queued while Redis cannot be
+  // asked), or the id taken by another record (`holder`, when it could be read).
+  struct Creation {
+    bool taken = false;
+    std::optional<SessionRecord> holder;
+  };
+  // Writes a new session's record (SET NX PX), never over another's. On failure it is queued.
+  net::awaitable<Creation> create(const std::string& id, const SessionRecord& rec);
   // Moves a session: writes `rec` only if the stored record's epoch is still
   // `rec.epoch - 1` (or the record is gone), in one Lua script. Returns the record that won
   // when another writer moved the session first. Queued (unconditionally) when Redis

@@ -44,10 +44,21 @@ class Sessions {
                                                                      std::shared_ptr<const SessionRecord> local,
                                                                      bool& store_failed);
 
-  // A new session: in the local table at once (routing never waits for Redis), then in
-  // the store before the answer goes downstream. When another writer recorded the id
-  // first, its record wins and is returned.
-  net::awaitable<std::shared_ptr<const SessionRecord>> create(const std::string& id, SessionRecord rec);
+  // What became of a new session (create).
+  struct Created {
+    NewSession outcome = NewSession::inserted;
+    int holder = -1;  // taken: the pod of the session that holds the id; -1 when not known
+    bool recorded() const { return outcome == NewSession::inserted || outcome == NewSession::inserted_without_init; }
+  };
+  // A session a pod just minted, recorded before its answer goes downstream, only when its
+  // id is not live already: in this process's table, and with the redis store in Redis
+  // (SET NX: another proxy replica's record of it wins). An id is the session's that had
+  // it first: a record is never changed by a new session. `full`: the table's live
+  // sessions leave no room (nothing is recorded).
+  net::awaitable<Created> create(const std::string& id, SessionRecord rec);
+
+  // Whether a new session would find room in the table now (before its initialize goes to a pod).
+  bool room_for_new() { return table_.has_room(); }
 
   // A session moved to another pod (recovery; `rec.epoch` one past the record it was
   // decided on). With the redis store the move is a compare-and-set: when another proxy

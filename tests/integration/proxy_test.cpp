@@ -793,16 +793,29 @@ TEST_F(ProxyTest, AFloodOfThreeTimesTheTableLeavesEverySessionWithAnOpenStreamAl
         port(), "GET", "/mcp", "", Headers{{"Mcp-Session-Id", streamed.back()}, {"Accept", "text/event-stream"}}));
     ASSERT_EQ(streams.back()->status(), 200);
   }
-  // Their only activity is the open stream; then 3 x max_sessions initializes.
-  for (int i = 0; i < 192; ++i) ASSERT_EQ(request(port(), "POST", "/mcp", kInit).status, 200);
-  for (const auto& sid : streamed) {
-    const Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
-    EXPECT_EQ(r.status, 200) << r.body;
+  // Their only activity is the open stream; then 3 x max_sessions initializes. With the
+  // memory store the table is the only copy: once full, new sessions are refused (503),
+  // none of those it holds is dropped for them.
+  std::vector<std::string> admitted;
+  int refused = 0;
+  for (int i = 0; i < 192; ++i) {
+    const Response r = request(port(), "POST", "/mcp", kInit);
+    ASSERT_TRUE(r.status == 200 || r.status == 503) << r.status;
+    if (r.status == 200) admitted.push_back(r.header("mcp-session-id"));
+    refused += r.status == 503 ? 1 : 0;
+  }
+  EXPECT_EQ(admitted.size(), 64U - 10U);
+  EXPECT_EQ(refused, 192 - 54);
+  for (const auto* group : {&streamed, &admitted}) {
+    for (const auto& sid : *group) {
+      const Response r = request(port(), "POST", "/mcp", call(2, "whoami"), {{"Mcp-Session-Id", sid}});
+      EXPECT_EQ(r.status, 200) << r.body;
+    }
   }
   const std::string m = proxy_->metrics();
-  EXPECT_EQ(metric(m, "mcp_proxy_sessions_evicted_total").value_or(0), 202 - 64);
-  EXPECT_EQ(metric(m, R"(mcp_proxy_sessions_lost_total{cause="evicted"})").value_or(0), 202 - 64)
-      << "with the memory store an eviction is a loss";
+  EXPECT_EQ(metric(m, "mcp_proxy_sessions_evicted_total").value_or(-1), 0);
+  EXPECT_EQ(metric(m, R"(mcp_proxy_sessions_lost_total{cause="evicted"})").value_or(-1), 0);
+  EXPECT_EQ(metric(m, "mcp_proxy_session_table_full_refusals_total").value_or(0), 192 - 54);
 }
 
 TEST_F(ProxyTest, InitializeBodiesKeptForRecoveryStayWithinTheTablesMemoryBound) {
@@ -810,9 +823,11 @@ TEST_F(ProxyTest, InitializeBodiesKeptForRecoveryStayWithinTheTablesMemoryBound)
   // ASan keeps freed memory in quarantine (256 MB): RSS says nothing there (the Release pass runs it).
   GTEST_SKIP() << "RSS is not the allocator's to measure under AddressSanitizer";
 #endif
-  start({"--max-table-bytes", "32MiB"});
+  start({"--max-table-bytes", "32MiB", "--session-max-init-body", "4MiB"});
   const long before = rss_kib(proxy_->process->pid());
   // 60 sessions whose initialize carries 3 MB (kept to re-initialize them): 180 MB unbounded.
+  // Past the table's bytes the memory store keeps a session without its body (it cannot be
+  // re-initialized elsewhere), rather than drop a live one.
   const std::string pad(3 * 1024 * 1024, 'x');
   for (int i = 0; i < 60; ++i) {
     const std::string init = R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":)"
@@ -822,7 +837,8 @@ TEST_F(ProxyTest, InitializeBodiesKeptForRecoveryStayWithinTheTablesMemoryBound)
   }
   const std::string m = proxy_->metrics();
   EXPECT_LE(metric(m, "mcp_proxy_session_table_bytes").value_or(-1), 32.0 * 1024 * 1024);
-  EXPECT_GE(metric(m, "mcp_proxy_sessions_evicted_total").value_or(0), 49);
+  EXPECT_GE(metric(m, R"(mcp_proxy_session_init_not_kept_total{reason="table_bytes"})").value_or(0), 49);
+  EXPECT_EQ(metric(m, "mcp_proxy_sessions_evicted_total").value_or(-1), 0);
   // The table's 32 MiB, and what the allocator keeps of the requests' buffers.
   EXPECT_LT(rss_kib(proxy_->process->pid()) - before, 110 * 1024)
       << "RSS bounded by the table's budget, not by the sessions' bodies";

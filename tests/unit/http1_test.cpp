@@ -203,7 +203,7 @@ TEST(Http1, ChunkedRefusesBadFraming) {
 
 TEST(Http1, ViewsFollowACopy) {
   Head h;
-  std::string wire = "GET /x HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nConnection: x-private\r\n\r\n";
+  std::string wire = "GET /x HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nConnection: x-private\r\nMcp-Session-Id: s9\r\n\r\n";
   ASSERT_EQ(request(wire, h), Status::complete);
   const std::string copy = wire;
   h.rebase(wire.data(), copy.data());
@@ -216,6 +216,7 @@ TEST(Http1, ViewsFollowACopy) {
   // The Connection value the hop-by-hop rule reads moves too (it stayed behind once).
   EXPECT_TRUE(h.connection_names_fields);
   EXPECT_EQ(h.connection, std::optional<std::string_view>("x-private"));
+  EXPECT_EQ(h.session_id, std::optional<std::string_view>("s9"));
 }
 
 TEST(Http1, ConnectionNamesFieldsOnlyBeyondCloseAndKeepAlive) {
@@ -438,7 +439,18 @@ TEST(Http1FieldId, EveryNameTheProxyActsOnIsKnownInAnyCaseAndNothingElseIs) {
   EXPECT_EQ(h.fields[0].id, FieldId::host);
   EXPECT_EQ(h.fields[1].id, FieldId::other);
   EXPECT_EQ(h.get(FieldId::mcp_session_id), std::optional<std::string_view>("s1"));
+  EXPECT_EQ(h.session_id, std::optional<std::string_view>("s1")) << "noted as the fields are parsed";
   EXPECT_EQ(h.get(FieldId::cookie), std::nullopt);
+  ASSERT_EQ(parse_request("GET / HTTP/1.1\r\nHost: a\r\n\r\n", 4096, h), Status::complete);
+  EXPECT_EQ(h.session_id, std::nullopt) << "not left from the last head parsed into it";
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nMcp-Session-Id: r1\r\nMcp-Session-Id: r2\r\nContent-Length: 0\r\n\r\n",
+                           4096, "POST", h),
+            Status::complete);
+  EXPECT_EQ(h.session_id, std::optional<std::string_view>("")) << "two ids that differ name none";
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nMcp-Session-Id: r1\r\nMcp-Session-Id: r1\r\nContent-Length: 0\r\n\r\n",
+                           4096, "POST", h),
+            Status::complete);
+  EXPECT_EQ(h.session_id, std::optional<std::string_view>("r1"));
 }
 
 TEST(Http1, EveryByteValueInANameAndAValueAtEveryPlaceOfABlock) {

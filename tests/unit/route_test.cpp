@@ -116,6 +116,19 @@ TEST(ResponseAction, DeleteForgetsOnSuccessOnly) {
   EXPECT_EQ(response_action(facts(RequestClass::session, "POST", 500)), ResponseAction::relay);
 }
 
+TEST(ResponseAction, ASessionKeepsItsId) {
+  auto f = facts(RequestClass::session, "POST", 200);
+  f.session = "sess-1";
+  f.session_header = "sess-1";  // repeated on an answer: the same session
+  EXPECT_EQ(response_action(f), ResponseAction::relay);
+  f.session_header = "sess-2";  // a new id mid-session: not the client's to learn
+  EXPECT_EQ(response_action(f), ResponseAction::reject_renamed_session);
+  f.method = "DELETE";
+  EXPECT_EQ(response_action(f), ResponseAction::reject_renamed_session);
+  f.status = 404;  // the pod does not know the session: lost, whatever it says beside
+  EXPECT_EQ(response_action(f), ResponseAction::forget_lost);
+}
+
 TEST(ResponseAction, LegacyStreamIsTappedOnItsPathOnly) {
   auto f = facts(RequestClass::sessionless, "GET", 200);
   f.target = "/sse";

@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <thread>
+#include <vector>
 
 using namespace mcpproxy;
 
@@ -35,6 +38,13 @@ TEST(SessionRecord, RoundTrip) {
   EXPECT_EQ(back->created, 1700000000);
   EXPECT_EQ(back->epoch, 7U);
   EXPECT_EQ(decode_record(R"({"v":1,"ordinal":0})")->epoch, 0U) << "a record never moved";
+  EXPECT_FALSE(back->init_not_kept);
+  EXPECT_EQ(text.find("init_not_kept"), std::string::npos);
+  r.init = std::string();
+  r.init_not_kept = true;  // said in the record: the session cannot be re-initialized elsewhere
+  const auto flagged = decode_record(encode_record(r));
+  ASSERT_TRUE(flagged.has_value());
+  EXPECT_TRUE(flagged->init_not_kept);
 }
 
 TEST(SessionRecord, RejectsWhatItDoesNotUnderstand) {
@@ -113,14 +123,128 @@ TEST(SessionTable, PinnedSessionsOutliveAFloodOfThreeTimesTheBound) {
   for (int i = 0; i < 10; ++i) t.pin("streaming-" + std::to_string(i), -1);
   for (int i = 300; i < 600; ++i) t.insert("flood-" + std::to_string(i), on(0));
   EXPECT_EQ(t.sessions_on(1), 0);
-  // A table of pinned sessions grows past its bound rather than drop one.
+  // A table full of pinned sessions takes no new one: it neither drops one nor grows.
   SessionTable small(4, std::chrono::hours(1));
-  for (int i = 0; i < 6; ++i) {
-    small.insert("p" + std::to_string(i), on(0));
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(small.insert("p" + std::to_string(i), on(0)));
     small.pin("p" + std::to_string(i), +1);
   }
-  EXPECT_EQ(small.size(), 6U);
+  EXPECT_EQ(small.pinned(), 4U);
+  EXPECT_FALSE(small.has_room());
+  EXPECT_FALSE(small.insert("p4", on(0)));
+  std::shared_ptr<const SessionRecord> holder;
+  EXPECT_EQ(small.insert_new("p5", on(0), &holder), NewSession::full);
+  EXPECT_EQ(small.size(), 4U);
   EXPECT_EQ(small.evicted(), 0U);
+  small.pin("p0", -1);
+  EXPECT_TRUE(small.has_room()) << "a cache may drop a session that is not pinned";
+  EXPECT_EQ(small.insert_new("p5", on(0), &holder), NewSession::inserted);
+  EXPECT_EQ(small.find("p0"), nullptr);
+  EXPECT_EQ(small.size(), 4U);
+}
+
+TEST(SessionTable, ANewSessionNeverTakesALiveIdOver) {
+  for (const TableRole role : {TableRole::cache, TableRole::store}) {
+    SessionTable t(100, std::chrono::seconds(10), SIZE_MAX, role);
+    const auto t0 = clock::now();
+    SessionRecord owner = on(0);
+    owner.principal = "alice";
+    std::shared_ptr<const SessionRecord> holder;
+    ASSERT_EQ(t.insert_new("sid", owner, &holder, t0), NewSession::inserted);
+    EXPECT_EQ(holder, nullptr);
+    SessionRecord intruder = on(1);
+    intruder.principal = "mallory";
+    EXPECT_EQ(t.insert_new("sid", intruder, &holder, t0 + std::chrono::seconds(1)), NewSession::taken);
+    ASSERT_NE(holder, nullptr);
+    EXPECT_EQ(holder->ordinal, 0);
+    EXPECT_EQ(t.find("sid", t0 + std::chrono::seconds(2))->principal, "alice") << "the record is unchanged";
+    EXPECT_EQ(t.sessions_on(1), 0);
+    // An expired record holds nothing.
+    EXPECT_EQ(t.insert_new("sid", intruder, &holder, t0 + std::chrono::seconds(30)), NewSession::inserted);
+    EXPECT_EQ(t.find("sid", t0 + std::chrono::seconds(30))->ordinal, 1);
+    EXPECT_EQ(t.size(), 1U);
+  }
+}
+
+TEST(SessionTable, AsTheStoreAFullTableDropsNoLiveSession) {
+  // The memory store: the table is the only copy, so only an expired session makes room.
+  SessionTable t(4, std::chrono::seconds(10), SIZE_MAX, TableRole::store);
+  const auto t0 = clock::now();
+  std::shared_ptr<const SessionRecord> holder;
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(t.insert_new("s" + std::to_string(i), on(0), &holder, t0), NewSession::inserted);
+  EXPECT_FALSE(t.has_room(t0 + std::chrono::seconds(5)));
+  EXPECT_EQ(t.insert_new("late", on(0), &holder, t0 + std::chrono::seconds(5)), NewSession::full);
+  EXPECT_FALSE(t.insert("late", on(0), t0 + std::chrono::seconds(5)));
+  EXPECT_EQ(t.evicted(), 0U);
+  for (int i = 0; i < 4; ++i) EXPECT_NE(t.find("s" + std::to_string(i), t0 + std::chrono::seconds(5)), nullptr);
+  // Used at 5 s, they expire at 15 s: then one goes for the newcomer, counted as expired.
+  const auto later = t0 + std::chrono::seconds(16);
+  EXPECT_TRUE(t.has_room(later));
+  EXPECT_EQ(t.insert_new("late", on(0), &holder, later), NewSession::inserted);
+  EXPECT_EQ(t.evicted(), 0U);
+  EXPECT_GE(t.expired(), 1U);
+  EXPECT_LE(t.size(), 4U);
+}
+
+TEST(SessionTable, WritersOnEveryShardAtOnceNeverPassTheBound) {
+  SessionTable t(100, std::chrono::hours(1), SIZE_MAX, TableRole::store);
+  std::atomic<int> inserted{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; ++w) {
+    writers.emplace_back([&, w] {
+      std::shared_ptr<const SessionRecord> holder;
+      for (int i = 0; i < 2000; ++i) {
+        const NewSession r = t.insert_new("w" + std::to_string(w) + "-" + std::to_string(i), on(w), &holder);
+        if (r == NewSession::inserted) inserted.fetch_add(1);
+      }
+    });
+  }
+  for (auto& th : writers) th.join();
+  EXPECT_EQ(t.size(), 100U);
+  EXPECT_EQ(inserted.load(), 100);
+}
+
+TEST(SessionTable, PinnedBytesNeverPushTheTablePastItsMemoryBound) {
+  constexpr std::size_t kBound = 64 * 1024;
+  SessionTable t(1000000, std::chrono::hours(1), kBound);
+  const auto big = [](int i) {
+    SessionRecord r = on(0);
+    r.init = std::string(4096, static_cast<char>('a' + i % 26)) + std::to_string(i);  // each its own record
+    return r;
+  };
+  std::shared_ptr<const SessionRecord> holder;
+  ASSERT_EQ(t.insert_new("idle-0", big(100), &holder), NewSession::inserted);
+  ASSERT_EQ(t.insert_new("idle-1", big(101), &holder), NewSession::inserted);
+  int streams = 0;
+  for (int i = 0; i < 40; ++i) {
+    const std::string id = "stream-" + std::to_string(i);
+    if (t.insert_new(id, big(i), &holder) == NewSession::full) break;
+    t.pin(id, +1);
+    ++streams;
+    ASSERT_LE(t.bytes(), kBound) << i;
+  }
+  EXPECT_GT(streams, 10);
+  EXPECT_LT(streams, 16) << "about 15 fit in 64 KiB";
+  EXPECT_LE(t.pinned_bytes(), kBound);
+  EXPECT_EQ(t.insert_new("one-more", big(99), &holder), NewSession::full);
+  EXPECT_EQ(t.evicted(), 2U) << "a cache's idle sessions went first, never a pinned one";
+  for (int i = 0; i < streams; ++i) EXPECT_NE(t.find("stream-" + std::to_string(i)), nullptr);
+  // As the store, a record whose body does not fit is kept without it.
+  SessionTable store(1000000, std::chrono::hours(1), kBound, TableRole::store);
+  int without = 0;
+  for (int i = 0; i < 40; ++i) {
+    const NewSession r = store.insert_new("s" + std::to_string(i), big(i), &holder);
+    ASSERT_NE(r, NewSession::full) << i;
+    without += r == NewSession::inserted_without_init ? 1 : 0;
+    ASSERT_LE(store.bytes(), kBound) << i;
+  }
+  EXPECT_GT(without, 20);
+  const auto last = store.find("s39");
+  ASSERT_NE(last, nullptr);
+  EXPECT_TRUE(last->init.empty());
+  EXPECT_TRUE(last->init_not_kept);
+  EXPECT_EQ(store.evicted(), 0U);
 }
 
 TEST(SessionTable, TheMemoryBoundHoldsAgainstLargeInitializeBodies) {
@@ -189,6 +313,88 @@ TEST(SessionTable, AgreesWithAMapUnderChurn) {
     ++per_pod[static_cast<std::size_t>(ordinal)];
   }
   for (int o = 0; o < 5; ++o) EXPECT_EQ(t.sessions_on(o), per_pod[static_cast<std::size_t>(o)]);
+}
+
+TEST(SessionTable, PinsAgreeWithAModelUnderChurnAndTheBoundsHold) {
+  // Random new sessions, pins, unpins, erases and lookups against std::map, in both roles:
+  // the pinned sums follow, a pinned session is never dropped, the count bound holds, and
+  // as the store no live session is dropped and an id is never taken over.
+  for (const TableRole role : {TableRole::cache, TableRole::store}) {
+    constexpr std::size_t kMax = 700;
+    SessionTable t(kMax, std::chrono::hours(1), SIZE_MAX, role);
+    std::map<std::string, std::pair<int, int>> model;  // id -> {ordinal, pins}
+    std::uint64_t x = 88172645463325252ULL;
+    auto next = [&x] {
+      x ^= x << 13U;
+      x ^= x >> 7U;
+      x ^= x << 17U;
+      return x;
+    };
+    std::shared_ptr<const SessionRecord> holder;
+    for (int step = 0; step < 100'000; ++step) {
+      const std::uint64_t r = next();
+      std::string id = "sess-" + std::to_string(r % 1000);
+      if (r % 11 == 0) id += std::string(50, 'x');  // beyond the inline key
+      // A cache may have dropped an unpinned session: the model learns it from the table.
+      if (role == TableRole::cache && model.count(id) != 0 && model[id].second == 0 && !t.find(id)) model.erase(id);
+      const auto it = model.find(id);
+      switch ((r >> 32U) % 5) {
+        case 0: {
+          const int ordinal = static_cast<int>((r >> 40U) % 5);
+          const NewSession got = t.insert_new(id, on(ordinal), &holder);
+          if (it != model.end()) {
+            ASSERT_EQ(got, NewSession::taken) << id;
+            EXPECT_EQ(holder->ordinal, it->second.first);
+          } else if (got != NewSession::full) {
+            model[id] = {ordinal, 0};
+          } else {
+            ASSERT_TRUE(role == TableRole::store || t.pinned() >= kMax) << id;
+          }
+          break;
+        }
+        case 1:
+          if (it != model.end() && it->second.second < 200) {
+            t.pin(id, +1);
+            ++it->second.second;
+          }
+          break;
+        case 2:
+          if (it != model.end() && it->second.second > 0) {
+            t.pin(id, -1);
+            --it->second.second;
+          }
+          break;
+        case 3:
+          EXPECT_EQ(t.erase(id), it != model.end()) << id;
+          if (it != model.end()) model.erase(it);
+          break;
+        default:
+          ASSERT_EQ(t.find(id) != nullptr, it != model.end()) << id;
+      }
+      ASSERT_LE(t.size(), kMax);
+    }
+    std::size_t pinned = 0;
+    for (const auto& [id, v] : model) {
+      pinned += v.second > 0 ? 1 : 0;
+      // (A cache may have dropped the unpinned ones since they were last looked at.)
+      if (v.second > 0 || role == TableRole::store) {
+        ASSERT_NE(t.find(id), nullptr) << id;
+      }
+    }
+    EXPECT_EQ(t.pinned(), pinned);
+    if (role == TableRole::store) {
+      EXPECT_EQ(t.size(), model.size());
+    }
+    EXPECT_EQ(t.evicted() == 0, role == TableRole::store);
+    for (const auto& [id, v] : model) {
+      for (int k = 0; k < v.second; ++k) t.pin(id, -1);
+      t.erase(id);
+    }
+    EXPECT_EQ(t.size(), 0U);
+    EXPECT_EQ(t.pinned(), 0U);
+    EXPECT_EQ(t.pinned_bytes(), 0U);
+    EXPECT_EQ(t.bytes(), 0U) << "every byte charged is given back";
+  }
 }
 
 TEST(SessionTable, EqualRecordsAreStoredOnce) {
