@@ -61,8 +61,8 @@ bool is_control_path(std::string_view path) {
 }  // namespace
 
 bool AdminServer::make_room(std::size_t max_connections) {
-  if (connections_ < max_connections) return true;
-  for (Idle& idle : idle_) {
+  if (connections_->open < max_connections) return true;
+  for (Idle& idle : connections_->idle) {
     if (idle.closing) continue;
     // Its pending read ends with an error and its coroutine leaves; the count drops then.
     idle.closing = true;
@@ -87,11 +87,13 @@ net::awaitable<void> AdminServer::serve(tcp::socket socket) {
     co_await http::async_write(stream, res, use_tuple);
     co_return;
   }
-  ++connections_;
+  // Held by this frame, which may outlive the server (see Connections).
+  const std::shared_ptr<Connections> connections = connections_;
+  ++connections->open;
   struct Count {
     std::size_t& n;
     ~Count() { --n; }
-  } count{connections_};
+  } count{connections->open};
   beast::flat_buffer buffer(16384);
   for (;;) {
     limits = handlers_.limits();
@@ -99,10 +101,10 @@ net::awaitable<void> AdminServer::serve(tcp::socket socket) {
     parser.header_limit(16384);
     parser.body_limit(limits.max_body_size);
     stream.expires_after(limits.idle_timeout);
-    const auto idle = idle_.insert(idle_.end(), Idle{&stream});
+    const auto idle = connections->idle.insert(connections->idle.end(), Idle{&stream});
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
     const bool evicted = idle->closing;
-    idle_.erase(idle);
+    connections->idle.erase(idle);
     if (evicted) co_return;
     if (ec == http::error::body_limit || ec == http::error::header_limit) {
       // Answered, then closed: the rest of what the client sends is not read.

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <memory>
 #include <string>
 
 #include "mcpproxy/config.hpp"
@@ -45,6 +46,12 @@ class AdminServer {
     beast::tcp_stream* stream;
     bool closing = false;
   };
+  // The open connections. Shared with each connection's coroutine: a coroutine still
+  // waiting when the process stops is destroyed with the io_context, after this object.
+  struct Connections {
+    std::size_t open = 0;
+    std::list<Idle> idle;  // oldest first
+  };
 
   net::awaitable<void> accept_loop();
   net::awaitable<void> serve(tcp::socket socket);
@@ -59,8 +66,7 @@ class AdminServer {
   AdminHandlers handlers_;
   tcp::acceptor acceptor_;
   // The admin context runs on one thread: plain counters and a list are enough.
-  std::size_t connections_ = 0;
-  std::list<Idle> idle_;  // oldest first
+  std::shared_ptr<Connections> connections_ = std::make_shared<Connections>();
   std::array<std::uint64_t, kRefusals> refused_{};
 };
 

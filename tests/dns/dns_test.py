@@ -237,7 +237,8 @@ def case_slow_name(client, dns, sids):
     t.join(10)
     dns.update(name(2), delay=0.0)
     check(statuses == {200}, "pods 0 and 1 answer")
-    check(p99(lat) < 0.3, f"p99 of 80 calls to pods 0/1 (each a new connection) {p99(lat) * 1000:.1f} ms "
+    # Well under the 3 s delay: no call waited on pod-2's lookup (slack for a loaded machine).
+    check(p99(lat) < 1.5, f"p99 of 80 calls to pods 0/1 (each a new connection) {p99(lat) * 1000:.1f} ms "
                           f"(4967 ms before)")
 
 
@@ -254,7 +255,8 @@ def case_dns_down(client, dns, sids):
         n += 1
     dns.drop_all = False
     check(statuses == {200}, f"every call answered from the last known addresses ({n} calls)")
-    check(max(lat) < 1.0, f"longest call {max(lat) * 1000:.0f} ms (dns_timeout 500 ms; 16-19 s before)")
+    # Bounded by dns_timeout, with slack for a loaded machine; hung for the outage before.
+    check(max(lat) < 2.0, f"longest call {max(lat) * 1000:.0f} ms (dns_timeout 500 ms; 16-19 s before)")
     check(metric("mcp_proxy_dns_stale_answers_total") > stale0, "stale answers counted")
     check(metric("mcp_proxy_sessions_lost_total") == 0, "no session lost")
     eventually(lambda: pods_dns() == ["none"] * 3, 5, "names resolve again")

@@ -71,14 +71,13 @@ TEST(NewSessionLimiter, ALowerBoundOnReloadTrimsTheShardItMeets) {
 
 TEST(NewSessionLimiter, AnAdmissionCostsTheSameWithManyClients) {
   // The old limiter scanned a whole shard per admission past 4096 clients in it: 200000
-  // unique clients in one window took minutes. A bounded time, generous for a loaded host.
+  // unique clients in one window took minutes (past this test's CTest timeout); now each is
+  // a probe into its shard's index. How long it takes is the benchmarks' to say, not a test's.
   NewSessionLimiter limiter;
   const auto t0 = NewSessionLimiter::clock::now();
-  const auto started = std::chrono::steady_clock::now();
   for (int i = 0; i < 200000; ++i) {
     ASSERT_EQ(limiter.admit(std::to_string(i), t0 + std::chrono::microseconds(i), 5, 1h, 1000000), 0U);
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   EXPECT_EQ(limiter.clients(), 200000U);
 }
 
