@@ -321,6 +321,7 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
   out.fields.clear();
   out.connection.reset();
   out.session_id.reset();
+  out.request_id.reset();
   out.connection_names_fields = false;
   out.size = 0;
   out.framing = Framing::none;
@@ -365,6 +366,9 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
         } else if (*out.session_id != f.value) {
           out.session_id = std::string_view();
         }
+        break;
+      case FieldId::x_request_id:
+        out.request_id = out.request_id ? std::string_view() : f.value;
         break;
       case FieldId::content_length: {
         std::uint64_t n = 0;
@@ -453,6 +457,7 @@ void Head::rebase(const char* from, const char* to) {
   move(reason);
   if (connection) move(*connection);
   if (session_id) move(*session_id);
+  if (request_id) move(*request_id);
   // A field's name is never empty and its value, even empty, points into the head: both
   // move without a test.
   for (Field& f : fields) {

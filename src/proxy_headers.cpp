@@ -119,17 +119,11 @@ std::uint64_t next_random() {
 void RequestId::assign(const http1::Head& req, std::size_t max_length) {
   // The client's id is taken when it is one field of 1 to max_length visible ASCII bytes:
   // it goes to the pod and into the log as is, so it must be bounded and printable, and one
-  // copy (with two, the pod and the log could each read another). Else one is made here and
-  // the client's copies are dropped (edit_for).
-  std::optional<std::string_view> client;
-  bool usable = true;
-  for (const http1::Field& f : req.fields) {
-    if (f.id != FieldId::x_request_id) continue;
-    usable = usable && !client && !f.value.empty() && f.value.size() <= max_length &&
-             std::all_of(f.value.begin(), f.value.end(), [](char c) { return c > 0x20 && c < 0x7f; });
-    client = f.value;
-  }
-  if (client && usable) {
+  // copy (with two, the pod and the log could each read another: the parser notes none).
+  // Else one is made here and the client's copies are dropped (edit_for).
+  if (const auto client = req.request_id;
+      client && !client->empty() && client->size() <= max_length &&
+      std::all_of(client->begin(), client->end(), [](char c) { return c > 0x20 && c < 0x7f; })) {
     id_ = *client;
     generated_ = false;
     return;

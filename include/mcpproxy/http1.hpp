@@ -151,6 +151,9 @@ struct Head {
   // with two is refused): read for every request and every answer of a session, so it is
   // noted as the fields are parsed rather than looked for after.
   std::optional<std::string_view> session_id;
+  // The X-Request-Id field's value, noted the same way for every request (empty when there
+  // are two: neither is the request's id).
+  std::optional<std::string_view> request_id;
 
   // The first field of that name (case-insensitive), without surrounding whitespace.
   std::optional<std::string_view> get(std::string_view name) const;
