@@ -71,6 +71,12 @@ std::uint8_t PodHealth::dns_result(int ordinal, std::uint8_t failure, std::chron
   return dns_failure_[ordinal].exchange(failure, std::memory_order_relaxed);
 }
 
+void PodHealth::forget_name(int ordinal) {
+  if (ordinal < 0 || ordinal >= kMaxReplicas) return;
+  name_gone_since_[ordinal].store(0, std::memory_order_relaxed);
+  dns_failure_[ordinal].store(0, std::memory_order_relaxed);
+}
+
 std::uint8_t PodHealth::dns_failure(int ordinal) const {
   if (ordinal < 0 || ordinal >= kMaxReplicas) return 0;
   return dns_failure_[ordinal].load(std::memory_order_relaxed);

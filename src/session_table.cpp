@@ -232,18 +232,27 @@ std::shared_ptr<const SessionRecord> SessionTable::intern(SessionRecord rec) {
 void SessionTable::replace_locked(Shard& s, std::uint32_t i, std::shared_ptr<const SessionRecord> rec,
                                   std::size_t charge, clock::time_point now) {
   Node& n = s.at(i);
-  const std::size_t old = charge_of(n.len, *n.rec);
-  bytes_.fetch_sub(old, std::memory_order_relaxed);
-  bytes_.fetch_add(charge, std::memory_order_relaxed);
-  if (n.pins != 0) {
-    pinned_bytes_.fetch_sub(old, std::memory_order_relaxed);
-    pinned_bytes_.fetch_add(charge, std::memory_order_relaxed);
-  }
+  // The difference in one step (modular: a smaller record subtracts): a moment with the old
+  // charge taken off would let another writer's reserve use room that is not there.
+  const std::size_t grow = charge - charge_of(n.len, *n.rec);
+  bytes_.fetch_add(grow, std::memory_order_relaxed);
+  if (n.pins != 0) pinned_bytes_.fetch_add(grow, std::memory_order_relaxed);
   count(n.rec->ordinal, -1);
   count(rec->ordinal, +1);
   n.rec = std::move(rec);
   n.refreshed = now;
   s.unlink(i);
+  s.push_front(i);
+}
+
+void SessionTable::unpin_locked(Shard& s, std::uint32_t i) {
+  Node& n = s.at(i);
+  if (n.pins == 0) return;
+  const std::size_t charge = charge_of(n.len, *n.rec);
+  s.unlink(i);
+  pinned_.fetch_sub(1, std::memory_order_relaxed);
+  pinned_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+  n.pins = 0;
   s.push_front(i);
 }
 
@@ -351,7 +360,10 @@ NewSession SessionTable::insert_new(const std::string& id, SessionRecord rec,
         return NewSession::taken;
       }
       if (i != kNil) {
-        replace_locked(s, i, std::move(shared), charge, now);  // its expired record
+        // Its expired record: another session had the id. Its pins were that session's
+        // streams: the new one starts with none (their late unpins stop at zero).
+        unpin_locked(s, i);
+        replace_locked(s, i, std::move(shared), charge, now);
         return kept;
       }
       if (reserve(charge)) {

@@ -84,8 +84,17 @@ net::awaitable<Sessions::Created> Sessions::create(const std::string& id, Sessio
 net::awaitable<std::shared_ptr<const SessionRecord>> Sessions::move(const std::string& id, const SessionRecord& rec,
                                                                     int from) {
   if (store_ == nullptr) {
-    // One process: its recoveries are single-flight, so the move cannot race another.
-    cache(id, rec);
+    // One process: its recoveries are single-flight, so the move cannot race another. The
+    // table is the only copy: a move it did not take (the session went meanwhile, and live
+    // sessions fill the table) is not a success. The record is returned as the one to
+    // follow: the recovery ends the session it opened on the pod, and the request, sent
+    // there, is answered as lost.
+    if (!cache(id, rec)) {
+      metrics_.count_store(StoreOp::set, StoreResult::error);
+      log_event(spdlog::level::warn, "moved session not recorded: no room in the session table",
+                {{"session", session_hash(id)}, {"pod", std::to_string(rec.ordinal)}});
+      co_return std::make_shared<const SessionRecord>(rec);
+    }
     metrics_.count_store(StoreOp::set, StoreResult::ok);
     co_return nullptr;
   }
@@ -111,7 +120,7 @@ net::awaitable<void> Sessions::forget(const std::string& id, int ordinal) {
   }
 }
 
-void Sessions::cache(const std::string& id, SessionRecord rec) {
+bool Sessions::cache(const std::string& id, SessionRecord rec) {
   // The local table keeps what routing needs. The pod URL follows from the ordinal; with
   // the redis store the initialize body stays in Redis (read back on the rare re-initialize).
   // About 250 bytes a session fewer (bench/bench.py measures the RSS per session).
@@ -121,7 +130,8 @@ void Sessions::cache(const std::string& id, SessionRecord rec) {
     rec.init_target = std::string();
     rec.init_fields = std::string();
   }
-  table_.insert(id, std::move(rec));  // not kept when pinned sessions fill the table: the store has it
+  // With the redis store, not kept when pinned sessions fill the table: the store has it.
+  return table_.insert(id, std::move(rec));
 }
 
 }  // namespace mcpproxy

@@ -37,15 +37,21 @@ void UpstreamPool::configure(std::shared_ptr<const Config> cfg) {
     if (i >= addrs.size()) {
       p.idle.clear();
     } else if (p.addr != addrs[i] || p.generation == 0) {
+      // The old address's lookups say nothing of the new one: a name that was gone
+      // (NXDOMAIN) must not keep the pod out of placement once it is an IP literal or
+      // another name (the next lookup, if any, notes the new name's state).
+      if (p.generation != 0) health_.forget_name(static_cast<int>(i));
       p = Pod{};
       p.addr = addrs[i];
+      // Validated with the config (parse_pod_url); 0 (never at this point) fails the connect.
+      p.port = port_number(p.addr.port);
       p.generation = ++generations_;
       // An IP literal is its own answer, for good: no lookup, no DNS state.
       error_code ec;
       const auto ip = net::ip::make_address(p.addr.host, ec);
       if (!ec) {
         p.literal = true;
-        p.endpoints = {tcp::endpoint(ip, static_cast<std::uint16_t>(std::stoi(p.addr.port)))};
+        p.endpoints = {tcp::endpoint(ip, p.port)};
         p.resolved_until = std::chrono::steady_clock::time_point::max();
       }
     }
@@ -89,7 +95,8 @@ net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal, bool fres
 }
 
 net::awaitable<error_code> UpstreamPool::resolve(int ordinal, Why why) {
-  const PodAddress addr = pod(ordinal).addr;
+  const std::string host = pod(ordinal).addr.host;
+  const std::uint16_t port = pod(ordinal).port;
   const std::uint64_t generation = pod(ordinal).generation;
   if (pod(ordinal).literal) co_return error_code{};
   // Backing off after a failure: the last reason stands until the next try is due.
@@ -97,7 +104,7 @@ net::awaitable<error_code> UpstreamPool::resolve(int ordinal, Why why) {
   metrics_.dns_lookups[static_cast<int>(why)].fetch_add(1, std::memory_order_relaxed);
   const auto cfg = cfg_;
   const auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(cfg->backend.dns_timeout);
-  const DnsAnswer a = co_await dns_.lookup(addr.host, static_cast<std::uint16_t>(std::stoi(addr.port)), limit);
+  const DnsAnswer a = co_await dns_.lookup(host, port, limit);
   // The pod vector may grow while this coroutine waits: the pod is looked up again.
   Pod& p = pod(ordinal);
   if (p.generation != generation) co_return make_error_code(a.failure);

@@ -1,5 +1,7 @@
 #include "mcpproxy/url_template.hpp"
 
+#include <charconv>
+
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 
@@ -81,6 +83,15 @@ std::string expand_pod_url(const BackendConfig& backend, int ordinal) {
   return expand(backend, std::to_string(ordinal), nullptr, nullptr);
 }
 
+std::uint16_t port_number(std::string_view port) {
+  if (port.empty()) return 0;
+  unsigned value = 0;
+  const char* end = port.data() + port.size();
+  const auto [at, ec] = std::from_chars(port.data(), end, value);
+  if (ec != std::errc() || at != end || value > 65535) return 0;
+  return static_cast<std::uint16_t>(value);
+}
+
 PodAddress parse_pod_url(const std::string& url) {
   auto r = boost::urls::parse_absolute_uri(url);
   if (!r) throw ConfigError("backend.url_template: '" + url + "' is not a URL: " + r.error().message());
@@ -94,6 +105,10 @@ PodAddress parse_pod_url(const std::string& url) {
   }
   if (u.has_query() || u.has_fragment() || u.has_userinfo()) {
     throw ConfigError("backend.url_template: '" + url + "' must not have a query, fragment or user info");
+  }
+  if (u.has_port() && port_number(u.port()) == 0) {
+    throw ConfigError("backend.url_template: '" + url + "' has port '" + std::string(u.port()) +
+                      "': a pod's port is a number from 1 to 65535");
   }
   PodAddress pod;
   pod.url = url;

@@ -50,6 +50,9 @@ class PodHealth {
   // Returns the one before, so that a change is logged once. A name that does not resolve
   // (NXDOMAIN) takes the pod out of placement and starts the count of name_gone_for.
   std::uint8_t dns_result(int ordinal, std::uint8_t failure, std::chrono::steady_clock::time_point now);
+  // The pod's address changed (a reload): what its old name's lookups said is forgotten,
+  // the pod is placeable again as far as DNS goes (an IP literal is never looked up).
+  void forget_name(int ordinal);
   std::uint8_t dns_failure(int ordinal) const;
   bool name_gone(int ordinal) const;
   // How long the name has not resolved (0: it resolves, or this is the first NXDOMAIN).

@@ -85,6 +85,8 @@ class SessionTable {
   // that is not pinned goes first in the cache role (of the new one's shard, else of the
   // next ones), an expired one in the store role; false (nothing changed) when no session
   // may go.
+  // Replacing the record of an id in the table always succeeds: no session is added, the
+  // bytes follow the new record's charge.
   // The table keeps what routing and a re-initialize need: not `url` nor `created` (the
   // remote store keeps the whole record).
   bool insert(const std::string& id, SessionRecord rec, clock::time_point now = clock::now());
@@ -179,8 +181,12 @@ class SessionTable {
   void count(int ordinal, int delta);
   void drop_locked(Shard& s, std::uint32_t i);
   // Points node i at `rec` (charge, per-pod counts and pinned bytes follow); s.mu held.
+  // Never refused: the session is there already, only its charge changes (a record that
+  // grows may pass max_bytes by that much).
   void replace_locked(Shard& s, std::uint32_t i, std::shared_ptr<const SessionRecord> rec, std::size_t charge,
                       clock::time_point now);
+  // Node i leaves the pinned list with no pins (the pinned sums follow); s.mu held.
+  void unpin_locked(Shard& s, std::uint32_t i);
   // A new node for `id` (not in the table; its room reserved), at the front of the LRU
   // list; s.mu held.
   void add_locked(Shard& s, const std::string& id, std::uint32_t hash, std::shared_ptr<const SessionRecord> rec,

@@ -63,14 +63,18 @@ class Sessions {
   // A session moved to another pod (recovery; `rec.epoch` one past the record it was
   // decided on). With the redis store the move is a compare-and-set: when another proxy
   // replica moved the session first, its record is returned (and cached) and `rec` is not
-  // written.
+  // written. With the memory store a move the table cannot take (the session went meanwhile
+  // and live sessions fill the table; counted as a failed set) returns `rec` itself: the
+  // caller ends the session it opened on that pod and follows it, so the request is
+  // answered as lost rather than served by a session nothing records.
   net::awaitable<std::shared_ptr<const SessionRecord>> move(const std::string& id, const SessionRecord& rec, int from);
 
   // The session (on `ordinal`) ended (DELETE) or is lost for good.
   net::awaitable<void> forget(const std::string& id, int ordinal);
 
   // A record read from the store, kept locally so the next request routes without it.
-  void cache(const std::string& id, SessionRecord rec);
+  // False when the table did not take it (no room; a record already there is always replaced).
+  bool cache(const std::string& id, SessionRecord rec);
 
   // Live sessions on a pod: the shared counts of all proxy replicas with the redis store
   // (PodCounts), the local table's with the memory store.

@@ -79,6 +79,7 @@ class UpstreamPool {
   };
   struct Pod {
     PodAddress addr;
+    std::uint16_t port = 0;  // addr.port's number
     std::vector<Idle> idle;
     std::vector<tcp::endpoint> endpoints;
     std::chrono::steady_clock::time_point resolved_until{};  // the answer's TTL

@@ -151,6 +151,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"backend:\n  url_template: https://h-{ordinal}:443\n", "http://"},
         BadCase{"backend:\n  url_template: http://h-{ordinal}:80/mcp\n", "must not have a path"},
         BadCase{"backend:\n  scheme: ftp\n", "backend.scheme"},
+        // A pod port that is no number of 1-65535 is the template's error, at start-up: the
+        // request path converted it and threw (an empty port) or wrapped (70000).
+        BadCase{"backend:\n  url_template: http://h-{ordinal}:/\n", "backend.url_template: 'http://h-0:/' has port ''"},
+        BadCase{"backend:\n  url_template: http://h-{ordinal}:70000\n", "has port '70000'"},
+        BadCase{"backend:\n  url_template: http://h-{ordinal}:0\n", "has port '0'"},
+        BadCase{"backend:\n  replicas: 7\n  url_template: http://127.0.0.1:6553{ordinal}\n",
+                "backend.url_template: 'http://127.0.0.1:65536' has port '65536'"},
         BadCase{"backend:\n  url_template: [1, 2]\n", "must be a single value"},
         BadCase{"sessions:\n  redis:\n    url: redis://127.0.0.1:6379\n",
                 "sessions.redis.url: set, but sessions.store is memory"},

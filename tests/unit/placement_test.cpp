@@ -77,3 +77,22 @@ TEST(PodHealth, EjectAndRecover) {
   EXPECT_TRUE(h.healthy(2, now));
   EXPECT_FALSE(h.healthy(kMaxReplicas, now));
 }
+
+TEST(PodHealth, AForgottenNameIsPlaceableAgain) {
+  PodHealth h;
+  const auto t0 = std::chrono::steady_clock::now();
+  h.dns_result(2, 1, t0);  // NXDOMAIN
+  ASSERT_TRUE(h.name_gone(2));
+  ASSERT_FALSE(h.placeable(2, t0));
+  // A reload made the pod an IP literal (never looked up): nothing else would clear it.
+  h.forget_name(2);
+  EXPECT_FALSE(h.name_gone(2));
+  EXPECT_EQ(h.dns_failure(2), 0);
+  EXPECT_EQ(h.name_gone_for(2, t0 + std::chrono::seconds(5)), std::chrono::steady_clock::duration{});
+  EXPECT_TRUE(h.placeable(2, t0));
+  // The next NXDOMAIN starts a new count.
+  h.dns_result(2, 1, t0 + std::chrono::seconds(10));
+  EXPECT_EQ(h.name_gone_for(2, t0 + std::chrono::seconds(12)), std::chrono::seconds(2));
+  h.forget_name(-1);  // out of range: ignored
+  h.forget_name(kMaxReplicas);
+}

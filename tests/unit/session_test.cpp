@@ -166,6 +166,59 @@ TEST(SessionTable, ANewSessionNeverTakesALiveIdOver) {
   }
 }
 
+TEST(SessionTable, AnIdReusedAfterExpiryStartsWithNoPins) {
+  for (const TableRole role : {TableRole::cache, TableRole::store}) {
+    SessionTable t(100, std::chrono::seconds(10), SIZE_MAX, role);
+    const auto t0 = clock::now();
+    std::shared_ptr<const SessionRecord> holder;
+    ASSERT_EQ(t.insert_new("sid", on(0), &holder, t0), NewSession::inserted);
+    t.pin("sid", +1);  // the old session's stream
+    ASSERT_EQ(t.pinned(), 1U);
+    // Expired (not swept): a pod mints the id again, for another session.
+    ASSERT_EQ(t.insert_new("sid", on(1), &holder, t0 + std::chrono::seconds(30)), NewSession::inserted);
+    EXPECT_EQ(t.pinned(), 0U) << "the old stream's pin is not the new session's";
+    EXPECT_EQ(t.pinned_bytes(), 0U);
+    t.pin("sid", -1);  // the old stream ends: no pin goes below zero
+    EXPECT_EQ(t.pinned(), 0U);
+    t.pin("sid", +1);  // the new session's own stream
+    EXPECT_EQ(t.pinned(), 1U);
+    t.pin("sid", -1);
+    EXPECT_EQ(t.pinned(), 0U);
+    EXPECT_EQ(t.pinned_bytes(), 0U);
+    EXPECT_EQ(t.sessions_on(0), 0);
+    EXPECT_EQ(t.sessions_on(1), 1);
+    EXPECT_TRUE(t.erase("sid"));
+    EXPECT_EQ(t.bytes(), 0U);
+  }
+}
+
+TEST(SessionTable, AReplacementAlwaysSucceedsAndItsBytesFollow) {
+  // A move replaces a session's record: it adds no session, so a full table takes it.
+  SessionTable t(2, std::chrono::seconds(10), SIZE_MAX, TableRole::store);
+  const auto t0 = clock::now();
+  SessionRecord a = on(0);
+  a.init = std::string(100, 'i');
+  ASSERT_TRUE(t.insert("a", a, t0));
+  ASSERT_TRUE(t.insert("b", on(0), t0));
+  EXPECT_FALSE(t.insert("c", on(0), t0)) << "full";
+  t.pin("a", +1);
+  const std::size_t before = t.bytes();
+  SessionRecord moved = a;
+  moved.ordinal = 1;
+  moved.backend_session = std::string(50, 'b');
+  EXPECT_TRUE(t.insert("a", moved, t0 + std::chrono::seconds(1)));
+  EXPECT_EQ(t.find("a", t0 + std::chrono::seconds(1))->ordinal, 1);
+  EXPECT_EQ(t.bytes(), before + 50);
+  EXPECT_EQ(t.sessions_on(0), 1);
+  EXPECT_EQ(t.sessions_on(1), 1);
+  EXPECT_TRUE(t.insert("a", on(1), t0 + std::chrono::seconds(2)));  // and smaller again
+  t.pin("a", -1);
+  EXPECT_EQ(t.pinned_bytes(), 0U);
+  EXPECT_TRUE(t.erase("a"));
+  EXPECT_TRUE(t.erase("b"));
+  EXPECT_EQ(t.bytes(), 0U);
+}
+
 TEST(SessionTable, AsTheStoreAFullTableDropsNoLiveSession) {
   // The memory store: the table is the only copy, so only an expired session makes room.
   SessionTable t(4, std::chrono::seconds(10), SIZE_MAX, TableRole::store);

@@ -3,6 +3,11 @@
 // workers do.
 #include "mcpproxy/stream_gate.hpp"
 
+#include "mcpproxy/metrics.hpp"
+#include "mcpproxy/placement.hpp"
+#include "mcpproxy/sessions.hpp"
+#include "mcpproxy/upstream.hpp"
+
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -159,6 +164,72 @@ TEST(StreamGate, ExpectationsOfSessionsThatNeverSendAgainArePruned) {
   Waiter w(gate, "unrelated", 10s, 10s);         // so does each wait()
   EXPECT_FALSE(w.finish());
   EXPECT_FALSE(gate.any());
+}
+
+// ---- Other worker-side units that need an io_context but no socket ----
+
+std::shared_ptr<const mcpproxy::SessionRecord> run_move(mcpproxy::Sessions& sessions, const std::string& id,
+                                                        const mcpproxy::SessionRecord& rec, int from) {
+  net::io_context ioc;
+  std::shared_ptr<const mcpproxy::SessionRecord> out;
+  net::co_spawn(
+      ioc, [&]() -> net::awaitable<void> { out = co_await sessions.move(id, rec, from); }, net::detached);
+  ioc.run();
+  return out;
+}
+
+TEST(Sessions, AMoveTheMemoryStoreCannotTakeIsNoSuccess) {
+  using mcpproxy::SessionRecord;
+  mcpproxy::SessionTable table(2, 10s, SIZE_MAX, mcpproxy::TableRole::store);
+  mcpproxy::Metrics metrics;
+  mcpproxy::Sessions sessions(table, metrics);
+  SessionRecord rec;
+  ASSERT_TRUE(table.insert("a", rec));
+  ASSERT_TRUE(table.insert("b", rec));
+  const auto& set_ok = metrics.store_ops[static_cast<int>(mcpproxy::StoreOp::set)][0];
+  const auto& set_error = metrics.store_ops[static_cast<int>(mcpproxy::StoreOp::set)][2];
+  SessionRecord moved;
+  moved.ordinal = 1;
+  moved.backend_session = "on-pod-1";
+  moved.epoch = 1;
+  // A session in the full table moves: a replacement, always taken.
+  EXPECT_EQ(run_move(sessions, "a", moved, 0), nullptr);
+  EXPECT_EQ(table.find("a")->ordinal, 1);
+  EXPECT_EQ(set_ok.load(), 1U);
+  // One that went meanwhile, with live sessions filling the table: not recorded, and the
+  // caller is told (the record to follow is the one that was not written), not "moved".
+  const auto follow = run_move(sessions, "gone", moved, 0);
+  ASSERT_NE(follow, nullptr);
+  EXPECT_EQ(follow->ordinal, 1);
+  EXPECT_EQ(follow->backend_session, "on-pod-1");
+  EXPECT_EQ(table.find("gone"), nullptr);
+  EXPECT_EQ(set_error.load(), 1U);
+  EXPECT_EQ(set_ok.load(), 1U);
+}
+
+TEST(UpstreamPool, AReloadThatChangesAPodsAddressForgetsItsNamesState) {
+  net::io_context ioc;
+  mcpproxy::Metrics metrics;
+  mcpproxy::PodHealth health;
+  mcpproxy::UpstreamPool pool(ioc, metrics, health);
+  auto named = std::make_shared<mcpproxy::Config>();
+  named->backend.replicas = 1;
+  named->backend.pods = {mcpproxy::parse_pod_url("http://pod-0.example.invalid:8080")};
+  pool.configure(named);
+  const auto now = clock_type::now();
+  health.dns_result(0, static_cast<std::uint8_t>(mcpproxy::DnsFailure::nxdomain), now);
+  ASSERT_FALSE(health.placeable(0, now));
+  // The same address again: what its lookups said stands.
+  pool.configure(std::make_shared<mcpproxy::Config>(*named));
+  EXPECT_TRUE(health.name_gone(0));
+  // Now an IP literal, never looked up: nothing else would ever clear the NXDOMAIN.
+  auto literal = std::make_shared<mcpproxy::Config>(*named);
+  literal->backend.pods = {mcpproxy::parse_pod_url("http://127.0.0.1:8080")};
+  pool.configure(literal);
+  EXPECT_FALSE(health.name_gone(0));
+  EXPECT_EQ(health.dns_failure(0), 0);
+  EXPECT_TRUE(health.placeable(0, now));
+  EXPECT_EQ(pool.address(0).port, "8080");
 }
 
 }  // namespace

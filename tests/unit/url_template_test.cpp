@@ -58,3 +58,17 @@ TEST(UrlTemplate, AFullyQualifiedNameKeepsItsDotForDnsOnly) {
   EXPECT_EQ(pod.host, "myserver-0.mcp-myserver-headless.default.svc.cluster.local.");
   EXPECT_EQ(pod.authority, "myserver-0.mcp-myserver-headless.default.svc.cluster.local:8080");
 }
+
+TEST(UrlTemplate, APortIsANumberFromOneTo65535) {
+  EXPECT_EQ(parse_pod_url("http://pod:65535").port, "65535");
+  EXPECT_EQ(parse_pod_url("http://pod:1/").port, "1");
+  for (const char* url : {"http://pod:/", "http://pod:", "http://pod:0", "http://pod:65536", "http://pod:70000",
+                          "http://pod:99999999999999999999"}) {
+    EXPECT_THROW(parse_pod_url(url), ConfigError) << url;
+  }
+  EXPECT_EQ(port_number("8080"), 8080);
+  EXPECT_EQ(port_number("65535"), 65535);
+  for (const char* bad : {"", "0", "65536", "70000", "-1", "+80", " 80", "80 ", "8o", "99999999999999999999"}) {
+    EXPECT_EQ(port_number(bad), 0) << bad;
+  }
+}
