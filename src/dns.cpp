@@ -83,22 +83,6 @@ void on_answer(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
 
 }  // namespace
 
-std::string_view to_string(DnsFailure f) {
-  switch (f) {
-    case DnsFailure::none:
-      return "none";
-    case DnsFailure::nxdomain:
-      return "nxdomain";
-    case DnsFailure::servfail:
-      return "servfail";
-    case DnsFailure::timeout:
-      return "timeout";
-    case DnsFailure::no_server:
-      return "no_server";
-  }
-  return "unknown";
-}
-
 const boost::system::error_category& dns_category() {
   static const DnsCategory category;
   return category;

@@ -175,9 +175,9 @@ void Metrics::render_connects(std::string& out) const {
   family(out, "mcp_proxy_dns_failures_total", "counter",
          "Failed lookups of pod names, by reason: nxdomain (the name is gone), servfail, timeout "
          "(backend.dns_timeout), no_server.");
-  static constexpr std::array<const char*, 5> kReasons = {"", "nxdomain", "servfail", "timeout", "no_server"};
-  for (std::size_t r = 1; r < kReasons.size(); ++r) {
-    sample(out, "mcp_proxy_dns_failures_total", std::string("reason=\"") + kReasons[r] + "\"", load(dns_failures[r]));
+  for (int r = 1; r < kDnsFailureKinds; ++r) {  // none is no failure
+    sample(out, "mcp_proxy_dns_failures_total", "reason=\"" + std::string(to_string(static_cast<DnsFailure>(r))) + "\"",
+           load(dns_failures[r]));
   }
   family(out, "mcp_proxy_dns_stale_answers_total", "counter",
          "Connects to a pod's last known addresses while its name's lookups failed (backend.dns_serve_stale).");

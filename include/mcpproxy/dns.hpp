@@ -12,20 +12,10 @@
 #include <string_view>
 #include <vector>
 
+#include "mcpproxy/dns_failure.hpp"
 #include "mcpproxy/net.hpp"
 
 namespace mcpproxy {
-
-// Why a lookup gave no address. The label of mcp_proxy_dns_failures_total{reason}.
-enum class DnsFailure : std::uint8_t {
-  none,
-  nxdomain,   // the name does not exist (a headless Service drops a pod that is not ready)
-  servfail,   // the server could not answer (SERVFAIL, REFUSED, a malformed answer)
-  timeout,    // no answer within backend.dns_timeout
-  no_server,  // no server to ask (connection refused, no nameserver configured)
-};
-inline constexpr int kDnsFailureKinds = 5;
-std::string_view to_string(DnsFailure f);
 
 // DNS failures as error codes (their own category), so that a failed connect carries why.
 const boost::system::error_category& dns_category();

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "mcpproxy/config.hpp"
+#include "mcpproxy/dns_failure.hpp"
 #include "mcpproxy/placement.hpp"
 #include "mcpproxy/redis_retry.hpp"
 
@@ -95,7 +96,7 @@ struct Metrics {
   std::array<std::atomic<std::uint64_t>, 2> dns_lookups{};
   // Failed lookups of pod names by DnsFailure (dns.hpp; [0] unused), and connects made to a
   // pod's last addresses while its lookups failed (backend.dns_serve_stale).
-  std::array<std::atomic<std::uint64_t>, 5> dns_failures{};
+  std::array<std::atomic<std::uint64_t>, kDnsFailureKinds> dns_failures{};
   std::atomic<std::uint64_t> dns_stale_answers{0};
   // Workers running on each io backend: [0] epoll, [1] io_uring (config io_backend).
   std::array<std::atomic<std::int64_t>, 2> workers_by_backend{};
