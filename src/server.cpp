@@ -109,7 +109,7 @@ void Worker::start(IoBackend backend) {
 
 void Worker::use_redis(const RedisOptions& options) {
   redis_ = make_redis_link(ioc_, options, "worker-" + std::to_string(index_));
-  store_ = std::make_unique<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
+  store_ = std::make_shared<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
   sessions_.use_store(store_.get());
   redis_->start();
 }

@@ -99,7 +99,7 @@ class Worker {
   tcp::acceptor acceptor_{ioc_};
   UpstreamPool pool_{ioc_, shared_.metrics, shared_.health};
   std::shared_ptr<RedisLink> redis_;
-  std::unique_ptr<RedisStore> store_;
+  std::shared_ptr<RedisStore> store_;  // shared: its background commands hold it
   Sessions sessions_;
   std::mt19937_64 rng_;
   RelayBuffers relay_buffers_;
