@@ -38,6 +38,8 @@ void sample(std::string& out, std::string_view name, std::string_view labels, do
 
 static_assert(static_cast<std::size_t>(LostCause::no_such_pod) == 3, "Metrics::sessions_lost has a slot per cause");
 
+double load(const std::atomic<std::uint64_t>& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); }
+
 std::string pod_label(int ordinal) { return "pod=\"" + std::to_string(ordinal) + "\""; }
 
 constexpr std::array<std::string_view, 4> kMethods = {"GET", "POST", "DELETE", "OTHER"};
@@ -116,9 +118,6 @@ void Metrics::render_requests(std::string& out) const {
 }
 
 void Metrics::render_pods(std::string& out, const std::function<std::int64_t(int)>& live, int replicas) const {
-  auto load = [](const std::atomic<std::uint64_t>& a) {
-    return static_cast<double>(a.load(std::memory_order_relaxed));
-  };
   // Pods: every ordinal below `replicas`, and any beyond it that still holds data.
   auto pod_in_scope = [&](int o) { return o < replicas || upstream_duration_[o].count() > 0 || live(o) > 0; };
 
@@ -153,9 +152,6 @@ void Metrics::render_pods(std::string& out, const std::function<std::int64_t(int
 }
 
 void Metrics::render_connects(std::string& out) const {
-  auto load = [](const std::atomic<std::uint64_t>& a) {
-    return static_cast<double>(a.load(std::memory_order_relaxed));
-  };
   family(out, "mcp_proxy_upstream_connects_total", "counter",
          "Connects to pods, by reason (request: a request waited for it; warm: made ahead of need, "
          "backend.warm_connections) and result (ok, failed).");
@@ -185,9 +181,6 @@ void Metrics::render_connects(std::string& out) const {
 }
 
 void Metrics::render_session_guards(std::string& out) const {
-  auto load = [](const std::atomic<std::uint64_t>& a) {
-    return static_cast<double>(a.load(std::memory_order_relaxed));
-  };
   family(out, "mcp_proxy_session_id_conflicts_total", "counter",
          "Pod answers with a session id the proxy does not hand out, answered 502 (the record unchanged): "
          "cause=\"duplicate\" an initialize answered with an id another session holds (ended on that pod), "
@@ -229,17 +222,7 @@ void Metrics::render_new_session_clients(std::string& out, std::size_t clients, 
   sample(out, "mcp_proxy_new_session_windows_dropped_total", "", static_cast<double>(dropped));
 }
 
-std::string Metrics::render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
-                            const StoreStatus& store) const {
-  std::string out;
-  out.reserve(16384);
-  auto load = [](const std::atomic<std::uint64_t>& a) {
-    return static_cast<double>(a.load(std::memory_order_relaxed));
-  };
-
-  render_requests(out);
-  render_pods(out, live, replicas);
-
+void Metrics::render_sessions_lost(std::string& out, const SessionTable& table, bool redis) const {
   family(out, "mcp_proxy_sessions_lost_total", "counter",
          "Sessions whose pod was gone (README \"What counts as a lost session\"), by cause.");
   for (std::size_t c = 0; c < sessions_lost.size(); ++c) {
@@ -247,8 +230,10 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
            load(sessions_lost[c]));
   }
   // With the memory store the table is the only copy: an eviction loses the session.
-  sample(out, "mcp_proxy_sessions_lost_total", "cause=\"evicted\"",
-         store.redis ? 0.0 : static_cast<double>(table.evicted()));
+  sample(out, "mcp_proxy_sessions_lost_total", "cause=\"evicted\"", redis ? 0.0 : static_cast<double>(table.evicted()));
+}
+
+void Metrics::render_counters(std::string& out) const {
   const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 15> counters = {{
       {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},
       {"mcp_proxy_sessions_deleted_total", &sessions_deleted, "Sessions ended by DELETE."},
@@ -278,7 +263,9 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
     family(out, name, "counter", help);
     sample(out, name, "", load(*value));
   }
-  render_connects(out);
+}
+
+void Metrics::render_process(std::string& out) const {
   family(out, "mcp_proxy_workers", "gauge",
          "Worker threads by what they wait on and do socket I/O with (io_backend; io_uring falls back to epoll "
          "where it is refused).");
@@ -295,6 +282,9 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
          "Request bodies being read or held by the workers (limits.max_worker_body_bytes, per worker).");
   sample(out, "mcp_proxy_request_body_bytes", "",
          static_cast<double>(request_body_bytes.load(std::memory_order_relaxed)));
+}
+
+void Metrics::render_table(std::string& out, const SessionTable& table) {
   family(out, "mcp_proxy_session_table_bytes", "gauge",
          "Memory of the local session table: nodes, ids, records, initialize bodies (sessions.max_table_bytes).");
   sample(out, "mcp_proxy_session_table_bytes", "", static_cast<double>(table.bytes()));
@@ -302,8 +292,9 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
   sample(out, "mcp_proxy_sessions_evicted_total", "", static_cast<double>(table.evicted()));
   family(out, "mcp_proxy_sessions_expired_total", "counter", "Sessions dropped after their TTL.");
   sample(out, "mcp_proxy_sessions_expired_total", "", static_cast<double>(table.expired()));
-  render_session_guards(out);
+}
 
+void Metrics::render_store_ops(std::string& out) const {
   family(out, "mcp_proxy_store_operations_total", "counter", "Session store operations, by operation and result.");
   for (std::size_t op = 0; op < kStoreOps.size(); ++op) {
     for (std::size_t r = 0; r < kStoreResults.size(); ++r) {
@@ -314,40 +305,48 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
   }
   family(out, "mcp_proxy_store_duration_seconds", "histogram", "Session store operation latency.");
   store_duration.render(out, "mcp_proxy_store_duration_seconds", "");
-  if (store.redis) {
-    family(out, "mcp_proxy_redis_up", "gauge", "1 when the Redis session store answers.");
-    sample(out, "mcp_proxy_redis_up", "", store.up ? 1 : 0);
-    family(out, "mcp_proxy_store_queue_depth", "gauge", "Session records waiting for Redis to answer again.");
-    sample(out, "mcp_proxy_store_queue_depth", "", static_cast<double>(store.queue_depth));
-    family(out, "mcp_proxy_store_queue_dropped_total", "counter", "Queued records dropped because the queue was full.");
-    sample(out, "mcp_proxy_store_queue_dropped_total", "", static_cast<double>(store.queue_dropped));
-    family(out, "mcp_proxy_redis_reconnects_total", "counter",
-           "Redis reconnects and cluster slot-map reads tried again, by why (each after a growing wait).");
-    for (std::size_t r = 0; r < kRedisRetryReasons; ++r) {
-      sample(out, "mcp_proxy_redis_reconnects_total",
-             "reason=\"" + std::string(to_string(static_cast<RedisRetryReason>(r))) + "\"", load(redis_reconnects[r]));
-    }
-    family(out, "mcp_proxy_redis_misconfigured", "gauge",
-           "1 when Redis answers that the config is wrong (/readyz names it): a plain Redis in cluster or Sentinel "
-           "mode, a master name no sentinel knows, no sentinel answering.");
-    sample(out, "mcp_proxy_redis_misconfigured", "", store.misconfigured ? 1 : 0);
-    if (store.sentinel) {
-      family(out, "mcp_proxy_redis_primary", "gauge", "The Redis primary sentinel named, by address (sentinel mode).");
-      if (!store.primary.empty()) sample(out, "mcp_proxy_redis_primary", "address=\"" + store.primary + "\"", 1);
-      family(out, "mcp_proxy_redis_failovers_total", "counter",
-             "Changes of the Redis primary seen by this process (sentinel mode).");
-      sample(out, "mcp_proxy_redis_failovers_total", "", static_cast<double>(store.failovers));
-    }
-    if (store.cluster) {
-      family(out, "mcp_proxy_redis_cluster_primaries", "gauge",
-             "Primaries in the last slot map read, and how many of them are connected (cluster mode).");
-      sample(out, "mcp_proxy_redis_cluster_primaries", "state=\"known\"", store.cluster_primaries);
-      sample(out, "mcp_proxy_redis_cluster_primaries", "state=\"reachable\"", store.cluster_reachable);
-      family(out, "mcp_proxy_redis_redirects_total", "counter", "MOVED and ASK redirects followed (cluster mode).");
-      sample(out, "mcp_proxy_redis_redirects_total", "kind=\"moved\"", static_cast<double>(store.moves));
-      sample(out, "mcp_proxy_redis_redirects_total", "kind=\"ask\"", static_cast<double>(store.asks));
-    }
+}
+
+void Metrics::render_redis(std::string& out, const StoreStatus& store) const {
+  family(out, "mcp_proxy_redis_up", "gauge", "1 when the Redis session store answers.");
+  sample(out, "mcp_proxy_redis_up", "", store.up ? 1 : 0);
+  family(out, "mcp_proxy_store_queue_depth", "gauge", "Session records waiting for Redis to answer again.");
+  sample(out, "mcp_proxy_store_queue_depth", "", static_cast<double>(store.queue_depth));
+  family(out, "mcp_proxy_store_queue_dropped_total", "counter", "Queued records dropped because the queue was full.");
+  sample(out, "mcp_proxy_store_queue_dropped_total", "", static_cast<double>(store.queue_dropped));
+  family(out, "mcp_proxy_redis_reconnects_total", "counter",
+         "Redis reconnects and cluster slot-map reads tried again, by why (each after a growing wait).");
+  for (std::size_t r = 0; r < kRedisRetryReasons; ++r) {
+    sample(out, "mcp_proxy_redis_reconnects_total",
+           "reason=\"" + std::string(to_string(static_cast<RedisRetryReason>(r))) + "\"", load(redis_reconnects[r]));
   }
+  family(out, "mcp_proxy_redis_misconfigured", "gauge",
+         "1 when Redis answers that the config is wrong (/readyz names it): a plain Redis in cluster or Sentinel "
+         "mode, a master name no sentinel knows, no sentinel answering.");
+  sample(out, "mcp_proxy_redis_misconfigured", "", store.misconfigured ? 1 : 0);
+  if (store.sentinel) render_sentinel(out, store);
+  if (store.cluster) render_cluster(out, store);
+}
+
+void Metrics::render_sentinel(std::string& out, const StoreStatus& store) {
+  family(out, "mcp_proxy_redis_primary", "gauge", "The Redis primary sentinel named, by address (sentinel mode).");
+  if (!store.primary.empty()) sample(out, "mcp_proxy_redis_primary", "address=\"" + store.primary + "\"", 1);
+  family(out, "mcp_proxy_redis_failovers_total", "counter",
+         "Changes of the Redis primary seen by this process (sentinel mode).");
+  sample(out, "mcp_proxy_redis_failovers_total", "", static_cast<double>(store.failovers));
+}
+
+void Metrics::render_cluster(std::string& out, const StoreStatus& store) {
+  family(out, "mcp_proxy_redis_cluster_primaries", "gauge",
+         "Primaries in the last slot map read, and how many of them are connected (cluster mode).");
+  sample(out, "mcp_proxy_redis_cluster_primaries", "state=\"known\"", store.cluster_primaries);
+  sample(out, "mcp_proxy_redis_cluster_primaries", "state=\"reachable\"", store.cluster_reachable);
+  family(out, "mcp_proxy_redis_redirects_total", "counter", "MOVED and ASK redirects followed (cluster mode).");
+  sample(out, "mcp_proxy_redis_redirects_total", "kind=\"moved\"", static_cast<double>(store.moves));
+  sample(out, "mcp_proxy_redis_redirects_total", "kind=\"ask\"", static_cast<double>(store.asks));
+}
+
+void Metrics::render_connections(std::string& out) const {
   family(out, "mcp_proxy_downstream_connections", "gauge", "Open client connections.");
   sample(out, "mcp_proxy_downstream_connections", "",
          static_cast<double>(downstream_connections.load(std::memory_order_relaxed)));
@@ -355,6 +354,23 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
   sample(out, "mcp_proxy_sse_streams", "", static_cast<double>(sse_streams.load(std::memory_order_relaxed)));
   family(out, "mcp_proxy_draining", "gauge", "1 while the proxy drains after SIGTERM.");
   sample(out, "mcp_proxy_draining", "", draining.load(std::memory_order_relaxed) ? 1 : 0);
+}
+
+std::string Metrics::render(const SessionTable& table, const std::function<std::int64_t(int)>& live, int replicas,
+                            const StoreStatus& store) const {
+  std::string out;
+  out.reserve(16384);
+  render_requests(out);
+  render_pods(out, live, replicas);
+  render_sessions_lost(out, table, store.redis);
+  render_counters(out);
+  render_connects(out);
+  render_process(out);
+  render_table(out, table);
+  render_session_guards(out);
+  render_store_ops(out);
+  if (store.redis) render_redis(out, store);
+  render_connections(out);
   return out;
 }
 

@@ -109,7 +109,7 @@ void Worker::start(IoBackend backend) {
 
 void Worker::use_redis(const RedisOptions& options) {
   redis_ = make_redis_link(ioc_, options, "worker-" + std::to_string(index_));
-  store_ = std::make_unique<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
+  store_ = std::make_shared<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
   sessions_.use_store(store_.get());
   redis_->start();
 }
@@ -308,6 +308,30 @@ Server::~Server() {
 }
 
 int Server::run() {
+  start_workers_listening();
+  try {
+    admin_->listen(cfg_->admin_listen);
+  } catch (const boost::system::system_error& e) {
+    throw ConfigError("admin_listen " + cfg_->admin_listen.str() + ": " + e.code().message());
+  }
+  net::signal_set signals(admin_ioc_, SIGTERM, SIGINT, SIGHUP);
+  wait_signal(signals);
+  net::steady_timer sweeper(admin_ioc_);
+  sweep_sessions(sweeper);
+  if (shared_.store) start_redis();
+  net::co_spawn(admin_ioc_, health_check_loop(shared_.health, shared_.metrics, cfg_, stopping_), net::detached);
+  admin_->start();
+  const IoBackend backend = usable_io_backend(cfg_->io_backend);
+  for (auto& w : workers_) w->start(backend);
+  log_listening(backend);
+  admin_ioc_.run();
+  for (auto& w : workers_) w->ioc().stop();
+  for (auto& w : workers_) w->join();
+  log_event(spdlog::level::info, "stopped");
+  return 0;
+}
+
+void Server::start_workers_listening() {
   const Config& cfg = *cfg_;
   for (int i = 0; i < cfg.threads; ++i) {
     auto w = std::make_unique<Worker>(shared_, cfg_, i);
@@ -324,93 +348,86 @@ int Server::run() {
     }
     workers_.push_back(std::move(w));
   }
-  const std::uint16_t port = workers_.front()->bound_port();
-  try {
-    admin_->listen(cfg.admin_listen);
-  } catch (const boost::system::system_error& e) {
-    throw ConfigError("admin_listen " + cfg.admin_listen.str() + ": " + e.code().message());
-  }
+}
 
-  net::signal_set signals(admin_ioc_, SIGTERM, SIGINT, SIGHUP);
-  std::function<void()> wait_signal = [&] {
-    signals.async_wait([&](error_code ec, int signo) {
-      if (ec) return;
-      on_signal(signo);
-      if (!shared_.draining.load()) wait_signal();
-    });
-  };
-  wait_signal();
+void Server::wait_signal(net::signal_set& signals) {
+  signals.async_wait([this, &signals](error_code ec, int signo) {
+    if (ec) return;
+    on_signal(signo);
+    if (!shared_.draining.load()) wait_signal(signals);
+  });
+}
 
+void Server::sweep_sessions(net::steady_timer& sweeper) {
   // Expired sessions leave the table on a timer, never on the request path.
-  net::steady_timer sweeper(admin_ioc_);
-  std::function<void()> sweep = [&] {
-    const auto every = std::min<duration>(cfg_->sessions.ttl / 10, std::chrono::seconds(30));
-    sweeper.expires_after(std::max<duration>(every, std::chrono::milliseconds(100)));
-    sweeper.async_wait([&](error_code ec) {
-      if (ec) return;
-      shared_.table.sweep();
-      sweep();
-    });
-  };
-  sweep();
+  const auto every = std::min<duration>(cfg_->sessions.ttl / 10, std::chrono::seconds(30));
+  sweeper.expires_after(std::max<duration>(every, std::chrono::milliseconds(100)));
+  sweeper.async_wait([this, &sweeper](error_code ec) {
+    if (ec) return;
+    shared_.table.sweep();
+    sweep_sessions(sweeper);
+  });
+}
 
-  if (shared_.store) {
-    // Each worker talks to Redis on its own connection; the control connection writes
-    // queued records and tells whether Redis is up. None of them blocks start-up.
-    RedisOptions options = redis_options(cfg);
-    // Each connection's first attempt, and the first read of the table marker (count_loop):
-    // a record written before that read could not be written back after a flush.
-    shared_.store->connecting.store(static_cast<int>(workers_.size()) + 2);
-    options.on_first_attempt = [store = shared_.store.get()] { store->connecting.fetch_sub(1); };
-    options.on_primary = [store = shared_.store.get()](const RedisEndpoint& primary) {
-      store->note_primary(primary.str());
-    };
-    options.on_redirect = [store = shared_.store.get()](bool ask) { store->count_redirect(ask); };
-    options.on_cluster_map = [store = shared_.store.get()](int primaries, int reachable) {
-      store->cluster_primaries.store(primaries, std::memory_order_relaxed);
-      store->cluster_reachable.store(reachable, std::memory_order_relaxed);
-    };
-    options.on_protocol_error = [metrics = &shared_.metrics] {
-      metrics->redis_protocol_errors.fetch_add(1, std::memory_order_relaxed);
-    };
-    options.on_retry = [metrics = &shared_.metrics](RedisRetryReason reason) {
-      metrics->redis_reconnects[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
-    };
-    for (auto& w : workers_) w->use_redis(options);
-    control_redis_ = make_redis_link(admin_ioc_, options, "control");
-    control_redis_->start();
-    net::co_spawn(admin_ioc_, flush_queue_loop(control_redis_, *shared_.store, shared_.metrics, stopping_),
-                  net::detached);
-    // The live-session counts of all replicas: placement, the sessions gauge, /pods.
-    net::co_spawn(admin_ioc_,
-                  count_loop(control_redis_, *shared_.store, shared_.table, shared_.metrics, cfg_, stopping_),
-                  net::detached);
-  }
-  net::co_spawn(admin_ioc_, health_check_loop(shared_.health, shared_.metrics, cfg_, stopping_), net::detached);
-  admin_->start();
+RedisOptions Server::redis_options_with_hooks() {
+  RedisOptions options = redis_options(*cfg_);
+  options.on_first_attempt = [store = shared_.store.get()] { store->connecting.fetch_sub(1); };
+  options.on_primary = [store = shared_.store.get()](const RedisEndpoint& primary) {
+    store->note_primary(primary.str());
+  };
+  options.on_redirect = [store = shared_.store.get()](bool ask) { store->count_redirect(ask); };
+  options.on_cluster_map = [store = shared_.store.get()](int primaries, int reachable) {
+    store->cluster_primaries.store(primaries, std::memory_order_relaxed);
+    store->cluster_reachable.store(reachable, std::memory_order_relaxed);
+  };
+  options.on_protocol_error = [metrics = &shared_.metrics] {
+    metrics->redis_protocol_errors.fetch_add(1, std::memory_order_relaxed);
+  };
+  options.on_retry = [metrics = &shared_.metrics](RedisRetryReason reason) {
+    metrics->redis_reconnects[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+  };
+  return options;
+}
+
+void Server::start_redis() {
+  // Each worker talks to Redis on its own connection; the control connection writes
+  // queued records and tells whether Redis is up. None of them blocks start-up; readiness
+  // waits for each connection's first attempt, and the first read of the table marker
+  // (count_loop): a record written before that read could not be written back after a flush.
+  shared_.store->connecting.store(static_cast<int>(workers_.size()) + 2);
+  const RedisOptions options = redis_options_with_hooks();
+  for (auto& w : workers_) w->use_redis(options);
+  control_redis_ = make_redis_link(admin_ioc_, options, "control");
+  control_redis_->start();
+  net::co_spawn(admin_ioc_, flush_queue_loop(control_redis_, *shared_.store, shared_.metrics, stopping_),
+                net::detached);
+  // The live-session counts of all replicas: placement, the sessions gauge, /pods.
+  net::co_spawn(admin_ioc_, count_loop(control_redis_, *shared_.store, shared_.table, shared_.metrics, cfg_, stopping_),
+                net::detached);
+}
+
+IoBackend Server::usable_io_backend(IoBackend wanted) {
   // io_uring where the kernel gives it; else every worker on epoll, said once here.
-  IoBackend backend = cfg.io_backend;
-  if (backend == IoBackend::io_uring) {
+  if (wanted == IoBackend::io_uring) {
     std::string why;
     if (!IoRing::available(why)) {
       log_event(spdlog::level::warn, "io_backend io_uring is refused here: the workers run on epoll", {{"error", why}});
-      backend = IoBackend::epoll;
+      return IoBackend::epoll;
     }
   }
-  for (auto& w : workers_) w->start(backend);
+  return wanted;
+}
+
+void Server::log_listening(IoBackend backend) const {
+  const Config& cfg = *cfg_;
   log_event(spdlog::level::info, "listening",
-            {{"listen", cfg.listen.host + ":" + std::to_string(port)},
+            {{"listen", cfg.listen.host + ":" + std::to_string(workers_.front()->bound_port())},
              {"admin", cfg.admin_listen.str()},
              {"threads", std::to_string(cfg.threads)},
              {"io_backend", std::string(to_string(backend))},
              {"replicas", std::to_string(cfg.backend.replicas)},
              {"store", std::string(to_string(cfg.sessions.store))},
              {"pod0", expand_pod_url(cfg.backend, 0)}});
-  admin_ioc_.run();
-  for (auto& w : workers_) w->ioc().stop();
-  for (auto& w : workers_) w->join();
-  log_event(spdlog::level::info, "stopped");
-  return 0;
 }
 
 void Server::on_signal(int signo) {

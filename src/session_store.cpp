@@ -110,7 +110,9 @@ net::awaitable<RedisLink::Result> RedisStore::timed(StoreOp op, std::vector<std:
 void RedisStore::in_background(StoreOp op, std::vector<std::string> args) {
   net::co_spawn(
       ioc_,
-      [this, op, args = std::move(args)]() mutable -> net::awaitable<void> { co_await timed(op, std::move(args)); },
+      [self = shared_from_this(), op, args = std::move(args)]() mutable -> net::awaitable<void> {
+        co_await self->timed(op, std::move(args));
+      },
       net::detached);
 }
 
@@ -234,11 +236,11 @@ void RedisStore::touch(const std::string& id, std::shared_ptr<const SessionRecor
   index(id, rec->ordinal);
   net::co_spawn(
       ioc_,
-      [this, id, rec = std::move(rec)]() -> net::awaitable<void> {
-        std::vector<std::string> args{"PEXPIRE", shared_.key(id), shared_.ttl_ms()};
-        const auto r = co_await timed(StoreOp::expire, std::move(args));
+      [self = shared_from_this(), id, rec = std::move(rec)]() -> net::awaitable<void> {
+        std::vector<std::string> args{"PEXPIRE", self->shared_.key(id), self->shared_.ttl_ms()};
+        const auto r = co_await self->timed(StoreOp::expire, std::move(args));
         const bool gone = !r.ec && r.reply.type == RedisReply::Type::integer && r.reply.integer == 0;
-        if (gone) co_await restore_record(*client_, shared_, metrics_, id, *rec);
+        if (gone) co_await restore_record(*self->client_, self->shared_, self->metrics_, id, *rec);
       },
       net::detached);
 }

@@ -137,6 +137,22 @@ struct Metrics {
   void render_connects(std::string& out) const;
   // Session ids refused, new sessions refused for room, initialize bodies not kept.
   void render_session_guards(std::string& out) const;
+  // Lost sessions by cause (with the memory store, evictions among them).
+  void render_sessions_lost(std::string& out, const SessionTable& table, bool redis) const;
+  // The plain counters, one family each.
+  void render_counters(std::string& out) const;
+  // Workers by io backend, the config's generation and reloads, request bodies held.
+  void render_process(std::string& out) const;
+  // The local session table: its memory, evictions, expiries.
+  static void render_table(std::string& out, const SessionTable& table);
+  // Store operations by result, and their latency (either store).
+  void render_store_ops(std::string& out) const;
+  // The redis store: up, its queue, reconnects, a wrong config; then its mode's own.
+  void render_redis(std::string& out, const StoreStatus& store) const;
+  static void render_sentinel(std::string& out, const StoreStatus& store);
+  static void render_cluster(std::string& out, const StoreStatus& store);
+  // Open client connections, SSE streams, the drain.
+  void render_connections(std::string& out) const;
   std::unique_ptr<Histogram[]> upstream_duration_;
   std::unique_ptr<std::array<std::atomic<std::uint64_t>, 4>[]> upstream_errors_;
 };

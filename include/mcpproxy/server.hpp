@@ -3,6 +3,7 @@
 // accepting from one listening socket), the admin listener, signals, drain and reload.
 
 #include <atomic>
+#include <boost/asio/signal_set.hpp>
 #include <list>
 #include <memory>
 #include <random>
@@ -98,7 +99,7 @@ class Worker {
   tcp::acceptor acceptor_{ioc_};
   UpstreamPool pool_{ioc_, shared_.metrics, shared_.health};
   std::shared_ptr<RedisLink> redis_;
-  std::unique_ptr<RedisStore> store_;
+  std::shared_ptr<RedisStore> store_;  // shared: its background commands hold it
   Sessions sessions_;
   std::mt19937_64 rng_;
   RelayBuffers relay_buffers_;
@@ -117,6 +118,19 @@ class Server {
   int run();
 
  private:
+  // Each worker bound to the listen address: the first binds it, the others share its socket.
+  void start_workers_listening();
+  // Waits for the next signal, and again after each until the drain begins.
+  void wait_signal(net::signal_set& signals);
+  // Drops expired sessions from the table every tenth of the TTL (100 ms to 30 s).
+  void sweep_sessions(net::steady_timer& sweeper);
+  // The redis store's connections: one per worker, the control one, its flusher and counter.
+  void start_redis();
+  // The options from the config, with the hooks that feed readiness and the metrics.
+  RedisOptions redis_options_with_hooks();
+  // The configured io backend, or epoll where the kernel refuses io_uring.
+  static IoBackend usable_io_backend(IoBackend wanted);
+  void log_listening(IoBackend backend) const;
   void on_signal(int signo);
   void reload();
   void begin_drain();

@@ -103,8 +103,9 @@ class StoreShared {
   std::atomic<std::uint64_t> failovers_{0};
 };
 
-// Per worker: the store operations of that worker's requests.
-class RedisStore {
+// Per worker: the store operations of that worker's requests. Owned by a shared_ptr: the
+// commands it sends in the background (index entries, touches) hold it until they end.
+class RedisStore : public std::enable_shared_from_this<RedisStore> {
  public:
   RedisStore(net::io_context& ioc, std::shared_ptr<RedisLink> client, StoreShared& shared, Metrics& metrics);
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/http1.hpp"
+#include "mcpproxy/http1_head.hpp"
 
 #include <algorithm>
 #include <array>
@@ -312,11 +312,94 @@ bool names_fields(std::string_view list) {
   }
 }
 
+// What the fields of a head said, noted as they are parsed: framing, the connection's end,
+// and how often the fields a request may send once came.
+struct FieldTally {
+  bool has_length = false;
+  bool chunked = false;  // Transfer-Encoding: chunked (the only coding understood)
+  bool close = false;
+  int hosts = 0;
+  int origins = 0;
+  int session_ids = 0;
+  // Notes one field (and its value in `out`); false when it makes the framing untrustworthy.
+  [[gnu::always_inline]] inline bool note(const Field& f, Head& out);
+};
+
+bool FieldTally::note(const Field& f, Head& out) {
+  switch (f.id) {
+    case FieldId::host:
+      ++hosts;
+      break;
+    case FieldId::origin:
+      ++origins;
+      break;
+    case FieldId::mcp_session_id:
+      // An answer naming two different ids names none that can be handed out (empty: invalid).
+      if (session_ids++ == 0) {
+        out.session_id = f.value;
+      } else if (*out.session_id != f.value) {
+        out.session_id = std::string_view();
+      }
+      break;
+    case FieldId::x_request_id:
+      out.request_id = out.request_id ? std::string_view() : f.value;
+      break;
+    case FieldId::content_length: {
+      std::uint64_t n = 0;
+      if (!parse_length(f.value, n) || (has_length && n != out.content_length)) return false;
+      has_length = true;
+      out.content_length = n;
+      break;
+    }
+    case FieldId::transfer_encoding:
+      // Only "chunked" alone is understood; a second header or another coding is refused.
+      if (chunked || !iequals(f.value, "chunked")) return false;
+      chunked = true;
+      break;
+    case FieldId::connection:
+      if (list_has_token(f.value, "close")) close = true;
+      if (out.version < 11 && list_has_token(f.value, "keep-alive")) close = false;
+      if (!out.connection) out.connection = f.value;
+      out.connection_names_fields = out.connection_names_fields || names_fields(f.value);
+      break;
+    default:
+      break;
+  }
+  return true;
+}
+
+// A request's framing, once its fields are read.
+Status request_framing(const FieldTally& t, Head& out) {
+  // RFC 9112 3.2: one Host (none only from HTTP/1.0). One Origin (RFC 6454 7.3): with two,
+  // the allowlist would check one and the pod might read the other. A session is named
+  // once: two ids would route by one and reach the pod with both.
+  if (t.hosts > 1 || (t.hosts == 0 && out.version >= 11) || t.origins > 1 || t.session_ids > 1) {
+    return Status::bad_field;
+  }
+  out.framing = t.chunked ? Framing::chunked : (t.has_length ? Framing::length : Framing::none);
+  return Status::complete;
+}
+
+// A response's framing: none for HEAD answers, 1xx, 204 and 304; else as its fields say,
+// or to the connection's end.
+Status response_framing(const FieldTally& t, std::string_view request_method, Head& out) {
+  if (request_method == "HEAD" || out.status < 200 || out.status == 204 || out.status == 304) {
+    out.framing = Framing::none;
+  } else if (t.chunked) {
+    out.framing = Framing::chunked;
+  } else if (t.has_length) {
+    out.framing = Framing::length;
+  } else {
+    out.framing = Framing::close;
+    out.keep_alive = false;
+  }
+  return Status::complete;
+}
+
 enum class Kind { request, response };
 
-// Exempt from the complexity bound: RFC 9112's head grammar and framing rules in the order
-// the RFC gives them, each refusal next to its rule.
-// NOLINTNEXTLINE(readability-function-cognitive-complexity)
+// RFC 9112's head grammar and framing rules in the order the RFC gives them, each refusal
+// next to its rule.
 Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_view request_method, Head& out) {
   out.fields.clear();
   out.connection.reset();
@@ -336,13 +419,8 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
   if (!(kind == Kind::request ? parse_request_line(line, out) : parse_status_line(line, out))) {
     return Status::bad_start_line;
   }
-  bool has_length = false;
-  bool chunked = false;
-  bool has_coding = false;
-  bool close = out.version < 11;
-  int hosts = 0;
-  int origins = 0;
-  int session_ids = 0;
+  FieldTally tally;
+  tally.close = out.version < 11;
   std::size_t pos = lines.pos();
   for (;;) {
     Field f;
@@ -352,79 +430,15 @@ Status parse(std::string_view bytes, std::size_t limit, Kind kind, std::string_v
     if (l == Line::end) break;
     f.id = known_field(f.name);
     out.fields.push_back(f);
-    switch (f.id) {
-      case FieldId::host:
-        ++hosts;
-        break;
-      case FieldId::origin:
-        ++origins;
-        break;
-      case FieldId::mcp_session_id:
-        // An answer naming two different ids names none that can be handed out (empty: invalid).
-        if (session_ids++ == 0) {
-          out.session_id = f.value;
-        } else if (*out.session_id != f.value) {
-          out.session_id = std::string_view();
-        }
-        break;
-      case FieldId::x_request_id:
-        out.request_id = out.request_id ? std::string_view() : f.value;
-        break;
-      case FieldId::content_length: {
-        std::uint64_t n = 0;
-        if (!parse_length(f.value, n) || (has_length && n != out.content_length)) return Status::bad_framing;
-        has_length = true;
-        out.content_length = n;
-        break;
-      }
-      case FieldId::transfer_encoding:
-        // Only "chunked" alone is understood; a second header or another coding is refused.
-        if (has_coding || !iequals(f.value, "chunked")) return Status::bad_framing;
-        has_coding = true;
-        chunked = true;
-        break;
-      case FieldId::connection:
-        if (list_has_token(f.value, "close")) close = true;
-        if (out.version < 11 && list_has_token(f.value, "keep-alive")) close = false;
-        if (!out.connection) out.connection = f.value;
-        out.connection_names_fields = out.connection_names_fields || names_fields(f.value);
-        break;
-      default:
-        break;
-    }
+    if (!tally.note(f, out)) return Status::bad_framing;
   }
   out.size = pos;
   out.raw = bytes.substr(0, out.size);
-  out.keep_alive = !close;
+  out.keep_alive = !tally.close;
   // Both framings at once is the shape of a smuggling attempt: refused, never guessed.
-  if (has_length && has_coding) return Status::bad_framing;
-  if (chunked && out.version < 11) return Status::bad_framing;
-  if (kind == Kind::request) {
-    // RFC 9112 3.2: one Host (none only from HTTP/1.0). One Origin (RFC 6454 7.3): with two,
-    // the allowlist would check one and the pod might read the other. A session is named
-    // once: two ids would route by one and reach the pod with both.
-    if (hosts > 1 || (hosts == 0 && out.version >= 11) || origins > 1 || session_ids > 1) return Status::bad_field;
-    out.framing = chunked ? Framing::chunked : (has_length ? Framing::length : Framing::none);
-    return Status::complete;
-  }
-  if (request_method == "HEAD" || out.status < 200 || out.status == 204 || out.status == 304) {
-    out.framing = Framing::none;
-  } else if (chunked) {
-    out.framing = Framing::chunked;
-  } else if (has_length) {
-    out.framing = Framing::length;
-  } else {
-    out.framing = Framing::close;
-    out.keep_alive = false;
-  }
-  return Status::complete;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+  if (tally.has_length && tally.chunked) return Status::bad_framing;
+  if (tally.chunked && out.version < 11) return Status::bad_framing;
+  return kind == Kind::request ? request_framing(tally, out) : response_framing(tally, request_method, out);
 }
 
 }  // namespace
@@ -476,229 +490,69 @@ Status parse_response(std::string_view bytes, std::size_t limit, std::string_vie
   return parse(bytes, limit, Kind::response, request_method, out);
 }
 
-// Exempt from the complexity bound: a byte-driven state machine, one case per state.
-// NOLINTNEXTLINE(readability-function-cognitive-complexity)
-ChunkedDecoder::Result ChunkedDecoder::decode(char* out, const char* in, std::size_t n) {
-  Result r;
-  std::size_t i = 0;
-  const auto fail = [&r, &i] {
-    r.error = true;
-    r.consumed = i;
-    return r;
-  };
-  while (i < n && state_ != State::done) {
-    const char c = in[i];
-    switch (state_) {
-      case State::size: {
-        const int v = hex_value(c);
-        if (v >= 0) {
-          // Leading zeros are allowed; 16 significant digits are 2^60 bytes or more.
-          digits_seen_ = true;
-          if (remaining_ != 0 || v != 0) ++size_digits_;
-          if (size_digits_ > 15) {
-            r.too_large = true;
-            return fail();
-          }
-          remaining_ = remaining_ * 16 + static_cast<std::uint64_t>(v);
-        } else if (digits_seen_ && (c == ';' || c == ' ' || c == '\t')) {
-          state_ = State::extension;
-        } else if (digits_seen_ && c == '\r') {
-          state_ = State::size_lf;
-        } else {
-          return fail();
-        }
-        ++i;
-        break;
-      }
-      case State::extension:
-        if (c == '\r') {
-          state_ = State::size_lf;
-        } else if (c == '\n') {
-          return fail();
-        }
-        ++i;
-        break;
-      case State::size_lf:
-        if (c != '\n') return fail();
-        size_digits_ = 0;
-        digits_seen_ = false;
-        state_ = remaining_ == 0 ? State::trailer_start : State::data;
-        ++i;
-        break;
-      case State::data: {
-        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, n - i));
-        std::memmove(out + r.payload, in + i, k);
-        r.payload += k;
-        i += k;
-        remaining_ -= k;
-        if (remaining_ == 0) state_ = State::data_cr;
-        break;
-      }
-      case State::data_cr:
-        if (c != '\r') return fail();
-        state_ = State::data_lf;
-        ++i;
-        break;
-      case State::data_lf:
-        if (c != '\n') return fail();
-        state_ = State::size;
-        ++i;
-        break;
-      case State::trailer_start:
-        state_ = c == '\r' ? State::last_lf : State::trailer;
-        if (c == '\n') return fail();
-        ++i;
-        break;
-      case State::trailer:
-        if (c == '\r') {
-          state_ = State::trailer_lf;
-        } else if (c == '\n') {
-          return fail();
-        }
-        ++i;
-        break;
-      case State::trailer_lf:
-        if (c != '\n') return fail();
-        state_ = State::trailer_start;
-        ++i;
-        break;
-      case State::last_lf:
-        if (c != '\n') return fail();
-        state_ = State::done;
-        ++i;
-        break;
-      case State::done:
-        break;
-    }
-  }
-  r.consumed = i;
-  return r;
-}
-
-std::size_t BodyFraming::take(char* p, std::size_t n) {
-  switch (framing) {
-    case Framing::length: {
-      const auto k = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, n));
-      remaining -= k;
-      done = remaining == 0;
-      extra = extra || k < n;
-      return k;
-    }
-    case Framing::chunked: {
-      const auto r = chunks.decode(p, p, n);
-      error = r.error;
-      done = chunks.done();
-      extra = extra || r.consumed < n;
-      return r.payload;
-    }
-    case Framing::close:
-      return n;
-    case Framing::none:
-      extra = extra || n > 0;
-      return 0;
-  }
-  return 0;
-}
+namespace {
+struct Reason {
+  unsigned status;
+  std::string_view phrase;
+};
+// RFC 9110 15, by status code.
+constexpr std::array<Reason, 47> kReasons = {{
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {103, "Early Hints"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {203, "Non-Authoritative Information"},
+    {204, "No Content"},
+    {205, "Reset Content"},
+    {206, "Partial Content"},
+    {300, "Multiple Choices"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {402, "Payment Required"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {407, "Proxy Authentication Required"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {416, "Range Not Satisfiable"},
+    {417, "Expectation Failed"},
+    {421, "Misdirected Request"},
+    {422, "Unprocessable Content"},
+    {426, "Upgrade Required"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+}};
+static_assert(std::is_sorted(kReasons.begin(), kReasons.end(),
+                             [](const Reason& a, const Reason& b) { return a.status < b.status; }));
+}  // namespace
 
 std::string_view reason_phrase(unsigned status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 101:
-      return "Switching Protocols";
-    case 103:
-      return "Early Hints";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 202:
-      return "Accepted";
-    case 203:
-      return "Non-Authoritative Information";
-    case 204:
-      return "No Content";
-    case 205:
-      return "Reset Content";
-    case 206:
-      return "Partial Content";
-    case 300:
-      return "Multiple Choices";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 303:
-      return "See Other";
-    case 304:
-      return "Not Modified";
-    case 307:
-      return "Temporary Redirect";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 402:
-      return "Payment Required";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 406:
-      return "Not Acceptable";
-    case 407:
-      return "Proxy Authentication Required";
-    case 408:
-      return "Request Timeout";
-    case 409:
-      return "Conflict";
-    case 410:
-      return "Gone";
-    case 411:
-      return "Length Required";
-    case 412:
-      return "Precondition Failed";
-    case 413:
-      return "Content Too Large";
-    case 414:
-      return "URI Too Long";
-    case 415:
-      return "Unsupported Media Type";
-    case 416:
-      return "Range Not Satisfiable";
-    case 417:
-      return "Expectation Failed";
-    case 421:
-      return "Misdirected Request";
-    case 422:
-      return "Unprocessable Content";
-    case 426:
-      return "Upgrade Required";
-    case 428:
-      return "Precondition Required";
-    case 429:
-      return "Too Many Requests";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    case 505:
-      return "HTTP Version Not Supported";
-    default:
-      return "Unknown";
-  }
+  const auto* it = std::lower_bound(kReasons.begin(), kReasons.end(), status,
+                                    [](const Reason& r, unsigned s) { return r.status < s; });
+  return it != kReasons.end() && it->status == status ? it->phrase : "Unknown";
 }
 
 }  // namespace mcpproxy::http1
