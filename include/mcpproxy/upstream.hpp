@@ -51,14 +51,6 @@ class UpstreamPool {
   bool take_idle(int ordinal, Lease& lease);
   net::awaitable<Lease> connect(int ordinal);
 
-  // Retry rule 2 (upstream_exchange.cpp): a request sent on a pooled connection that the
-  // pod had closed meanwhile (end of stream or reset before any byte of an answer) never
-  // reached the pod; it is sent again on a fresh connection, once.
-  static bool was_stale(bool reused, bool anything_received, const error_code& ec) {
-    return reused && !anything_received &&
-           (ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe);
-  }
-
   // Back into the pool when the exchange ended cleanly and both sides keep it alive.
   void release(int ordinal, std::unique_ptr<tcp::socket> stream);
 
