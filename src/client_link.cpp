@@ -68,25 +68,26 @@ bool ClientLink::on_tick(std::uint64_t tick) {
 void ClientLink::arm_watch(std::shared_ptr<void> keep) {
   watch_.armed = true;
   // `keep` owns the connection that owns this link: `this` lives as long as the handler.
-  socket_.async_wait(tcp::socket::wait_read, [this, keep = std::move(keep), generation = watch_.generation](
-                                                 error_code ec) {
-    Watch& w = watch_;
-    if (ec || !w.active || w.generation != generation) return;
-    char c = 0;
-    const ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // a pipelined request: keep going
-    w.client_gone = true;
-    if (w.upstream != nullptr) {
-      error_code ignored;
-      // A read in the io_uring ends by shutdown only (io_ring.hpp); the exchange is
-      // abandoned either way, its pod connection not reused.
-      if (ctx_.ring != nullptr) {
-        w.upstream->shutdown(tcp::socket::shutdown_both, ignored);
-      } else {
-        w.upstream->cancel(ignored);
-      }
-    }
-  });
+  socket_.async_wait(tcp::socket::wait_read,
+                     [this, keep = std::move(keep), generation = watch_.generation](error_code ec) {
+                       Watch& w = watch_;
+                       if (ec || !w.active || w.generation != generation) return;
+                       char c = 0;
+                       const ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+                       if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+                         return;  // a pipelined request: keep going
+                       w.client_gone = true;
+                       if (w.upstream != nullptr) {
+                         error_code ignored;
+                         // A read in the io_uring ends by shutdown only (io_ring.hpp); the exchange is
+                         // abandoned either way, its pod connection not reused.
+                         if (ctx_.ring != nullptr) {
+                           w.upstream->shutdown(tcp::socket::shutdown_both, ignored);
+                         } else {
+                           w.upstream->cancel(ignored);
+                         }
+                       }
+                     });
 }
 
 void ClientLink::close() {

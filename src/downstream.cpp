@@ -97,9 +97,7 @@ net::awaitable<void> Connection::run() {
       client_.stop_waiting();
       idle_ = false;
       if (ec) {
-        if (!harmless(ec)) {
-          log_event(spdlog::level::debug, "client read failed", {{"conn", client_.conn()}, {"error", ec.message()}});
-        }
+        note_read_failure(ec);
         co_return;
       }
       buffer.commit(n);
@@ -135,6 +133,12 @@ net::awaitable<void> Connection::run() {
       out = co_await handle(ex, d);
     }
     if (!end_request(ex, out)) co_return;
+  }
+}
+
+void Connection::note_read_failure(const error_code& ec) const {
+  if (!harmless(ec)) {
+    log_event(spdlog::level::debug, "client read failed", {{"conn", client_.conn()}, {"error", ec.message()}});
   }
 }
 
@@ -186,17 +190,18 @@ FinishRecord Connection::finish(const Exchange& ex, const Outcome& out) {
   const auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - ex.start).count();
   const TrustedHops& addresses = ex.cfg->client_address;
-  log_event(spdlog::level::info, "access",
-            {{"conn", client_.conn()},
-             {"method", std::string(ex.req.method())},
-             // The path only: a legacy query carries the raw session id, which never reaches a log.
-             {"path", std::string(ex.path())},
-             {"status", std::to_string(r.status)},
-             {"pod", ex.ordinal < 0 ? "-" : std::to_string(ex.ordinal)},
-             {"client", addresses.any() ? client_address(ex.req.head, client_.peer(), addresses).str() : client_.peer_ip()},
-             {"duration_ms", std::to_string(static_cast<double>(micros) / 1000.0)},
-             {"session", ex.session_label()},
-             {"request_id", std::string(ex.request_id.view())}});
+  log_event(
+      spdlog::level::info, "access",
+      {{"conn", client_.conn()},
+       {"method", std::string(ex.req.method())},
+       // The path only: a legacy query carries the raw session id, which never reaches a log.
+       {"path", std::string(ex.path())},
+       {"status", std::to_string(r.status)},
+       {"pod", ex.ordinal < 0 ? "-" : std::to_string(ex.ordinal)},
+       {"client", addresses.any() ? client_address(ex.req.head, client_.peer(), addresses).str() : client_.peer_ip()},
+       {"duration_ms", std::to_string(static_cast<double>(micros) / 1000.0)},
+       {"session", ex.session_label()},
+       {"request_id", std::string(ex.request_id.view())}});
   return r;
 }
 

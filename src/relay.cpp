@@ -165,9 +165,8 @@ Relay::AtOnce Relay::at_once(Exchange& ex, UpstreamExchange& up, const RelayPlan
   // The common answer: a body that came whole with its head (or none), going out in one
   // write. Relayed here without the pump's coroutine frame; anything else is pump's.
   const http1::Head& res = up.head();
-  const bool whole =
-      res.framing == http1::Framing::none ||
-      (res.framing == http1::Framing::length && up.buffer().size() - res.size >= res.content_length);
+  const bool whole = res.framing == http1::Framing::none ||
+                     (res.framing == http1::Framing::length && up.buffer().size() - res.size >= res.content_length);
   if (legacy_stream || !whole) return AtOnce::no;
   const SseGauge sse_gauge(ctx_.metrics, plan.sse);
   const StreamPin pin(ctx_.sessions, ex.route.session_id, plan.sse && ex.route.cls == RequestClass::session);

@@ -192,7 +192,7 @@ void RequestReader::append_body(std::string_view body) {
 }
 
 std::optional<RequestReader::Read> RequestReader::decode_chunks(const Config& cfg, http1::ChunkedDecoder& chunks,
-                                                 std::size_t& payload, std::size_t& raw) {
+                                                                std::size_t& payload, std::size_t& raw) {
   const std::size_t head_size = request_.head.size;
   // The bytes that arrived hold the budget (framing included), never those announced.
   if (!hold_body_bytes(buffer_.size() - head_size, cfg)) return refuse_over_budget();
@@ -252,7 +252,8 @@ RequestReader::Read RequestReader::admit_body(const Config& cfg) {
   }
   // A body that cannot fit the worker's budget now is refused before it is read (and before
   // a client that waits for "100 Continue" sends it). Nothing is taken for it yet.
-  if (head.framing == http1::Framing::length && ctx_.body_bytes + head.content_length > cfg.limits.max_worker_body_bytes) {
+  if (head.framing == http1::Framing::length &&
+      ctx_.body_bytes + head.content_length > cfg.limits.max_worker_body_bytes) {
     return refuse_over_budget();
   }
   return Read::request;

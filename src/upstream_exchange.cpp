@@ -179,8 +179,8 @@ UpstreamExchange::Need UpstreamExchange::attempt_ended(Exchange* ex, const error
   client_.stop_waiting();
   if (ok) {
     ctx_.health.clear(ordinal_);
-    ctx_.metrics.upstream_duration(ordinal_)
-        .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at_).count());
+    ctx_.metrics.upstream_duration(ordinal_).observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at_).count());
     return done(Result::head);
   }
   if (ex != nullptr) client_.end_watch();

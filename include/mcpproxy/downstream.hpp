@@ -61,6 +61,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   // --- the request loop and the one end of every request
   net::awaitable<void> run();
+  // The wait for a request's first byte failed: logged unless it is part of normal life.
+  void note_read_failure(const error_code& ec) const;
   // A request refused before it was read whole: answered (unless the deadline closed the
   // socket), finished, the connection closed.
   net::awaitable<void> refuse_request(const std::shared_ptr<const Config>& cfg);

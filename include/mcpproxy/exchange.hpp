@@ -44,10 +44,10 @@ struct Exchange {
   unsigned status = 0;  // the pod's response status, once its head came
   bool keep_alive = true;
   std::chrono::steady_clock::time_point start;
-  std::string session_for_log;  // a session this exchange created; else route.session_id
+  std::string session_for_log;   // a session this exchange created; else route.session_id
   StreamOpening stream_opening;  // a session's GET stream until the pod answers its head
-  std::string principal;  // with sessions.binding, of a request that may create a session: its identity's HMAC
-  RequestId request_id;   // X-Request-Id: the client's, or made here
+  std::string principal;         // with sessions.binding, of a request that may create a session: its identity's HMAC
+  RequestId request_id;          // X-Request-Id: the client's, or made here
 
   // The session as log lines name it: a hash, never the id; "-" without one.
   std::string session_label() const {

@@ -19,7 +19,7 @@ namespace mcpproxy {
 struct PodCall {
   std::string_view method;
   int ordinal = -1;
-  std::string_view target;   // the request's path (a stored initialize's target wins)
+  std::string_view target;  // the request's path (a stored initialize's target wins)
   std::string_view body;
   std::string_view session;  // the session id the pod knows ("": none yet)
 };

@@ -69,11 +69,10 @@ class Relay {
   net::awaitable<Pumped> tap_endpoint(Exchange& ex, LegacyTap& tap, std::string_view& data, bool body_done);
   // Body bytes that came with the head, taken where they lie; none when there are none.
   std::optional<Bytes> take_buffered(UpstreamExchange& up);
-  RelayOutcome outcome(const RelayPlan& plan, const http1::BodyFraming& body, UpstreamExchange& up,
-                       bool client_failed, bool pod_failed) const;
+  RelayOutcome outcome(const RelayPlan& plan, const http1::BodyFraming& body, UpstreamExchange& up, bool client_failed,
+                       bool pod_failed) const;
   // The payload of `got` (chunk framing removed in place); nothing: the pod failed.
-  Pumped deframe(const Exchange& ex, http1::BodyFraming& body, const std::optional<Bytes>& got,
-                 std::string_view& data);
+  Pumped deframe(const Exchange& ex, http1::BodyFraming& body, const std::optional<Bytes>& got, std::string_view& data);
   // The next bytes of the pod's body into the relay buffer; none when the pod failed.
   net::awaitable<std::optional<Bytes>> read_pod(Exchange& ex, UpstreamExchange& up, http1::BodyFraming& body,
                                                 const RelayPlan& plan);

@@ -72,7 +72,8 @@ class RequestReader {
   net::awaitable<Read> read_chunked_body(const Config& cfg, std::size_t& raw);
   // Decodes what arrived of a chunked body: `request` when it is whole, `refused`, or
   // nothing when more must be read.
-  std::optional<Read> decode_chunks(const Config& cfg, http1::ChunkedDecoder& chunks, std::size_t& payload, std::size_t& raw);
+  std::optional<Read> decode_chunks(const Config& cfg, http1::ChunkedDecoder& chunks, std::size_t& payload,
+                                    std::size_t& raw);
   net::awaitable<Read> read_more(std::size_t want);
   void append_body(std::string_view body);
   // The worker's budget of request bodies (limits.max_worker_body_bytes): this request holds

@@ -22,7 +22,9 @@ bool pooled_connection_was_stale(bool reused, bool anything_received, bool close
 class RetryRules {
  public:
   // A connect that failed: true when rule 1 places the request on another pod.
-  bool place_again(const Classified& route, int replicas) { return ++connects_failed_ < connect_attempts(route, replicas); }
+  bool place_again(const Classified& route, int replicas) {
+    return ++connects_failed_ < connect_attempts(route, replicas);
+  }
   // An attempt that failed after its connection was had: true when rule 2 sends it again
   // (a malformed answer is an answer: never sent again).
   bool send_again(bool reused, bool anything_received, bool malformed, bool closed_by_pod) {
