@@ -43,11 +43,9 @@ class UpstreamPool {
     std::unique_ptr<tcp::socket> stream;
     bool reused = false;
   };
-  // A pooled connection when one is idle and still open, else (or when `fresh`: the retry
-  // after a stale pooled one) a new one (resolve, connect).
-  net::awaitable<Lease> acquire(int ordinal, bool fresh = false);
-  // The two halves of acquire, for a caller that takes the common case without a coroutine:
-  // an idle pooled connection (false when there is none), and a new connection.
+  // An idle pooled connection still open (false when there is none: no wait), and a new
+  // connection (resolve, connect). The upstream exchange (upstream_exchange.hpp) takes the
+  // first when it may (not for the retry after a stale pooled one), else the second.
   bool take_idle(int ordinal, Lease& lease);
   net::awaitable<Lease> connect(int ordinal);
 
