@@ -183,6 +183,60 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
   out += "\r\n"sv;
 }
 
+namespace {
+
+// Whether "Name: value\r\n" lines hold a field called `name`.
+bool has_field_line(std::string_view lines, std::string_view name) {
+  while (!lines.empty()) {
+    const auto end = lines.find("\r\n");
+    const std::string_view line = lines.substr(0, end);
+    if (line.size() > name.size() && line[name.size()] == ':' && http1::starts_with_ci(line, name)) return true;
+    if (end == std::string_view::npos) break;
+    lines.remove_prefix(end + 2);
+  }
+  return false;
+}
+
+}  // namespace
+
+void write_replay_head(std::string& out, const ReplayHeadEdits& edits, const http1::Head& req, const RequestId& id) {
+  out.clear();
+  out += edits.method;
+  out += ' ';
+  out += edits.target;
+  out += " HTTP/1.1\r\n"sv;
+  append_field(out, "Host", edits.host);
+  if (edits.init_fields.empty()) {  // a record from before the fields were kept, or none
+    append_field(out, "Content-Type", "application/json");
+    append_field(out, "Accept", "application/json, text/event-stream");
+  }
+  out += edits.init_fields;
+  append_per_request_fields(out, req, id);
+  if (!edits.session.empty()) {
+    append_field(out, kSessionHeader, edits.session);
+    const auto version = req.get("MCP-Protocol-Version");
+    if (version && !has_field_line(edits.init_fields, "MCP-Protocol-Version")) {
+      append_field(out, "MCP-Protocol-Version", *version);
+    }
+  }
+  append_field(out, "Content-Length", std::to_string(edits.body_size));
+  out += "\r\n"sv;
+}
+
+void write_local_reply_head(std::string& out, const LocalReplyHead& h) {
+  out += h.http11 ? "HTTP/1.1 "sv : "HTTP/1.0 "sv;
+  out += std::to_string(h.status);
+  out += ' ';
+  out += h.reason;
+  out += "\r\n"sv;
+  append_field(out, "Content-Type", "application/json");
+  if (h.retry_after != 0) append_field(out, "Retry-After", std::to_string(h.retry_after));
+  if (h.http11 && !h.keep_alive) append_field(out, "Connection", "close");
+  if (!h.http11 && h.keep_alive) append_field(out, "Connection", "keep-alive");
+  append_field(out, "Content-Length", std::to_string(h.body_size));
+  out += "\r\n"sv;
+}
+
 bool is_dropped_hop(const http1::Field& f, const http1::Head& h) {
   return is_hop_by_hop(f.id) || (h.connection_names_fields && connection_lists(*h.connection, f.name));
 }

@@ -69,7 +69,7 @@ bool UpstreamPool::take_idle(int ordinal, Lease& lease) {
     p.idle.pop_back();
     // A connection used within the last second is taken without the peek (a syscall per
     // request): if the pod closed it just now, nothing reached the pod and the request is
-    // sent again on a fresh connection (Connection::forward).
+    // sent again on a fresh connection (retry_rules.hpp).
     const auto idle_for = now - idle.since;
     if (idle_for < cfg_->backend.idle_connection_timeout &&
         (idle_for < std::chrono::seconds(1) || !closed_by_peer(*idle.stream))) {
@@ -84,13 +84,6 @@ bool UpstreamPool::take_idle(int ordinal, Lease& lease) {
 net::awaitable<UpstreamPool::Lease> UpstreamPool::connect(int ordinal) {
   pod(ordinal).used = true;
   Lease lease = co_await open(ordinal, Why::request);
-  co_return lease;
-}
-
-net::awaitable<UpstreamPool::Lease> UpstreamPool::acquire(int ordinal, bool fresh) {
-  Lease lease;
-  if (!fresh && take_idle(ordinal, lease)) co_return lease;
-  lease = co_await connect(ordinal);
   co_return lease;
 }
 

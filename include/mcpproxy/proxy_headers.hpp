@@ -79,6 +79,38 @@ struct ClientHeadEdits {
 // Written as write_upstream_head's: at the start of `out`; returns the head's length.
 std::size_t write_client_head(std::string& out, const http1::Head& res, const ClientHeadEdits& edits);
 
+// The head of a request of the proxy's own to a pod on a session's behalf (a re-initialize's
+// initialize and notifications/initialized, the DELETE of a session the proxy will not
+// keep): the client's initialize as it came (its target, its end-to-end fields), with the
+// credentials of the request in hand and Host as the proxied path sends it.
+struct ReplayHeadEdits {
+  std::string_view method;
+  std::string_view target;       // the stored initialize's, else the request's path
+  std::string_view host;         // Host, as write_upstream_head would send it
+  std::string_view init_fields;  // the record's replayable_fields ("": none kept)
+  std::string_view session;      // Mcp-Session-Id for the pod ("": none)
+  std::size_t body_size = 0;
+};
+// Written at the start of `out` (whose size is then the head's): the request line, Host,
+// default Content-Type/Accept when no fields were kept, the kept fields, the request's
+// per-request fields, the session id (with the request's MCP-Protocol-Version unless the
+// kept fields have one), Content-Length.
+void write_replay_head(std::string& out, const ReplayHeadEdits& edits, const http1::Head& req, const RequestId& id);
+
+// The head of a local reply (a JSON body): the status line, Content-Type, Retry-After when
+// set, the Connection field the version needs for `keep_alive`, Content-Length; the bytes
+// Beast's serializer wrote for the same response. `reason`: the status's phrase.
+struct LocalReplyHead {
+  unsigned status = 0;
+  std::string_view reason;
+  bool http11 = true;
+  bool keep_alive = true;
+  unsigned retry_after = 0;
+  std::size_t body_size = 0;
+};
+// Appended to `out`.
+void write_local_reply_head(std::string& out, const LocalReplyHead& h);
+
 // Appends "name: value\r\n".
 void append_field(std::string& out, std::string_view name, std::string_view value);
 

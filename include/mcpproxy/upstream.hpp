@@ -43,21 +43,11 @@ class UpstreamPool {
     std::unique_ptr<tcp::socket> stream;
     bool reused = false;
   };
-  // A pooled connection when one is idle and still open, else (or when `fresh`: the retry
-  // after a stale pooled one) a new one (resolve, connect).
-  net::awaitable<Lease> acquire(int ordinal, bool fresh = false);
-  // The two halves of acquire, for a caller that takes the common case without a coroutine:
-  // an idle pooled connection (false when there is none), and a new connection.
+  // An idle pooled connection still open (false when there is none: no wait), and a new
+  // connection (resolve, connect). The upstream exchange (upstream_exchange.hpp) takes the
+  // first when it may (not for the retry after a stale pooled one), else the second.
   bool take_idle(int ordinal, Lease& lease);
   net::awaitable<Lease> connect(int ordinal);
-
-  // Retry rule 2 (upstream_exchange.cpp): a request sent on a pooled connection that the
-  // pod had closed meanwhile (end of stream or reset before any byte of an answer) never
-  // reached the pod; it is sent again on a fresh connection, once.
-  static bool was_stale(bool reused, bool anything_received, const error_code& ec) {
-    return reused && !anything_received &&
-           (ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe);
-  }
 
   // Back into the pool when the exchange ended cleanly and both sides keep it alive.
   void release(int ordinal, std::unique_ptr<tcp::socket> stream);
