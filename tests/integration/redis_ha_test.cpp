@@ -92,6 +92,23 @@ struct SentinelSetup {
 // the replica; every session keeps routing through the failover (cached sessions need no
 // Redis), new records reach the new primary soon after the promotion, and a third proxy
 // replica started afterwards routes all 50.
+// "kind xN" for each kind of error counted, for a failure message.
+std::string error_list(const std::map<std::string, int>& errors) {
+  std::string out;
+  for (const auto& [kind, n] : errors) out += kind + " x" + std::to_string(n) + " ";
+  return out;
+}
+
+// The replica's metrics show one failover, to the primary on `new_primary`.
+void expect_failover_seen(const Proxy& p, std::uint16_t new_primary) {
+  EXPECT_TRUE(eventually([&] { return metric(p.metrics(), "mcp_proxy_redis_failovers_total").value_or(0) == 1; }))
+      << p.metrics();
+  EXPECT_TRUE(eventually([&] {
+    return metric(p.metrics(), "mcp_proxy_redis_primary{address=\"127.0.0.1:" + std::to_string(new_primary) + "\"}")
+               .value_or(0) == 1;
+  }));
+}
+
 TEST(RedisSentinel, APrimaryKilledMidTrafficLosesNoSession) {
   SentinelSetup redis;
   SampleBackend backend(3);
@@ -156,21 +173,9 @@ TEST(RedisSentinel, APrimaryKilledMidTrafficLosesNoSession) {
             << " ms after the kill; a new session's record on the new "
             << "primary " << ms(*new_record) << " ms after the kill (" << ms(*new_record - *promoted)
             << " ms after the promotion)\n";
-  EXPECT_TRUE(errors.empty()) << "client errors during the failover: " << [&] {
-    std::string out;
-    for (const auto& [kind, n] : errors) out += kind + " x" + std::to_string(n) + " ";
-    return out;
-  }();
+  EXPECT_TRUE(errors.empty()) << "client errors during the failover: " << error_list(errors);
   EXPECT_LE(ms(*new_record - *promoted), 2000 + 500) << "new records reach the new primary within 2 s of the promotion";
-  for (const Proxy* p : {&a, &b}) {
-    EXPECT_TRUE(eventually([&] { return metric(p->metrics(), "mcp_proxy_redis_failovers_total").value_or(0) == 1; }))
-        << p->metrics();
-    EXPECT_TRUE(eventually([&] {
-      return metric(p->metrics(),
-                    "mcp_proxy_redis_primary{address=\"127.0.0.1:" + std::to_string(redis.replica->port) + "\"}")
-                 .value_or(0) == 1;
-    }));
-  }
+  for (const Proxy* p : {&a, &b}) expect_failover_seen(*p, redis.replica->port);
   // A replica started after the failover finds every session in the new primary.
   Proxy c(redis.proxy_args(backend), "sentinel-c");
   int routed = 0;
@@ -251,6 +256,48 @@ struct ClusterSetup {
 // 1000 sessions over a three-primary cluster; a slot range migrated during traffic and a
 // primary killed (its replica promoted): no client error, and a proxy replica started
 // afterwards routes every session to its pod.
+// Sessions made and called through two proxy replicas while the cluster changes, and what
+// went wrong, by phase and kind.
+struct ClusterTraffic {
+  ClusterTraffic(const Proxy& first, const Proxy& second) : a(first), b(second) {}
+  const Proxy& a;
+  const Proxy& b;
+  std::vector<Live> sessions;
+  std::map<std::string, int> errors;
+  std::string phase = "before";
+
+  void create(int i) {
+    const std::uint16_t via = i % 2 == 0 ? a.port : b.port;
+    Live s{initialize(via), "", 0};
+    if (s.sid.empty()) {
+      ++errors[phase + ": initialize"];
+      return;
+    }
+    sessions.push_back(std::move(s));
+  }
+  // Each session's calls alternate between the replicas: half of them miss a cache and
+  // read Redis while the cluster changes.
+  void call(Live& s, int i) {
+    const auto [pod, counter] = whoami(i % 2 == 0 ? b.port : a.port, s.sid);
+    if (s.calls == 0 && counter == 1) s.pod = pod;
+    if (pod == s.pod && counter == s.calls + 1) {
+      s.calls = counter;
+    } else {
+      ++errors[phase + ": call " + std::to_string(counter)];
+    }
+  }
+};
+
+// The sessions `c` routes to their pod with their count of calls (one more call each).
+int routed_as_before(const Proxy& c, std::vector<Live>& sessions) {
+  int routed = 0;
+  for (Live& s : sessions) {
+    const auto [pod, counter] = whoami(c.port, s.sid);
+    routed += (s.calls == 0 || pod == s.pod) && counter == s.calls + 1 ? 1 : 0;
+  }
+  return routed;
+}
+
 TEST(RedisClusterStore, ReshardingAndAFailoverDuringTrafficLoseNoSession) {
   ClusterSetup cluster;
   SampleBackend backend(3);
@@ -259,36 +306,15 @@ TEST(RedisClusterStore, ReshardingAndAFailoverDuringTrafficLoseNoSession) {
   EXPECT_NE(request(a.admin, "GET", "/readyz").body.find("redis cluster: 3 of 3 primaries reachable"),
             std::string::npos)
       << request(a.admin, "GET", "/readyz").body;
-  std::vector<Live> sessions;
-  std::map<std::string, int> errors;  // by phase and kind
-  std::string phase = "before";
-  const auto create = [&](int i) {
-    const std::uint16_t via = i % 2 == 0 ? a.port : b.port;
-    Live s{initialize(via), "", 0};
-    if (s.sid.empty()) {
-      ++errors[phase + ": initialize"];
-      return;
-    }
-    sessions.push_back(std::move(s));
-  };
-  // Each session's calls alternate between the replicas: half of them miss a cache and
-  // read Redis while the cluster changes.
-  const auto call = [&](Live& s, int i) {
-    const auto [pod, counter] = whoami(i % 2 == 0 ? b.port : a.port, s.sid);
-    if (s.calls == 0 && counter == 1) s.pod = pod;
-    if (pod == s.pod && counter == s.calls + 1) {
-      s.calls = counter;
-    } else {
-      ++errors[phase + ": call " + std::to_string(counter)];
-    }
-  };
+  ClusterTraffic traffic(a, b);
+  std::vector<Live>& sessions = traffic.sessions;
 #ifdef MCPPROXY_SANITIZED
   const int initial = 300;  // the sanitizer builds are several times slower
 #else
   const int initial = 1000;
 #endif
-  for (int i = 0; i < initial; ++i) create(i);
-  for (std::size_t i = 0; i < sessions.size(); ++i) call(sessions[i], static_cast<int>(i));
+  for (int i = 0; i < initial; ++i) traffic.create(i);
+  for (std::size_t i = 0; i < sessions.size(); ++i) traffic.call(sessions[i], static_cast<int>(i));
   ASSERT_EQ(sessions.size(), static_cast<std::size_t>(initial));
   std::vector<std::uint16_t> primaries = cluster.primaries();
   ASSERT_EQ(primaries.size(), 3U);
@@ -302,12 +328,12 @@ TEST(RedisClusterStore, ReshardingAndAFailoverDuringTrafficLoseNoSession) {
        cluster.id(primaries[0]), "--cluster-to", cluster.id(primaries[1]), "--cluster-slots", "1500", "--cluster-yes"},
       std::string(MCPPROXY_TEST_TMP_DIR) + "/cluster-reshard.log");
   int round = 0;
-  phase = "resharding";
+  traffic.phase = "resharding";
   for (; reshard.running() && round < 2000; ++round) {
     while (reshard.read_line(std::chrono::milliseconds(0))) {
     }
-    create(round);
-    call(sessions[static_cast<std::size_t>(round) % sessions.size()], round);
+    traffic.create(round);
+    traffic.call(sessions[static_cast<std::size_t>(round) % sessions.size()], round);
   }
   while (reshard.read_line(1s)) {
   }
@@ -321,10 +347,10 @@ TEST(RedisClusterStore, ReshardingAndAFailoverDuringTrafficLoseNoSession) {
   const auto killed = std::chrono::steady_clock::now();
   // Calls go to the sessions made before the kill (their records reached the replicas); a
   // session made during the failover is answered, and its record waits in the queue.
-  phase = "failover";
+  traffic.phase = "failover";
   for (; std::chrono::steady_clock::now() - killed < 30s; ++round) {
-    create(round);
-    call(sessions[static_cast<std::size_t>(round) % static_cast<std::size_t>(initial)], round);
+    traffic.create(round);
+    traffic.call(sessions[static_cast<std::size_t>(round) % static_cast<std::size_t>(initial)], round);
     if (cluster.primaries().size() == 3 &&
         metric(a.metrics(), R"(mcp_proxy_redis_cluster_primaries{state="reachable"})").value_or(0) == 3 &&
         metric(b.metrics(), R"(mcp_proxy_redis_cluster_primaries{state="reachable"})").value_or(0) == 3) {
@@ -332,11 +358,7 @@ TEST(RedisClusterStore, ReshardingAndAFailoverDuringTrafficLoseNoSession) {
     }
   }
   EXPECT_EQ(cluster.primaries().size(), 3U) << "the replica was promoted";
-  EXPECT_TRUE(errors.empty()) << [&] {
-    std::string out;
-    for (const auto& [kind, n] : errors) out += kind + " x" + std::to_string(n) + " ";
-    return out;
-  }();
+  EXPECT_TRUE(traffic.errors.empty()) << error_list(traffic.errors);
   // How many commands the resharding redirected depends on timing (a map re-read may
   // come first); the redirect parsing and the slots are unit-tested (redis_cluster_test).
   const double redirects = metric_sum(a.metrics(), "mcp_proxy_redis_redirects_total") +
@@ -346,11 +368,7 @@ TEST(RedisClusterStore, ReshardingAndAFailoverDuringTrafficLoseNoSession) {
     EXPECT_TRUE(eventually([&] { return metric(p->metrics(), "mcp_proxy_store_queue_depth").value_or(-1) == 0; }));
   }
   Proxy c(cluster.proxy_args(backend), "cluster-c");
-  int routed = 0;
-  for (Live& s : sessions) {
-    const auto [pod, counter] = whoami(c.port, s.sid);
-    routed += (s.calls == 0 || pod == s.pod) && counter == s.calls + 1 ? 1 : 0;
-  }
+  const int routed = routed_as_before(c, sessions);
   std::cout << "cluster: " << sessions.size() << " sessions, " << round
             << " rounds of traffic during the resharding and "
             << "the failover, " << redirects << " redirects followed; a fresh replica routed " << routed << "\n";
