@@ -17,6 +17,17 @@ SessionRecord on(int ordinal) {
   r.url = "http://pod-" + std::to_string(ordinal);
   return r;
 }
+
+// xorshift64: the churn tests' random steps, the same sequence on every run.
+struct XorShift {
+  std::uint64_t x = 88172645463325252ULL;
+  std::uint64_t operator()() {
+    x ^= x << 13U;
+    x ^= x >> 7U;
+    x ^= x << 17U;
+    return x;
+  }
+};
 }  // namespace
 
 TEST(SessionRecord, RoundTrip) {
@@ -324,13 +335,7 @@ TEST(SessionTable, AgreesWithAMapUnderChurn) {
   // growth, backward-shift deletion, node reuse and ids longer than the inline key.
   SessionTable t(1'000'000, std::chrono::hours(1));
   std::map<std::string, int> model;
-  std::uint64_t x = 88172645463325252ULL;
-  auto next = [&x] {
-    x ^= x << 13U;
-    x ^= x >> 7U;
-    x ^= x << 17U;
-    return x;
-  };
+  XorShift next;
   for (int step = 0; step < 200'000; ++step) {
     const std::uint64_t r = next();
     const std::uint64_t k = r % 5000;
@@ -376,13 +381,7 @@ TEST(SessionTable, PinsAgreeWithAModelUnderChurnAndTheBoundsHold) {
     constexpr std::size_t kMax = 700;
     SessionTable t(kMax, std::chrono::hours(1), SIZE_MAX, role);
     std::map<std::string, std::pair<int, int>> model;  // id -> {ordinal, pins}
-    std::uint64_t x = 88172645463325252ULL;
-    auto next = [&x] {
-      x ^= x << 13U;
-      x ^= x >> 7U;
-      x ^= x << 17U;
-      return x;
-    };
+    XorShift next;
     std::shared_ptr<const SessionRecord> holder;
     for (int step = 0; step < 100'000; ++step) {
       const std::uint64_t r = next();
