@@ -13,6 +13,7 @@
 
 #include "mcpproxy/http1.hpp"
 #include "mcpproxy/http_rules.hpp"
+#include "mcpproxy/jwt.hpp"
 #include "mcpproxy/redis_codec.hpp"
 #include "mcpproxy/session_binding.hpp"
 #include "mcpproxy/url_template.hpp"
@@ -87,6 +88,7 @@ constexpr std::array<std::string_view, 2> kIoBackendNames = {"epoll", "io_uring"
 constexpr std::array<std::string_view, 3> kRedisModeNames = {"standalone", "sentinel", "cluster"};
 constexpr std::array<std::string_view, 2> kOnLostNames = {"reinitialize", "not_found"};
 constexpr std::array<std::string_view, 2> kPlacementNames = {"least_sessions", "random"};
+constexpr std::array<std::string_view, 2> kNonJwtNames = {"refuse", "exact"};
 
 duration positive_duration(const std::string& v) {
   const duration d = parse_duration(v);
@@ -152,14 +154,14 @@ std::string host_entry(const std::string& v) {
 }
 
 void set_binding(Config& c, const std::string& v) {
-  if (v == "none" || v == "authorization") {
-    c.sessions.binding = v == "none" ? BindingKind::none : BindingKind::authorization;
+  if (v == "none" || v == "authorization" || v == "jwt") {
+    c.sessions.binding = v == "none" ? BindingKind::none : v == "jwt" ? BindingKind::jwt : BindingKind::authorization;
     c.sessions.binding_header.clear();
   } else if (v.rfind("header:", 0) == 0 && http1::is_token(std::string_view(v).substr(7))) {
     c.sessions.binding = BindingKind::header;
     c.sessions.binding_header = v.substr(7);
   } else {
-    bad("must be none, authorization or header:<Name>, got '" + v + "'");
+    bad("must be none, authorization, jwt or header:<Name>, got '" + v + "'");
   }
 }
 
@@ -169,6 +171,8 @@ std::string binding_name(const Config& c) {
       return "none";
     case BindingKind::authorization:
       return "authorization";
+    case BindingKind::jwt:
+      return "jwt";
     case BindingKind::header:
       break;
   }
@@ -314,11 +318,51 @@ const std::vector<KeySpec>& key_specs() {
        "requests of a lost session wait this long at most for its recovery by another (default 10s)",
        MCP_DUR(sessions.recovery_wait)},
       {"sessions.binding", "--session-binding",
-       "bind sessions to who created them: none, authorization, or header:<Name> (default none)", set_binding,
-       binding_name},
+       "bind sessions to who created them: none, authorization, jwt (verified claims), or header:<Name> "
+       "(default none)",
+       set_binding, binding_name},
       {"sessions.binding_secret_file", "--session-binding-secret-file",
-       "file holding the HMAC key of the session binding (required with the redis store: replicas must agree)",
+       "file of HMAC keys of the session binding, one a line: the first signs, every one verifies (required with "
+       "the redis store: replicas must agree)",
        MCP_STR(sessions.binding_secret_file)},
+      {"sessions.jwt.claims", "--jwt-claim",
+       "a claim of the verified token a session is bound to (repeatable; default iss and sub)",
+       [](Config& c, const std::string& v) { c.sessions.jwt.claims.push_back(v); },
+       [](const Config& c) { return joined(c.sessions.jwt.claims); }, false,
+       [](Config& c) { c.sessions.jwt.claims.clear(); }},
+      {"sessions.jwt.jwks_file", "--jwks-file", "JWKS file of the keys tokens are signed with (read again on SIGHUP)",
+       MCP_STR(sessions.jwt.jwks_file)},
+      {"sessions.jwt.jwks_url", "--jwks-url",
+       "http(s) URL of a JWKS the proxy fetches, caches for the answer's max-age and refreshes in the background",
+       MCP_STR(sessions.jwt.jwks_url)},
+      {"sessions.jwt.issuers", "--jwt-issuer", "an accepted iss (repeatable; required with binding jwt)",
+       [](Config& c, const std::string& v) { c.sessions.jwt.issuers.push_back(v); },
+       [](const Config& c) { return joined(c.sessions.jwt.issuers); }, false,
+       [](Config& c) { c.sessions.jwt.issuers.clear(); }},
+      {"sessions.jwt.audiences", "--jwt-audience",
+       "an accepted aud, this server's resource indicator (repeatable; required with binding jwt)",
+       [](Config& c, const std::string& v) { c.sessions.jwt.audiences.push_back(v); },
+       [](const Config& c) { return joined(c.sessions.jwt.audiences); }, false,
+       [](Config& c) { c.sessions.jwt.audiences.clear(); }},
+      {"sessions.jwt.leeway", "--jwt-leeway", "clock skew allowed on exp and nbf (default 30s)",
+       [](Config& c, const std::string& v) { c.sessions.jwt.leeway = parse_duration(v); },
+       [](const Config& c) { return format_duration(c.sessions.jwt.leeway); }},
+      {"sessions.jwt.non_jwt", "--jwt-non-jwt",
+       "a bearer token that is not a JWT: refuse (no session) or exact (bound to its bytes) (default refuse)",
+       [](Config& c, const std::string& v) { c.sessions.jwt.non_jwt = enum_of<NonJwt>(v, kNonJwtNames); },
+       [](const Config& c) { return std::string(kNonJwtNames[static_cast<std::size_t>(c.sessions.jwt.non_jwt)]); }},
+      {"sessions.jwt.jwks_refresh", "--jwks-refresh",
+       "refetch the JWKS URL this often when its answer gives no max-age (default 5m)",
+       MCP_DUR(sessions.jwt.jwks_refresh)},
+      {"sessions.jwt.jwks_min_refresh", "--jwks-min-refresh",
+       "fetch the JWKS URL at most this often, an unknown kid's refetch included (default 10s)",
+       MCP_DUR(sessions.jwt.jwks_min_refresh)},
+      {"sessions.jwt.jwks_fetch_timeout", "--jwks-fetch-timeout", "one fetch of the JWKS URL (default 5s)",
+       MCP_DUR(sessions.jwt.jwks_fetch_timeout)},
+      {"sessions.jwt.jwks_fetch_wait", "--jwks-fetch-wait",
+       "a request whose token names an unknown kid waits this long at most for the refetch (default 1s; 0: none)",
+       [](Config& c, const std::string& v) { c.sessions.jwt.jwks_fetch_wait = parse_duration(v); },
+       [](const Config& c) { return format_duration(c.sessions.jwt.jwks_fetch_wait); }},
       {"sessions.redis.url", "--redis-url",
        "redis://[user:pass@]host:port/db or rediss:// (sentinel and cluster mode: credentials, TLS, db only)",
        MCP_STR(sessions.redis.url), true},
@@ -601,7 +645,7 @@ void validate_binding(Config& cfg) {
     if (!s.binding_secret_file.empty()) {
       throw ConfigError("sessions.binding_secret_file: set, but sessions.binding is none");
     }
-    s.binding_key.clear();
+    s.binding_keys.clear();
     return;
   }
   if (s.binding_secret_file.empty()) {
@@ -610,20 +654,18 @@ void validate_binding(Config& cfg) {
           "sessions.binding_secret_file: required with sessions.binding and the redis store (the replicas must agree "
           "on the key)");
     }
-    s.binding_key = process_binding_key();
+    s.binding_keys = {make_binding_key(process_binding_key())};
     return;
   }
   std::ifstream in(s.binding_secret_file, std::ios::binary);
   if (!in) throw ConfigError("sessions.binding_secret_file: cannot read " + s.binding_secret_file);
-  std::ostringstream key;
-  key << in.rdbuf();
-  s.binding_key = key.str();
-  while (!s.binding_key.empty() && std::isspace(static_cast<unsigned char>(s.binding_key.back())) != 0) {
-    s.binding_key.pop_back();
-  }
-  if (s.binding_key.size() < 16) {
-    throw ConfigError("sessions.binding_secret_file: must hold a key of 16 bytes or more (" + s.binding_secret_file +
-                      ")");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    s.binding_keys = parse_binding_keys(text.str());
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("sessions.binding_secret_file: " + s.binding_secret_file + " " + e.what() +
+                      " (one key of 16 bytes or more a line)");
   }
 }
 
@@ -703,6 +745,7 @@ void validate(Config& cfg) {
   validate_redis(cfg);
   validate_admin(cfg);
   validate_binding(cfg);
+  validate_jwt_binding(cfg.sessions);  // jwt_config.cpp
   validate_memory_bounds(cfg);
   // trust_forwarded_headers says the hop in front is trusted: so is what it appends.
   if (cfg.trust_forwarded_headers && cfg.client_address.count == 0) cfg.client_address.count = 1;

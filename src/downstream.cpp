@@ -167,6 +167,9 @@ net::awaitable<void> Connection::run() {
     // Routed without a wait (the rule: a session the table knows, a placed request), it
     // goes to the pod from here; a decision that waits (the store, a local reply, a lost
     // session, a stream's order) is handle's.
+    if (ex.cfg->sessions.binding == BindingKind::jwt && !resolve_jwt(ex, /*may_wait=*/true)) {
+      co_await await_jwt_keys(ex);  // jwt_binding.cpp
+    }
     const Decision d = decide(ex);
     bool again = false;
     if (d.kind == Decision::Kind::proxy) {
@@ -463,13 +466,14 @@ net::awaitable<Connection::ReadResult> Connection::read_body(const Config& cfg) 
 }
 
 const std::string& Connection::principal_of_request(const Exchange& ex) {
+  if (ex.cfg->sessions.binding == BindingKind::jwt) return binding_principal_;  // resolve_jwt's
   const auto identity = binding_identity(ex.cfg->sessions, ex.req.head);
   if (!identity) {
     binding_identity_.clear();
     binding_principal_.clear();
   } else if (*identity != binding_identity_ || binding_principal_.empty()) {
     binding_identity_ = std::string(*identity);
-    binding_principal_ = principal_of(ex.cfg->sessions.binding_key, *identity);
+    binding_principal_ = principal_of(ex.cfg->sessions.binding_keys.front(), *identity);
   }
   return binding_principal_;
 }
@@ -485,7 +489,22 @@ std::string Connection::client_key(const Exchange& ex) const {
 bool Connection::binding_holds(const Exchange& ex) {
   // A record from before binding was turned on has no principal: it stays usable.
   if (ex.rec->principal.empty() || same_principal(principal_of_request(ex), ex.rec->principal)) return true;
+  // Not the first key's: another key of the file may have made it (a rotation under way).
+  const PrincipalCheck check =
+      binding_identity_.empty() ? PrincipalCheck::other_identity
+                                : check_principal(ex.cfg->sessions.binding_keys, binding_identity_, ex.rec->principal);
+  if (check == PrincipalCheck::match) return true;
   ctx_.metrics.binding_mismatches.fetch_add(1, std::memory_order_relaxed);
+  if (check == PrincipalCheck::unknown_key) {
+    ctx_.metrics.binding_unknown_key.fetch_add(1, std::memory_order_relaxed);
+    log_event(spdlog::level::warn,
+              "session recorded under a binding key this proxy does not have (sessions.binding_secret_file: keep the "
+              "old key on a line of its own until no record needs it); answered 404",
+              {{"conn", std::to_string(id_)},
+               {"session", session_hash(ex.route.session_id)},
+               {"key_id", std::string(principal_key_id(ex.rec->principal))}});
+    return false;
+  }
   log_event(spdlog::level::warn, "session presented by another identity; answered 404",
             {{"conn", std::to_string(id_)},
              {"session", session_hash(ex.route.session_id)},
@@ -500,6 +519,9 @@ Connection::Decision Connection::decide(Exchange& ex) {
   }
   if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get(http1::FieldId::host))) {
     return Decision::reply(kHostNotAllowed);
+  }
+  if (cfg.sessions.binding != BindingKind::none && binding_field_repeated(cfg.sessions, ex.req.head)) {
+    return Decision::reply(kIdentityRepeated);
   }
   classify_request(ex.route, ex.req.head.session_id, ex.req.target(), ex.req.body, ex.req.method() == "POST");
   if (ex.route.cls == RequestClass::session) {
@@ -745,13 +767,7 @@ net::awaitable<Connection::Bookkeeping> Connection::on_response_head(Exchange& e
     case ResponseAction::tap_legacy_stream:
     case ResponseAction::record_new_session: {
       if (ex.cfg->sessions.binding != BindingKind::none && ex.principal.empty()) {
-        // An unbound session is not handed out: the pod accepted an initialize without the
-        // identity the binding needs (a pod that wants auth answers 401 itself, and that
-        // answer is relayed with its WWW-Authenticate). The pod's session is left to it.
-        end_watch();
-        ex.upstream.reset();
-        again = co_await send_local_reply(ex, kIdentityRequired);
-        co_return Bookkeeping::answered;
+        co_return co_await refuse_unbound_session(ex, action, again);  // session_ids.cpp
       }
       if (action == ResponseAction::tap_legacy_stream) break;  // recorded as its endpoint event passes
       co_return co_await record_new_session(ex, again);        // session_ids.cpp

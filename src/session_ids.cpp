@@ -80,6 +80,24 @@ net::awaitable<Connection::Bookkeeping> Connection::refuse_renamed_session(Excha
   co_return Bookkeeping::answered;
 }
 
+net::awaitable<Connection::Bookkeeping> Connection::refuse_unbound_session(Exchange& ex, ResponseAction action,
+                                                                           bool& again) {
+  // An unbound session is not handed out: the pod accepted an initialize without the
+  // identity the binding needs (a pod that wants auth answers 401 itself, and that answer
+  // is relayed with its WWW-Authenticate). The initialize went to the pod for that answer;
+  // the session it made there is ended at once, so none is left behind on the pod.
+  std::string id;
+  if (action == ResponseAction::record_new_session && response_.session_id) id = *response_.session_id;
+  end_watch();
+  ex.upstream.reset();
+  again = co_await send_local_reply(ex, kIdentityRequired);
+  if (!id.empty()) {
+    ctx_.metrics.unbound_sessions_ended.fetch_add(1, std::memory_order_relaxed);
+    co_await end_on_pod(ex, id);
+  }
+  co_return Bookkeeping::answered;
+}
+
 net::awaitable<void> Connection::end_on_pod(const Exchange& ex, const std::string& id) {
   std::unique_ptr<tcp::socket> up;
   const std::string_view target = ex.req.target().substr(0, ex.req.target().find('?'));

@@ -27,6 +27,7 @@
 
 #include "mcpproxy/http1.hpp"
 #include "mcpproxy/http_rules.hpp"
+#include "mcpproxy/jwks.hpp"
 #include "mcpproxy/metrics.hpp"
 #include "mcpproxy/net.hpp"
 #include "mcpproxy/placement.hpp"
@@ -100,6 +101,7 @@ struct ConnectionContext {
   // The worker's io_uring (io_backend: io_uring), set on its thread before it accepts;
   // null with epoll. The request path's reads and writes go through it (io_ring.hpp).
   IoRing* const& ring;
+  JwksCache& jwks;  // shared by the workers: the keys of sessions.jwt.jwks_url
 };
 
 // What a failed connect to a pod says (route.hpp's judge_unreachable decides from it).
@@ -310,6 +312,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<Bookkeeping> refuse_renamed_session(Exchange& ex, bool& again);
   // Ends a session on pod `ex.ordinal` (a DELETE with its id, backend.session_end_timeout).
   net::awaitable<void> end_on_pod(const Exchange& ex, const std::string& id);
+  // A new session whose initialize had no identity the binding accepts: 401, ended on its pod.
+  net::awaitable<Bookkeeping> refuse_unbound_session(Exchange& ex, ResponseAction action, bool& again);
 
   // --- relay.cpp: the body pump
   struct RelayOutcome {
@@ -375,6 +379,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string client_key(const Exchange& ex) const;
   // False (and counted, logged) when the session is bound to another identity.
   bool binding_holds(const Exchange& ex);
+  // sessions.binding jwt (jwt_binding.cpp): the request's verified identity and principal
+  // into binding_identity_ / binding_principal_. False when its token names a kid no key has
+  // and a JWKS URL may have it: await_jwt_keys then waits for the refetch (bounded) and
+  // resolves again.
+  bool resolve_jwt(const Exchange& ex, bool may_wait);
+  net::awaitable<void> await_jwt_keys(const Exchange& ex);
 
   // --- session_recovery.cpp: lost sessions
   net::awaitable<bool> session_lost(Exchange& ex, LostCause cause, bool may_recover);
@@ -429,6 +439,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // credential on every request, so the HMAC is computed once per connection, not per request.
   std::string binding_identity_;
   std::string binding_principal_;
+  // With binding jwt: the token they were verified from, until when, under which keys.
+  std::string jwt_token_;
+  std::int64_t jwt_until_ = 0;
+  std::shared_ptr<const JwkSet> jwt_file_keys_;  // held: a later set cannot take its address
+  std::uint64_t jwt_keys_version_ = 0;
   std::string peer_ip_;
   IpAddress peer_;  // peer_ip_ parsed: where the walk to the client's address starts
   bool idle_ = false;

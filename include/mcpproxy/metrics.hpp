@@ -62,6 +62,16 @@ struct Metrics {
   // first: its record won the compare-and-set, this one followed it.
   std::atomic<std::uint64_t> recovery_conflicts{0};
   std::atomic<std::uint64_t> binding_mismatches{0};  // requests of a session from another identity
+  // Of those, the ones whose record names a binding key this proxy does not have.
+  std::atomic<std::uint64_t> binding_unknown_key{0};
+  // New sessions a pod made of an initialize without the binding's identity: refused (401)
+  // and ended on the pod.
+  std::atomic<std::uint64_t> unbound_sessions_ended{0};
+  // sessions.binding jwt: verifications by JwtResult (jwt.hpp); fetches of the JWKS URL
+  // ([0] ok, [1] failed) and the keys it gave.
+  std::array<std::atomic<std::uint64_t>, 11> jwt_verifications{};
+  std::array<std::atomic<std::uint64_t>, 2> jwks_fetches{};
+  std::atomic<std::int64_t> jwks_keys{0};
   // Pod answers presenting a session id the proxy does not hand out (answered 502), by
   // cause: [0] duplicate, an initialize answered with an id another session holds;
   // [1] renamed, a session's answer with another id than the session's.
@@ -137,6 +147,7 @@ struct Metrics {
   void render_connects(std::string& out) const;
   // Session ids refused, new sessions refused for room, initialize bodies not kept.
   void render_session_guards(std::string& out) const;
+  void render_jwt(std::string& out) const;
   std::unique_ptr<Histogram[]> upstream_duration_;
   std::unique_ptr<std::array<std::atomic<std::uint64_t>, 4>[]> upstream_errors_;
 };

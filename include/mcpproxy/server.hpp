@@ -39,6 +39,7 @@ struct Shared {
   StreamGate streams;
   SingleFlight recoveries;
   NewSessionLimiter new_sessions;
+  JwksCache jwks;
   std::atomic<bool> draining{false};
   std::atomic<std::int64_t> busy{0};  // requests in progress that are not SSE streams
   std::int64_t sessions_on(int ordinal) const {
