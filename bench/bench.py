@@ -208,6 +208,9 @@ http {{
         if self.baseline:
             # Another build of the proxy in the same interleaved run (before/after a change).
             stores.append(("memory", self.baseline, "baseline (memory)", []))
+        if os.environ.get("MCPPROXY_BENCH_NO_URING"):
+            # Where io_uring is refused (a seccomp profile, a memlock limit): the epoll arms alone.
+            stores = [s for s in stores if s[3] != uring]
         for store, binary, arm, extra in stores:
             port = free_port()
             admin = free_port()

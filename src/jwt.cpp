@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -174,8 +173,9 @@ std::string_view to_string(JwtResult r) {
 std::string_view bearer_token(std::string_view authorization) {
   constexpr std::string_view kScheme = "bearer";
   if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ') return {};
+  // ASCII case folding (RFC 9110 11.1: the scheme is case-insensitive).
   for (std::size_t i = 0; i < kScheme.size(); ++i) {
-    if (static_cast<char>(std::tolower(static_cast<unsigned char>(authorization[i]))) != kScheme[i]) return {};
+    if ((static_cast<unsigned char>(authorization[i]) | 0x20U) != static_cast<unsigned char>(kScheme[i])) return {};
   }
   std::string_view t = authorization.substr(kScheme.size());
   while (!t.empty() && t.front() == ' ') t.remove_prefix(1);

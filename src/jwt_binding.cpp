@@ -33,12 +33,12 @@ bool Connection::resolve_jwt(const Exchange& ex, bool may_wait) {
   const auto auth = ex.req.head.get(http1::FieldId::authorization);
   const std::string_view token = auth ? bearer_token(*auth) : std::string_view();
   const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  const std::shared_ptr<const JwkSet> url_keys = ctx_.jwks.keys();
   const std::uint64_t version = ctx_.jwks.version();
   if (!token.empty() && token == jwt_token_ && now <= jwt_until_ && jwt_file_keys_ == j.file_keys &&
       jwt_keys_version_ == version) {
     return true;  // verified on this connection already, under the same keys
   }
+  const std::shared_ptr<const JwkSet> url_keys = ctx_.jwks.keys();
   jwt_token_.clear();
   binding_identity_.clear();
   binding_principal_.clear();
