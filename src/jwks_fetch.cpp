@@ -136,7 +136,8 @@ net::awaitable<void> jwks_fetch_loop(JwksCache& cache, Metrics& metrics, const s
     });
   });
   while (!stopping.load()) {
-    const std::shared_ptr<const Config> now = cfg;  // a reload replaces it
+    // A copy, held across the fetch: a reload replaces cfg meanwhile, and `j` must outlive it.
+    const std::shared_ptr<const Config> now = cfg;  // NOLINT(performance-unnecessary-copy-initialization)
     const JwtConfig& j = now->sessions.jwt;
     duration next = duration(1000);
     if (now->sessions.binding == BindingKind::jwt && !j.jwks_url.empty()) {
