@@ -125,6 +125,16 @@ void Connection::close() {
   if (watch_.active && watch_.upstream != nullptr) close_socket(*watch_.upstream);
 }
 
+namespace {
+
+// A client connection's read between requests failed (a close is no news).
+void log_read_failure(std::uint64_t conn, const error_code& ec) {
+  if (harmless(ec)) return;
+  log_event(spdlog::level::debug, "client read failed", {{"conn", std::to_string(conn)}, {"error", ec.message()}});
+}
+
+}  // namespace
+
 net::awaitable<void> Connection::run() {
   for (;;) {
     if (closed_) co_return;
@@ -138,10 +148,7 @@ net::awaitable<void> Connection::run() {
       stop_waiting();
       idle_ = false;
       if (ec) {
-        if (!harmless(ec)) {
-          log_event(spdlog::level::debug, "client read failed",
-                    {{"conn", std::to_string(id_)}, {"error", ec.message()}});
-        }
+        log_read_failure(id_, ec);
         co_return;
       }
       buffer_.commit(n);
