@@ -208,6 +208,9 @@ http {{
         if self.baseline:
             # Another build of the proxy in the same interleaved run (before/after a change).
             stores.append(("memory", self.baseline, "baseline (memory)", []))
+        if os.environ.get("MCPPROXY_BENCH_NO_URING"):
+            # Where io_uring is refused (a seccomp profile, a memlock limit): the epoll arms alone.
+            stores = [s for s in stores if s[3] != uring]
         for store, binary, arm, extra in stores:
             port = free_port()
             admin = free_port()
@@ -239,14 +242,15 @@ http {{
         self.arms["direct"] = (None, lambda: [self.backend.pid] + children(self.backend.pid), None)
         time.sleep(0.3)  # the redis arm's connection comes up in the background
 
-    def sessions(self, name, port, n):
+    def sessions(self, name, port, n, extra_headers=None):
         """Creates n sessions through the arm; returns the path of the id file."""
         host, p = ("127.0.1.0", self.pod_port) if port is None else ("127.0.0.1", port)
         conn = http.client.HTTPConnection(host, p)
         ids = []
         for _ in range(n):
             conn.request("POST", "/mcp", INIT, {"Content-Type": "application/json",
-                                                "Accept": "application/json, text/event-stream"})
+                                                "Accept": "application/json, text/event-stream",
+                                                **(extra_headers or {})})
             r = conn.getresponse()
             r.read()
             if r.status != 200 or not r.getheader("Mcp-Session-Id"):

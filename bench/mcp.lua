@@ -6,6 +6,8 @@ if mode == "call" then
   for line in io.lines(os.getenv("SESSIONS")) do ids[#ids + 1] = line end
 end
 local i = 0
+-- $AUTH: an Authorization value sent with every request (a bound session's identity).
+local auth = os.getenv("AUTH")
 local call = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
 local init = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",' ..
              '"capabilities":{},"clientInfo":{"name":"wrk","version":"1"}}}'
@@ -16,9 +18,10 @@ request = function()
       ["Accept"] = "application/json, text/event-stream"}, init)
   end
   i = i % #ids + 1
-  return wrk.format("POST", "/mcp", {["Content-Type"] = "application/json",
-    ["Accept"] = "application/json, text/event-stream", ["Mcp-Session-Id"] = ids[i],
-    ["MCP-Protocol-Version"] = "2025-11-25"}, call)
+  local headers = {["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream",
+    ["Mcp-Session-Id"] = ids[i], ["MCP-Protocol-Version"] = "2025-11-25"}
+  if auth then headers["Authorization"] = auth end
+  return wrk.format("POST", "/mcp", headers, call)
 end
 
 done = function(summary, latency, requests)

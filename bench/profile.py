@@ -5,6 +5,7 @@
   python3 bench/profile.py instructions 32  # the same with 32 connections (default 4)
   python3 bench/profile.py instructions 4 io_uring  # ... with io_backend io_uring (default epoll)
   python3 bench/profile.py allocations    # allocations per relayed SSE chunk (heaptrack)
+  MCPPROXY_PROFILE_BINDING=jwt python3 bench/profile.py instructions  # sessions.binding jwt
 
 instructions: the proxy (one worker) runs under `valgrind --tool=callgrind` in front of the
 bench's nginx backend; 200 sessions are created, then `wrk -t1 -c4` (or -cN) rotates over
@@ -17,9 +18,14 @@ allocations: the proxy (one worker) runs under heaptrack in front of the sample 
 one session makes one `ticker` call streaming N events (1 ms apart), then the proxy stops.
 Run for 200 and 2,000 events: equal allocation counts mean none per relayed chunk.
 
+MCPPROXY_PROFILE_BINDING=authorization|jwt profiles with that session binding: every request
+carries one bearer token (for jwt an Ed25519-signed JWT against a JWKS file, made here with
+the openssl command).
+
 MCPPROXY_BINARY=path profiles another build (an older commit, to compare);
 MCPPROXY_CALLGRIND_OUT=path keeps the callgrind output (callgrind_annotate --inclusive=yes).
 """
+import base64
 import glob
 import http.client
 import json
@@ -27,12 +33,45 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 ROOT = bench.ROOT
 BINARY = os.environ.get("MCPPROXY_BINARY", os.path.join(ROOT, "build/mcp-session-proxy"))
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def binding_args(cmd, tmp):
+    """Adds MCPPROXY_PROFILE_BINDING's flags to cmd; returns the Authorization to send (or None)."""
+    binding = os.environ.get("MCPPROXY_PROFILE_BINDING", "none")
+    if binding == "none":
+        return None
+    if binding == "authorization":
+        cmd += ["--session-binding", "authorization"]
+        return "Bearer opaque-profile-token"
+    key = os.path.join(tmp, "ed25519.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout[-32:]
+    jwks = os.path.join(tmp, "jwks.json")
+    with open(jwks, "w") as f:
+        json.dump({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "p", "x": b64url(pub)}]}, f)
+    header = b64url(json.dumps({"alg": "EdDSA", "kid": "p"}).encode())
+    claims = b64url(json.dumps({"iss": "https://as.profile", "sub": "alice", "aud": "https://mcp.profile",
+                                "exp": int(time.time()) + 3600}).encode())
+    signing_input = os.path.join(tmp, "jwt-input")
+    with open(signing_input, "w") as f:
+        f.write(f"{header}.{claims}")
+    sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", key, "-in", signing_input], check=True,
+                         capture_output=True).stdout
+    cmd += ["--session-binding", "jwt", "--jwks-file", jwks, "--jwt-issuer", "https://as.profile", "--jwt-audience",
+            "https://mcp.profile"]
+    return f"Bearer {header}.{claims}.{b64url(sig)}"
 
 
 def instructions(connections=4, backend="epoll"):
@@ -47,14 +86,15 @@ def instructions(connections=4, backend="epoll"):
                "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{bench.free_port()}", "--threads", "1",
                "--replicas", "3", "--backend-url-template", f"http://127.0.1.{{ordinal}}:{b.pod_port}",
                "--log-level", "warn", "--io-backend", backend]
+        auth = binding_args(cmd, b.tmp)
         p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
         bench.wait_port("127.0.0.1", port, 60)
         sessions = 200
-        ids = b.sessions("callgrind", port, sessions)
+        ids = b.sessions("callgrind", port, sessions, {"Authorization": auth} if auth else None)
         # Steady state: counters zeroed once the sessions exist, dumped when wrk is done, so
         # start-up (dynamic linking, first allocations) is not spread over the requests.
         subprocess.run(["callgrind_control", "--zero", str(p.pid)], capture_output=True, check=True)
-        res = b.wrk(port, 6, connections, {"SESSIONS": ids, "MODE": "call"})
+        res = b.wrk(port, 6, connections, {"SESSIONS": ids, "MODE": "call", **({"AUTH": auth} if auth else {})})
         subprocess.run(["callgrind_control", "--dump", str(p.pid)], capture_output=True, check=True)
         p.terminate()
         p.wait(timeout=60)

@@ -13,7 +13,7 @@ cmake --build "$dir" --target fuzz_all -j "$(nproc)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 status=0
-for target in request_head response_framing redis_reply config sse_endpoint; do
+for target in request_head response_framing redis_reply config sse_endpoint jwt; do
   mkdir -p "$work/$target"
   cp "$root/fuzz/corpus/$target/"* "$work/$target/" 2>/dev/null || true
   log="$work/$target.log"

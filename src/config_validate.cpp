@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "mcpproxy/config_keys.hpp"
+#include "mcpproxy/jwt.hpp"
 #include "mcpproxy/redis_codec.hpp"
 #include "mcpproxy/session_binding.hpp"
 #include "mcpproxy/url_template.hpp"
@@ -39,7 +40,7 @@ void validate_binding(Config& cfg) {
     if (!s.binding_secret_file.empty()) {
       throw ConfigError("sessions.binding_secret_file: set, but sessions.binding is none");
     }
-    s.binding_key.clear();
+    s.binding_keys.clear();
     return;
   }
   if (s.binding_secret_file.empty()) {
@@ -48,20 +49,18 @@ void validate_binding(Config& cfg) {
           "sessions.binding_secret_file: required with sessions.binding and the redis store (the replicas must agree "
           "on the key)");
     }
-    s.binding_key = process_binding_key();
+    s.binding_keys = {make_binding_key(process_binding_key())};
     return;
   }
   std::ifstream in(s.binding_secret_file, std::ios::binary);
   if (!in) throw ConfigError("sessions.binding_secret_file: cannot read " + s.binding_secret_file);
-  std::ostringstream key;
-  key << in.rdbuf();
-  s.binding_key = key.str();
-  while (!s.binding_key.empty() && std::isspace(static_cast<unsigned char>(s.binding_key.back())) != 0) {
-    s.binding_key.pop_back();
-  }
-  if (s.binding_key.size() < 16) {
-    throw ConfigError("sessions.binding_secret_file: must hold a key of 16 bytes or more (" + s.binding_secret_file +
-                      ")");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    s.binding_keys = parse_binding_keys(text.str());
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("sessions.binding_secret_file: " + s.binding_secret_file + " " + e.what() +
+                      " (one key of 16 bytes or more a line)");
   }
 }
 
@@ -143,6 +142,7 @@ void validate(Config& cfg) {
   validate_redis(cfg);
   validate_admin(cfg);
   validate_binding(cfg);
+  validate_jwt_binding(cfg.sessions);  // jwt_config.cpp
   validate_memory_bounds(cfg);
   // trust_forwarded_headers says the hop in front is trusted: so is what it appends.
   if (cfg.trust_forwarded_headers && cfg.client_address.count == 0) cfg.client_address.count = 1;

@@ -105,14 +105,14 @@ std::string host_entry(const std::string& v) {
 }
 
 void set_binding(Config& c, const std::string& v) {
-  if (v == "none" || v == "authorization") {
-    c.sessions.binding = v == "none" ? BindingKind::none : BindingKind::authorization;
+  if (v == "none" || v == "authorization" || v == "jwt") {
+    c.sessions.binding = v == "none" ? BindingKind::none : v == "jwt" ? BindingKind::jwt : BindingKind::authorization;
     c.sessions.binding_header.clear();
   } else if (v.rfind("header:", 0) == 0 && http1::is_token(std::string_view(v).substr(7))) {
     c.sessions.binding = BindingKind::header;
     c.sessions.binding_header = v.substr(7);
   } else {
-    bad("must be none, authorization or header:<Name>, got '" + v + "'");
+    bad("must be none, authorization, jwt or header:<Name>, got '" + v + "'");
   }
 }
 
@@ -122,6 +122,8 @@ std::string binding_name(const Config& c) {
       return "none";
     case BindingKind::authorization:
       return "authorization";
+    case BindingKind::jwt:
+      return "jwt";
     case BindingKind::header:
       break;
   }

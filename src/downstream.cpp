@@ -206,13 +206,14 @@ FinishRecord Connection::finish(const Exchange& ex, const Outcome& out) {
 }
 
 const std::string& Connection::principal_of_request(const Exchange& ex) {
+  if (ex.cfg->sessions.binding == BindingKind::jwt) return binding_principal_;  // resolve_jwt's
   const auto identity = binding_identity(ex.cfg->sessions, ex.req.head);
   if (!identity) {
     binding_identity_.clear();
     binding_principal_.clear();
   } else if (*identity != binding_identity_ || binding_principal_.empty()) {
     binding_identity_ = std::string(*identity);
-    binding_principal_ = principal_of(ex.cfg->sessions.binding_key, *identity);
+    binding_principal_ = principal_of(ex.cfg->sessions.binding_keys.front(), *identity);
   }
   return binding_principal_;
 }
@@ -228,7 +229,22 @@ std::string Connection::client_key(const Exchange& ex) const {
 bool Connection::binding_holds(const Exchange& ex) {
   // A record from before binding was turned on has no principal: it stays usable.
   if (ex.rec->principal.empty() || same_principal(principal_of_request(ex), ex.rec->principal)) return true;
+  // Not the first key's: another key of the file may have made it (a rotation under way).
+  const PrincipalCheck check =
+      binding_identity_.empty() ? PrincipalCheck::other_identity
+                                : check_principal(ex.cfg->sessions.binding_keys, binding_identity_, ex.rec->principal);
+  if (check == PrincipalCheck::match) return true;
   ctx_.metrics.binding_mismatches.fetch_add(1, std::memory_order_relaxed);
+  if (check == PrincipalCheck::unknown_key) {
+    ctx_.metrics.binding_unknown_key.fetch_add(1, std::memory_order_relaxed);
+    log_event(spdlog::level::warn,
+              "session recorded under a binding key this proxy does not have (sessions.binding_secret_file: keep the "
+              "old key on a line of its own until no record needs it); answered 404",
+              {{"conn", client_.conn()},
+               {"session", session_hash(ex.route.session_id)},
+               {"key_id", std::string(principal_key_id(ex.rec->principal))}});
+    return false;
+  }
   log_event(spdlog::level::warn, "session presented by another identity; answered 404",
             {{"conn", client_.conn()},
              {"session", session_hash(ex.route.session_id)},
@@ -237,12 +253,24 @@ bool Connection::binding_holds(const Exchange& ex) {
 }
 
 Connection::Decision Connection::decide(Exchange& ex) {
+  // sessions.binding jwt: the identity first (jwt_binding.cpp); a token naming a kid no key
+  // has waits for the JWKS URL's refetch in handle.
+  if (ex.cfg->sessions.binding == BindingKind::jwt && !resolve_jwt(ex, /*may_wait=*/true)) {
+    return Decision::to(Decision::Kind::jwt_keys);
+  }
+  return decide_request(ex);
+}
+
+Connection::Decision Connection::decide_request(Exchange& ex) {
   const Config& cfg = *ex.cfg;
   if (!cfg.allowed_origins.empty() && !origin_allowed(cfg.allowed_origins, ex.req.get(http1::FieldId::origin))) {
     return Decision::reply(kOriginNotAllowed);
   }
   if (!cfg.allowed_hosts.empty() && !host_allowed(cfg.allowed_hosts, ex.req.get(http1::FieldId::host))) {
     return Decision::reply(kHostNotAllowed);
+  }
+  if (cfg.sessions.binding != BindingKind::none && binding_field_repeated(cfg.sessions, ex.req.head)) {
+    return Decision::reply(kIdentityRepeated);
   }
   classify_request(ex.route, ex.req.head.session_id, ex.req.target(), ex.req.body, ex.req.method() == "POST");
   if (ex.route.cls == RequestClass::session) {
@@ -307,6 +335,10 @@ Connection::Decision Connection::decide_known(Exchange& ex, bool store_failed) {
 }
 
 net::awaitable<Outcome> Connection::handle(Exchange& ex, Decision d) {
+  if (d.kind == Decision::Kind::jwt_keys) {
+    co_await await_jwt_keys(ex);  // resolves the identity again, the refetch's keys or not
+    d = decide_request(ex);
+  }
   if (d.kind == Decision::Kind::look_up) {
     bool store_failed = false;
     ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
@@ -323,6 +355,7 @@ net::awaitable<Outcome> Connection::handle(Exchange& ex, Decision d) {
     case Decision::Kind::stream_order:
       co_await keep_stream_order(ex);
       break;
+    case Decision::Kind::jwt_keys:
     case Decision::Kind::look_up:
     case Decision::Kind::proxy:
       break;
@@ -462,11 +495,7 @@ net::awaitable<Next> Connection::on_response_head(Exchange& ex, ResponseAction a
     case ResponseAction::tap_legacy_stream:
     case ResponseAction::record_new_session: {
       if (ex.cfg->sessions.binding != BindingKind::none && ex.principal.empty()) {
-        // An unbound session is not handed out: the pod accepted an initialize without the
-        // identity the binding needs (a pod that wants auth answers 401 itself, and that
-        // answer is relayed with its WWW-Authenticate). The pod's session is left to it.
-        upstream_.abandon();
-        co_return Next::reply(kIdentityRequired);
+        co_return co_await refuse_unbound_session(ex, action);  // session_ids.cpp
       }
       if (action == ResponseAction::tap_legacy_stream) break;  // recorded as its endpoint event passes
       co_return co_await record_new_session(ex);               // session_ids.cpp

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "mcpproxy/jwt.hpp"
 #include "mcpproxy/route.hpp"
 #include "mcpproxy/session.hpp"
 
@@ -180,6 +181,24 @@ void Metrics::render_connects(std::string& out) const {
   sample(out, "mcp_proxy_dns_stale_answers_total", "", load(dns_stale_answers));
 }
 
+static_assert(kJwtResults == std::tuple_size_v<decltype(Metrics::jwt_verifications)>);
+
+void Metrics::render_jwt(std::string& out) const {
+  family(out, "mcp_proxy_jwt_verifications_total", "counter",
+         "Bearer tokens verified for sessions.binding jwt (once per token and connection, again when the keys "
+         "change), by result: ok, or why not.");
+  for (std::size_t r = 0; r < kJwtResults; ++r) {
+    sample(out, "mcp_proxy_jwt_verifications_total",
+           "result=\"" + std::string(to_string(static_cast<JwtResult>(r))) + "\"", load(jwt_verifications[r]));
+  }
+  family(out, "mcp_proxy_jwks_fetches_total", "counter",
+         "Fetches of sessions.jwt.jwks_url by result (a failed one keeps the cached keys).");
+  sample(out, "mcp_proxy_jwks_fetches_total", "result=\"ok\"", load(jwks_fetches[0]));
+  sample(out, "mcp_proxy_jwks_fetches_total", "result=\"failed\"", load(jwks_fetches[1]));
+  family(out, "mcp_proxy_jwks_keys", "gauge", "Usable keys of the last good fetch of sessions.jwt.jwks_url.");
+  sample(out, "mcp_proxy_jwks_keys", "", static_cast<double>(jwks_keys.load(std::memory_order_relaxed)));
+}
+
 void Metrics::render_session_guards(std::string& out) const {
   family(out, "mcp_proxy_session_id_conflicts_total", "counter",
          "Pod answers with a session id the proxy does not hand out, answered 502 (the record unchanged): "
@@ -234,7 +253,7 @@ void Metrics::render_sessions_lost(std::string& out, const SessionTable& table, 
 }
 
 void Metrics::render_counters(std::string& out) const {
-  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 15> counters = {{
+  const std::array<std::tuple<const char*, const std::atomic<std::uint64_t>*, const char*>, 17> counters = {{
       {"mcp_proxy_sessions_created_total", &sessions_created, "Sessions created by an initialize through this proxy."},
       {"mcp_proxy_sessions_deleted_total", &sessions_deleted, "Sessions ended by DELETE."},
       {"mcp_proxy_new_sessions_refused_total", &new_sessions_refused,
@@ -247,6 +266,10 @@ void Metrics::render_counters(std::string& out) const {
        "Redis connections dropped for a reply past sessions.redis.max_reply_* or not RESP."},
       {"mcp_proxy_session_binding_mismatches_total", &binding_mismatches,
        "Requests of a session presented by another identity than the one that made it (answered 404)."},
+      {"mcp_proxy_session_binding_unknown_key_total", &binding_unknown_key,
+       "Of the binding mismatches, those whose record was made under a key not in sessions.binding_secret_file."},
+      {"mcp_proxy_unbound_sessions_ended_total", &unbound_sessions_ended,
+       "Sessions a pod made of an initialize without the binding's identity: answered 401 and ended on the pod."},
       {"mcp_proxy_recovery_conflicts_total", &recovery_conflicts,
        "Recoveries that lost the compare-and-set to another proxy replica's and followed its record."},
       {"mcp_proxy_sessions_recovered_total", &sessions_recovered, "Lost sessions re-established on another pod."},
@@ -368,6 +391,7 @@ std::string Metrics::render(const SessionTable& table, const std::function<std::
   render_process(out);
   render_table(out, table);
   render_session_guards(out);
+  render_jwt(out);
   render_store_ops(out);
   if (store.redis) render_redis(out, store);
   render_connections(out);

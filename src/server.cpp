@@ -17,6 +17,7 @@
 #include "mcpproxy/downstream.hpp"
 #include "mcpproxy/health_check.hpp"
 #include "mcpproxy/io_ring.hpp"
+#include "mcpproxy/jwks_fetch.hpp"
 #include "mcpproxy/log.hpp"
 
 namespace mcpproxy {
@@ -50,7 +51,8 @@ Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
                shared.draining,
                shared.busy,
                shutting_down_,
-               ring_},
+               ring_,
+               shared.jwks},
       sessions_(shared.table, shared.metrics),
       rng_(std::random_device{}()) {
   pool_.configure(cfg_);
@@ -320,6 +322,7 @@ int Server::run() {
   sweep_sessions(sweeper);
   if (shared_.store) start_redis();
   net::co_spawn(admin_ioc_, health_check_loop(shared_.health, shared_.metrics, cfg_, stopping_), net::detached);
+  net::co_spawn(admin_ioc_, jwks_fetch_loop(shared_.jwks, shared_.metrics, cfg_, stopping_), net::detached);
   admin_->start();
   const IoBackend backend = usable_io_backend(cfg_->io_backend);
   for (auto& w : workers_) w->start(backend);

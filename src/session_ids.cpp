@@ -82,6 +82,22 @@ net::awaitable<Next> Connection::refuse_renamed_session(Exchange& ex) {
   co_return Next::reply(kSessionRenamed);
 }
 
+net::awaitable<Next> Connection::refuse_unbound_session(Exchange& ex, ResponseAction action) {
+  // An unbound session is not handed out: the pod accepted an initialize without the
+  // identity the binding needs (a pod that wants auth answers 401 itself, and that answer
+  // is relayed with its WWW-Authenticate). The initialize went to the pod for that answer;
+  // the session it made there is ended at once, so none is left behind on the pod.
+  std::string id;
+  if (action == ResponseAction::record_new_session && upstream_.head().session_id) id = *upstream_.head().session_id;
+  upstream_.abandon();
+  const Outcome out = co_await send_local_reply(ex, kIdentityRequired);
+  if (!id.empty()) {
+    ctx_.metrics.unbound_sessions_ended.fetch_add(1, std::memory_order_relaxed);
+    co_await end_on_pod(ex, id);
+  }
+  co_return Next::done(out);
+}
+
 net::awaitable<void> Connection::end_on_pod(const Exchange& ex, const std::string& id) {
   std::unique_ptr<tcp::socket> up;
   const PodReply ended = co_await send_to_pod(ctx_, client_, PodCall{"DELETE", ex.ordinal, ex.path(), {}, id}, up, ex);

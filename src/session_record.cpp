@@ -11,7 +11,17 @@ std::string encode_record(const SessionRecord& rec) {
   if (!rec.init.empty()) j["init"] = rec.init;
   if (!rec.init_target.empty()) j["init_target"] = rec.init_target;
   if (!rec.init_fields.empty()) j["init_fields"] = rec.init_fields;
-  if (!rec.principal.empty()) j["principal"] = rec.principal;
+  if (!rec.principal.empty()) {
+    // "<key id>.<hmac>" is kept as two fields: a replica that predates key ids reads the
+    // HMAC where it always did.
+    const auto dot = rec.principal.find('.');
+    if (dot == std::string::npos) {
+      j["principal"] = rec.principal;
+    } else {
+      j["principal"] = rec.principal.substr(dot + 1);
+      j["principal_key"] = rec.principal.substr(0, dot);
+    }
+  }
   if (rec.epoch != 0) j["epoch"] = rec.epoch;
   if (rec.init_not_kept) j["init_not_kept"] = true;
   return j.dump();
@@ -38,6 +48,11 @@ std::optional<SessionRecord> decode_record(std::string_view text) {
   str("init_target", rec.init_target);
   str("init_fields", rec.init_fields);
   str("principal", rec.principal);
+  std::string key_id;
+  str("principal_key", key_id);
+  if (!rec.principal.empty() && !key_id.empty() && key_id.find('.') == std::string::npos) {
+    rec.principal = key_id + "." + rec.principal;
+  }
   const auto created = j.find("created");
   if (created != j.end() && created->is_number_integer()) rec.created = created->get<std::int64_t>();
   const auto epoch = j.find("epoch");

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -40,7 +41,11 @@ enum class IoBackend : std::uint8_t { epoll, io_uring };
 enum class RedisMode : std::uint8_t { standalone, sentinel, cluster };
 enum class OnLost : std::uint8_t { reinitialize, not_found };
 enum class PlacementPolicy : std::uint8_t { least_sessions, random };
-enum class BindingKind : std::uint8_t { none, authorization, header };
+enum class BindingKind : std::uint8_t { none, authorization, header, jwt };
+// sessions.jwt.non_jwt: a bearer token that is not a JWT binds no session, or its bytes.
+enum class NonJwt : std::uint8_t { refuse, exact };
+
+class JwkSet;  // jwt.hpp
 std::string_view to_string(StoreKind v);
 std::string_view to_string(IoBackend v);
 std::string_view to_string(OnLost v);
@@ -145,6 +150,35 @@ struct RedisConfig {
   bool operator==(const RedisConfig&) const = default;
 };
 
+// sessions.binding: jwt (jwt.hpp, jwks.hpp): the verified claims a session is bound to.
+struct JwtConfig {
+  std::vector<std::string> claims = {"iss", "sub"};
+  std::string jwks_file;  // read again on SIGHUP
+  std::string jwks_url;   // fetched by the proxy, http:// or https://
+  std::vector<std::string> issuers;
+  std::vector<std::string> audiences;
+  duration leeway{30000};
+  NonJwt non_jwt = NonJwt::refuse;
+  // The URL's keys are fetched again after the answer's cache lifetime (Cache-Control
+  // max-age), this when it gives none, and never more often than jwks_min_refresh; a token
+  // naming an unknown kid makes one fetch at most every jwks_min_refresh.
+  duration jwks_refresh{300000};
+  duration jwks_min_refresh{10000};
+  duration jwks_fetch_timeout{5000};
+  // A request whose token names a kid no key has waits this long at most for that fetch.
+  duration jwks_fetch_wait{1000};
+  // Derived when the config is validated: the keys of jwks_file.
+  std::shared_ptr<const JwkSet> file_keys;
+  bool operator==(const JwtConfig&) const = default;
+};
+
+// A key of the session binding: the secret and its id (session_binding.hpp).
+struct BindingKey {
+  std::string secret;
+  std::string id;
+  bool operator==(const BindingKey&) const = default;
+};
+
 struct SessionsConfig {
   StoreKind store = StoreKind::memory;
   duration ttl{2 * 3600 * 1000};
@@ -162,10 +196,11 @@ struct SessionsConfig {
   // auth layer in front sets (`header:<Name>`).
   BindingKind binding = BindingKind::none;
   std::string binding_header;       // for BindingKind::header
-  std::string binding_secret_file;  // the HMAC key; required with binding and the redis store
-  // Derived when the config is validated, not a key: the file's key, or with the memory
-  // store and no file, a random key made once per process.
-  std::string binding_key;
+  std::string binding_secret_file;  // the HMAC keys; required with binding and the redis store
+  // Derived when the config is validated, not a key: the file's keys (the first signs, all
+  // verify), or with the memory store and no file, a random key made once per process.
+  std::vector<BindingKey> binding_keys;
+  JwtConfig jwt;
   bool operator==(const SessionsConfig&) const = default;
 };
 

@@ -73,5 +73,6 @@ constexpr std::array<std::string_view, 2> kIoBackendNames = {"epoll", "io_uring"
 constexpr std::array<std::string_view, 3> kRedisModeNames = {"standalone", "sentinel", "cluster"};
 constexpr std::array<std::string_view, 2> kOnLostNames = {"reinitialize", "not_found"};
 constexpr std::array<std::string_view, 2> kPlacementNames = {"least_sessions", "random"};
+constexpr std::array<std::string_view, 2> kNonJwtNames = {"refuse", "exact"};
 
 }  // namespace mcpproxy::config_detail

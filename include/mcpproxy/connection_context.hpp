@@ -22,6 +22,7 @@ class Sessions;
 class StreamGate;
 class SingleFlight;
 class NewSessionLimiter;
+class JwksCache;
 struct Metrics;
 
 // Relay buffers, lent to connections while they relay a body and kept for reuse (at most
@@ -79,6 +80,7 @@ struct ConnectionContext {
   // The worker's io_uring (io_backend: io_uring), set on its thread before it accepts;
   // null with epoll. The request path's reads and writes go through it (io_ring.hpp).
   IoRing* const& ring;
+  JwksCache& jwks;  // shared by the workers: the keys of sessions.jwt.jwks_url
 };
 
 }  // namespace mcpproxy

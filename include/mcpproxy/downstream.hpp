@@ -27,6 +27,7 @@
 #include "mcpproxy/client_link.hpp"
 #include "mcpproxy/connection_context.hpp"
 #include "mcpproxy/exchange.hpp"
+#include "mcpproxy/jwks.hpp"
 #include "mcpproxy/metrics.hpp"
 #include "mcpproxy/outcome.hpp"
 #include "mcpproxy/placement.hpp"
@@ -74,10 +75,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void set_in_flight(bool in_flight);
 
   // --- the routing decision, made without a wait where none is needed: `proxy` (ex.ordinal
-  // is the pod), or what handle must wait for first: the store (`look_up`, the table did not
-  // know the session), a local reply, a lost session, or a session stream's order.
+  // is the pod), or what handle must wait for first: the JWKS URL's refetch (`jwt_keys`, a
+  // token naming a kid no key has), the store (`look_up`, the table did not know the
+  // session), a local reply, a lost session, or a session stream's order.
   struct Decision {
-    enum class Kind : std::uint8_t { proxy, look_up, reply, lost, stream_order };
+    enum class Kind : std::uint8_t { proxy, jwt_keys, look_up, reply, lost, stream_order };
     Kind kind = Kind::proxy;
     Refusal refusal;
     LostCause cause{};
@@ -93,6 +95,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   };
   Decision decide(Exchange& ex);
+  // The decision once the request's identity is known (decide's, after the JWT step).
+  Decision decide_request(Exchange& ex);
   // The decision once the session's record is known (from the table, or the store).
   Decision decide_known(Exchange& ex, bool store_failed);
   // Carries out a decision that waits, then the stages.
@@ -117,6 +121,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   net::awaitable<Next> refuse_renamed_session(Exchange& ex);
   // Ends a session on pod `ex.ordinal` (a DELETE with its id, backend.session_end_timeout).
   net::awaitable<void> end_on_pod(const Exchange& ex, const std::string& id);
+  // A new session whose initialize had no identity the binding accepts: 401, ended on its pod.
+  net::awaitable<Next> refuse_unbound_session(Exchange& ex, ResponseAction action);
 
   // --- the relay's plan and what it changes here
   RelayPlan relay_plan(Exchange& ex);
@@ -132,6 +138,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string client_key(const Exchange& ex) const;
   // False (and counted, logged) when the session is bound to another identity.
   bool binding_holds(const Exchange& ex);
+  // sessions.binding jwt (jwt_binding.cpp): the request's verified identity and principal
+  // into binding_identity_ / binding_principal_. False when its token names a kid no key has
+  // and a JWKS URL may have it: await_jwt_keys then waits for the refetch (bounded) and
+  // resolves again.
+  bool resolve_jwt(const Exchange& ex, bool may_wait);
+  net::awaitable<void> await_jwt_keys(const Exchange& ex);
 
   ConnectionContext& ctx_;
   ClientLink client_;
@@ -144,6 +156,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // credential on every request, so the HMAC is computed once per connection, not per request.
   std::string binding_identity_;
   std::string binding_principal_;
+  // With binding jwt: the token they were verified from, until when, under which keys.
+  std::string jwt_token_;
+  std::int64_t jwt_until_ = 0;
+  std::shared_ptr<const JwkSet> jwt_file_keys_;  // held: a later set cannot take its address
+  std::uint64_t jwt_keys_version_ = 0;
   bool idle_ = false;
   bool counted_busy_ = false;  // this connection's request is counted in ctx_.busy
   ConnectionRegistry::Handle registry_;

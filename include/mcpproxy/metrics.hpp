@@ -62,6 +62,16 @@ struct Metrics {
   // first: its record won the compare-and-set, this one followed it.
   std::atomic<std::uint64_t> recovery_conflicts{0};
   std::atomic<std::uint64_t> binding_mismatches{0};  // requests of a session from another identity
+  // Of those, the ones whose record names a binding key this proxy does not have.
+  std::atomic<std::uint64_t> binding_unknown_key{0};
+  // New sessions a pod made of an initialize without the binding's identity: refused (401)
+  // and ended on the pod.
+  std::atomic<std::uint64_t> unbound_sessions_ended{0};
+  // sessions.binding jwt: verifications by JwtResult (jwt.hpp); fetches of the JWKS URL
+  // ([0] ok, [1] failed) and the keys it gave.
+  std::array<std::atomic<std::uint64_t>, 11> jwt_verifications{};
+  std::array<std::atomic<std::uint64_t>, 2> jwks_fetches{};
+  std::atomic<std::int64_t> jwks_keys{0};
   // Pod answers presenting a session id the proxy does not hand out (answered 502), by
   // cause: [0] duplicate, an initialize answered with an id another session holds;
   // [1] renamed, a session's answer with another id than the session's.
@@ -153,6 +163,8 @@ struct Metrics {
   static void render_cluster(std::string& out, const StoreStatus& store);
   // Open client connections, SSE streams, the drain.
   void render_connections(std::string& out) const;
+  // sessions.binding jwt: verifications by result, JWKS fetches and keys.
+  void render_jwt(std::string& out) const;
   std::unique_ptr<Histogram[]> upstream_duration_;
   std::unique_ptr<std::array<std::atomic<std::uint64_t>, 4>[]> upstream_errors_;
 };

@@ -46,6 +46,8 @@ enum class ConnectFailure : std::uint8_t {
 
 // Answers of the proxy's own trouble: the session and its record stay, the client retries.
 inline constexpr Refusal kProxyOverloaded{503, -32603, "Proxy temporarily out of resources, retry", 1};
+inline constexpr Refusal kIdentityRepeated{400, -32600,
+                                           "More than one identity field: sessions are bound to who made them"};
 inline constexpr Refusal kIdentityRequired{401, -32000, "Authentication required: sessions are bound to who made them"};
 inline constexpr Refusal kOriginNotAllowed{403, -32000, "Origin not allowed"};
 inline constexpr Refusal kHostNotAllowed{403, -32000, "Host not allowed"};

@@ -12,6 +12,7 @@
 
 #include "mcpproxy/config.hpp"
 #include "mcpproxy/downstream.hpp"
+#include "mcpproxy/jwks.hpp"
 #include "mcpproxy/metrics.hpp"
 #include "mcpproxy/net.hpp"
 #include "mcpproxy/placement.hpp"
@@ -40,6 +41,7 @@ struct Shared {
   StreamGate streams;
   SingleFlight recoveries;
   NewSessionLimiter new_sessions;
+  JwksCache jwks;
   std::atomic<bool> draining{false};
   std::atomic<std::int64_t> busy{0};  // requests in progress that are not SSE streams
   std::int64_t sessions_on(int ordinal) const {
