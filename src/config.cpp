@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -182,6 +183,42 @@ std::string binding_name(const Config& c) {
 #define MCP_SIZE(field)                                                \
   [](Config& c, const std::string& v) { c.field = positive_size(v); }, \
       [](const Config& c) { return std::to_string(c.field); }
+
+// One affinity.handles item, as JSON ({"param":…,"tool":…,"result_pointer":…}): a YAML
+// map item is turned into that text by set_list.
+HandleRule handle_rule(const std::string& v) {
+  const auto j = nlohmann::json::parse(v, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) bad("must be a map {param, tool, result_pointer}, got '" + v + "'");
+  HandleRule r;
+  for (const auto& [k, item] : j.items()) {
+    if (!item.is_string()) bad("'" + k + "' must be a string");
+    if (k == "param") {
+      r.param = item.get<std::string>();
+    } else if (k == "tool") {
+      r.tool = item.get<std::string>();
+    } else if (k == "result_pointer") {
+      r.result_pointer = item.get<std::string>();
+    } else {
+      bad("unknown field '" + k + "' (param, tool, result_pointer)");
+    }
+  }
+  if (r.param.empty() || !http1::is_token(r.param)) bad("param must be a header name token, got '" + r.param + "'");
+  if (r.tool.empty()) bad("tool must name the tool whose answer holds the handle");
+  if (!r.result_pointer.empty() && r.result_pointer.front() != '/') {
+    bad("result_pointer must be a JSON pointer ('/structuredContent/id'), got '" + r.result_pointer + "'");
+  }
+  r.header = "Mcp-Param-" + r.param;
+  return r;
+}
+
+std::string handle_rules_text(const std::vector<HandleRule>& rules) {
+  std::string out;
+  for (const HandleRule& r : rules) {
+    out += out.empty() ? "" : ",";
+    out += nlohmann::json{{"param", r.param}, {"tool", r.tool}, {"result_pointer", r.result_pointer}}.dump();
+  }
+  return out;
+}
 
 const std::vector<KeySpec>& key_specs() {
   static const std::vector<KeySpec> specs = {
@@ -516,6 +553,42 @@ const std::vector<KeySpec>& key_specs() {
        MCP_SIZE(admin.max_body_size)},
       {"drain_timeout", "--drain-timeout", "on SIGTERM, wait this long for in-flight requests (default 20s)",
        MCP_DUR(drain_timeout)},
+      {"affinity.tasks", "--task-affinity",
+       "learn task ids from the answers that create them; route tasks/get|update|cancel|result to their pod "
+       "(default true)",
+       [](Config& c, const std::string& v) { c.affinity.tasks = to_bool(v); },
+       [](const Config& c) { return b(c.affinity.tasks); }},
+      {"affinity.task_ttl_default", "--task-ttl-default",
+       "how long a task is kept when its answer's ttlMs is null or absent, slid on use; capped by "
+       "affinity.task_ttl_max (default 1h)",
+       MCP_DUR(affinity.task_ttl_default)},
+      {"affinity.task_ttl_max", "--task-ttl-max", "the cap of a task's ttlMs (default 24h)",
+       MCP_DUR(affinity.task_ttl_max)},
+      {"affinity.handles", "--handle",
+       "a handle: {param, tool, result_pointer}: the answer of `tool` holds it at the JSON pointer into its result, "
+       "and requests carrying it in Mcp-Param-{param} go to that pod (repeatable; the flag takes the item as "
+       "JSON; default none)",
+       [](Config& c, const std::string& v) { c.affinity.handles.push_back(handle_rule(v)); },
+       [](const Config& c) { return handle_rules_text(c.affinity.handles); }, false,
+       [](Config& c) { c.affinity.handles.clear(); }},
+      {"affinity.max_keys", "--affinity-max-keys",
+       "task ids and handles kept in the local table (memory store: no new one past it while all are live) "
+       "(default 1000000)",
+       [](Config& c, const std::string& v) {
+         c.affinity.max_keys = static_cast<std::size_t>(int_in(v, 1, 1000000000));
+       },
+       [](const Config& c) { return std::to_string(c.affinity.max_keys); }},
+      {"affinity.max_table_bytes", "--affinity-max-table-bytes",
+       "memory bound of the task/handle table (default 128MiB)", MCP_SIZE(affinity.max_table_bytes)},
+      {"affinity.max_key_length", "--affinity-max-key-length",
+       "the longest task id or handle value learned or looked up; a longer one is refused (default 256)",
+       [](Config& c, const std::string& v) {
+         c.affinity.max_key_length = static_cast<std::size_t>(int_in(v, 1, 65536));
+       },
+       [](const Config& c) { return std::to_string(c.affinity.max_key_length); }},
+      {"affinity.max_answer_scan", "--affinity-max-answer-scan",
+       "bytes of one answer (or SSE event) read for a task id; past it the answer is relayed unread (default 1MiB)",
+       MCP_SIZE(affinity.max_answer_scan)},
   };
   return specs;
 }
@@ -545,6 +618,18 @@ void set_list(Config& cfg, const KeySpec& spec, const YAML::Node& value, const s
   }
   if (!value.IsSequence()) throw ConfigError(spec.key + ": must be a list of values (" + where + ")");
   for (const auto& item : value) {
+    if (item.IsMap() && spec.key == "affinity.handles") {
+      // A list of maps: each map goes to the key's setter as JSON.
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& kv : item) {
+        if (!kv.first.IsScalar() || !kv.second.IsScalar()) {
+          throw ConfigError(spec.key + ": every field must be a single value (" + where + ")");
+        }
+        j[kv.first.Scalar()] = kv.second.Scalar();
+      }
+      apply(cfg, spec, j.dump(), where);
+      continue;
+    }
     if (!item.IsScalar()) throw ConfigError(spec.key + ": every item must be a single value (" + where + ")");
     apply(cfg, spec, item.Scalar(), where);
   }

@@ -502,6 +502,13 @@ Connection::Decision Connection::decide(Exchange& ex) {
     return Decision::reply(kHostNotAllowed);
   }
   classify_request(ex.route, ex.req.head.session_id, ex.req.target(), ex.req.body, ex.req.method() == "POST");
+  // Era and method (counted), and a sessionless request's task or handle (task_routing.hpp).
+  const bool sessionless = ex.route.cls == RequestClass::sessionless;
+  if (sessionless && cfg.sessions.binding != BindingKind::none) ex.principal = principal_of_request(ex);
+  const TaskRouting::Verdict by_key =
+      ex.tasks.on_request(ex.req.head, ex.req.body, sessionless, cfg, ctx_.tasks, ctx_.metrics, ex.principal);
+  if (by_key.kind == TaskRouting::Verdict::Kind::reply) return Decision::reply(by_key.refusal);
+  if (by_key.kind == TaskRouting::Verdict::Kind::look_up) return Decision::to(Decision::Kind::look_up_key);
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
     // Created through another proxy replica, or before this process restarted: the store
@@ -546,6 +553,10 @@ Connection::Decision Connection::decide_known(Exchange& ex, bool store_failed) {
       ex.ordinal = route.ordinal;
       break;
     case Route::Kind::place:
+      if (ex.tasks.ordinal() >= 0) {  // a task's or a handle's pod
+        ex.ordinal = ex.tasks.ordinal();
+        break;
+      }
       // A new session that would find no room is refused before a pod makes it: the live
       // sessions that fill the table are never dropped for it.
       if (ex.route.cls == RequestClass::new_session && !ctx_.sessions.room_for_new()) {
@@ -568,6 +579,10 @@ net::awaitable<bool> Connection::handle(Exchange& ex, Decision d) {
     bool store_failed = false;
     ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
     d = decide_known(ex, store_failed);
+  } else if (d.kind == Decision::Kind::look_up_key) {
+    const TaskRouting::Verdict v =
+        co_await ex.tasks.look_up(ex.cfg->backend.replicas, ctx_.tasks, ctx_.metrics, ex.principal);
+    d = v.kind == TaskRouting::Verdict::Kind::reply ? Decision::reply(v.refusal) : decide_known(ex, false);
   }
   switch (d.kind) {
     case Decision::Kind::reply:
@@ -578,6 +593,7 @@ net::awaitable<bool> Connection::handle(Exchange& ex, Decision d) {
       co_await keep_stream_order(ex);
       break;
     case Decision::Kind::look_up:
+    case Decision::Kind::look_up_key:
     case Decision::Kind::proxy:
       break;
   }

@@ -32,6 +32,23 @@ class SseGauge {
   bool on_;
 };
 
+// Counts something for as long as it lasts.
+class Gauge {
+ public:
+  Gauge(std::atomic<std::int64_t>& g, bool on) : g_(g), on_(on) {
+    if (on_) g_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Gauge() {
+    if (on_) g_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  Gauge(const Gauge&) = delete;
+  Gauge& operator=(const Gauge&) = delete;
+
+ private:
+  std::atomic<std::int64_t>& g_;
+  bool on_;
+};
+
 // Pins a session in the local table while one of its SSE streams is relayed: a flood of
 // new sessions cannot evict a session whose only activity is an open stream.
 class StreamPin {
@@ -224,7 +241,8 @@ Connection::AtOnce Connection::relay_at_once(Exchange& ex, bool legacy_stream, R
   const http1::Head& res = response_;
   const bool whole = res.framing == http1::Framing::none || (res.framing == http1::Framing::length &&
                                                              upstream_buffer_.size() - res.size >= res.content_length);
-  if (legacy_stream || !whole) return AtOnce::no;
+  // An answer that may create a task is read by the pump, which can wait for its record.
+  if (legacy_stream || !whole || ex.tasks.watching(res.status)) return AtOnce::no;
   const RelayPlan plan = plan_relay(ex);
   const SseGauge sse_gauge(ctx_.metrics, plan.sse);
   const StreamPin pin(ctx_.sessions, ex.route.session_id, plan.sse && ex.route.cls == RequestClass::session);
@@ -267,6 +285,8 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
   const RelayPlan plan = plan_relay(ex);
   const SseGauge sse_gauge(ctx_.metrics, plan.sse);
   const StreamPin pin(ctx_.sessions, ex.route.session_id, plan.sse && ex.route.cls == RequestClass::session);
+  const Gauge listen_gauge(ctx_.metrics.affinity.listen_streams, plan.sse && ex.tasks.listen());
+  const bool watching = ex.tasks.watching(response_.status);
   upstream_buffer_.consume(response_.size);  // the head's views are not used past this point
   http1::BodyFraming body(response_);
   std::optional<LegacyTap> tap;
@@ -296,6 +316,10 @@ net::awaitable<Connection::RelayOutcome> Connection::relay(Exchange& ex, bool le
       p = deframe(ex, body, have, bytes, got, data);
     }
     if (p == Pumped::data && tap && tap->wants(data)) p = co_await tap_endpoint(ex, *tap, data, body.done);
+    // What this piece completes is recorded before the piece goes on (task_routing.hpp).
+    if (p == Pumped::data && watching) {
+      co_await ex.tasks.on_answer(data, body.done, plan.sse, cfg, ctx_.tasks, ctx_.metrics, ex.ordinal, ex.principal);
+    }
     if (p == Pumped::pod_failed) {
       pod_failed = true;
       break;

@@ -39,6 +39,7 @@ Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
                shared.health,
                pool_,
                sessions_,
+               tasks_,
                shared.streams,
                shared.recoveries,
                shared.new_sessions,
@@ -111,6 +112,7 @@ void Worker::use_redis(const RedisOptions& options) {
   redis_ = make_redis_link(ioc_, options, "worker-" + std::to_string(index_));
   store_ = std::make_unique<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
   sessions_.use_store(store_.get());
+  tasks_.use_store(redis_, cfg_->sessions.redis.key_prefix);
   redis_->start();
 }
 
@@ -349,6 +351,7 @@ int Server::run() {
     sweeper.async_wait([&](error_code ec) {
       if (ec) return;
       shared_.table.sweep();
+      shared_.tasks.sweep();
       sweep();
     });
   };
@@ -451,6 +454,7 @@ void Server::reload() {
   auto shared_cfg = std::make_shared<const Config>(std::move(next));
   cfg_ = shared_cfg;
   shared_.table.set_ttl(shared_cfg->sessions.ttl);
+  shared_.tasks.set_bounds(shared_cfg->affinity.max_keys, shared_cfg->affinity.max_table_bytes);
   apply_pod_settings(*shared_cfg);
   if (shared_.store) shared_.store->set_ttl(shared_cfg->sessions.ttl);
   apply_log_level(shared_cfg->log.level);

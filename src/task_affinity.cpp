@@ -106,7 +106,8 @@ RequestAffinity handle_request(const http1::Head& head, const AffinityConfig& cf
     const auto value = head.get(rule.header);
     if (!value) continue;
     const auto decoded = decode_header_value(*value);
-    if (!decoded || !valid_affinity_id(*decoded, cfg.max_key_length)) return RequestAffinity{AffinityKind::unknown, {}};
+    // A value no answer could have created: placed, the pod answers for it.
+    if (!decoded || !valid_affinity_id(*decoded, cfg.max_key_length)) return {};
     return RequestAffinity{AffinityKind::handle, handle_key(rule.param, *decoded)};
   }
   return {};

@@ -37,6 +37,7 @@
 #include "mcpproxy/sessions.hpp"
 #include "mcpproxy/single_flight.hpp"
 #include "mcpproxy/stream_gate.hpp"
+#include "mcpproxy/task_routing.hpp"
 
 namespace mcpproxy {
 
@@ -86,6 +87,7 @@ struct ConnectionContext {
   PodHealth& health;
   UpstreamPool& pool;
   Sessions& sessions;
+  Tasks& tasks;                     // task ids and handles -> pod (task_routing.hpp)
   StreamGate& streams;              // shared by the workers
   SingleFlight& recoveries;         // shared by the workers: one recovery per session
   NewSessionLimiter& new_sessions;  // shared by the workers: initializes per client
@@ -181,6 +183,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::chrono::steady_clock::duration refusing_for{};        // since the pod last answered
     std::string principal;  // with sessions.binding, of a request that may create a session: its identity's HMAC
     RequestId request_id;   // X-Request-Id: the client's, or made here
+    TaskRouting tasks;      // era, method, and a sessionless request's task or handle
   };
 
   // --- downstream.cpp: the connection loop and the driver of the stages
@@ -220,7 +223,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // the pod), or what handle must wait for first: the store (`look_up`, the table did not
   // know the session), a local reply, a lost session, or a session stream's order.
   struct Decision {
-    enum class Kind : std::uint8_t { proxy, look_up, reply, lost, stream_order };
+    enum class Kind : std::uint8_t { proxy, look_up, reply, lost, stream_order, look_up_key };
     Kind kind = Kind::proxy;
     Refusal refusal;
     LostCause cause{};

@@ -1,0 +1,68 @@
+#pragma once
+// Stage: task and handle affinity on the request path (DESIGN.md request flow step 8), one
+// per exchange. It classifies the request (era, method label, counted), routes a
+// sessionless request that names a task or a handle to the pod that holds it, and reads
+// the answers that may create one (decided from the request) as they pass the relay,
+// recording what they create before the bytes that complete them go downstream.
+// The connection reaches it at four points: the decision (on_request, look_up), the
+// choice of the relay (watching), and the relay's pieces (on_answer).
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mcpproxy/config.hpp"
+#include "mcpproxy/metrics.hpp"
+#include "mcpproxy/net.hpp"
+#include "mcpproxy/route.hpp"
+#include "mcpproxy/task_affinity.hpp"
+#include "mcpproxy/tasks.hpp"
+
+namespace mcpproxy {
+
+class TaskRouting {
+ public:
+  struct Verdict {
+    enum class Kind : std::uint8_t {
+      place,    // no key: the request is placed as before
+      forward,  // to `ordinal`, the pod that holds the key
+      reply,    // `refusal` from the proxy (unknown task, pod gone, header mismatch)
+      look_up,  // the local table does not know the key: ask the store (look_up)
+    };
+    Kind kind = Kind::place;
+    int ordinal = -1;
+    Refusal refusal;
+  };
+
+  // Every request: its era and method counted. A sessionless one (`sessionless`): routed by
+  // its key when it names one. `principal`: the request's identity with sessions.binding.
+  Verdict on_request(const http1::Head& head, std::string_view body, bool sessionless, const Config& cfg,
+                     Tasks& tasks, Metrics& metrics, std::string_view principal);
+  // After Verdict::look_up: the store's answer decides (a store that cannot be asked: 503).
+  net::awaitable<Verdict> look_up(int replicas, Tasks& tasks, Metrics& metrics, std::string_view principal);
+  // The pod a key routed this request to (-1: none).
+  int ordinal() const { return ordinal_; }
+  bool listen() const { return method_ == McpMethod::subscriptions_listen; }
+
+  // Whether the pod's answer is read (a sessionless tools/call or task-augmented request,
+  // answered 2xx): then it goes through the relay's pump, never relay_at_once.
+  bool watching(unsigned status) const { return watch_.any() && status >= 200 && status < 300; }
+  // A piece of the answer's payload (`body_done` on its last): what it completes is read,
+  // and what that creates is recorded before the piece is relayed.
+  net::awaitable<void> on_answer(std::string_view data, bool body_done, bool sse, const Config& cfg, Tasks& tasks,
+                                 Metrics& metrics, int ordinal, const std::string& principal);
+
+ private:
+  Verdict decide(const std::optional<TaskRecord>& rec, int replicas, Metrics& metrics, std::string_view principal);
+
+  Era era_ = Era::v2025;
+  McpMethod method_ = McpMethod::other;
+  RequestAffinity key_;
+  AnswerWatch watch_;
+  int ordinal_ = -1;
+  std::optional<AnswerTap> tap_;
+  std::vector<std::string> messages_;
+};
+
+}  // namespace mcpproxy

@@ -1,0 +1,323 @@
+// Task and handle affinity through the real proxy, in front of sessionless pods that keep
+// their tasks in process memory (task_pods.py, three pods on 127.0.1.0-2), with the memory
+// store and with two proxy replicas sharing a real redis-server.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "harness.hpp"
+
+using namespace harness;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+// task_pods.py: pods with their own task tables, on one port.
+struct TaskPods {
+  explicit TaskPods(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {"python3", source_dir() + "/tests/integration/task_pods.py", "--pods", "3"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    process = std::make_unique<Process>(argv);
+    const auto line = process->read_line(15s);
+    if (!line || line->rfind("ports ", 0) != 0) throw std::runtime_error("task pods did not start");
+    port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+  }
+  std::string url_template() const { return "http://127.0.1.{ordinal}:" + std::to_string(port); }
+  // Task requests that reached a pod which never made the task, all pods.
+  int misses() const {
+    int n = 0;
+    for (int i = 0; i < 3; ++i) {
+      const Response r = request(port, "GET", "/_stats", "", {}, "127.0.1." + std::to_string(i));
+      n += json::parse(r.body).at("misses").get<int>();
+    }
+    return n;
+  }
+  std::uint16_t port = 0;
+  std::unique_ptr<Process> process;
+};
+
+const Headers k2026 = {{"MCP-Protocol-Version", "2026-07-28"}, {"Accept", "application/json, text/event-stream"}};
+
+json rpc(int id, const std::string& method, const json& params) {
+  return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
+}
+
+// The JSON-RPC response of an answer, JSON or the last SSE event.
+json message(const Response& r) {
+  if (r.header("content-type").rfind("text/event-stream", 0) == 0) {
+    const auto at = r.body.rfind("data: ");
+    return json::parse(r.body.substr(at + 6, r.body.find('\n', at) - at - 6));
+  }
+  return json::parse(r.body);
+}
+
+Headers with(Headers h, const std::string& name, const std::string& value) {
+  h.emplace_back(name, value);
+  return h;
+}
+
+// A 2026 tools/call of `slow`: the task id it created.
+std::string create_task_2026(std::uint16_t port, int id, json args = json::object()) {
+  Headers h = with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "slow");
+  const Response r = request(port, "POST", "/mcp", rpc(id, "tools/call", {{"name", "slow"}, {"arguments", args}}).dump(), h);
+  if (r.status != 200) return "";
+  const json m = message(r);
+  return m.at("result").value("taskId", "");
+}
+
+Response get_task_2026(std::uint16_t port, const std::string& task, const std::string& method = "tasks/get",
+                       const std::string& header_name = "") {
+  const Headers h = with(with(k2026, "Mcp-Method", method), "Mcp-Name", header_name.empty() ? task : header_name);
+  return request(port, "POST", "/mcp", rpc(9, method, {{"taskId", task}}).dump(), h);
+}
+
+std::string create_task_2025(std::uint16_t port, int id) {
+  const Headers h = {{"MCP-Protocol-Version", "2025-11-25"}, {"Accept", "application/json, text/event-stream"}};
+  const Response r =
+      request(port, "POST", "/mcp", rpc(id, "tools/call", {{"name", "slow"}, {"arguments", json::object()}}).dump(), h);
+  if (r.status != 200) return "";
+  return message(r).at("result").at("task").value("taskId", "");
+}
+
+class TaskAffinityTest : public ::testing::Test {
+ protected:
+  void start(std::vector<std::string> pod_args = {}, std::vector<std::string> proxy_args = {}) {
+    pods_ = std::make_unique<TaskPods>(pod_args);
+    std::vector<std::string> args = {"--replicas", "3", "--backend-url-template", pods_->url_template(), "--threads",
+                                     "2", "--placement", "random"};
+    args.insert(args.end(), proxy_args.begin(), proxy_args.end());
+    proxy_ = std::make_unique<Proxy>(args, "tasks");
+  }
+  std::uint16_t port() const { return proxy_->port; }
+  double m(const std::string& series) const { return metric(proxy_->metrics(), series).value_or(-1); }
+  std::unique_ptr<TaskPods> pods_;
+  std::unique_ptr<Proxy> proxy_;
+};
+
+}  // namespace
+
+TEST_F(TaskAffinityTest, EveryTaskRequestReachesThePodThatHoldsTheTask2026) {
+  start();
+  std::set<std::string> pods_seen;
+  for (int i = 0; i < 20; ++i) {
+    const std::string task = create_task_2026(port(), i);
+    ASSERT_FALSE(task.empty());
+    for (const char* method : {"tasks/get", "tasks/get", "tasks/update", "tasks/cancel"}) {
+      const Response r = get_task_2026(port(), task, method);
+      ASSERT_EQ(r.status, 200) << r.body;
+      const json msg = message(r);
+      ASSERT_TRUE(msg.contains("result")) << method << " " << r.body;
+      pods_seen.insert(msg.at("result").at("pod").get<std::string>());
+    }
+  }
+  EXPECT_EQ(pods_->misses(), 0);
+  EXPECT_GE(pods_seen.size(), 2U) << "tasks were created on several pods";
+  EXPECT_EQ(m(R"(mcp_proxy_task_routes_total{result="routed"})"), 80);
+  EXPECT_EQ(m("mcp_proxy_tasks_learned_total"), 20);
+  EXPECT_EQ(m(R"(mcp_proxy_requests_by_method_total{era="2026",method="tools/call"})"), 20);
+  EXPECT_EQ(m(R"(mcp_proxy_requests_by_method_total{era="2026",method="tasks/get"})"), 40);
+}
+
+TEST_F(TaskAffinityTest, StatelessTwentyTwentyFiveTasksByParamsTaskId) {
+  start();
+  const Headers h = {{"MCP-Protocol-Version", "2025-11-25"}, {"Accept", "application/json, text/event-stream"}};
+  for (int i = 0; i < 15; ++i) {
+    const std::string task = create_task_2025(port(), i);
+    ASSERT_FALSE(task.empty());
+    for (const char* method : {"tasks/get", "tasks/result", "tasks/cancel"}) {
+      const Response r = request(port(), "POST", "/mcp", rpc(3, method, {{"taskId", task}}).dump(), h);
+      ASSERT_EQ(r.status, 200);
+      ASSERT_TRUE(message(r).contains("result")) << method << " " << r.body;
+    }
+  }
+  EXPECT_EQ(pods_->misses(), 0);
+  EXPECT_EQ(m(R"(mcp_proxy_requests_by_method_total{era="2025",method="tasks/result"})"), 15);
+}
+
+TEST_F(TaskAffinityTest, TasksAnsweredAsSseEventsAreLearnedToo) {
+  start({"--sse"});
+  for (int i = 0; i < 10; ++i) {
+    const std::string task = create_task_2026(port(), i);
+    ASSERT_FALSE(task.empty());
+    const Response r = get_task_2026(port(), task);
+    ASSERT_TRUE(message(r).contains("result")) << r.body;
+  }
+  EXPECT_EQ(pods_->misses(), 0);
+  EXPECT_EQ(m("mcp_proxy_tasks_learned_total"), 10);
+}
+
+TEST_F(TaskAffinityTest, UnknownTaskIsAnsweredAsAPodAnswersIt) {
+  start();
+  const Response r = get_task_2026(port(), "no-such-task");
+  EXPECT_EQ(r.status, 200);
+  const json msg = json::parse(r.body);
+  EXPECT_EQ(msg.at("error").at("code"), -32602);
+  EXPECT_EQ(msg.at("error").at("message"), "Task not found");
+  EXPECT_EQ(msg.at("id"), 9);
+  EXPECT_EQ(pods_->misses(), 0) << "never sent to a pod that would guess";
+  EXPECT_EQ(m(R"(mcp_proxy_task_routes_total{result="unknown"})"), 1);
+}
+
+TEST_F(TaskAffinityTest, ForgedOrDisagreeingHeadersNeverRoute) {
+  start();
+  const std::string task = create_task_2026(port(), 1);
+  ASSERT_FALSE(task.empty());
+  // Mcp-Name names another task than the body.
+  Response r = get_task_2026(port(), task, "tasks/get", "forged");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32020);
+  // Mcp-Method says tasks/get, the body tasks/cancel.
+  const Headers h = with(with(k2026, "Mcp-Method", "tasks/get"), "Mcp-Name", task);
+  r = request(port(), "POST", "/mcp", rpc(4, "tasks/cancel", {{"taskId", task}}).dump(), h);
+  EXPECT_EQ(r.status, 400);
+  // A body naming a task under a header naming another method.
+  const Headers list = with(k2026, "Mcp-Method", "tools/list");
+  r = request(port(), "POST", "/mcp", rpc(5, "tasks/get", {{"taskId", task}}).dump(), list);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(m(R"(mcp_proxy_task_routes_total{result="mismatch"})"), 3);
+  EXPECT_EQ(pods_->misses(), 0);
+}
+
+TEST_F(TaskAffinityTest, McpHeadersReachThePodByteExact) {
+  start();
+  const std::string odd = "=?base64?w6lsw6hWZQ==?=";
+  Headers h = with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "headers");
+  h = with(h, "Mcp-Param-Region", odd);
+  h = with(h, "mcp-param-Mixed-Case", "  a\tb  ");
+  const Response r = request(port(), "POST", "/mcp", rpc(1, "tools/call", {{"name", "headers"}}).dump(), h);
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::map<std::string, std::string> got;
+  for (const auto& kv : message(r).at("result").at("structuredContent").at("headers")) got[kv[0]] = kv[1];
+  EXPECT_EQ(got["MCP-Protocol-Version"], "2026-07-28");
+  EXPECT_EQ(got["Mcp-Method"], "tools/call");
+  EXPECT_EQ(got["Mcp-Name"], "headers");
+  EXPECT_EQ(got["Mcp-Param-Region"], odd);
+  EXPECT_EQ(got["mcp-param-Mixed-Case"], "a\tb");  // only the optional whitespace around a value goes
+}
+
+TEST_F(TaskAffinityTest, APodInventingAnotherPodsTaskIdDoesNotTakeIt) {
+  // Pods 0 and 1 name every task "same": the first one to answer keeps it.
+  start({"--task-id", "0:same", "--task-id", "1:same"});
+  std::set<std::string> owners;
+  for (int i = 0; i < 30 && owners.size() < 2; ++i) {
+    ASSERT_FALSE(create_task_2026(port(), i).empty());
+    owners.insert(message(get_task_2026(port(), "same")).at("result").at("pod").get<std::string>());
+  }
+  EXPECT_EQ(owners.size(), 1U) << "one pod holds the id for the proxy";
+  EXPECT_GT(m(R"(mcp_proxy_affinity_keys_refused_total{reason="taken"})"), 0);
+}
+
+TEST_F(TaskAffinityTest, HugeTaskIdsAreNeitherLearnedNorLookedUp) {
+  start({"--task-id-bytes", "5000"});
+  const std::string task = create_task_2026(port(), 1);
+  ASSERT_EQ(task.size(), 5000U);
+  EXPECT_EQ(m(R"(mcp_proxy_affinity_keys_refused_total{reason="invalid"})"), 1);
+  EXPECT_EQ(m("mcp_proxy_tasks_learned_total"), 0);
+  EXPECT_EQ(m("mcp_proxy_affinity_keys"), 0);
+  const Response r = get_task_2026(port(), task);
+  EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32602);
+}
+
+TEST_F(TaskAffinityTest, HugeTtlIsCappedAndAFloodIsBounded) {
+  start({}, {"--task-ttl-max", "1h"});
+  ASSERT_FALSE(create_task_2026(port(), 1, {{"ttlMs", 1e15}}).empty());
+  EXPECT_EQ(m("mcp_proxy_affinity_keys"), 1);
+}
+
+TEST_F(TaskAffinityTest, ATaskWhosePodIsGoneIsAnsweredAsUnknown) {
+  pods_ = std::make_unique<TaskPods>();
+  const std::string path = std::string(MCPPROXY_TEST_TMP_DIR) + "/tasks-reload.yaml";
+  const auto write = [&](int replicas) {
+    std::ofstream(path) << "backend:\n  replicas: " << replicas << "\n  url_template: " << pods_->url_template()
+                        << "\nplacement: random\nthreads: 2\n";
+  };
+  write(3);
+  proxy_ = std::make_unique<Proxy>(std::vector<std::string>{"--config", path}, "tasks-gone");
+  std::string on_pod2;
+  for (int i = 0; i < 60 && on_pod2.empty(); ++i) {
+    const std::string task = create_task_2026(port(), i);
+    if (message(get_task_2026(port(), task)).at("result").at("pod") == "pod-2") on_pod2 = task;
+  }
+  ASSERT_FALSE(on_pod2.empty());
+  write(2);
+  proxy_->process->signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return m("mcp_proxy_config_generation") == 2; }));
+  const Response r = get_task_2026(port(), on_pod2);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32602);
+  EXPECT_EQ(m(R"(mcp_proxy_task_routes_total{result="pod_gone"})"), 1);
+}
+
+TEST_F(TaskAffinityTest, SubscriptionsListenIsCountedAndTheDrainWaitsForIt) {
+  start({}, {"--drain-timeout", "30s"});
+  Headers h = with(k2026, "Mcp-Method", "subscriptions/listen");
+  Stream listen(port(), "POST", "/mcp", rpc(1, "subscriptions/listen", json::object()).dump(), h);
+  ASSERT_EQ(listen.status(), 200);
+  ASSERT_TRUE(listen.read_until("acknowledged", 5s));
+  ASSERT_TRUE(eventually([&] { return m("mcp_proxy_listen_streams") == 1; }));
+  proxy_->process->signal(SIGTERM);
+  ASSERT_TRUE(eventually([&] { return request(proxy_->admin, "GET", "/readyz").status == 503; }));
+  // The stream goes on while the proxy drains: more keep-alives arrive after the SIGTERM.
+  const std::size_t before = listen.body().size();
+  ASSERT_TRUE(listen.read_until(": keepalive\n\n: keepalive\n\n: keepalive", 10s));
+  EXPECT_GT(listen.body().size(), before);
+  EXPECT_TRUE(proxy_->process->running());
+  listen.close();
+  EXPECT_EQ(proxy_->process->wait(15s).value_or(-1), 0) << "the drain ends when the stream does";
+}
+
+// ---- two proxy replicas sharing one redis-server -----------------------------------------
+
+class RedisTaskTest : public TaskAffinityTest {
+ protected:
+  void SetUp() override {
+    redis_ = std::make_unique<RedisServer>();
+    pods_ = std::make_unique<TaskPods>();
+  }
+  std::unique_ptr<Proxy> replica(const std::string& name) const {
+    return std::make_unique<Proxy>(
+        std::vector<std::string>{"--replicas", "3", "--backend-url-template", pods_->url_template(), "--session-store",
+                                 "redis", "--redis-url", redis_->url(1), "--threads", "2", "--placement", "random"},
+        name);
+  }
+  std::string record(const std::string& task) const {
+    return redis_cmd(redis_->port, {"EVAL", "redis.call('SELECT', 1); return redis.call('GET', KEYS[1])", "1",
+                                    "mcp-session-proxy:task:" + task});
+  }
+  std::unique_ptr<RedisServer> redis_;
+};
+
+TEST_F(RedisTaskTest, RecordedBeforeTheAnswerAndPolledThroughTheOtherReplica) {
+  const auto a = replica("tasks-a");
+  const auto b = replica("tasks-b");
+  for (int i = 0; i < 20; ++i) {
+    const std::string task = i % 2 == 0 ? create_task_2026(a->port, i) : create_task_2025(a->port, i);
+    ASSERT_FALSE(task.empty());
+    // The record is in Redis by the time the client has the answer.
+    const json rec = json::parse(record(task));
+    EXPECT_EQ(rec.at("v"), 1);
+    // At once through the other replica, which never saw the task.
+    const Response r = i % 2 == 0 ? get_task_2026(b->port, task)
+                                  : request(b->port, "POST", "/mcp", rpc(3, "tasks/get", {{"taskId", task}}).dump(),
+                                            {{"MCP-Protocol-Version", "2025-11-25"}});
+    ASSERT_TRUE(message(r).contains("result")) << r.body;
+    EXPECT_EQ(message(r).at("result").at("pod"), "pod-" + std::to_string(rec.at("ordinal").get<int>()));
+  }
+  EXPECT_EQ(pods_->misses(), 0);
+  EXPECT_EQ(metric(b->metrics(), R"(mcp_proxy_task_routes_total{result="routed"})").value_or(0), 20);
+  const std::string ttl = redis_cmd(redis_->port, {"EVAL", "redis.call('SELECT', 1); return redis.call('PTTL', KEYS[1])",
+                                                   "1", "mcp-session-proxy:task:" + create_task_2026(a->port, 99)});
+  EXPECT_GT(std::stoll(ttl), 50000) << "the answer's ttlMs (60 s)";
+  EXPECT_LE(std::stoll(ttl), 60000);
+}
+
+TEST_F(RedisTaskTest, AnUnknownTaskIsUnknownToBothReplicas) {
+  const auto a = replica("tasks-a");
+  const Response r = get_task_2026(a->port, "never-made");
+  EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32602);
+  EXPECT_EQ(pods_->misses(), 0);
+}
