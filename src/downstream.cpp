@@ -509,6 +509,7 @@ Connection::Decision Connection::decide(Exchange& ex) {
       ex.tasks.on_request(ex.req.head, ex.req.body, sessionless, cfg, ctx_.tasks, ctx_.metrics, ex.principal);
   if (by_key.kind == TaskRouting::Verdict::Kind::reply) return Decision::reply(by_key.refusal);
   if (by_key.kind == TaskRouting::Verdict::Kind::look_up) return Decision::to(Decision::Kind::look_up_key);
+  if (by_key.kind == TaskRouting::Verdict::Kind::list) return Decision::to(Decision::Kind::list_tasks);
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
     // Created through another proxy replica, or before this process restarted: the store
@@ -592,6 +593,8 @@ net::awaitable<bool> Connection::handle(Exchange& ex, Decision d) {
     case Decision::Kind::stream_order:
       co_await keep_stream_order(ex);
       break;
+    case Decision::Kind::list_tasks:
+      co_return co_await list_tasks(ex);
     case Decision::Kind::look_up:
     case Decision::Kind::look_up_key:
     case Decision::Kind::proxy:

@@ -20,6 +20,12 @@ TaskRouting::Verdict TaskRouting::on_request(const http1::Head& head, std::strin
   metrics.affinity.count_request(era_, method_);
   const AffinityConfig& a = cfg.affinity;
   if (!a.tasks && a.handles.empty()) return {};
+  // A client's tasks are on every pod its calls were placed on: its list is theirs, merged.
+  if (method_ == McpMethod::tasks_list && a.tasks) {
+    Verdict list;
+    list.kind = Verdict::Kind::list;
+    return list;
+  }
   watch_ = answer_watch(head, body, method_, a);
   key_ = request_affinity(head, body, method_, a);
   Verdict v;

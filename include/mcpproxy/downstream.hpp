@@ -223,7 +223,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // the pod), or what handle must wait for first: the store (`look_up`, the table did not
   // know the session), a local reply, a lost session, or a session stream's order.
   struct Decision {
-    enum class Kind : std::uint8_t { proxy, look_up, reply, lost, stream_order, look_up_key };
+    enum class Kind : std::uint8_t { proxy, look_up, reply, lost, stream_order, look_up_key, list_tasks };
     Kind kind = Kind::proxy;
     Refusal refusal;
     LostCause cause{};
@@ -378,6 +378,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string client_key(const Exchange& ex) const;
   // False (and counted, logged) when the session is bound to another identity.
   bool binding_holds(const Exchange& ex);
+
+  // --- task_list_fanout.cpp: a sessionless tasks/list, asked of every pod and merged
+  net::awaitable<bool> list_tasks(Exchange& ex);
+  // One pod's answer to `body` (the client's request with the pod's cursor): its JSON-RPC
+  // response message, or nullopt when it gave none.
+  net::awaitable<std::optional<std::string>> ask_pod(Exchange& ex, int ordinal, const std::string& body);
+  // A JSON answer of the proxy's own (200), counted and logged by finish like any other.
+  net::awaitable<bool> send_local_json(Exchange& ex, const std::string& body);
 
   // --- session_recovery.cpp: lost sessions
   net::awaitable<bool> session_lost(Exchange& ex, LostCause cause, bool may_recover);

@@ -29,6 +29,7 @@ class TaskRouting {
       forward,  // to `ordinal`, the pod that holds the key
       reply,    // `refusal` from the proxy (unknown task, pod gone, header mismatch)
       look_up,  // the local table does not know the key: ask the store (look_up)
+      list,     // a sessionless tasks/list: every pod's list, merged (task_list.hpp)
     };
     Kind kind = Kind::place;
     int ordinal = -1;

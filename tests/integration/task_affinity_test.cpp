@@ -270,6 +270,24 @@ TEST_F(TaskAffinityTest, SubscriptionsListenIsCountedAndTheDrainWaitsForIt) {
   EXPECT_EQ(proxy_->process->wait(15s).value_or(-1), 0) << "the drain ends when the stream does";
 }
 
+TEST_F(TaskAffinityTest, TasksListIsEveryPodsListMerged) {
+  start();
+  std::set<std::string> made;
+  for (int i = 0; i < 12; ++i) made.insert(create_task_2025(port(), i));
+  const Headers h = {{"MCP-Protocol-Version", "2025-11-25"}};
+  const Response r = request(port(), "POST", "/mcp", rpc(77, "tasks/list", json::object()).dump(), h);
+  ASSERT_EQ(r.status, 200);
+  const json msg = json::parse(r.body);
+  EXPECT_EQ(msg.at("id"), 77);
+  std::set<std::string> listed;
+  for (const auto& t : msg.at("result").at("tasks")) listed.insert(t.at("taskId").get<std::string>());
+  EXPECT_EQ(listed, made);
+  // A cursor the proxy did not make is refused as a pod refuses one.
+  const Response bad =
+      request(port(), "POST", "/mcp", rpc(78, "tasks/list", {{"cursor", "forged"}}).dump(), h);
+  EXPECT_EQ(json::parse(bad.body).at("error").at("code"), -32602);
+}
+
 // ---- two proxy replicas sharing one redis-server -----------------------------------------
 
 class RedisTaskTest : public TaskAffinityTest {
