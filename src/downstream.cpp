@@ -505,11 +505,18 @@ Connection::Decision Connection::decide(Exchange& ex) {
   // Era and method (counted), and a sessionless request's task or handle (task_routing.hpp).
   const bool sessionless = ex.route.cls == RequestClass::sessionless;
   if (sessionless && cfg.sessions.binding != BindingKind::none) ex.principal = principal_of_request(ex);
-  const TaskRouting::Verdict by_key =
-      ex.tasks.on_request(ex.req.head, ex.req.body, sessionless, cfg, ctx_.tasks, ctx_.metrics, ex.principal);
-  if (by_key.kind == TaskRouting::Verdict::Kind::reply) return Decision::reply(by_key.refusal);
-  if (by_key.kind == TaskRouting::Verdict::Kind::look_up) return Decision::to(Decision::Kind::look_up_key);
-  if (by_key.kind == TaskRouting::Verdict::Kind::list) return Decision::to(Decision::Kind::list_tasks);
+  using ByKey = TaskRouting::Verdict::Kind;
+  switch (ex.tasks.on_request(ex.req.head, ex.req.body, sessionless, cfg, ctx_.tasks, ctx_.metrics, ex.principal)) {
+    case ByKey::place:
+    case ByKey::forward:
+      break;
+    case ByKey::reply:
+      return Decision::reply(ex.tasks.refusal());
+    case ByKey::look_up:
+      return Decision::to(Decision::Kind::look_up_key);
+    case ByKey::list:
+      return Decision::to(Decision::Kind::list_tasks);
+  }
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
     // Created through another proxy replica, or before this process restarted: the store
@@ -581,9 +588,9 @@ net::awaitable<bool> Connection::handle(Exchange& ex, Decision d) {
     ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
     d = decide_known(ex, store_failed);
   } else if (d.kind == Decision::Kind::look_up_key) {
-    const TaskRouting::Verdict v =
+    const TaskRouting::Verdict::Kind v =
         co_await ex.tasks.look_up(ex.cfg->backend.replicas, ctx_.tasks, ctx_.metrics, ex.principal);
-    d = v.kind == TaskRouting::Verdict::Kind::reply ? Decision::reply(v.refusal) : decide_known(ex, false);
+    d = v == TaskRouting::Verdict::Kind::reply ? Decision::reply(ex.tasks.refusal()) : decide_known(ex, false);
   }
   switch (d.kind) {
     case Decision::Kind::reply:

@@ -256,8 +256,9 @@ AnswerWatch answer_watch(const http1::Head& head, std::string_view body, McpMeth
       std::string tool;
       if (const auto name = head.get("Mcp-Name"); name && head.get("Mcp-Method")) {
         tool = decode_header_value(*name).value_or(std::string());
-      } else if (const std::string* n = string_at(parse(body), "params", "name")) {
-        tool = *n;
+      } else {
+        const json doc = parse(body);  // string_at points into it
+        if (const std::string* n = string_at(doc, "params", "name")) tool = *n;
       }
       const auto rule = std::find_if(cfg.handles.begin(), cfg.handles.end(),
                                      [&](const HandleRule& r) { return r.tool == tool; });

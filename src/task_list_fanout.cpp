@@ -42,8 +42,8 @@ net::awaitable<std::optional<std::string>> Connection::ask_pod(Exchange& ex, int
   edits.body_size = body.size();
   if (ex.request_id.generated()) edits.added_request_id = ex.request_id.view();
   std::string head;
-  write_upstream_head(head, ex.req.head, edits);
-  const std::array<net::const_buffer, 2> bytes = {net::buffer(head), net::buffer(body)};
+  const std::size_t head_size = write_upstream_head(head, ex.req.head, edits);  // `head` may be longer
+  const std::array<net::const_buffer, 2> bytes = {net::buffer(head.data(), head_size), net::buffer(body)};
   // A pooled connection the pod closed meanwhile is tried once more on a new one.
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto lease = co_await ctx_.pool.acquire(ordinal, /*fresh=*/attempt > 0);

@@ -65,11 +65,14 @@ void TaskTable::add_locked(Shard& s, const std::string& key, const TaskRecord& r
   size_.fetch_add(1, std::memory_order_relaxed);
 }
 
-bool TaskTable::make_room(Shard& s, std::size_t charge, clock::time_point now) {
-  if (fits(charge)) return true;
-  // Expired keys first, searched for only when one may have expired since the last search:
-  // a flood into a full table costs a lookup per key, not a walk of the shard.
-  if (now >= s.no_expiry_before) {
+bool TaskTable::room_for(std::size_t charge, std::size_t first, clock::time_point now) {
+  // One shard locked at a time (never two: no lock order to keep). Expired keys first, in
+  // every shard, searched for only where one may have expired since the last search: a
+  // flood into a full table costs a check per shard, not a walk of the table.
+  for (std::size_t k = 0; k < kShards && !fits(charge); ++k) {
+    Shard& s = shards_[(first + k) % kShards];
+    const std::lock_guard lock(s.mu);
+    if (now < s.no_expiry_before) continue;
     clock::time_point earliest = clock::time_point::max();
     for (auto it = s.keys.begin(); it != s.keys.end();) {
       if (it->second.expires <= now) {
@@ -80,13 +83,16 @@ bool TaskTable::make_room(Shard& s, std::size_t charge, clock::time_point now) {
       }
     }
     s.no_expiry_before = earliest;
-    if (fits(charge)) return true;
   }
-  if (role_ == TableRole::store) return false;
+  if (fits(charge) || role_ == TableRole::store) return fits(charge);
   // A cache may drop any key: the remote store has it.
-  while (!fits(charge) && !s.keys.empty()) {
-    drop_locked(s, s.keys.begin());
-    evicted_.fetch_add(1, std::memory_order_relaxed);
+  for (std::size_t k = 0; k < kShards && !fits(charge); ++k) {
+    Shard& s = shards_[(first + k) % kShards];
+    const std::lock_guard lock(s.mu);
+    while (!fits(charge) && !s.keys.empty()) {
+      drop_locked(s, s.keys.begin());
+      evicted_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   return fits(charge);
 }
@@ -111,31 +117,51 @@ std::optional<TaskRecord> TaskTable::find(const std::string& key, clock::time_po
 
 TaskInsert TaskTable::insert(const std::string& key, const TaskRecord& rec, clock::time_point now,
                              TaskRecord* holder) {
-  Shard& s = shard_for(key);
-  const std::lock_guard lock(s.mu);
-  if (const auto it = s.keys.find(key); it != s.keys.end()) {
-    Entry& e = it->second;
-    if (e.expires > now && e.rec.ordinal != rec.ordinal) {
-      if (holder != nullptr) *holder = e.rec;
-      return TaskInsert::taken;
+  const std::size_t index = shard_index(key);
+  Shard& s = shards_[index];
+  const std::size_t charge = charge_of(key, rec);
+  for (int attempt = 0;; ++attempt) {
+    {
+      const std::lock_guard lock(s.mu);
+      if (const auto it = s.keys.find(key); it != s.keys.end()) {
+        Entry& e = it->second;
+        if (e.expires > now && e.rec.ordinal != rec.ordinal) {
+          if (holder != nullptr) *holder = e.rec;
+          return TaskInsert::taken;
+        }
+        if (e.expires > now) {
+          // The same pod's key again: it slides, in place.
+          bytes_.fetch_add(charge, std::memory_order_relaxed);
+          bytes_.fetch_sub(charge_of(it->first, e.rec), std::memory_order_relaxed);
+          e = Entry{rec, now + rec.ttl, now};
+          return TaskInsert::same;
+        }
+        drop_locked(s, it);
+      }
+      if (fits(charge)) {
+        add_locked(s, key, rec, now);
+        return TaskInsert::inserted;
+      }
     }
-    const bool same = e.expires > now;
-    drop_locked(s, it);
-    // Its own room is free again: the same key comes back in.
-    if (!make_room(s, charge_of(key, rec), now)) return TaskInsert::full;
-    add_locked(s, key, rec, now);
-    return same ? TaskInsert::same : TaskInsert::inserted;
+    if (attempt == 1 || !room_for(charge, index, now)) return TaskInsert::full;
   }
-  if (!make_room(s, charge_of(key, rec), now)) return TaskInsert::full;
-  add_locked(s, key, rec, now);
-  return TaskInsert::inserted;
 }
 
 void TaskTable::cache(const std::string& key, const TaskRecord& rec, clock::time_point now) {
-  Shard& s = shard_for(key);
-  const std::lock_guard lock(s.mu);
-  if (const auto it = s.keys.find(key); it != s.keys.end()) drop_locked(s, it);
-  if (make_room(s, charge_of(key, rec), now)) add_locked(s, key, rec, now);
+  const std::size_t index = shard_index(key);
+  Shard& s = shards_[index];
+  const std::size_t charge = charge_of(key, rec);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    {
+      const std::lock_guard lock(s.mu);
+      if (const auto it = s.keys.find(key); it != s.keys.end()) drop_locked(s, it);
+      if (fits(charge)) {
+        add_locked(s, key, rec, now);
+        return;
+      }
+    }
+    if (!room_for(charge, index, now)) return;
+  }
 }
 
 bool TaskTable::erase(const std::string& key) {

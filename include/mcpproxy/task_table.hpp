@@ -78,10 +78,11 @@ class TaskTable {
   };
   static constexpr std::size_t kShards = 32;
   static std::size_t charge_of(const std::string& key, const TaskRecord& rec);
-  Shard& shard_for(const std::string& key) { return shards_[std::hash<std::string>{}(key) % kShards]; }
-  // Room for `charge` more bytes and one key in `s` (s.mu held): expired keys of the shard
-  // go first, then (cache role) any; false when none may.
-  bool make_room(Shard& s, std::size_t charge, clock::time_point now);
+  static std::size_t shard_index(const std::string& key) { return std::hash<std::string>{}(key) % kShards; }
+  Shard& shard_for(const std::string& key) { return shards_[shard_index(key)]; }
+  // Room for `charge` more bytes and one key, no shard lock held: expired keys go first,
+  // then (cache role) any, from shard `first` on; false when none may.
+  bool room_for(std::size_t charge, std::size_t first, clock::time_point now);
   void drop_locked(Shard& s, std::unordered_map<std::string, Entry>::iterator it);
   bool fits(std::size_t charge) const;
   void add_locked(Shard& s, const std::string& key, const TaskRecord& rec, clock::time_point now);

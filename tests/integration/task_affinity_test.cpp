@@ -187,16 +187,18 @@ TEST_F(TaskAffinityTest, McpHeadersReachThePodByteExact) {
   const std::string odd = "=?base64?w6lsw6hWZQ==?=";
   Headers h = with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "headers");
   h = with(h, "Mcp-Param-Region", odd);
-  h = with(h, "mcp-param-Mixed-Case", "  a\tb  ");
+  h = with(h, "mcp-param-Mixed-Case", "a\tb");
   const Response r = request(port(), "POST", "/mcp", rpc(1, "tools/call", {{"name", "headers"}}).dump(), h);
   ASSERT_EQ(r.status, 200) << r.body;
   std::map<std::string, std::string> got;
-  for (const auto& kv : message(r).at("result").at("structuredContent").at("headers")) got[kv[0]] = kv[1];
+  for (const auto& kv : message(r).at("result").at("structuredContent").at("headers")) {
+    got[kv.at(0).get<std::string>()] = kv.at(1).get<std::string>();
+  }
   EXPECT_EQ(got["MCP-Protocol-Version"], "2026-07-28");
   EXPECT_EQ(got["Mcp-Method"], "tools/call");
   EXPECT_EQ(got["Mcp-Name"], "headers");
   EXPECT_EQ(got["Mcp-Param-Region"], odd);
-  EXPECT_EQ(got["mcp-param-Mixed-Case"], "a\tb");  // only the optional whitespace around a value goes
+  EXPECT_EQ(got["mcp-param-Mixed-Case"], "a\tb");  // the name's case and the value's tab as sent
 }
 
 TEST_F(TaskAffinityTest, APodInventingAnotherPodsTaskIdDoesNotTakeIt) {
@@ -268,6 +270,22 @@ TEST_F(TaskAffinityTest, SubscriptionsListenIsCountedAndTheDrainWaitsForIt) {
   EXPECT_TRUE(proxy_->process->running());
   listen.close();
   EXPECT_EQ(proxy_->process->wait(15s).value_or(-1), 0) << "the drain ends when the stream does";
+}
+
+TEST_F(TaskAffinityTest, ACallCarryingAHandleFollowsThePodThatMadeIt) {
+  start({}, {"--handle", R"({"param":"Cart","tool":"open_cart","result_pointer":"/structuredContent/cart"})"});
+  for (int i = 0; i < 8; ++i) {
+    const Headers open = with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "open_cart");
+    const Response made = request(port(), "POST", "/mcp", rpc(i, "tools/call", {{"name", "open_cart"}}).dump(), open);
+    const std::string cart = message(made).at("result").at("structuredContent").at("cart");
+    for (int j = 0; j < 4; ++j) {
+      const Headers use = with(with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "use_cart"), "Mcp-Param-Cart", cart);
+      const Response r = request(port(), "POST", "/mcp", rpc(j, "tools/call", {{"name", "use_cart"}}).dump(), use);
+      ASSERT_FALSE(message(r).at("result").at("isError").get<bool>()) << r.body;
+    }
+  }
+  EXPECT_EQ(m("mcp_proxy_handles_learned_total"), 8);
+  EXPECT_EQ(m(R"(mcp_proxy_handle_routes_total{result="routed"})"), 32);
 }
 
 TEST_F(TaskAffinityTest, TasksListIsEveryPodsListMerged) {
