@@ -44,7 +44,8 @@ void AffinityMetrics::render(std::string& out, const TaskTable* table) const {
   for (std::size_t r = 0; r < kKeyRoutes; ++r) {
     sample(out, "mcp_proxy_task_routes_total", "result=\"" + std::string(kRoutes[r]) + "\"", load(task_routes[r]));
   }
-  family(out, "mcp_proxy_handle_routes_total", "counter", "Requests carrying a configured handle, by how they were routed.");
+  family(out, "mcp_proxy_handle_routes_total", "counter",
+         "Requests carrying a configured handle, by how they were routed.");
   for (std::size_t r = 0; r < kKeyRoutes; ++r) {
     sample(out, "mcp_proxy_handle_routes_total", "result=\"" + std::string(kRoutes[r]) + "\"", load(handle_routes[r]));
   }

@@ -77,6 +77,28 @@ McpMethod mcp_method(std::string_view name) {
   return McpMethod::other;
 }
 
+namespace {
+
+bool blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+// The string value of a member whose key ends before `i`: nullopt when no ':' follows (the
+// key was a value), empty when the value is not a plain string (an escape, a number).
+std::optional<std::string_view> member_value(std::string_view body, std::size_t i) {
+  const std::size_t n = body.size();
+  while (i < n && blank(body[i])) ++i;
+  if (i >= n || body[i] != ':') return std::nullopt;
+  for (++i; i < n && blank(body[i]);) ++i;
+  if (i >= n || body[i] != '"') return std::string_view{};
+  const std::size_t start = ++i;
+  for (; i < n && body[i] != '"'; ++i) {
+    if (body[i] == '\\') return std::string_view{};  // an escape: not a spec method
+  }
+  if (i >= n) return std::string_view{};
+  return body.substr(start, i - start);
+}
+
+}  // namespace
+
 std::string_view scan_jsonrpc_method(std::string_view body) {
   // Every request is labelled by it, a session's too, so it costs next to nothing: the key
   // is found by its 'm' (one memchr, where a search for the quoted key stops at every
@@ -86,7 +108,6 @@ std::string_view scan_jsonrpc_method(std::string_view body) {
   static constexpr char kKey[] = "\"method\"";
   std::uint64_t key = 0;
   std::memcpy(&key, kKey, 8);
-  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
   for (std::size_t from = 1; from + 7 < n;) {
     const void* m = std::memchr(p + from, 'm', n - from - 7);
     if (m == nullptr) return {};
@@ -96,17 +117,7 @@ std::string_view scan_jsonrpc_method(std::string_view body) {
     std::memcpy(&word, p + at - 1, 8);
     // `"method"`, its opening quote not an escaped one (a value that spells the key).
     if (word != key || (at >= 2 && p[at - 2] == '\\')) continue;
-    std::size_t i = at + 7;
-    while (i < n && blank(p[i])) ++i;
-    if (i >= n || p[i] != ':') continue;
-    for (++i; i < n && blank(p[i]);) ++i;
-    if (i >= n || p[i] != '"') return {};
-    const std::size_t start = ++i;
-    for (; i < n && p[i] != '"'; ++i) {
-      if (p[i] == '\\') return {};  // an escape: not a spec method
-    }
-    if (i >= n) return {};
-    return body.substr(start, i - start);
+    if (const auto value = member_value(body, at + 7)) return *value;
   }
   return {};
 }

@@ -119,7 +119,8 @@ void learn_task(const json& result, const AffinityConfig& cfg, AnswerKeys& keys)
   const auto type = result.find("resultType");
   if (type != result.end() && *type == "task") {
     // 2026-07-28 (SEP-2663): the result is the task.
-    if (const auto t = result.find("taskId"); t != result.end() && t->is_string()) id = t->get_ptr<const std::string*>();
+    if (const auto t = result.find("taskId"); t != result.end() && t->is_string())
+      id = t->get_ptr<const std::string*>();
     if (const auto t = result.find("ttlMs"); t != result.end()) ttl = &*t;
   } else if (const auto task = result.find("task"); task != result.end() && task->is_object()) {
     // 2025-11-25: CreateTaskResult { task: { taskId, ttl, ... } }.
@@ -131,43 +132,48 @@ void learn_task(const json& result, const AffinityConfig& cfg, AnswerKeys& keys)
     ++keys.refused;
     return;
   }
-  const std::optional<double> ms = ttl != nullptr && ttl->is_number() ? std::optional<double>(ttl->get<double>())
-                                                                      : std::nullopt;
+  const std::optional<double> ms =
+      ttl != nullptr && ttl->is_number() ? std::optional<double>(ttl->get<double>()) : std::nullopt;
   keys.learned.push_back(Learned{task_key(*id), task_ttl(ms, cfg), true});
+}
+
+// One reference token of a JSON pointer, with ~1 and ~0 undone.
+std::string pointer_token(std::string_view raw) {
+  std::string token;
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == '~' && i + 1 < raw.size() && (raw[i + 1] == '0' || raw[i + 1] == '1')) {
+      token += raw[i + 1] == '0' ? '~' : '/';
+      ++i;
+    } else {
+      token += raw[i];
+    }
+  }
+  return token;
+}
+
+// The member or element `token` names in `at`; nullptr when there is none.
+const json* child(const json& at, const std::string& token) {
+  if (at.is_object()) {
+    const auto it = at.find(token);
+    return it == at.end() ? nullptr : &*it;
+  }
+  if (!at.is_array()) return nullptr;
+  std::size_t index = 0;
+  const auto [end, ec] = std::from_chars(token.data(), token.data() + token.size(), index);
+  if (ec != std::errc() || end != token.data() + token.size() || token.empty() || index >= at.size()) return nullptr;
+  return &at[index];
 }
 
 // The value at an RFC 6901 pointer, walked without exceptions (the request path throws none).
 const json* at_pointer(const json& doc, std::string_view pointer) {
   const json* at = &doc;
-  while (!pointer.empty()) {
+  while (!pointer.empty() && at != nullptr) {
     if (pointer.front() != '/') return nullptr;
     pointer.remove_prefix(1);
     const auto slash = pointer.find('/');
-    const std::string_view raw = pointer.substr(0, slash);
+    const std::string token = pointer_token(pointer.substr(0, slash));
     pointer = slash == std::string_view::npos ? std::string_view{} : pointer.substr(slash);
-    std::string token;
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] == '~' && i + 1 < raw.size() && (raw[i + 1] == '0' || raw[i + 1] == '1')) {
-        token += raw[i + 1] == '0' ? '~' : '/';
-        ++i;
-      } else {
-        token += raw[i];
-      }
-    }
-    if (at->is_object()) {
-      const auto it = at->find(token);
-      if (it == at->end()) return nullptr;
-      at = &*it;
-    } else if (at->is_array()) {
-      std::size_t index = 0;
-      const auto [end, ec] = std::from_chars(token.data(), token.data() + token.size(), index);
-      if (ec != std::errc() || end != token.data() + token.size() || token.empty() || index >= at->size()) {
-        return nullptr;
-      }
-      at = &(*at)[index];
-    } else {
-      return nullptr;
-    }
+    at = child(*at, token);
   }
   return at;
 }
@@ -260,8 +266,8 @@ AnswerWatch answer_watch(const http1::Head& head, std::string_view body, McpMeth
         const json doc = parse(body);  // string_at points into it
         if (const std::string* n = string_at(doc, "params", "name")) tool = *n;
       }
-      const auto rule = std::find_if(cfg.handles.begin(), cfg.handles.end(),
-                                     [&](const HandleRule& r) { return r.tool == tool; });
+      const auto rule =
+          std::find_if(cfg.handles.begin(), cfg.handles.end(), [&](const HandleRule& r) { return r.tool == tool; });
       if (rule != cfg.handles.end()) w.handle = &*rule;
     }
     return w;
@@ -289,7 +295,8 @@ AnswerKeys keys_of_message(std::string_view text, const AnswerWatch& w, const Af
   // task: found by a search, not a parse.
   const bool may_task = w.tasks && text.find("\"taskId\"") != std::string_view::npos;
   if (!may_task && w.handle == nullptr) {
-    keys.response = text.find("\"result\"") != std::string_view::npos || text.find("\"error\"") != std::string_view::npos;
+    keys.response =
+        text.find("\"result\"") != std::string_view::npos || text.find("\"error\"") != std::string_view::npos;
     return keys;
   }
   const json doc = parse(text);

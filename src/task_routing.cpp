@@ -65,8 +65,7 @@ TaskRouting::Verdict::Kind TaskRouting::decide(const std::optional<TaskRecord>& 
 }
 
 net::awaitable<void> TaskRouting::on_answer(std::string_view data, bool body_done, bool sse, const Config& cfg,
-                                            Tasks& tasks, Metrics& metrics, int ordinal,
-                                            const std::string& principal) {
+                                            Tasks& tasks, Metrics& metrics, int ordinal, const std::string& principal) {
   Keyed& k = keyed();
   if (!k.tap) k.tap.emplace(sse, cfg.affinity.max_answer_scan);
   if (k.tap->done()) co_return;

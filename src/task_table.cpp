@@ -115,8 +115,7 @@ std::optional<TaskRecord> TaskTable::find(const std::string& key, clock::time_po
   return e.rec;
 }
 
-TaskInsert TaskTable::insert(const std::string& key, const TaskRecord& rec, clock::time_point now,
-                             TaskRecord* holder) {
+TaskInsert TaskTable::insert(const std::string& key, const TaskRecord& rec, clock::time_point now, TaskRecord* holder) {
   const std::size_t index = shard_index(key);
   Shard& s = shards_[index];
   const std::size_t charge = charge_of(key, rec);

@@ -47,8 +47,7 @@ class TaskTable {
 
   // nullopt when unknown or expired. A hit slides the key's expiry; `*refresh` is set when
   // a remote store's copy should slide too (at most every ttl/10 per key).
-  std::optional<TaskRecord> find(const std::string& key, clock::time_point now = clock::now(),
-                                 bool* refresh = nullptr);
+  std::optional<TaskRecord> find(const std::string& key, clock::time_point now = clock::now(), bool* refresh = nullptr);
   // A key an answer created: inserted only when no live key of another pod holds it
   // (`*holder` is then that pod's record). Room is made from expired keys (store role) or
   // any key (cache role: the remote store still has it).

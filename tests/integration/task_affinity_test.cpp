@@ -63,7 +63,8 @@ Headers with(Headers h, const std::string& name, const std::string& value) {
 // A 2026 tools/call of `slow`: the task id it created.
 std::string create_task_2026(std::uint16_t port, int id, json args = json::object()) {
   Headers h = with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "slow");
-  const Response r = request(port, "POST", "/mcp", rpc(id, "tools/call", {{"name", "slow"}, {"arguments", args}}).dump(), h);
+  const Response r =
+      request(port, "POST", "/mcp", rpc(id, "tools/call", {{"name", "slow"}, {"arguments", args}}).dump(), h);
   if (r.status != 200) return "";
   const json m = message(r);
   return m.at("result").value("taskId", "");
@@ -87,8 +88,8 @@ class TaskAffinityTest : public ::testing::Test {
  protected:
   void start(std::vector<std::string> pod_args = {}, std::vector<std::string> proxy_args = {}) {
     pods_ = std::make_unique<TaskPods>(pod_args);
-    std::vector<std::string> args = {"--replicas", "3", "--backend-url-template", pods_->url_template(), "--threads",
-                                     "2", "--placement", "random"};
+    std::vector<std::string> args = {
+        "--replicas", "3", "--backend-url-template", pods_->url_template(), "--threads", "2", "--placement", "random"};
     args.insert(args.end(), proxy_args.begin(), proxy_args.end());
     proxy_ = std::make_unique<Proxy>(args, "tasks");
   }
@@ -194,7 +195,7 @@ TEST_F(TaskAffinityTest, McpHeadersReachThePodByteExact) {
   for (const auto& kv : message(r).at("result").at("structuredContent").at("headers")) {
     got[kv.at(0).get<std::string>()] = kv.at(1).get<std::string>();
   }
-  EXPECT_EQ(got["MCP-Protocol-Version"], "2026-07-28");
+  EXPECT_EQ(got["MCP-Protocol-Version"], "2026-07-28") << r.body;
   EXPECT_EQ(got["Mcp-Method"], "tools/call");
   EXPECT_EQ(got["Mcp-Name"], "headers");
   EXPECT_EQ(got["Mcp-Param-Region"], odd);
@@ -207,7 +208,9 @@ TEST_F(TaskAffinityTest, APodInventingAnotherPodsTaskIdDoesNotTakeIt) {
   std::set<std::string> owners;
   for (int i = 0; i < 30 && owners.size() < 2; ++i) {
     ASSERT_FALSE(create_task_2026(port(), i).empty());
-    owners.insert(message(get_task_2026(port(), "same")).at("result").at("pod").get<std::string>());
+    const Response r = get_task_2026(port(), "same");
+    ASSERT_TRUE(message(r).contains("result")) << r.body;
+    owners.insert(message(r).at("result").at("pod").get<std::string>());
   }
   EXPECT_EQ(owners.size(), 1U) << "one pod holds the id for the proxy";
   EXPECT_GT(m(R"(mcp_proxy_affinity_keys_refused_total{reason="taken"})"), 0);
@@ -279,7 +282,8 @@ TEST_F(TaskAffinityTest, ACallCarryingAHandleFollowsThePodThatMadeIt) {
     const Response made = request(port(), "POST", "/mcp", rpc(i, "tools/call", {{"name", "open_cart"}}).dump(), open);
     const std::string cart = message(made).at("result").at("structuredContent").at("cart");
     for (int j = 0; j < 4; ++j) {
-      const Headers use = with(with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "use_cart"), "Mcp-Param-Cart", cart);
+      const Headers use =
+          with(with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "use_cart"), "Mcp-Param-Cart", cart);
       const Response r = request(port(), "POST", "/mcp", rpc(j, "tools/call", {{"name", "use_cart"}}).dump(), use);
       ASSERT_FALSE(message(r).at("result").at("isError").get<bool>()) << r.body;
     }
@@ -301,8 +305,7 @@ TEST_F(TaskAffinityTest, TasksListIsEveryPodsListMerged) {
   for (const auto& t : msg.at("result").at("tasks")) listed.insert(t.at("taskId").get<std::string>());
   EXPECT_EQ(listed, made);
   // A cursor the proxy did not make is refused as a pod refuses one.
-  const Response bad =
-      request(port(), "POST", "/mcp", rpc(78, "tasks/list", {{"cursor", "forged"}}).dump(), h);
+  const Response bad = request(port(), "POST", "/mcp", rpc(78, "tasks/list", {{"cursor", "forged"}}).dump(), h);
   EXPECT_EQ(json::parse(bad.body).at("error").at("code"), -32602);
 }
 
@@ -345,8 +348,9 @@ TEST_F(RedisTaskTest, RecordedBeforeTheAnswerAndPolledThroughTheOtherReplica) {
   }
   EXPECT_EQ(pods_->misses(), 0);
   EXPECT_EQ(metric(b->metrics(), R"(mcp_proxy_task_routes_total{result="routed"})").value_or(0), 20);
-  const std::string ttl = redis_cmd(redis_->port, {"EVAL", "redis.call('SELECT', 1); return redis.call('PTTL', KEYS[1])",
-                                                   "1", "mcp-session-proxy:task:" + create_task_2026(a->port, 99)});
+  const std::string ttl =
+      redis_cmd(redis_->port, {"EVAL", "redis.call('SELECT', 1); return redis.call('PTTL', KEYS[1])", "1",
+                               "mcp-session-proxy:task:" + create_task_2026(a->port, 99)});
   EXPECT_GT(std::stoll(ttl), 50000) << "the answer's ttlMs (60 s)";
   EXPECT_LE(std::stoll(ttl), 60000);
 }

@@ -8,7 +8,8 @@ using std::chrono::milliseconds;
 
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> kPods = {{"backend.url_template", "http://127.0.0.1:1910{ordinal}"}};
+const std::vector<std::pair<std::string, std::string>> kPods = {
+    {"backend.url_template", "http://127.0.0.1:1910{ordinal}"}};
 
 std::string error_of(const std::string& yaml, std::vector<std::pair<std::string, std::string>> overrides = {}) {
   overrides.insert(overrides.begin(), kPods.begin(), kPods.end());
@@ -62,8 +63,8 @@ affinity:
 }
 
 TEST(AffinityConfig, Flags) {
-  const CommandLine cmd = parse({"--backend-url-template", "http://127.0.0.1:1910{ordinal}", "--task-affinity",
-                                 "false", "--task-ttl-default", "5m", "--task-ttl-max", "1h", "--handle",
+  const CommandLine cmd = parse({"--backend-url-template", "http://127.0.0.1:1910{ordinal}", "--task-affinity", "false",
+                                 "--task-ttl-default", "5m", "--task-ttl-max", "1h", "--handle",
                                  R"({"param":"Cart","tool":"open_cart","result_pointer":"/cart"})"});
   const Config c = build_config(cmd);
   EXPECT_FALSE(c.affinity.tasks);

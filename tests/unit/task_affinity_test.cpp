@@ -22,8 +22,8 @@ struct Req {
 AffinityConfig config() { return AffinityConfig{}; }
 
 std::string get_body(std::string_view method, std::string_view id) {
-  return R"({"jsonrpc":"2.0","id":3,"method":")" + std::string(method) + R"(","params":{"taskId":")" +
-         std::string(id) + R"("}})";
+  return R"({"jsonrpc":"2.0","id":3,"method":")" + std::string(method) + R"(","params":{"taskId":")" + std::string(id) +
+         R"("}})";
 }
 
 RequestAffinity affinity(const Req& r, const AffinityConfig& cfg = config()) {
@@ -37,7 +37,9 @@ TEST(HeaderValue, PlainAndBase64) {
   EXPECT_EQ(decode_header_value("=?base64?w6lsw6hWZQ==?="), "\xc3\xa9l\xc3\xa8Ve");
   EXPECT_EQ(decode_header_value("=?BASE64?YWJj?="), "abc");
   EXPECT_EQ(decode_header_value("=?base64?YWJj?="), "abc");
-  EXPECT_EQ(decode_header_value("=?base64?" "?="), "");
+  EXPECT_EQ(decode_header_value("=?base64?"
+                                "?="),
+            "");
   EXPECT_FALSE(decode_header_value("=?base64?a*bc?="));
   EXPECT_FALSE(decode_header_value("=?base64?Y?="));
   EXPECT_EQ(decode_header_value("=?base64?"), "=?base64?");  // not the form: as is
@@ -53,7 +55,8 @@ TEST(AffinityId, Bounded) {
 }
 
 TEST(RequestAffinity, TaskByMcpNameWhenTheBodyAgrees) {
-  const Req r("Mcp-Method: tasks/get\r\nMcp-Name: t-1\r\nMCP-Protocol-Version: 2026-07-28\r\n", get_body("tasks/get", "t-1"));
+  const Req r("Mcp-Method: tasks/get\r\nMcp-Name: t-1\r\nMCP-Protocol-Version: 2026-07-28\r\n",
+              get_body("tasks/get", "t-1"));
   const auto a = affinity(r);
   EXPECT_EQ(a.kind, AffinityKind::task);
   EXPECT_EQ(a.key, "task:t-1");
@@ -102,7 +105,8 @@ TEST(RequestAffinity, TwentyTwentyFiveWithoutSessionByParamsTaskId) {
     EXPECT_EQ(a.key, "task:abc");
   }
   // A scan fooled by a nested "method" is checked by the parse.
-  const Req fooled("", R"({"jsonrpc":"2.0","id":1,"params":{"method":"tasks/get","taskId":"x"},"method":"tools/call"})");
+  const Req fooled("",
+                   R"({"jsonrpc":"2.0","id":1,"params":{"method":"tasks/get","taskId":"x"},"method":"tools/call"})");
   EXPECT_EQ(affinity(fooled).kind, AffinityKind::none);
 }
 
@@ -222,9 +226,9 @@ TEST(AnswerKeys, NothingFromOtherMessages) {
                   .learned.empty());
   EXPECT_TRUE(keys_of_message("garbage \"taskId\"", w, cfg).learned.empty());
   // Not watched: not read.
-  EXPECT_TRUE(keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t"}})",
-                              AnswerWatch{}, cfg)
-                  .learned.empty());
+  EXPECT_TRUE(
+      keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t"}})", AnswerWatch{}, cfg)
+          .learned.empty());
 }
 
 TEST(AnswerKeys, HugeIdsAndTtlsAreBounded) {
@@ -236,18 +240,18 @@ TEST(AnswerKeys, HugeIdsAndTtlsAreBounded) {
                                     w, cfg);
   EXPECT_TRUE(huge.learned.empty());
   EXPECT_EQ(huge.refused, 1U);
-  const auto long_ttl = keys_of_message(
-      R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t","ttlMs":1e300}})", w, cfg);
+  const auto long_ttl =
+      keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t","ttlMs":1e300}})", w, cfg);
   ASSERT_EQ(long_ttl.learned.size(), 1U);
   EXPECT_EQ(long_ttl.learned[0].ttl, cfg.task_ttl_max);
-  const auto negative = keys_of_message(
-      R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t","ttlMs":-5}})", w, cfg);
+  const auto negative =
+      keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t","ttlMs":-5}})", w, cfg);
   EXPECT_EQ(negative.learned.at(0).ttl, cfg.task_ttl_default);
-  const auto text_ttl = keys_of_message(
-      R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t","ttlMs":"9"}})", w, cfg);
+  const auto text_ttl =
+      keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t","ttlMs":"9"}})", w, cfg);
   EXPECT_EQ(text_ttl.learned.at(0).ttl, cfg.task_ttl_default);
-  const auto not_string = keys_of_message(
-      R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":12}})", w, cfg);
+  const auto not_string =
+      keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":12}})", w, cfg);
   EXPECT_TRUE(not_string.learned.empty());
 }
 
@@ -271,9 +275,9 @@ TEST(AnswerKeys, HandleAtThePointer) {
   EXPECT_FALSE(k.learned[0].task);
   EXPECT_TRUE(keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"carts":[]}}})", w, cfg)
                   .learned.empty());
-  EXPECT_TRUE(keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"carts":[{"id":{}}]}}})", w,
-                              cfg)
-                  .learned.empty());
+  EXPECT_TRUE(
+      keys_of_message(R"({"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"carts":[{"id":{}}]}}})", w, cfg)
+          .learned.empty());
 }
 
 TEST(AnswerTap, JsonBodyWholeAtItsEnd) {
