@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "mcpproxy/config.hpp"
+#include "mcpproxy/task_affinity.hpp"
 
 namespace mcpproxy {
 namespace {
@@ -44,6 +45,15 @@ std::optional<std::string> request_for_pod(std::string_view body, const std::str
     params["cursor"] = pod_cursor;
   }
   return j.dump();
+}
+
+std::optional<std::string> response_message(std::string payload, bool sse, std::size_t limit) {
+  if (!sse) return payload;
+  AnswerTap tap(/*sse=*/true, limit);
+  std::vector<std::string> messages;
+  tap.feed(payload, /*body_done=*/true, messages);
+  if (messages.empty()) return std::nullopt;
+  return std::move(messages.back());
 }
 
 std::optional<std::string> list_cursor_of(std::string_view body) {

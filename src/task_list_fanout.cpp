@@ -13,7 +13,36 @@
 
 namespace mcpproxy {
 namespace {
+
 inline constexpr Refusal kInvalidCursor{200, -32602, "Invalid cursor"};
+
+struct PodAnswer {
+  bool whole = false;     // the body came to its end, within the bound
+  bool reusable = false;  // the pod connection may go back to the pool
+  std::string payload;
+};
+
+net::awaitable<PodAnswer> read_pod_answer(tcp::socket& up, beast::flat_buffer& in, const http1::Head& res,
+                                          std::size_t limit) {
+  // The body to its end, bounded (affinity.max_answer_scan), chunk framing removed.
+  PodAnswer out;
+  http1::BodyFraming framing(res);
+  const auto take = [&](char* p, std::size_t n) { out.payload.append(p, framing.take(p, n)); };
+  if (in.size() > res.size) take(static_cast<char*>(in.data().data()) + res.size, in.size() - res.size);
+  in.consume(in.size());
+  while (!framing.done && !framing.error && out.payload.size() <= limit) {
+    auto [ec, n] = co_await up.async_read_some(in.prepare(16384), use_tuple);
+    if (ec == net::error::eof && framing.framing == http1::Framing::close) framing.done = true;
+    if (ec) break;
+    in.commit(n);
+    take(static_cast<char*>(in.data().data()), n);
+    in.consume(n);
+  }
+  out.whole = framing.done && !framing.error;
+  out.reusable = out.whole && !framing.extra && res.keep_alive && framing.framing != http1::Framing::close;
+  co_return out;
+}
+
 }  // namespace
 
 net::awaitable<bool> Connection::list_tasks(Exchange& ex) {
@@ -60,33 +89,13 @@ net::awaitable<std::optional<std::string>> Connection::ask_pod(Exchange& ex, int
       if (lease.reused && !expired(Wait::upstream)) continue;
       co_return std::nullopt;
     }
-    // The body, bounded like an answer the proxy reads for a task (affinity.max_answer_scan).
-    http1::BodyFraming framing(res);
-    std::string payload;
-    const auto take = [&](char* p, std::size_t n) { payload.append(p, framing.take(p, n)); };
-    if (in.size() > res.size) take(static_cast<char*>(in.data().data()) + res.size, in.size() - res.size);
-    in.consume(in.size());
-    while (!framing.done && !framing.error && payload.size() <= cfg.affinity.max_answer_scan) {
-      auto [rec, n] = co_await up.async_read_some(in.prepare(16384), use_tuple);
-      if (rec == net::error::eof && framing.framing == http1::Framing::close) framing.done = true;
-      if (rec) break;
-      in.commit(n);
-      take(static_cast<char*>(in.data().data()), n);
-      in.consume(n);
-    }
+    PodAnswer answer = co_await read_pod_answer(up, in, res, cfg.affinity.max_answer_scan);
     stop_waiting();
-    if (!framing.done || framing.error || res.status != 200) co_return std::nullopt;
-    if (!framing.extra && res.keep_alive && framing.framing != http1::Framing::close) {
-      ctx_.pool.release(ordinal, std::move(lease.stream));
-    }
+    if (!answer.whole || res.status != 200) co_return std::nullopt;
+    if (answer.reusable) ctx_.pool.release(ordinal, std::move(lease.stream));
     const auto type = res.get(http1::FieldId::content_type);
-    if (!type || !http1::starts_with_ci(*type, "text/event-stream")) co_return payload;
-    // An SSE answer: its last event is the response.
-    AnswerTap tap(/*sse=*/true, cfg.affinity.max_answer_scan);
-    std::vector<std::string> messages;
-    tap.feed(payload, /*body_done=*/true, messages);
-    if (messages.empty()) co_return std::nullopt;
-    co_return messages.back();
+    co_return response_message(std::move(answer.payload), type && http1::starts_with_ci(*type, "text/event-stream"),
+                               cfg.affinity.max_answer_scan);
   }
   co_return std::nullopt;
 }

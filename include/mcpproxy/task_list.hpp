@@ -37,6 +37,10 @@ struct PodListAnswer {
 // server without tasks/list). `id_json` is the request's id.
 std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::string_view id_json);
 
+// A pod's answer's JSON-RPC message: a JSON body as it is, an SSE answer's last event's data
+// (read with the bound `limit`); nullopt when an SSE answer has no event.
+std::optional<std::string> response_message(std::string payload, bool sse, std::size_t limit);
+
 // The cursor param of a tasks/list body, when it has one.
 std::optional<std::string> list_cursor_of(std::string_view body);
 

@@ -65,3 +65,9 @@ TEST(TaskList, EachPodGetsItsOwnCursor) {
   EXPECT_EQ(later.at("id"), 4);
   EXPECT_FALSE(request_for_pod("[]", ""));
 }
+
+TEST(TaskList, AnSseAnswersLastEventIsItsMessage) {
+  EXPECT_EQ(response_message("{\"a\":1}", false, 1024), "{\"a\":1}");
+  EXPECT_EQ(response_message("data: {\"n\":1}\n\ndata: {\"r\":2}\n\n", true, 1024), "{\"r\":2}");
+  EXPECT_FALSE(response_message(": comment\n\n", true, 1024));
+}
