@@ -64,10 +64,11 @@ std::string_view to_string(McpMethod m) {
 }
 
 McpMethod mcp_method(std::string_view name) {
-  // The request path's common methods settle without the table.
+  // The request path's common methods settle without the table (constant-size compares,
+  // expanded inline).
   if (name.size() == 10) {
-    if (name == "tools/call") return McpMethod::tools_call;
-    if (name == "tools/list") return McpMethod::tools_list;
+    if (std::memcmp(name.data(), "tools/call", 10) == 0) return McpMethod::tools_call;
+    if (std::memcmp(name.data(), "tools/list", 10) == 0) return McpMethod::tools_list;
   } else if (name.empty()) {
     return McpMethod::other;
   }
@@ -117,6 +118,11 @@ std::string_view scan_jsonrpc_method(std::string_view body) {
     std::memcpy(&word, p + at - 1, 8);
     // `"method"`, its opening quote not an escaped one (a value that spells the key).
     if (word != key || (at >= 2 && p[at - 2] == '\\')) continue;
+    // The common method, as every client writes it, settles in two word compares.
+    static constexpr std::string_view kToolsCall = ":\"tools/call\"";
+    if (n - at - 7 >= kToolsCall.size() && std::memcmp(p + at + 7, kToolsCall.data(), kToolsCall.size()) == 0) {
+      return body.substr(at + 9, 10);
+    }
     if (const auto value = member_value(body, at + 7)) return *value;
   }
   return {};
