@@ -100,10 +100,10 @@ std::optional<std::string_view> member_value(std::string_view body, std::size_t 
 
 }  // namespace
 
-std::string_view scan_jsonrpc_method(std::string_view body) {
-  // Every request is labelled by it, a session's too, so it costs next to nothing: the key
-  // is found by its 'm' (one memchr, where a search for the quoted key stops at every
-  // quote), checked as one 8-byte word, and the value read bytewise (a method is short).
+namespace {
+
+// Where the value of the first "method" member is: `at` of its key's 'm' (npos: none).
+std::size_t method_key(std::string_view body) {
   const char* const p = body.data();
   const std::size_t n = body.size();
   static constexpr char kKey[] = "\"method\"";
@@ -111,21 +111,37 @@ std::string_view scan_jsonrpc_method(std::string_view body) {
   std::memcpy(&key, kKey, 8);
   for (std::size_t from = 1; from + 7 < n;) {
     const void* m = std::memchr(p + from, 'm', n - from - 7);
-    if (m == nullptr) return {};
+    if (m == nullptr) return std::string_view::npos;
     const auto at = static_cast<std::size_t>(static_cast<const char*>(m) - p);
     from = at + 1;
     std::uint64_t word = 0;
     std::memcpy(&word, p + at - 1, 8);
     // `"method"`, its opening quote not an escaped one (a value that spells the key).
-    if (word != key || (at >= 2 && p[at - 2] == '\\')) continue;
-    // The common method, as every client writes it, settles in two word compares.
-    static constexpr std::string_view kToolsCall = ":\"tools/call\"";
-    if (n - at - 7 >= kToolsCall.size() && std::memcmp(p + at + 7, kToolsCall.data(), kToolsCall.size()) == 0) {
-      return body.substr(at + 9, 10);
+    if (word == key && (at < 2 || p[at - 2] != '\\') && (p[at + 7] == ':' || member_value(body, at + 7))) {
+      return at;
     }
-    if (const auto value = member_value(body, at + 7)) return *value;
   }
-  return {};
+  return std::string_view::npos;
+}
+
+constexpr std::string_view kToolsCall = ":\"tools/call\"";
+
+}  // namespace
+
+McpMethod method_of_body(std::string_view body) {
+  const std::size_t at = method_key(body);
+  if (at == std::string_view::npos) return McpMethod::other;
+  // The common method, as every client writes it, settles in two word compares.
+  if (body.size() - at - 7 >= kToolsCall.size() &&
+      std::memcmp(body.data() + at + 7, kToolsCall.data(), kToolsCall.size()) == 0) {
+    return McpMethod::tools_call;
+  }
+  return mcp_method(*member_value(body, at + 7));
+}
+
+std::string_view scan_jsonrpc_method(std::string_view body) {
+  const std::size_t at = method_key(body);
+  return at == std::string_view::npos ? std::string_view{} : *member_value(body, at + 7);
 }
 
 }  // namespace mcpproxy

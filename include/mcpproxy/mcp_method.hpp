@@ -62,6 +62,10 @@ McpMethod mcp_method(std::string_view name);
 // empty when there is none, or it holds an escape. A label only: routing decisions parse.
 std::string_view scan_jsonrpc_method(std::string_view body);
 
+// The method label of a body: mcp_method(scan_jsonrpc_method(body)), with `tools/call` as
+// clients write it settled in the scan.
+McpMethod method_of_body(std::string_view body);
+
 // The task methods whose request names a task (routed to the pod that holds it).
 inline bool names_task(McpMethod m) {
   return m == McpMethod::tasks_get || m == McpMethod::tasks_result || m == McpMethod::tasks_cancel ||

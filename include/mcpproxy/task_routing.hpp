@@ -40,7 +40,7 @@ class TaskRouting {
   // `principal`: the request's identity with sessions.binding.
   Verdict::Kind on_request(const http1::Head& head, std::string_view body, bool sessionless, const Config& cfg,
                            Tasks& tasks, Metrics& metrics, std::string_view principal) {
-    method_ = mcp_method(scan_jsonrpc_method(body));
+    method_ = method_of_body(body);
     if (!sessionless) {
       metrics.affinity.count_request(Era::v2025, method_);
       return Verdict::Kind::place;

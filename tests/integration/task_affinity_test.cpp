@@ -46,13 +46,20 @@ json rpc(int id, const std::string& method, const json& params) {
   return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
 }
 
-// The JSON-RPC response of an answer, JSON or the last SSE event.
+// The JSON-RPC response of an answer, JSON or the last SSE event (an empty object, and a
+// failure naming the answer, when it is neither).
 json message(const Response& r) {
+  std::string text = r.body;
   if (r.header("content-type").rfind("text/event-stream", 0) == 0) {
     const auto at = r.body.rfind("data: ");
-    return json::parse(r.body.substr(at + 6, r.body.find('\n', at) - at - 6));
+    text = at == std::string::npos ? "" : r.body.substr(at + 6, r.body.find('\n', at) - at - 6);
   }
-  return json::parse(r.body);
+  json m = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!m.is_object()) {
+    ADD_FAILURE() << "not a JSON-RPC message: status " << r.status << ", body '" << r.body << "'";
+    return json::object();
+  }
+  return m;
 }
 
 Headers with(Headers h, const std::string& name, const std::string& value) {
@@ -81,7 +88,12 @@ std::string create_task_2025(std::uint16_t port, int id) {
   const Response r =
       request(port, "POST", "/mcp", rpc(id, "tools/call", {{"name", "slow"}, {"arguments", json::object()}}).dump(), h);
   if (r.status != 200) return "";
-  return message(r).at("result").at("task").value("taskId", "");
+  const json msg = message(r);
+  if (!msg.contains("result") || !msg.at("result").contains("task")) {
+    ADD_FAILURE() << "not a task: " << r.body;
+    return "";
+  }
+  return msg.at("result").at("task").value("taskId", "");
 }
 
 class TaskAffinityTest : public ::testing::Test {
@@ -131,7 +143,7 @@ TEST_F(TaskAffinityTest, StatelessTwentyTwentyFiveTasksByParamsTaskId) {
     ASSERT_FALSE(task.empty());
     for (const char* method : {"tasks/get", "tasks/result", "tasks/cancel"}) {
       const Response r = request(port(), "POST", "/mcp", rpc(3, method, {{"taskId", task}}).dump(), h);
-      ASSERT_EQ(r.status, 200);
+      ASSERT_EQ(r.status, 200) << r.body;
       ASSERT_TRUE(message(r).contains("result")) << method << " " << r.body;
     }
   }
@@ -155,7 +167,7 @@ TEST_F(TaskAffinityTest, UnknownTaskIsAnsweredAsAPodAnswersIt) {
   start();
   const Response r = get_task_2026(port(), "no-such-task");
   EXPECT_EQ(r.status, 200);
-  const json msg = json::parse(r.body);
+  const json msg = message(r);
   EXPECT_EQ(msg.at("error").at("code"), -32602);
   EXPECT_EQ(msg.at("error").at("message"), "Task not found");
   EXPECT_EQ(msg.at("id"), 9);
@@ -170,7 +182,7 @@ TEST_F(TaskAffinityTest, ForgedOrDisagreeingHeadersNeverRoute) {
   // Mcp-Name names another task than the body.
   Response r = get_task_2026(port(), task, "tasks/get", "forged");
   EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32020);
+  EXPECT_EQ(message(r).at("error").at("code"), -32020);
   // Mcp-Method says tasks/get, the body tasks/cancel.
   const Headers h = with(with(k2026, "Mcp-Method", "tasks/get"), "Mcp-Name", task);
   r = request(port(), "POST", "/mcp", rpc(4, "tasks/cancel", {{"taskId", task}}).dump(), h);
@@ -192,7 +204,8 @@ TEST_F(TaskAffinityTest, McpHeadersReachThePodByteExact) {
   const Response r = request(port(), "POST", "/mcp", rpc(1, "tools/call", {{"name", "headers"}}).dump(), h);
   ASSERT_EQ(r.status, 200) << r.body;
   std::map<std::string, std::string> got;
-  for (const auto& kv : message(r).at("result").at("structuredContent").at("headers")) {
+  const json msg = message(r);  // the loop's range must not be a temporary's member
+  for (const auto& kv : msg.at("result").at("structuredContent").at("headers")) {
     got[kv.at(0).get<std::string>()] = kv.at(1).get<std::string>();
   }
   EXPECT_EQ(got["MCP-Protocol-Version"], "2026-07-28") << r.body;
@@ -224,7 +237,7 @@ TEST_F(TaskAffinityTest, HugeTaskIdsAreNeitherLearnedNorLookedUp) {
   EXPECT_EQ(m("mcp_proxy_tasks_learned_total"), 0);
   EXPECT_EQ(m("mcp_proxy_affinity_keys"), 0);
   const Response r = get_task_2026(port(), task);
-  EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32602);
+  EXPECT_EQ(message(r).at("error").at("code"), -32602);
 }
 
 TEST_F(TaskAffinityTest, HugeTtlIsCappedAndAFloodIsBounded) {
@@ -253,7 +266,7 @@ TEST_F(TaskAffinityTest, ATaskWhosePodIsGoneIsAnsweredAsUnknown) {
   ASSERT_TRUE(eventually([&] { return m("mcp_proxy_config_generation") == 2; }));
   const Response r = get_task_2026(port(), on_pod2);
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32602);
+  EXPECT_EQ(message(r).at("error").at("code"), -32602);
   EXPECT_EQ(m(R"(mcp_proxy_task_routes_total{result="pod_gone"})"), 1);
 }
 
@@ -299,14 +312,14 @@ TEST_F(TaskAffinityTest, TasksListIsEveryPodsListMerged) {
   const Headers h = {{"MCP-Protocol-Version", "2025-11-25"}};
   const Response r = request(port(), "POST", "/mcp", rpc(77, "tasks/list", json::object()).dump(), h);
   ASSERT_EQ(r.status, 200);
-  const json msg = json::parse(r.body);
+  const json msg = message(r);
   EXPECT_EQ(msg.at("id"), 77);
   std::set<std::string> listed;
   for (const auto& t : msg.at("result").at("tasks")) listed.insert(t.at("taskId").get<std::string>());
   EXPECT_EQ(listed, made);
   // A cursor the proxy did not make is refused as a pod refuses one.
   const Response bad = request(port(), "POST", "/mcp", rpc(78, "tasks/list", {{"cursor", "forged"}}).dump(), h);
-  EXPECT_EQ(json::parse(bad.body).at("error").at("code"), -32602);
+  EXPECT_EQ(message(bad).at("error").at("code"), -32602);
 }
 
 // ---- two proxy replicas sharing one redis-server -----------------------------------------
@@ -358,6 +371,6 @@ TEST_F(RedisTaskTest, RecordedBeforeTheAnswerAndPolledThroughTheOtherReplica) {
 TEST_F(RedisTaskTest, AnUnknownTaskIsUnknownToBothReplicas) {
   const auto a = replica("tasks-a");
   const Response r = get_task_2026(a->port, "never-made");
-  EXPECT_EQ(json::parse(r.body).at("error").at("code"), -32602);
+  EXPECT_EQ(message(r).at("error").at("code"), -32602);
   EXPECT_EQ(pods_->misses(), 0);
 }

@@ -48,3 +48,13 @@ TEST(McpMethodLabel, ScanFindsTheMember) {
   EXPECT_EQ(scan_jsonrpc_method(R"({"x":"\"method\"","method":"ping"})"), "ping");
   EXPECT_EQ(scan_jsonrpc_method(""), "");
 }
+
+TEST(McpMethodLabel, OfBody) {
+  EXPECT_EQ(method_of_body(R"({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}})"), McpMethod::tools_call);
+  EXPECT_EQ(method_of_body(R"({"method" : "tools/call"})"), McpMethod::tools_call);
+  EXPECT_EQ(method_of_body(R"({"method":"tools/calls"})"), McpMethod::other);
+  EXPECT_EQ(method_of_body(R"({"method":"tasks/get","params":{"taskId":"x"}})"), McpMethod::tasks_get);
+  EXPECT_EQ(method_of_body(R"({"jsonrpc":"2.0","id":1,"result":{}})"), McpMethod::other);
+  EXPECT_EQ(method_of_body(R"({"x":"\"method\":\"tools/call\"","method":"ping"})"), McpMethod::ping);
+  EXPECT_EQ(method_of_body(""), McpMethod::other);
+}
