@@ -37,6 +37,7 @@
 #include "mcpproxy/session_recovery.hpp"
 #include "mcpproxy/sessions.hpp"
 #include "mcpproxy/single_flight.hpp"
+#include "mcpproxy/task_list_fanout.hpp"
 #include "mcpproxy/upstream_exchange.hpp"
 
 namespace mcpproxy {
@@ -75,9 +76,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // --- the routing decision, made without a wait where none is needed: `proxy` (ex.ordinal
   // is the pod), or what handle must wait for first: the store (`look_up`, the table did not
-  // know the session), a local reply, a lost session, or a session stream's order.
+  // know the session), a local reply, a lost session, or a session stream's order; for a
+  // sessionless request's task or handle (task_routing.hpp): the store (`look_up_key`), or
+  // every pod's list (`list_tasks`, task_list_fanout.hpp).
   struct Decision {
-    enum class Kind : std::uint8_t { proxy, look_up, reply, lost, stream_order };
+    enum class Kind : std::uint8_t { proxy, look_up, reply, lost, stream_order, look_up_key, list_tasks };
     Kind kind = Kind::proxy;
     Refusal refusal;
     LostCause cause{};
@@ -139,6 +142,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   UpstreamExchange upstream_;
   Relay relay_;
   SessionRecovery recovery_;
+  TaskListFanout task_lists_;
   std::string session_id_storage_;  // the session id's buffer, handed from exchange to exchange
   // The last identity seen on this connection and its principal: a client sends the same
   // credential on every request, so the HMAC is computed once per connection, not per request.
