@@ -61,6 +61,21 @@ const std::string* method_of(const json& doc) {
   return m != doc.end() && m->is_string() ? m->get_ptr<const std::string*>() : nullptr;
 }
 
+// The task methods of 2026-07-28: tasks/result is not one of them (SEP-2663).
+bool names_task_2026(McpMethod m) { return names_task(m) && m != McpMethod::tasks_result; }
+
+// Whether a 2026 request's client declared the tasks extension (its per-request capabilities).
+bool declares_tasks(const json& doc) {
+  const json* at = &doc;
+  for (const char* name : {"params", "_meta", "io.modelcontextprotocol/clientCapabilities", "extensions"}) {
+    if (!at->is_object()) return false;
+    const auto it = at->find(name);
+    if (it == at->end()) return false;
+    at = &*it;
+  }
+  return at->is_object() && at->contains("io.modelcontextprotocol/tasks");
+}
+
 RequestAffinity mismatch() { return RequestAffinity{AffinityKind::mismatch, {}}; }
 
 RequestAffinity task_by(std::string_view id, const AffinityConfig& cfg) {
@@ -83,14 +98,16 @@ RequestAffinity task_request_2026(const http1::Head& head, std::string_view body
   }
   const auto id = decode_header_value(*name);
   if (!id || body_id == nullptr || *body_id != *id) return mismatch();
-  return task_by(*id, cfg);
+  RequestAffinity out = task_by(*id, cfg);
+  out.declares_tasks = declares_tasks(doc);
+  return out;
 }
 
 // 2026 headers that do not name a task method: a body that does is a forged header.
 bool body_names_task(std::string_view body) {
   const json doc = parse(body);
   const std::string* method = method_of(doc);
-  return method != nullptr && names_task(mcp_method(*method));
+  return method != nullptr && names_task_2026(mcp_method(*method));
 }
 
 RequestAffinity task_request_2025(std::string_view body, const AffinityConfig& cfg) {
@@ -234,10 +251,11 @@ RequestAffinity request_affinity(const http1::Head& head, std::string_view body,
                                  const AffinityConfig& cfg) {
   if (cfg.tasks) {
     if (const auto header_method = head.get("Mcp-Method")) {
-      if (names_task(mcp_method(*header_method))) return task_request_2026(head, body, *header_method, cfg);
+      if (names_task_2026(mcp_method(*header_method))) return task_request_2026(head, body, *header_method, cfg);
       // A body that names a task under a header that does not: never routed as either.
-      if (names_task(method) && body_names_task(body)) return mismatch();
-    } else if (names_task(method)) {
+      if (names_task_2026(method) && body_names_task(body)) return mismatch();
+    } else if (names_task(method) && (method != McpMethod::tasks_result ||
+                                      classify_era(head.get("MCP-Protocol-Version"), false, false) == Era::v2025)) {
       return task_request_2025(body, cfg);
     }
   }

@@ -32,7 +32,8 @@ TaskRouting::Verdict::Kind TaskRouting::on_sessionless(const http1::Head& head, 
       return reply(kHeaderMismatch);
     case AffinityKind::unknown:
       metrics.affinity.count_route(true, KeyRoute::unknown);
-      return reply(kTaskNotFound);
+      // A 2026 client without the tasks extension: the pod answers -32021 (decide).
+      return keyed_->key.declares_tasks ? reply(kTaskNotFound) : Verdict::Kind::place;
     case AffinityKind::task:
     case AffinityKind::handle:
       break;
@@ -61,6 +62,8 @@ TaskRouting::Verdict::Kind TaskRouting::decide(const std::optional<TaskRecord>& 
     return Verdict::Kind::forward;
   }
   if (!task) return Verdict::Kind::place;  // a handle no pod holds: placed, the pod answers for it
+  // A 2026 client without the tasks extension: any pod answers -32021, as the task's would.
+  if (!keyed().key.declares_tasks) return Verdict::Kind::place;
   return reply(kTaskNotFound);
 }
 

@@ -44,13 +44,19 @@ enum class AffinityKind : std::uint8_t {
 struct RequestAffinity {
   AffinityKind kind = AffinityKind::none;
   std::string key;
+  // 2026: whether the client declared io.modelcontextprotocol/tasks (params._meta). A pod
+  // answers a task method without it -32021 whether it holds the task or not, so a task
+  // the proxy does not know is then placed and the pod answers, never the proxy.
+  bool declares_tasks = true;
 };
 
 // `method` is the body's method as scan_jsonrpc_method labels it (the full parse happens
 // only for a request that names a task or carries a configured handle header).
-// 2026 (`Mcp-Method` present): tasks/get|update|cancel|result by `Mcp-Name` (decoded),
-// which must equal `params.taskId`, and `Mcp-Method` must equal the body's method.
-// 2025 without a session: tasks/get|result|cancel|update by `params.taskId`.
+// 2026 (`Mcp-Method` present): tasks/get|update|cancel by `Mcp-Name` (decoded), which must
+// equal `params.taskId`, and `Mcp-Method` must equal the body's method (tasks/result is gone
+// in 2026: placed, the pod answers -32601).
+// 2025 without a session: tasks/get|result|cancel|update by `params.taskId` (tasks/result
+// only when MCP-Protocol-Version is not a 2026 one).
 // Handles: the first configured `Mcp-Param-{param}` header present.
 RequestAffinity request_affinity(const http1::Head& head, std::string_view body, McpMethod method,
                                  const AffinityConfig& cfg);

@@ -110,6 +110,28 @@ TEST(RequestAffinity, TwentyTwentyFiveWithoutSessionByParamsTaskId) {
   EXPECT_EQ(affinity(fooled).kind, AffinityKind::none);
 }
 
+TEST(RequestAffinity, TasksResultIsRoutedIn2025Only) {
+  // Removed in 2026 (the pod answers -32601): placed, never routed or refused by the proxy.
+  EXPECT_EQ(affinity(Req("Mcp-Method: tasks/result\r\nMcp-Name: t-1\r\nMCP-Protocol-Version: 2026-07-28\r\n",
+                         get_body("tasks/result", "t-1")))
+                .kind,
+            AffinityKind::none);
+  EXPECT_EQ(affinity(Req("MCP-Protocol-Version: 2026-07-28\r\n", get_body("tasks/result", "t-1"))).kind,
+            AffinityKind::none);
+  EXPECT_EQ(affinity(Req("MCP-Protocol-Version: 2025-11-25\r\n", get_body("tasks/result", "t-1"))).key, "task:t-1");
+}
+
+TEST(RequestAffinity, TwentyTwentySixNotesTheTasksExtension) {
+  const Req without("Mcp-Method: tasks/get\r\nMcp-Name: t-1\r\n", get_body("tasks/get", "t-1"));
+  EXPECT_EQ(affinity(without).kind, AffinityKind::task);
+  EXPECT_FALSE(affinity(without).declares_tasks);
+  const Req with("Mcp-Method: tasks/get\r\nMcp-Name: t-1\r\n",
+                 R"({"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":"t-1","_meta":)"
+                 R"({"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}})");
+  EXPECT_EQ(affinity(with).key, "task:t-1");
+  EXPECT_TRUE(affinity(with).declares_tasks);
+}
+
 TEST(RequestAffinity, OtherRequestsHaveNoKeyAndCostNoParse) {
   EXPECT_EQ(affinity(Req("Mcp-Method: tools/list\r\n", R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})")).kind,
             AffinityKind::none);
