@@ -1,0 +1,194 @@
+// Task flows with the official SDK clients, counted: the table of issue 27.
+// A flow: discover (2026) or initialize (2025), tools/list, tools/call of slow_work -> a task,
+// tasks/get until the task is done, then its result (inline in the completed task on
+// 2026-07-28, tasks/result on 2025). Every task request answered -32602 "Task not found"
+// reached a replica that never saw the task: a misroute. A flow is clean when it got its own
+// task's result with no misroute and no error.
+//
+//   node flows.mjs --target URL [--target URL2] [--flows 20] [--case NAME ...] [--json]
+//
+// With two targets (two proxy replicas), flow i starts on target i%2 and polls its task
+// through the other one at once. Cases (--case, default all but the v1-pod ones):
+//   v2-modern   SDK v2 client, 2026-07-28 (pinned)        -> v2 pods (server.mjs)
+//   v1-client   SDK v1 client (1.32.2, 2025-11-25)       -> v2 pods
+//   v2-legacy   SDK v2 client, default negotiation (2025) -> v2 pods
+//   v1-pods     SDK v1 client                             -> v1 pods with sessions (v1_server.mjs)
+//   v2-v1-pods  SDK v2 client, auto negotiation           -> v1 pods with sessions
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+import { Client as ClientV2, StreamableHTTPClientTransport as TransportV2 } from '@modelcontextprotocol/client';
+import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as TransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { CallToolResultSchema, CreateTaskResultSchema, GetTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
+
+const anyResult = z.object({}).passthrough();
+const maxPolls = 400;
+const taskNotFound = (e) => e?.code === -32602 && /Task not found/.test(e.message ?? '');
+
+// SDK 2.4.0 has no tasks runtime: its client refuses a tools/call answered resultType "task"
+// (UnsupportedResultType) after reading it. The transport's fetch keeps the task answer it
+// read, so the flow takes the task from there; everything on the wire is the SDK's own.
+function taskCapturingFetch() {
+  const captured = { task: undefined };
+  const fetchImpl = async (url, init) => {
+    const response = await fetch(url, init);
+    let method;
+    try { method = typeof init?.body === 'string' ? JSON.parse(init.body).method : undefined; } catch { /* not JSON */ }
+    if (method !== 'tools/call' || !response.ok) return response;
+    const text = await response.clone().text();
+    const bodies = text.trimStart().startsWith('{') ? [text]
+      : text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim());
+    for (const b of bodies) {
+      try {
+        const msg = JSON.parse(b);
+        if (msg?.result?.resultType === 'task') captured.task = msg.result;
+      } catch { /* a non-JSON frame */ }
+    }
+    return response;
+  };
+  return { captured, fetchImpl };
+}
+
+// The client kinds, each with connect / list / call (-> task id) / get / result / close.
+const kinds = {
+  'v2-modern': { era: 'modern', v2: true, negotiation: { mode: { pin: '2026-07-28' } } },
+  'v2-legacy': { era: 'legacy', v2: true, negotiation: { mode: 'legacy' } },
+  'v2-auto': { era: 'auto', v2: true, negotiation: { mode: 'auto' } },
+  v1: { era: 'legacy', v2: false },
+};
+
+async function connectClient(kind, url, sessionId) {
+  const k = kinds[kind];
+  if (!k.v2) {
+    const client = new ClientV1({ name: 'era-flows-v1', version: '1.0.0' });
+    const transport = new TransportV1(new URL(url), sessionId ? { sessionId } : {});
+    await client.connect(transport);
+    return { kind, client, transport, modern: false };
+  }
+  const { captured, fetchImpl } = taskCapturingFetch();
+  const client = new ClientV2({ name: 'era-flows-v2', version: '1.0.0' }, { versionNegotiation: k.negotiation });
+  const transport = new TransportV2(new URL(url), { fetch: fetchImpl, ...(sessionId ? { sessionId } : {}) });
+  await client.connect(transport);
+  const modern = client.getNegotiatedProtocolVersion?.() === '2026-07-28';
+  return { kind, client, transport, captured, modern };
+}
+
+async function callForTask(c) {
+  if (c.modern) {
+    c.captured.task = undefined;
+    try {
+      const r = await c.client.callTool({ name: 'slow_work', arguments: { text: 'flow' } });
+      throw new Error(`tools/call answered without a task: ${JSON.stringify(r).slice(0, 200)}`);
+    } catch (e) {
+      if (!c.captured.task) throw e;
+      return c.captured.task.taskId;
+    }
+  }
+  const params = { name: 'slow_work', arguments: { text: 'flow' }, task: { ttl: 60000 } };
+  const r = await c.client.request({ method: 'tools/call', params }, kinds[c.kind].v2 ? anyResult : CreateTaskResultSchema);
+  if (!r?.task?.taskId) throw new Error(`tools/call answered without a task: ${JSON.stringify(r).slice(0, 200)}`);
+  return r.task.taskId;
+}
+
+async function getTask(c, taskId) {
+  return c.client.request({ method: 'tasks/get', params: { taskId } }, kinds[c.kind].v2 ? anyResult : GetTaskResultSchema);
+}
+
+async function taskResult(c, taskId) {
+  return c.client.request({ method: 'tasks/result', params: { taskId } }, kinds[c.kind].v2 ? anyResult : CallToolResultSchema);
+}
+
+// One flow; `stats` gathers the task requests and misroutes.
+async function flow(kind, startUrl, pollUrl, stats) {
+  const c = await connectClient(kind, startUrl);
+  const clients = [c];
+  try {
+    await c.client.listTools();
+    const taskId = await callForTask(c);
+    // The session id (v1 pods) travels to the other target, so the poll is the same session's.
+    const p = pollUrl === startUrl ? c : await connectClient(kind, pollUrl, c.transport.sessionId);
+    if (p !== c) clients.push(p);
+    let misrouted = 0;
+    let task;
+    for (let i = 0; i < maxPolls; i++) {
+      stats.taskRequests++;
+      try {
+        task = await getTask(p, taskId);
+      } catch (e) {
+        if (!taskNotFound(e)) throw e;
+        misrouted++;
+        stats.misrouted++;
+        task = undefined;
+      }
+      if (task && task.status !== 'working' && task.status !== 'input_required') break;
+      await new Promise((r) => setTimeout(r, task?.pollIntervalMs ?? task?.pollInterval ?? 100));
+    }
+    if (!task || task.status !== 'completed') throw new Error(`task ${taskId} not completed: ${JSON.stringify(task)}`);
+    let result = task.result;
+    if (!p.modern) {
+      for (let i = 0; i < maxPolls && result === undefined; i++) {
+        stats.taskRequests++;
+        try {
+          result = await taskResult(p, taskId);
+        } catch (e) {
+          if (!taskNotFound(e)) throw e;
+          misrouted++;
+          stats.misrouted++;
+        }
+      }
+    }
+    if (result?.structuredContent?.taskId !== taskId) throw new Error(`result of ${taskId}: ${JSON.stringify(result).slice(0, 300)}`);
+    stats.pods.add(result.structuredContent.pod);
+    if (misrouted === 0) stats.clean++;
+  } finally {
+    for (const x of clients) await x.client.close().catch(() => {});
+  }
+}
+
+export const cases = {
+  'v2-modern': { kind: 'v2-modern', pods: 'v2', label: 'v2 client (2026-07-28) -> v2 pods' },
+  'v1-client': { kind: 'v1', pods: 'v2', label: 'v1 client (SDK 1.32.2, 2025) -> v2 pods' },
+  'v2-legacy': { kind: 'v2-legacy', pods: 'v2', label: 'v2 client, default negotiation (2025) -> v2 pods' },
+  'v1-pods': { kind: 'v1', pods: 'v1', label: 'v1 client -> v1 pods with sessions' },
+  'v2-v1-pods': { kind: 'v2-auto', pods: 'v1', label: 'v2 client (auto negotiation) -> v1 pods with sessions' },
+};
+
+// N flows of one case at once over the targets; resolves with the counts.
+export async function runCase(name, targets, flows = 20) {
+  const { kind } = cases[name];
+  const stats = { case: name, flows, clean: 0, taskRequests: 0, misrouted: 0, errors: [], pods: new Set() };
+  await Promise.all(Array.from({ length: flows }, async (_, i) => {
+    const start = targets[i % targets.length];
+    const poll = targets[(i + 1) % targets.length];
+    try {
+      await flow(kind, start, poll, stats);
+    } catch (e) {
+      stats.errors.push(String(e?.message ?? e).slice(0, 300));
+    }
+  }));
+  return { ...stats, pods: [...stats.pods].sort() };
+}
+
+export function row(r) {
+  const err = r.errors.length ? `; ${r.errors.length} errors (${r.errors[0]})` : '';
+  return `${r.clean}/${r.flows} clean; ${r.misrouted} of ${r.taskRequests} task requests misrouted${err}`;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { values } = parseArgs({
+    options: {
+      target: { type: 'string', multiple: true },
+      flows: { type: 'string', default: '20' },
+      case: { type: 'string', multiple: true },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.target?.length) throw new Error('--target URL (one or more)');
+  const names = values.case ?? ['v2-modern', 'v1-client', 'v2-legacy'];
+  for (const name of names) {
+    if (!cases[name]) throw new Error(`unknown case ${name}: ${Object.keys(cases).join(', ')}`);
+    const r = await runCase(name, values.target, Number(values.flows));
+    console.log(values.json ? JSON.stringify(r) : `| ${cases[name].label} | ${row(r)} |`);
+  }
+}
