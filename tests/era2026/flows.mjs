@@ -67,7 +67,9 @@ async function connectClient(kind, url, sessionId) {
     return { kind, client, transport, modern: false };
   }
   const { captured, fetchImpl } = taskCapturingFetch();
-  const client = new ClientV2({ name: 'era-flows-v2', version: '1.0.0' }, { versionNegotiation: k.negotiation });
+  // A 2026 server creates tasks for clients that declare the tasks extension (SEP-2663).
+  const client = new ClientV2({ name: 'era-flows-v2', version: '1.0.0' },
+    { versionNegotiation: k.negotiation, capabilities: { extensions: { 'io.modelcontextprotocol/tasks': {} } } });
   const transport = new TransportV2(new URL(url), { fetch: fetchImpl, ...(sessionId ? { sessionId } : {}) });
   await client.connect(transport);
   const modern = client.getNegotiatedProtocolVersion?.() === '2026-07-28';

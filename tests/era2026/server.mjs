@@ -12,9 +12,10 @@
 // http://127.0.1.{ordinal}:PORT); otherwise one replica on --host. Port 0 picks a free one.
 // Prints "ports PORT" when every replica listens.
 //
-// Tools: whoami (the replica's name); slow_work (answers with a task, completed after
-// --task-ms, or at once with its result to a 2025 call that is not task-augmented);
-// open_handle (state behind a handle, kept on this replica) and use_handle (takes the handle as
+// Tools (tasks.mjs for the task methods): slow_work (answers with a task, completed after
+// --task-ms, to a 2026 client that declared the tasks extension or a task-augmented 2025 call;
+// else its result after --task-ms); the conformance suite's task fixtures greet, slow_compute,
+// failing_job, protocol_error_job and its plain fixtures (everything.mjs); whoami; open_handle (state behind a handle, kept on this replica) and use_handle (takes the handle as
 // an argument marked x-mcp-header "Handle", so a 2026 client mirrors it into Mcp-Param-Handle);
 // change_tools (adds a tool and raises notifications/tools/list_changed on this replica's
 // subscriptions/listen streams).
@@ -25,8 +26,11 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import {
-  McpServer, ProtocolError, WebStandardStreamableHTTPServerTransport, createMcpHandler, fromJsonSchema, isLegacyRequest,
+  McpServer, ProtocolError, WebStandardStreamableHTTPServerTransport, createMcpHandler, fromJsonSchema,
+  hostHeaderValidationResponse, isLegacyRequest, localhostAllowedHostnames, originValidationResponse,
 } from '@modelcontextprotocol/server';
+import { registerEverything } from './everything.mjs';
+import { TASKS_EXTENSION, TaskTable, sleep } from './tasks.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -42,16 +46,16 @@ const { values } = parseArgs({
 const answers = values.answers;
 if (!['json', 'sse', 'auto'].includes(answers)) throw new Error(`--answers ${answers}: json, sse or auto`);
 const taskMs = Number(values['task-ms']);
-const pollMs = Number(values['poll-ms']);
 const ttlMs = Number(values['ttl-ms']);
 const maxBody = 4 * 1024 * 1024;
-const notFound = -32602;
+const taskTool = { execution: { taskSupport: 'optional' } };
 
 // One replica's state: its task table, its handles, its tool list's version.
 class Replica {
-  constructor(name) {
+  constructor(name, host) {
     this.name = name;
-    this.tasks = new Map();   // taskId -> task
+    this.allowedHosts = [...localhostAllowedHostnames(), host];
+    this.tasks = new TaskTable(name, { ttlMs, pollMs: Number(values['poll-ms']) });
     this.handles = new Map(); // handle -> uses
     this.extraTools = 0;
     this.bodies = new WeakMap(); // Request -> parsed body, for the factory
@@ -60,82 +64,57 @@ class Replica {
     });
   }
 
-  missing(what, id) {
-    return new ProtocolError(notFound, `${what} not found`, { pod: this.name, id });
-  }
-
-  createTask(text) {
-    const now = new Date().toISOString();
-    const task = { taskId: randomUUID(), status: 'working', createdAt: now, lastUpdatedAt: now, result: undefined };
-    task.done = new Promise((resolve) => {
-      task.finish = (status, result) => {
-        if (task.status !== 'working') return;
-        Object.assign(task, { status, result, lastUpdatedAt: new Date().toISOString() });
-        clearTimeout(task.timer);
-        resolve();
-      };
-    });
-    task.timer = setTimeout(() => task.finish('completed', this.toolResult({ text, taskId: task.taskId })), taskMs);
-    setTimeout(() => this.tasks.delete(task.taskId), ttlMs).unref();
-    this.tasks.set(task.taskId, task);
-    return task;
-  }
-
-  task(taskId) {
-    const task = this.tasks.get(taskId);
-    if (!task) throw this.missing('Task', taskId);
-    return task;
-  }
-
   toolResult(fields) {
     const structured = { pod: this.name, ...fields };
     return { content: [{ type: 'text', text: JSON.stringify(structured) }], structuredContent: structured };
-  }
-
-  // The task as each era spells it: 2026-07-28 (SEP-2663: ttlMs, pollIntervalMs, the result
-  // inline once completed) and 2025-11-25 (ttl, pollInterval; the result by tasks/result).
-  static modernTask(task) {
-    const out = { taskId: task.taskId, status: task.status, createdAt: task.createdAt,
-      lastUpdatedAt: task.lastUpdatedAt, ttlMs, pollIntervalMs: pollMs };
-    if (task.status === 'completed') out.result = task.result;
-    return out;
-  }
-
-  static legacyTask(task) {
-    return { taskId: task.taskId, status: task.status, createdAt: task.createdAt,
-      lastUpdatedAt: task.lastUpdatedAt, ttl: ttlMs, pollInterval: pollMs };
   }
 
   // The per-request server, for either era (the SDK's factory contract).
   build(ctx) {
     const modern = ctx.era === 'modern';
     const body = ctx.requestInfo ? this.bodies.get(ctx.requestInfo) : undefined;
-    const capabilities = { tools: { listChanged: true } };
-    if (!modern) capabilities.tasks = { list: {}, cancel: {}, requests: { tools: { call: {} } } };
+    const capabilities = { tools: { listChanged: true }, logging: {} };
+    if (modern) capabilities.extensions = { [TASKS_EXTENSION]: {} };
+    else capabilities.tasks = { list: {}, cancel: {}, requests: { tools: { call: {} } } };
     const server = new McpServer({ name: this.name, version: '1.0.0' }, { capabilities });
-    this.registerTools(server, modern, body);
-    this.registerTaskMethods(server, modern);
+    this.registerTaskTools(server, modern, body);
+    this.registerTools(server);
+    registerEverything(server);
+    this.tasks.register(server, modern, body);
     return server;
   }
 
-  registerTools(server, modern, body) {
-    server.registerTool('whoami', { description: 'the replica that answered' }, async () => this.toolResult({}));
+  // The tools that answer with a task (the conformance suite's task fixtures among them).
+  registerTaskTools(server, modern, body) {
+    const answer = (run) => this.tasks.answer(modern, body, run);
     server.registerTool('slow_work', {
-      description: 'long-running work: answers with a task',
-      inputSchema: z.object({ text: z.string().optional() }),
-      execution: { taskSupport: 'optional' },
-    }, async ({ text }) => {
-      if (modern) {
-        const task = this.createTask(text);
-        return { resultType: 'task', ...Replica.modernTask(task) };
-      }
-      // The SDK's 2025 tools/call result check wants content beside another result family.
-      if (body?.params?.task !== undefined) return { content: [], task: Replica.legacyTask(this.createTask(text)) };
-      // A 2025 call without task augmentation waits for its result.
-      const task = this.createTask(text);
-      await task.done;
-      return task.result;
-    });
+      description: 'long-running work: answers with a task', inputSchema: z.object({ text: z.string().optional() }), ...taskTool,
+    }, async ({ text }) => answer(async (signal, taskId) => {
+      await sleep(taskMs, signal);
+      return this.toolResult({ text, taskId });
+    }));
+    server.registerTool('slow_compute', {
+      description: 'sleeps `seconds`, then answers', inputSchema: z.object({ seconds: z.number().min(0) }), ...taskTool,
+    }, async ({ seconds }) => answer(async (signal) => {
+      await sleep(seconds * 1000, signal);
+      return { content: [{ type: 'text', text: `Computed after ${seconds}s` }] };
+    }));
+    server.registerTool('failing_job', { description: 'a tool execution error after a while', ...taskTool },
+      async () => answer(async (signal) => {
+        await sleep(Math.min(taskMs, 1000), signal);
+        return { isError: true, content: [{ type: 'text', text: 'failing_job failed' }] };
+      }));
+    server.registerTool('protocol_error_job', { description: 'a protocol error after a while', ...taskTool },
+      async () => answer(async (signal) => {
+        await sleep(Math.min(taskMs, 200), signal);
+        throw new ProtocolError(-32603, 'protocol_error_job failed');
+      }));
+  }
+
+  registerTools(server) {
+    server.registerTool('whoami', { description: 'the replica that answered' }, async () => this.toolResult({}));
+    server.registerTool('greet', { description: 'says hello', inputSchema: z.object({ name: z.string() }) },
+      async ({ name }) => ({ content: [{ type: 'text', text: `Hello, ${name}!` }] }));
     server.registerTool('open_handle', {
       description: 'keeps state on this replica behind a handle',
       inputSchema: z.object({ label: z.string().optional() }),
@@ -150,7 +129,7 @@ class Replica {
       inputSchema: fromJsonSchema({ type: 'object', required: ['handle'],
         properties: { handle: { type: 'string', 'x-mcp-header': 'Handle' } } }),
     }, async ({ handle }) => {
-      if (!this.handles.has(handle)) throw this.missing('Handle', handle);
+      if (!this.handles.has(handle)) throw new ProtocolError(-32602, 'Handle not found', { pod: this.name, handle });
       const uses = this.handles.get(handle) + 1;
       this.handles.set(handle, uses);
       return this.toolResult({ handle, uses });
@@ -165,35 +144,12 @@ class Replica {
     }
   }
 
-  registerTaskMethods(server, modern) {
-    const byId = { params: z.object({ taskId: z.string() }).passthrough() };
-    const view = modern ? Replica.modernTask : Replica.legacyTask;
-    server.server.setRequestHandler('tasks/get', byId, async ({ taskId }) => view(this.task(taskId)));
-    server.server.setRequestHandler('tasks/cancel', byId, async ({ taskId }) => {
-      const task = this.task(taskId);
-      task.finish('cancelled', undefined);
-      return view(task);
-    });
-    server.server.setRequestHandler('tasks/list', { params: z.object({ cursor: z.string().optional() }).passthrough() },
-      async () => ({ tasks: [...this.tasks.values()].map(view) }));
-    if (modern) {
-      // No task of this server asks for input: an update is acknowledged.
-      server.server.setRequestHandler('tasks/update', byId, async ({ taskId }) => {
-        this.task(taskId);
-        return {};
-      });
-    } else {
-      server.server.setRequestHandler('tasks/result', byId, async ({ taskId }) => {
-        const task = this.task(taskId);
-        await task.done;
-        if (task.status !== 'completed') throw new ProtocolError(notFound, `Task ${task.status}`, { pod: this.name });
-        return { ...task.result, _meta: { 'io.modelcontextprotocol/related-task': { taskId } } };
-      });
-    }
-  }
-
   // One HTTP exchange (web-standard Request in, Response out).
   async serve(request, parsedBody) {
+    // DNS rebinding protection: Host and Origin must name loopback or this replica.
+    const refused = hostHeaderValidationResponse(request, this.allowedHosts)
+      ?? originValidationResponse(request, this.allowedHosts);
+    if (refused) return refused;
     if (parsedBody !== undefined) this.bodies.set(request, parsedBody);
     if (!(await isLegacyRequest(request, parsedBody))) return this.modern.fetch(request, { parsedBody });
     // 2025 clients, statelessly: a new server and transport per request (the SDK's idiom).
@@ -257,6 +213,6 @@ const hosts = values.pods === undefined ? [values.host]
   : Array.from({ length: Number(values.pods) }, (_, i) => `127.0.1.${i}`);
 let port = Number(values.port);
 for (const [i, host] of hosts.entries()) {
-  port = await listen(new Replica(values.pods === undefined ? `era-${host}` : `era-pod-${i}`), host, port);
+  port = await listen(new Replica(values.pods === undefined ? `era-${host}` : `era-pod-${i}`, host), host, port);
 }
 process.stdout.write(`ports ${port}\n`);
