@@ -9,7 +9,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startProxy, startRedis } from '../e2e/harness.mjs';
-import { startServers } from './era_lib.mjs';
+import { handleConfig, startServers } from './era_lib.mjs';
 import { cases, runCase, row } from './flows.mjs';
 
 const flows = Number(process.env.MCPPROXY_ERA_FLOWS ?? 20);
@@ -64,6 +64,37 @@ function block(script, answers, names) {
     }
   });
 }
+
+// State behind a handle (affinity.handles): use_handle calls follow the replica whose
+// open_handle answer held the handle, by the Mcp-Param-Handle header the SDK client mirrors
+// the x-mcp-header argument into.
+describe('handles (affinity.handles), JSON answers', () => {
+  const ctx = {};
+  before(async () => {
+    ctx.direct = await startServers('server.mjs', { args: timing });
+    ctx.pods = await startServers('server.mjs', { pods: 3, args: timing });
+    ctx.redis = await startRedis();
+    const config = handleConfig();
+    ctx.memory = await startProxy([...ctx.pods.proxyArgs, ...config]);
+    const viaRedis = [...ctx.pods.proxyArgs, ...config, '--session-store', 'redis', '--redis-url', ctx.redis.url];
+    ctx.redisA = await startProxy(viaRedis);
+    ctx.redisB = await startProxy(viaRedis);
+  });
+  after(async () => {
+    for (const p of [ctx.memory, ctx.redisA, ctx.redisB]) await p?.stop();
+    await ctx.redis?.stop();
+    await ctx.pods?.stop();
+    await ctx.direct?.stop();
+  });
+  test('directly, through the proxy, and through two proxies sharing Redis using the other', async () => {
+    for (const [where, targets] of [['direct', [ctx.direct.url]], ['proxy, memory store', [`${ctx.memory.url}/mcp`]],
+      ['two proxies, redis store', [`${ctx.redisA.url}/mcp`, `${ctx.redisB.url}/mcp`]]]) {
+      const r = await runCase('v2-handles', targets, flows);
+      console.log(`v2-handles ${where}: ${row(r)}`);
+      assertClean(r, where);
+    }
+  });
+});
 
 for (const answers of ['json', 'sse']) {
   block('server.mjs', answers, ['v2-modern', 'v1-client', 'v2-legacy']);

@@ -2,6 +2,8 @@
 // (the proxy's template http://127.0.1.{ordinal}:PORT), or one replica on 127.0.0.1.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -36,4 +38,13 @@ export async function startServers(script, { pods, args = [] } = {}) {
     proxyArgs: pods === undefined ? [] : ['--replicas', String(pods), '--backend-url-template', `http://127.0.1.{ordinal}:${port}`],
     stop: () => stop(child),
   };
+}
+
+// Proxy arguments for a config file naming the handle of server.mjs (affinity.handles): the
+// answer of open_handle holds it at /structuredContent/handle, use_handle sends it in
+// Mcp-Param-Handle.
+export function handleConfig() {
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'era2026-')), 'handles.yaml');
+  writeFileSync(file, 'affinity:\n  handles:\n    - {param: Handle, tool: open_handle, result_pointer: /structuredContent/handle}\n');
+  return ['--config', file];
 }

@@ -148,23 +148,65 @@ async function flow(kind, startUrl, pollUrl, stats) {
   }
 }
 
+// A handle flow (2026-07-28): open_handle on the start target, then use_handle three times
+// through the poll target; the handle travels in Mcp-Param-Handle (x-mcp-header). A use answered
+// "Handle not found" reached a replica that never made the handle: a misroute.
+const handleUses = 3;
+const handleNotFound = (e) => /Handle not found/.test(e?.message ?? '');
+
+async function handleFlow(kind, startUrl, pollUrl, stats) {
+  const c = await connectClient(kind, startUrl);
+  const clients = [c];
+  try {
+    const opened = await c.client.callTool({ name: 'open_handle', arguments: {} });
+    const handle = opened.structuredContent?.handle;
+    if (!handle) throw new Error(`open_handle answered no handle: ${JSON.stringify(opened).slice(0, 200)}`);
+    const p = pollUrl === startUrl ? c : await connectClient(kind, pollUrl);
+    if (p !== c) clients.push(p);
+    let misrouted = 0;
+    for (let i = 1; i <= handleUses; i++) {
+      stats.taskRequests++;
+      let r;
+      try {
+        r = await p.client.callTool({ name: 'use_handle', arguments: { handle } });
+      } catch (e) {
+        if (!handleNotFound(e)) throw e;
+      }
+      if (r === undefined || r.isError) {
+        if (r?.isError && !handleNotFound({ message: JSON.stringify(r.content) })) throw new Error(JSON.stringify(r).slice(0, 300));
+        misrouted++;
+        stats.misrouted++;
+        continue;
+      }
+      stats.pods.add(r.structuredContent.pod);
+      if (r.structuredContent.pod !== opened.structuredContent.pod) throw new Error(`handle used on ${r.structuredContent.pod}`);
+    }
+    if (misrouted === 0) stats.clean++;
+  } finally {
+    for (const x of clients) await x.client.close().catch(() => {});
+  }
+}
+
 export const cases = {
   'v2-modern': { kind: 'v2-modern', pods: 'v2', label: 'v2 client (2026-07-28) -> v2 pods' },
   'v1-client': { kind: 'v1', pods: 'v2', label: 'v1 client (SDK 1.32.2, 2025) -> v2 pods' },
   'v2-legacy': { kind: 'v2-legacy', pods: 'v2', label: 'v2 client, default negotiation (2025) -> v2 pods' },
   'v1-pods': { kind: 'v1', pods: 'v1', label: 'v1 client -> v1 pods with sessions' },
   'v2-v1-pods': { kind: 'v2-auto', pods: 'v1', label: 'v2 client (auto negotiation) -> v1 pods with sessions' },
+  'v2-handles': { kind: 'v2-modern', pods: 'v2', flow: handleFlow, unit: 'handle',
+    label: 'v2 client (2026-07-28), a handle in Mcp-Param-Handle -> v2 pods' },
 };
 
 // N flows of one case at once over the targets; resolves with the counts.
 export async function runCase(name, targets, flows = 20) {
-  const { kind } = cases[name];
-  const stats = { case: name, flows, clean: 0, taskRequests: 0, misrouted: 0, errors: [], pods: new Set() };
+  const { kind, unit = 'task' } = cases[name];
+  const run = cases[name].flow ?? flow;
+  const stats = { case: name, unit, flows, clean: 0, taskRequests: 0, misrouted: 0, errors: [], pods: new Set() };
   await Promise.all(Array.from({ length: flows }, async (_, i) => {
     const start = targets[i % targets.length];
     const poll = targets[(i + 1) % targets.length];
     try {
-      await flow(kind, start, poll, stats);
+      await run(kind, start, poll, stats);
     } catch (e) {
       stats.errors.push(String(e?.message ?? e).slice(0, 300));
     }
@@ -174,7 +216,7 @@ export async function runCase(name, targets, flows = 20) {
 
 export function row(r) {
   const err = r.errors.length ? `; ${r.errors.length} errors (${r.errors[0]})` : '';
-  return `${r.clean}/${r.flows} clean; ${r.misrouted} of ${r.taskRequests} task requests misrouted${err}`;
+  return `${r.clean}/${r.flows} clean; ${r.misrouted} of ${r.taskRequests} ${r.unit} requests misrouted${err}`;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -4,6 +4,7 @@
 //
 //   node measure.mjs [--binary PATH] [--flows 20] [--answers json|sse] [--task-ms 2000]
 //                    [--redis] (two proxy replicas sharing one Redis, each task polled through the other)
+//                    [--handles] (the v2-handles row too, with affinity.handles configured)
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
@@ -13,13 +14,15 @@ const { values } = parseArgs({
     answers: { type: 'string', default: 'json' },
     'task-ms': { type: 'string', default: '2000' },
     redis: { type: 'boolean', default: false },
+    handles: { type: 'boolean', default: false },
   },
 });
 // The harness reads the binary's path when it is loaded.
 if (values.binary) process.env.MCPPROXY_BINARY = values.binary;
 const { startProxy, startRedis } = await import('../e2e/harness.mjs');
-const { startServers } = await import('./era_lib.mjs');
+const { handleConfig, startServers } = await import('./era_lib.mjs');
 const { cases, runCase, row } = await import('./flows.mjs');
+
 
 const flows = Number(values.flows);
 const args = ['--answers', values.answers, '--task-ms', values['task-ms']];
@@ -29,10 +32,12 @@ for (const script of ['server.mjs', 'v1_server.mjs']) {
   const direct = await startServers(script, { args });
   const pods = await startServers(script, { pods: 3, args });
   const redis = values.redis ? await startRedis() : undefined;
-  const store = redis ? ['--session-store', 'redis', '--redis-url', redis.url] : [];
+  const store = [...(redis ? ['--session-store', 'redis', '--redis-url', redis.url] : []),
+    ...(values.handles ? handleConfig() : [])];
   const proxies = [await startProxy([...pods.proxyArgs, ...store])];
   if (redis) proxies.push(await startProxy([...pods.proxyArgs, ...store]));
-  const names = Object.keys(cases).filter((n) => (cases[n].pods === 'v1') === (script === 'v1_server.mjs'));
+  const names = Object.keys(cases).filter((n) => (cases[n].pods === 'v1') === (script === 'v1_server.mjs')
+    && (values.handles || n !== 'v2-handles'));
   for (const name of names) {
     const d = await runCase(name, [direct.url], flows);
     const p = await runCase(name, proxies.map((x) => `${x.url}/mcp`), flows);
