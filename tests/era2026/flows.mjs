@@ -5,7 +5,7 @@
 // reached a replica that never saw the task: a misroute. A flow is clean when it got its own
 // task's result with no misroute and no error.
 //
-//   node flows.mjs --target URL [--target URL2] [--flows 20] [--case NAME ...] [--json]
+//   node flows.mjs --target URL [--target URL2] [--flows 20] [--case NAME ...] [--json] [--listen]
 //
 // With two targets (two proxy replicas), flow i starts on target i%2 and polls its task
 // through the other one at once. Cases (--case, default all but the v1-pod ones):
@@ -214,6 +214,37 @@ export async function runCase(name, targets, flows = 20) {
   return { ...stats, pods: [...stats.pods].sort() };
 }
 
+// subscriptions/listen (2026-07-28): `listeners` clients each hold a listen stream for
+// tools/list_changed; another client calls change_tools `calls` times, each raising the
+// notification on the replica that served it. Counts the notifications the listeners got
+// (each listener should get every one: `listeners * calls`), waiting at most `waitMs` after
+// the last call. Without fan-out a proxy delivers only the calls served by a listener's replica.
+export async function runListen(targets, listeners = 5, calls = 6, waitMs = 2000) {
+  let received = 0;
+  let notify = () => {};
+  const clients = [];
+  try {
+    for (let i = 0; i < listeners; i++) {
+      const c = await connectClient('v2-modern', targets[i % targets.length]);
+      clients.push(c);
+      c.client.setNotificationHandler('notifications/tools/list_changed', () => { received++; notify(); });
+      await c.client.listen({ toolsListChanged: true });
+    }
+    const caller = await connectClient('v2-modern', targets[0]);
+    clients.push(caller);
+    for (let i = 0; i < calls; i++) await caller.client.callTool({ name: 'change_tools', arguments: {} });
+    const expected = listeners * calls;
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, waitMs);
+      notify = () => { if (received >= expected) { clearTimeout(timer); resolve(); } };
+      notify();
+    });
+    return { received, expected };
+  } finally {
+    for (const c of clients) await c.client.close().catch(() => {});
+  }
+}
+
 export function row(r) {
   const err = r.errors.length ? `; ${r.errors.length} errors (${r.errors[0]})` : '';
   return `${r.clean}/${r.flows} clean; ${r.misrouted} of ${r.taskRequests} ${r.unit} requests misrouted${err}`;
@@ -226,10 +257,15 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
       flows: { type: 'string', default: '20' },
       case: { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
+      listen: { type: 'boolean', default: false },
     },
   });
   if (!values.target?.length) throw new Error('--target URL (one or more)');
-  const names = values.case ?? ['v2-modern', 'v1-client', 'v2-legacy'];
+  if (values.listen) {
+    const r = await runListen(values.target);
+    console.log(`| subscriptions/listen, 6 change_tools calls | ${r.received} of ${r.expected} notifications |`);
+  }
+  const names = values.case ?? (values.listen ? [] : ['v2-modern', 'v1-client', 'v2-legacy']);
   for (const name of names) {
     if (!cases[name]) throw new Error(`unknown case ${name}: ${Object.keys(cases).join(', ')}`);
     const r = await runCase(name, values.target, Number(values.flows));

@@ -21,7 +21,7 @@ const { values } = parseArgs({
 if (values.binary) process.env.MCPPROXY_BINARY = values.binary;
 const { startProxy, startRedis } = await import('../e2e/harness.mjs');
 const { handleConfig, startServers } = await import('./era_lib.mjs');
-const { cases, runCase, row } = await import('./flows.mjs');
+const { cases, runCase, row, runListen } = await import('./flows.mjs');
 
 
 const flows = Number(values.flows);
@@ -42,6 +42,12 @@ for (const script of ['server.mjs', 'v1_server.mjs']) {
     const d = await runCase(name, [direct.url], flows);
     const p = await runCase(name, proxies.map((x) => `${x.url}/mcp`), flows);
     console.log(`| ${cases[name].label} | ${row(d)} | ${row(p)} |`);
+  }
+  if (script === 'server.mjs') {
+    const d = await runListen([direct.url]);
+    const p = await runListen(proxies.map((x) => `${x.url}/mcp`));
+    console.log(`| subscriptions/listen (5 listeners), 6 calls that each raise tools/list_changed on their pod | ` +
+      `${d.received} of ${d.expected} notifications | ${p.received} of ${p.expected} |`);
   }
   for (const x of proxies) await x.stop();
   await redis?.stop();
