@@ -86,14 +86,26 @@ describe('handles (affinity.handles), JSON answers', () => {
     await ctx.pods?.stop();
     await ctx.direct?.stop();
   });
+  const targets = () => [['direct', [ctx.direct.url]], ['proxy, memory store', [`${ctx.memory.url}/mcp`]],
+    ['two proxies, redis store', [`${ctx.redisA.url}/mcp`, `${ctx.redisB.url}/mcp`]]];
   test('directly, through the proxy, and through two proxies sharing Redis using the other', async () => {
-    for (const [where, targets] of [['direct', [ctx.direct.url]], ['proxy, memory store', [`${ctx.memory.url}/mcp`]],
-      ['two proxies, redis store', [`${ctx.redisA.url}/mcp`, `${ctx.redisB.url}/mcp`]]]) {
-      const r = await runCase('v2-handles', targets, flows);
+    for (const [where, urls] of targets()) {
+      const r = await runCase('v2-handles', urls, flows);
       console.log(`v2-handles ${where}: ${row(r)}`);
       assertClean(r, where);
     }
   });
+  // A handle rule must not disturb requests that carry no Mcp-Param-* header: 2025 clients
+  // (no Mcp-Method, no Mcp-Name) and their tasks.
+  for (const name of ['v1-client', 'v2-legacy']) {
+    test(`${cases[name].label}: unchanged where handles are configured`, async () => {
+      for (const [where, urls] of targets()) {
+        const r = await runCase(name, urls, flows);
+        console.log(`${name} with affinity.handles, ${where}: ${row(r)}`);
+        assertClean(r, `${where}, affinity.handles configured`);
+      }
+    });
+  }
 });
 
 for (const answers of ['json', 'sse']) {
