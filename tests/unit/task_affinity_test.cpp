@@ -125,9 +125,10 @@ TEST(RequestAffinity, TwentyTwentySixNotesTheTasksExtension) {
   const Req without("Mcp-Method: tasks/get\r\nMcp-Name: t-1\r\n", get_body("tasks/get", "t-1"));
   EXPECT_EQ(affinity(without).kind, AffinityKind::task);
   EXPECT_FALSE(affinity(without).declares_tasks);
-  const Req with("Mcp-Method: tasks/get\r\nMcp-Name: t-1\r\n",
-                 R"({"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":"t-1","_meta":)"
-                 R"({"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}})");
+  const Req with(
+      "Mcp-Method: tasks/get\r\nMcp-Name: t-1\r\n",
+      R"({"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":"t-1","_meta":)"
+      R"({"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}})");
   EXPECT_EQ(affinity(with).key, "task:t-1");
   EXPECT_TRUE(affinity(with).declares_tasks);
 }
