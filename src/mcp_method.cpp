@@ -124,17 +124,24 @@ std::size_t method_key(std::string_view body) {
   return std::string_view::npos;
 }
 
-constexpr std::string_view kToolsCall = ":\"tools/call\"";
+constexpr std::string_view kToolsCall = "\"tools/call\"";
 
 }  // namespace
 
 McpMethod method_of_body(std::string_view body) {
   const std::size_t at = method_key(body);
   if (at == std::string_view::npos) return McpMethod::other;
-  // The common method, as every client writes it, settles in two word compares.
-  if (body.size() - at - 7 >= kToolsCall.size() &&
-      std::memcmp(body.data() + at + 7, kToolsCall.data(), kToolsCall.size()) == 0) {
-    return McpMethod::tools_call;
+  // The common method, as clients write it (`"method":"tools/call"`, or with one space after
+  // the colon as Python's json and pretty printers do), settles in two word compares: the
+  // session path's label costs no walk of the value (bench/profile.py).
+  std::size_t value = at + 7;
+  if (body[value] == ':') {
+    ++value;
+    if (value < body.size() && body[value] == ' ') ++value;
+    if (body.size() - value >= kToolsCall.size() &&
+        std::memcmp(body.data() + value, kToolsCall.data(), kToolsCall.size()) == 0) {
+      return McpMethod::tools_call;
+    }
   }
   return mcp_method(*member_value(body, at + 7));
 }

@@ -53,6 +53,13 @@ TEST(McpMethodLabel, OfBody) {
   EXPECT_EQ(method_of_body(R"({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}})"), McpMethod::tools_call);
   EXPECT_EQ(method_of_body(R"({"method" : "tools/call"})"), McpMethod::tools_call);
   EXPECT_EQ(method_of_body(R"({"method":"tools/calls"})"), McpMethod::other);
+  // One space after the colon (Python's json, the bench's bodies) settles in the compare too.
+  EXPECT_EQ(method_of_body(R"({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {}})"),
+            McpMethod::tools_call);
+  EXPECT_EQ(method_of_body(R"({"method": "tools/calls"})"), McpMethod::other);
+  EXPECT_EQ(method_of_body(R"({"method": "tools/list"})"), McpMethod::tools_list);
+  EXPECT_EQ(method_of_body(R"({"method": "tools/call)"), McpMethod::other);
+  EXPECT_EQ(method_of_body(R"({"method":)"), McpMethod::other);
   EXPECT_EQ(method_of_body(R"({"method":"tasks/get","params":{"taskId":"x"}})"), McpMethod::tasks_get);
   EXPECT_EQ(method_of_body(R"({"jsonrpc":"2.0","id":1,"result":{}})"), McpMethod::other);
   EXPECT_EQ(method_of_body(R"({"x":"\"method\":\"tools/call\"","method":"ping"})"), McpMethod::ping);
