@@ -9,12 +9,13 @@ TaskRouting::Verdict::Kind TaskRouting::on_sessionless(const http1::Head& head, 
                                                        const Config& cfg, Tasks& tasks, Metrics& metrics,
                                                        std::string_view principal) {
   const auto mcp_method_header = head.get("Mcp-Method");
-  metrics.affinity.count_request(classify_era(head.get("MCP-Protocol-Version"), mcp_method_header.has_value(), false),
-                                 method_);
+  const Era era = classify_era(head.get("MCP-Protocol-Version"), mcp_method_header.has_value(), false);
+  metrics.affinity.count_request(era, method_);
   const AffinityConfig& a = cfg.affinity;
   if (!a.tasks && a.handles.empty()) return Verdict::Kind::place;
   // A client's tasks are on every pod its calls were placed on: its list is theirs, merged.
-  if (method_ == McpMethod::tasks_list && a.tasks) return Verdict::Kind::list;
+  // 2026 has no tasks/list (SEP-2663): placed, the pod answers -32601.
+  if (method_ == McpMethod::tasks_list && a.tasks && era == Era::v2025) return Verdict::Kind::list;
   const AnswerWatch watch = answer_watch(head, body, method_, a);
   RequestAffinity key = request_affinity(head, body, method_, a);
   if (watch.any() || key.kind != AffinityKind::none) {
