@@ -80,7 +80,10 @@ std::string create_task_2026(std::uint16_t port, int id, json args = json::objec
 Response get_task_2026(std::uint16_t port, const std::string& task, const std::string& method = "tasks/get",
                        const std::string& header_name = "") {
   const Headers h = with(with(k2026, "Mcp-Method", method), "Mcp-Name", header_name.empty() ? task : header_name);
-  return request(port, "POST", "/mcp", rpc(9, method, {{"taskId", task}}).dump(), h);
+  // A 2026 client that uses tasks declares the extension on its requests (SEP-2663).
+  const json meta = {{"io.modelcontextprotocol/clientCapabilities",
+                      {{"extensions", {{"io.modelcontextprotocol/tasks", json::object()}}}}}};
+  return request(port, "POST", "/mcp", rpc(9, method, {{"taskId", task}, {"_meta", meta}}).dump(), h);
 }
 
 std::string create_task_2025(std::uint16_t port, int id) {
