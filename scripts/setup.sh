@@ -51,6 +51,9 @@ npm_ci() {
 # it and the SDK the project's own conformance server and clients run on (tests/conformance).
 npm_ci "$here/tests/e2e"
 npm_ci "$here/tests/ops"
+# Both protocol eras (tests/era2026): the official SDK v2 server and client, the v1 client, and
+# the conformance runner's 2026-07-28 scenarios with a Node.js 22 for it.
+npm_ci "$here/tests/era2026"
 conf="$here/tests/conformance"
 npm_ci "$conf"
 

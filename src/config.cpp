@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "mcpproxy/config_keys.hpp"
@@ -35,6 +36,18 @@ void set_list(Config& cfg, const KeySpec& spec, const YAML::Node& value, const s
   }
   if (!value.IsSequence()) throw ConfigError(spec.key + ": must be a list of values (" + where + ")");
   for (const auto& item : value) {
+    if (item.IsMap() && spec.key == "affinity.handles") {
+      // A list of maps: each map goes to the key's setter as JSON.
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& kv : item) {
+        if (!kv.first.IsScalar() || !kv.second.IsScalar()) {
+          throw ConfigError(spec.key + ": every field must be a single value (" + where + ")");
+        }
+        j[kv.first.Scalar()] = kv.second.Scalar();
+      }
+      apply(cfg, spec, j.dump(), where);
+      continue;
+    }
     if (!item.IsScalar()) throw ConfigError(spec.key + ": every item must be a single value (" + where + ")");
     apply(cfg, spec, item.Scalar(), where);
   }

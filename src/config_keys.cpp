@@ -386,6 +386,42 @@ const std::vector<KeySpec>& key_specs() {
        MCP_SIZE(admin.max_body_size)},
       {"drain_timeout", "--drain-timeout", "on SIGTERM, wait this long for in-flight requests (default 20s)",
        MCP_DUR(drain_timeout)},
+      {"affinity.tasks", "--task-affinity",
+       "learn task ids from the answers that create them; route tasks/get|update|cancel|result to their pod "
+       "(default true)",
+       [](Config& c, const std::string& v) { c.affinity.tasks = to_bool(v); },
+       [](const Config& c) { return b(c.affinity.tasks); }},
+      {"affinity.task_ttl_default", "--task-ttl-default",
+       "how long a task is kept when its answer's ttlMs is null or absent, slid on use; capped by "
+       "affinity.task_ttl_max (default 1h)",
+       MCP_DUR(affinity.task_ttl_default)},
+      {"affinity.task_ttl_max", "--task-ttl-max", "the cap of a task's ttlMs (default 24h)",
+       MCP_DUR(affinity.task_ttl_max)},
+      {"affinity.handles", "--handle",
+       "a handle: {param, tool, result_pointer}: the answer of `tool` holds it at the JSON pointer into its result, "
+       "and requests carrying it in Mcp-Param-{param} go to that pod (repeatable; the flag takes the item as "
+       "JSON; default none)",
+       [](Config& c, const std::string& v) { c.affinity.handles.push_back(handle_rule(v)); },
+       [](const Config& c) { return handle_rules_text(c.affinity.handles); }, false,
+       [](Config& c) { c.affinity.handles.clear(); }},
+      {"affinity.max_keys", "--affinity-max-keys",
+       "task ids and handles kept in the local table (memory store: no new one past it while all are live) "
+       "(default 1000000)",
+       [](Config& c, const std::string& v) {
+         c.affinity.max_keys = static_cast<std::size_t>(int_in(v, 1, 1000000000));
+       },
+       [](const Config& c) { return std::to_string(c.affinity.max_keys); }},
+      {"affinity.max_table_bytes", "--affinity-max-table-bytes",
+       "memory bound of the task/handle table (default 128MiB)", MCP_SIZE(affinity.max_table_bytes)},
+      {"affinity.max_key_length", "--affinity-max-key-length",
+       "the longest task id or handle value learned or looked up; a longer one is refused (default 256)",
+       [](Config& c, const std::string& v) {
+         c.affinity.max_key_length = static_cast<std::size_t>(int_in(v, 1, 65536));
+       },
+       [](const Config& c) { return std::to_string(c.affinity.max_key_length); }},
+      {"affinity.max_answer_scan", "--affinity-max-answer-scan",
+       "bytes of one answer (or SSE event) read for a task id; past it the answer is relayed unread (default 1MiB)",
+       MCP_SIZE(affinity.max_answer_scan)},
   };
   return specs;
 }

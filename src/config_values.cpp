@@ -1,6 +1,7 @@
 // The value parsers of config keys: integers, sizes, durations, addresses, list entries.
 #include <algorithm>
 #include <charconv>
+#include <nlohmann/json.hpp>
 
 #include "mcpproxy/config_keys.hpp"
 #include "mcpproxy/http1.hpp"
@@ -128,6 +129,42 @@ std::string binding_name(const Config& c) {
       break;
   }
   return "header:" + c.sessions.binding_header;
+}
+
+// One affinity.handles item, as JSON ({"param":…,"tool":…,"result_pointer":…}): a YAML
+// map item is turned into that text by set_list.
+HandleRule handle_rule(const std::string& v) {
+  const auto j = nlohmann::json::parse(v, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) bad("must be a map {param, tool, result_pointer}, got '" + v + "'");
+  HandleRule r;
+  for (const auto& [k, item] : j.items()) {
+    if (!item.is_string()) bad("'" + k + "' must be a string");
+    if (k == "param") {
+      r.param = item.get<std::string>();
+    } else if (k == "tool") {
+      r.tool = item.get<std::string>();
+    } else if (k == "result_pointer") {
+      r.result_pointer = item.get<std::string>();
+    } else {
+      bad("unknown field '" + k + "' (param, tool, result_pointer)");
+    }
+  }
+  if (r.param.empty() || !http1::is_token(r.param)) bad("param must be a header name token, got '" + r.param + "'");
+  if (r.tool.empty()) bad("tool must name the tool whose answer holds the handle");
+  if (!r.result_pointer.empty() && r.result_pointer.front() != '/') {
+    bad("result_pointer must be a JSON pointer ('/structuredContent/id'), got '" + r.result_pointer + "'");
+  }
+  r.header = "Mcp-Param-" + r.param;
+  return r;
+}
+
+std::string handle_rules_text(const std::vector<HandleRule>& rules) {
+  std::string out;
+  for (const HandleRule& r : rules) {
+    out += out.empty() ? "" : ",";
+    out += nlohmann::json{{"param", r.param}, {"tool", r.tool}, {"result_pointer", r.result_pointer}}.dump();
+  }
+  return out;
 }
 
 }  // namespace config_detail

@@ -49,7 +49,8 @@ Connection::Connection(ConnectionContext& ctx, tcp::socket socket, std::uint64_t
       reader_(ctx, client_),
       upstream_(ctx, client_),
       relay_(ctx, client_),
-      recovery_(ctx, client_) {
+      recovery_(ctx, client_),
+      task_lists_(ctx, client_) {
   ctx_.metrics.downstream_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -273,6 +274,21 @@ Connection::Decision Connection::decide_request(Exchange& ex) {
     return Decision::reply(kIdentityRepeated);
   }
   classify_request(ex.route, ex.req.head.session_id, ex.req.target(), ex.req.body, ex.req.method() == "POST");
+  // Era and method (counted), and a sessionless request's task or handle (task_routing.hpp).
+  const bool sessionless = ex.route.cls == RequestClass::sessionless;
+  if (sessionless && cfg.sessions.binding != BindingKind::none) ex.principal = principal_of_request(ex);
+  using ByKey = TaskRouting::Verdict::Kind;
+  switch (ex.tasks.on_request(ex.req.head, ex.req.body, sessionless, cfg, ctx_.tasks, ctx_.metrics, ex.principal)) {
+    case ByKey::place:
+    case ByKey::forward:
+      break;
+    case ByKey::reply:
+      return Decision::reply(ex.tasks.refusal());
+    case ByKey::look_up:
+      return Decision::to(Decision::Kind::look_up_key);
+    case ByKey::list:
+      return Decision::to(Decision::Kind::list_tasks);
+  }
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
     // Created through another proxy replica, or before this process restarted: the store
@@ -317,6 +333,10 @@ Connection::Decision Connection::decide_known(Exchange& ex, bool store_failed) {
       ex.ordinal = route.ordinal;
       break;
     case Route::Kind::place:
+      if (ex.tasks.ordinal() >= 0) {  // a task's or a handle's pod
+        ex.ordinal = ex.tasks.ordinal();
+        break;
+      }
       // A new session that would find no room is refused before a pod makes it: the live
       // sessions that fill the table are never dropped for it.
       if (ex.route.cls == RequestClass::new_session && !ctx_.sessions.room_for_new()) {
@@ -343,6 +363,10 @@ net::awaitable<Outcome> Connection::handle(Exchange& ex, Decision d) {
     bool store_failed = false;
     ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
     d = decide_known(ex, store_failed);
+  } else if (d.kind == Decision::Kind::look_up_key) {
+    const TaskRouting::Verdict::Kind v =
+        co_await ex.tasks.look_up(ex.cfg->backend.replicas, ctx_.tasks, ctx_.metrics, ex.principal);
+    d = v == TaskRouting::Verdict::Kind::reply ? Decision::reply(ex.tasks.refusal()) : decide_known(ex, false);
   }
   switch (d.kind) {
     case Decision::Kind::reply:
@@ -355,8 +379,11 @@ net::awaitable<Outcome> Connection::handle(Exchange& ex, Decision d) {
     case Decision::Kind::stream_order:
       co_await keep_stream_order(ex);
       break;
+    case Decision::Kind::list_tasks:
+      co_return co_await task_lists_.run(ex);
     case Decision::Kind::jwt_keys:
     case Decision::Kind::look_up:
+    case Decision::Kind::look_up_key:
     case Decision::Kind::proxy:
       break;
   }

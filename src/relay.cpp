@@ -9,6 +9,7 @@
 #include "mcpproxy/proxy_headers.hpp"
 #include "mcpproxy/session_ids.hpp"
 #include "mcpproxy/sessions.hpp"
+#include "mcpproxy/tasks.hpp"
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
@@ -28,6 +29,23 @@ class SseGauge {
 
  private:
   Metrics& m_;
+  bool on_;
+};
+
+// Counts something for as long as it lasts.
+class Gauge {
+ public:
+  Gauge(std::atomic<std::int64_t>& g, bool on) : g_(g), on_(on) {
+    if (on_) g_.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Gauge() {
+    if (on_) g_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  Gauge(const Gauge&) = delete;
+  Gauge& operator=(const Gauge&) = delete;
+
+ private:
+  std::atomic<std::int64_t>& g_;
   bool on_;
 };
 
@@ -167,7 +185,8 @@ Relay::AtOnce Relay::at_once(Exchange& ex, UpstreamExchange& up, const RelayPlan
   const http1::Head& res = up.head();
   const bool whole = res.framing == http1::Framing::none ||
                      (res.framing == http1::Framing::length && up.buffer().size() - res.size >= res.content_length);
-  if (legacy_stream || !whole) return AtOnce::no;
+  // An answer that may create a task is read by the pump, which can wait for its record.
+  if (legacy_stream || !whole || ex.tasks.watching(res.status)) return AtOnce::no;
   const SseGauge sse_gauge(ctx_.metrics, plan.sse);
   const StreamPin pin(ctx_.sessions, ex.route.session_id, plan.sse && ex.route.cls == RequestClass::session);
   up.buffer().consume(res.size);  // the head's views are not used past this point
@@ -199,13 +218,15 @@ void Relay::rest_written(bool written, RelayOutcome& out) {
   client_.end_watch();
 }
 
-// Exempt from the complexity bound: the pump's one loop (read, deframe, tap, write) with
-// its waits written out, each step a function beside it.
+// Exempt from the complexity bound: the pump's one loop (read, deframe, the legacy endpoint
+// tap, the task tap, write) with its waits written out, each step a function beside it.
 // NOLINTNEXTLINE(readability-function-cognitive-complexity)
 net::awaitable<RelayOutcome> Relay::pump(Exchange& ex, UpstreamExchange& up, const RelayPlan& plan,
                                          bool legacy_stream) {
   const SseGauge sse_gauge(ctx_.metrics, plan.sse);
   const StreamPin pin(ctx_.sessions, ex.route.session_id, plan.sse && ex.route.cls == RequestClass::session);
+  const Gauge listen_gauge(ctx_.metrics.affinity.listen_streams, plan.sse && ex.tasks.listen());
+  const bool watching = ex.tasks.watching(up.head().status);
   up.buffer().consume(up.head().size);  // the head's views are not used past this point
   http1::BodyFraming body(up.head());
   std::optional<LegacyTap> tap;
@@ -233,6 +254,11 @@ net::awaitable<RelayOutcome> Relay::pump(Exchange& ex, UpstreamExchange& up, con
       p = deframe(ex, body, got, data);
     }
     if (p == Pumped::data && tap && tap->wants(data)) p = co_await tap_endpoint(ex, *tap, data, body.done);
+    // What this piece completes is recorded before the piece goes on (task_routing.hpp).
+    if (p == Pumped::data && watching) {
+      co_await ex.tasks.on_answer(data, body.done, plan.sse, *ex.cfg, ctx_.tasks, ctx_.metrics, ex.ordinal,
+                                  ex.principal);
+    }
     if (p == Pumped::pod_failed) {
       pod_failed = true;
       break;

@@ -40,6 +40,7 @@ Worker::Worker(Shared& shared, std::shared_ptr<const Config> cfg, int index)
                shared.health,
                pool_,
                sessions_,
+               tasks_,
                shared.streams,
                shared.recoveries,
                shared.new_sessions,
@@ -113,6 +114,7 @@ void Worker::use_redis(const RedisOptions& options) {
   redis_ = make_redis_link(ioc_, options, "worker-" + std::to_string(index_));
   store_ = std::make_shared<RedisStore>(ioc_, redis_, *shared_.store, shared_.metrics);
   sessions_.use_store(store_.get());
+  tasks_.use_store(redis_, cfg_->sessions.redis.key_prefix);
   redis_->start();
 }
 
@@ -368,6 +370,7 @@ void Server::sweep_sessions(net::steady_timer& sweeper) {
   sweeper.async_wait([this, &sweeper](error_code ec) {
     if (ec) return;
     shared_.table.sweep();
+    shared_.tasks.sweep();
     sweep_sessions(sweeper);
   });
 }
@@ -471,6 +474,7 @@ void Server::reload() {
   auto shared_cfg = std::make_shared<const Config>(std::move(next));
   cfg_ = shared_cfg;
   shared_.table.set_ttl(shared_cfg->sessions.ttl);
+  shared_.tasks.set_bounds(shared_cfg->affinity.max_keys, shared_cfg->affinity.max_table_bytes);
   apply_pod_settings(*shared_cfg);
   if (shared_.store) shared_.store->set_ttl(shared_cfg->sessions.ttl);
   apply_log_level(shared_cfg->log.level);

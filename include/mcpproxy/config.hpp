@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "mcpproxy/affinity_config.hpp"
 #include "mcpproxy/client_address.hpp"
 
 namespace mcpproxy {
@@ -269,6 +270,7 @@ struct Config {
   std::vector<std::string> allowed_origins;
   std::vector<std::string> allowed_hosts;
   LogConfig log;
+  AffinityConfig affinity;
   duration drain_timeout{20000};
   // The bearer token of the admin listener's state-changing calls (a file holding it);
   // none: those calls are refused.

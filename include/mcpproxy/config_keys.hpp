@@ -56,6 +56,9 @@ IpNetwork network_entry(const std::string& v);
 std::string host_entry(const std::string& v);
 void set_binding(Config& c, const std::string& v);
 std::string binding_name(const Config& c);
+// One affinity.handles item as JSON ({"param":…,"tool":…,"result_pointer":…}), and the list printed so.
+HandleRule handle_rule(const std::string& v);
+std::string handle_rules_text(const std::vector<HandleRule>& rules);
 
 // An enum's names, in the order of its values.
 template <class E, std::size_t N>

@@ -19,6 +19,7 @@ class IoRing;
 class UpstreamPool;
 class PodHealth;
 class Sessions;
+class Tasks;
 class StreamGate;
 class SingleFlight;
 class NewSessionLimiter;
@@ -66,6 +67,7 @@ struct ConnectionContext {
   PodHealth& health;
   UpstreamPool& pool;
   Sessions& sessions;
+  Tasks& tasks;                     // task ids and handles -> pod (task_routing.hpp)
   StreamGate& streams;              // shared by the workers
   SingleFlight& recoveries;         // shared by the workers: one recovery per session
   NewSessionLimiter& new_sessions;  // shared by the workers: initializes per client

@@ -38,6 +38,7 @@
 #include "mcpproxy/session_recovery.hpp"
 #include "mcpproxy/sessions.hpp"
 #include "mcpproxy/single_flight.hpp"
+#include "mcpproxy/task_list_fanout.hpp"
 #include "mcpproxy/upstream_exchange.hpp"
 
 namespace mcpproxy {
@@ -77,9 +78,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // --- the routing decision, made without a wait where none is needed: `proxy` (ex.ordinal
   // is the pod), or what handle must wait for first: the JWKS URL's refetch (`jwt_keys`, a
   // token naming a kid no key has), the store (`look_up`, the table did not know the
-  // session), a local reply, a lost session, or a session stream's order.
+  // session), a local reply, a lost session, or a session stream's order; for a
+  // sessionless request's task or handle (task_routing.hpp): the store (`look_up_key`), or
+  // every pod's list (`list_tasks`, task_list_fanout.hpp).
   struct Decision {
-    enum class Kind : std::uint8_t { proxy, jwt_keys, look_up, reply, lost, stream_order };
+    enum class Kind : std::uint8_t { proxy, jwt_keys, look_up, reply, lost, stream_order, look_up_key, list_tasks };
     Kind kind = Kind::proxy;
     Refusal refusal;
     LostCause cause{};
@@ -151,6 +154,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   UpstreamExchange upstream_;
   Relay relay_;
   SessionRecovery recovery_;
+  TaskListFanout task_lists_;
   std::string session_id_storage_;  // the session id's buffer, handed from exchange to exchange
   // The last identity seen on this connection and its principal: a client sends the same
   // credential on every request, so the HMAC is computed once per connection, not per request.

@@ -16,6 +16,7 @@
 #include "mcpproxy/proxy_headers.hpp"
 #include "mcpproxy/session.hpp"
 #include "mcpproxy/stream_gate.hpp"
+#include "mcpproxy/task_routing.hpp"
 
 namespace mcpproxy {
 
@@ -48,6 +49,7 @@ struct Exchange {
   StreamOpening stream_opening;  // a session's GET stream until the pod answers its head
   std::string principal;         // with sessions.binding, of a request that may create a session: its identity's HMAC
   RequestId request_id;          // X-Request-Id: the client's, or made here
+  TaskRouting tasks;             // era, method, and a sessionless request's task or handle (task_routing.hpp)
 
   // The session as log lines name it: a hash, never the id; "-" without one.
   std::string session_label() const {

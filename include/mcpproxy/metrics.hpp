@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "mcpproxy/affinity_metrics.hpp"
 #include "mcpproxy/config.hpp"
 #include "mcpproxy/dns_failure.hpp"
 #include "mcpproxy/placement.hpp"
@@ -19,6 +20,7 @@
 namespace mcpproxy {
 
 class SessionTable;
+class TaskTable;
 enum class LostCause : std::uint8_t;  // route.hpp
 
 class Histogram {
@@ -94,6 +96,8 @@ struct Metrics {
   Histogram store_duration;
   std::atomic<std::int64_t> downstream_connections{0};
   std::atomic<std::int64_t> sse_streams{0};
+  AffinityMetrics affinity;          // era, method, task and handle routing
+  const TaskTable* tasks = nullptr;  // the affinity table, for its size (set once at start)
   std::atomic<std::uint64_t> config_reloads_ok{0};
   std::atomic<std::uint64_t> config_reloads_failed{0};
   std::atomic<std::uint64_t> config_generation{1};  // of the config every worker has applied

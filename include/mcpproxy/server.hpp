@@ -20,6 +20,8 @@
 #include "mcpproxy/session_store.hpp"
 #include "mcpproxy/sessions.hpp"
 #include "mcpproxy/stream_gate.hpp"
+#include "mcpproxy/task_table.hpp"
+#include "mcpproxy/tasks.hpp"
 #include "mcpproxy/upstream.hpp"
 
 namespace mcpproxy {
@@ -28,13 +30,18 @@ namespace mcpproxy {
 struct Shared {
   explicit Shared(const Config& cfg)
       : table(cfg.sessions.max_sessions, cfg.sessions.ttl, cfg.sessions.max_table_bytes,
+              cfg.sessions.store == StoreKind::redis ? TableRole::cache : TableRole::store),
+        tasks(cfg.affinity.max_keys, cfg.affinity.max_table_bytes,
               cfg.sessions.store == StoreKind::redis ? TableRole::cache : TableRole::store) {
     if (cfg.sessions.store == StoreKind::redis) {
       store =
           std::make_unique<StoreShared>(cfg.sessions.redis.key_prefix, cfg.sessions.ttl, cfg.sessions.redis.queue_size);
     }
+    metrics.tasks = &tasks;
   }
   SessionTable table;
+  // Task ids and handles -> pod: the whole table with the memory store, a cache of Redis's.
+  TaskTable tasks;
   std::unique_ptr<StoreShared> store;  // the redis store's shared part; null with the memory store
   Metrics metrics;
   PodHealth health;
@@ -103,6 +110,7 @@ class Worker {
   std::shared_ptr<RedisLink> redis_;
   std::shared_ptr<RedisStore> store_;  // shared: its background commands hold it
   Sessions sessions_;
+  Tasks tasks_{ioc_, shared_.tasks, shared_.metrics};
   std::mt19937_64 rng_;
   RelayBuffers relay_buffers_;
   ConnectionRegistry connections_;

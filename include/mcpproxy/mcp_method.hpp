@@ -1,0 +1,75 @@
+#pragma once
+// The protocol era of a request and its JSON-RPC method as a bounded label, with no I/O.
+// route.hpp's decision reads the era; the metrics read both (a label set the spec's
+// methods and "other" bound, whatever clients send).
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace mcpproxy {
+
+// 2025: the revisions with sessions (2024-11-05 through 2025-11-25) and servers that serve
+// them statelessly. 2026: 2026-07-28 and later, which have no sessions (SEP-2567).
+enum class Era : std::uint8_t { v2025, v2026 };
+inline constexpr std::size_t kEras = 2;
+std::string_view to_string(Era e);  // "2025", "2026"
+
+// The first revision without sessions.
+inline constexpr std::string_view kSessionlessRevision = "2026-07-28";
+
+// A request with a session id is 2025; one with `Mcp-Method` (SEP-2243) or an
+// `MCP-Protocol-Version` of 2026-07-28 or later is 2026; anything else is 2025 (a 2025
+// client's first request, `initialize`, has no version header).
+Era classify_era(std::optional<std::string_view> protocol_version, bool has_mcp_method, bool has_session);
+
+// The spec's JSON-RPC methods a client sends (2025-11-25 and 2026-07-28 with the Tasks
+// extension), and `other` for everything else.
+enum class McpMethod : std::uint8_t {
+  other,
+  initialize,
+  ping,
+  server_discover,
+  tools_list,
+  tools_call,
+  resources_list,
+  resources_templates_list,
+  resources_read,
+  resources_subscribe,
+  resources_unsubscribe,
+  prompts_list,
+  prompts_get,
+  completion_complete,
+  logging_set_level,
+  subscriptions_listen,
+  tasks_get,
+  tasks_result,
+  tasks_list,
+  tasks_cancel,
+  tasks_update,
+  notifications_initialized,
+  notifications_cancelled,
+  notifications_progress,
+  notifications_roots_list_changed,
+  notifications_tasks_status,
+};
+inline constexpr std::size_t kMcpMethods = static_cast<std::size_t>(McpMethod::notifications_tasks_status) + 1;
+std::string_view to_string(McpMethod m);
+McpMethod mcp_method(std::string_view name);
+
+// The value of the first `"method"` member of a JSON-RPC body, found by a scan rather than
+// a parse (every request is counted by it): the member's string up to its closing quote;
+// empty when there is none, or it holds an escape. A label only: routing decisions parse.
+std::string_view scan_jsonrpc_method(std::string_view body);
+
+// The method label of a body: mcp_method(scan_jsonrpc_method(body)), with `tools/call` as
+// clients write it settled in the scan.
+McpMethod method_of_body(std::string_view body);
+
+// The task methods whose request names a task (routed to the pod that holds it).
+inline bool names_task(McpMethod m) {
+  return m == McpMethod::tasks_get || m == McpMethod::tasks_result || m == McpMethod::tasks_cancel ||
+         m == McpMethod::tasks_update;
+}
+
+}  // namespace mcpproxy
