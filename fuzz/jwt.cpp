@@ -6,8 +6,8 @@
 #include <string_view>
 
 #include "jwt_mint.hpp"
-#include "mcpproxy/jwks.hpp"
-#include "mcpproxy/jwt.hpp"
+#include "core/identity/jwks.hpp"
+#include "core/identity/jwt.hpp"
 
 namespace {
 

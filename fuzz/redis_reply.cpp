@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "mcpproxy/redis_codec.hpp"
-#include "mcpproxy/session.hpp"
+#include "core/tables/redis_codec.hpp"
+#include "core/tables/session.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <string_view>
 
-#include "mcpproxy/http1.hpp"
-#include "mcpproxy/http_rules.hpp"
-#include "mcpproxy/proxy_headers.hpp"
+#include "core/http/http1.hpp"
+#include "core/http/http_rules.hpp"
+#include "core/http/proxy_headers.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "mcpproxy/http_rules.hpp"
+#include "core/http/http_rules.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;

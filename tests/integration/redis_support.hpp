@@ -24,7 +24,7 @@
 #include <thread>
 
 #include "harness.hpp"
-#include "mcpproxy/redis_client.hpp"
+#include "store/redis_client.hpp"
 
 namespace redis_test {
 

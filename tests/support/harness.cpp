@@ -467,7 +467,7 @@ std::string SampleBackend::url_template() const { return "http://127.0.1.{ordina
 
 }  // namespace harness
 
-#include "mcpproxy/redis_codec.hpp"
+#include "core/tables/redis_codec.hpp"
 
 namespace harness {
 

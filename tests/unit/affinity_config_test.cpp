@@ -1,7 +1,7 @@
 // affinity.* keys (issue 27): names and flags as DESIGN.md has them.
 #include <gtest/gtest.h>
 
-#include "mcpproxy/config.hpp"
+#include "core/config/config.hpp"
 
 using namespace mcpproxy;
 using std::chrono::milliseconds;

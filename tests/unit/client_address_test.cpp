@@ -1,9 +1,9 @@
-#include "mcpproxy/client_address.hpp"
+#include "core/http/client_address.hpp"
 
 #include <gtest/gtest.h>
 
-#include "mcpproxy/config.hpp"
-#include "mcpproxy/http1.hpp"
+#include "core/config/config.hpp"
+#include "core/http/http1.hpp"
 
 using namespace mcpproxy;
 

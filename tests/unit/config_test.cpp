@@ -1,4 +1,4 @@
-#include "mcpproxy/config.hpp"
+#include "core/config/config.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/http1.hpp"
+#include "core/http/http1.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/http_rules.hpp"
+#include "core/http/http_rules.hpp"
 
 #include <gtest/gtest.h>
 

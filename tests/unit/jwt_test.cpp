@@ -1,12 +1,12 @@
 // The JWT verifier of sessions.binding jwt: every algorithm with keys made here by OpenSSL,
 // every claim rule, and the forgeries (none, HS256 keyed with the public key, a bad signature,
 // another key's signature, a kid no key has).
-#include "mcpproxy/jwt.hpp"
+#include "core/identity/jwt.hpp"
 
 #include <gtest/gtest.h>
 
 #include "jwt_mint.hpp"
-#include "mcpproxy/jwks.hpp"
+#include "core/identity/jwks.hpp"
 
 using namespace mcpproxy;
 using json = nlohmann::json;

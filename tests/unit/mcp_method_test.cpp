@@ -1,4 +1,4 @@
-#include "mcpproxy/mcp_method.hpp"
+#include "core/mcp/mcp_method.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
-#include "mcpproxy/metrics.hpp"
+#include "core/telemetry/metrics.hpp"
 
 #include <gtest/gtest.h>
 
-#include "mcpproxy/session.hpp"
+#include "core/tables/session.hpp"
 
 using namespace mcpproxy;
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/outcome.hpp"
+#include "core/decide/outcome.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/placement.hpp"
+#include "core/decide/placement.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/proxy_headers.hpp"
+#include "core/http/proxy_headers.hpp"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // specification gives.
 #include <gtest/gtest.h>
 
-#include "mcpproxy/redis_cluster.hpp"
+#include "store/redis_cluster.hpp"
 
 using namespace mcpproxy;
 

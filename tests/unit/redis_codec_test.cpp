@@ -1,4 +1,4 @@
-#include "mcpproxy/redis_codec.hpp"
+#include "core/tables/redis_codec.hpp"
 
 #include <gtest/gtest.h>
 

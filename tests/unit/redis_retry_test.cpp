@@ -1,6 +1,6 @@
 // RedisRetry (how a Redis connection is retried and what of it is logged) and the reading of
 // a misconfigured Redis's answers, with no server.
-#include "mcpproxy/redis_retry.hpp"
+#include "core/tables/redis_retry.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/relay_plan.hpp"
+#include "core/decide/relay_plan.hpp"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "mcpproxy/proxy_headers.hpp"
+#include "core/http/proxy_headers.hpp"
 
 using namespace mcpproxy;
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/retry_rules.hpp"
+#include "core/decide/retry_rules.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/route.hpp"
+#include "core/decide/route.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,13 +1,13 @@
 // The session binding's keys and principals: rotation without loss (every key of the file
 // verifies, the first signs), and a record made under a key this proxy lacks told apart from
 // another identity's.
-#include "mcpproxy/session_binding.hpp"
+#include "core/identity/session_binding.hpp"
 
 #include <gtest/gtest.h>
 
 #include <stdexcept>
 
-#include "mcpproxy/session.hpp"
+#include "core/tables/session.hpp"
 
 using namespace mcpproxy;
 

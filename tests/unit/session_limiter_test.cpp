@@ -1,4 +1,4 @@
-#include "mcpproxy/session_limiter.hpp"
+#include "core/decide/session_limiter.hpp"
 
 #include <gtest/gtest.h>
 

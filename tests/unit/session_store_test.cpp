@@ -1,7 +1,7 @@
 // RedisStore against a Redis-speaking server on loopback: the commands it sends in the
 // background keep the store alive until they end, so a worker that lets go of it meanwhile
 // leaves them nothing dangling.
-#include "mcpproxy/session_store.hpp"
+#include "store/session_store.hpp"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "mcpproxy/redis_codec.hpp"
+#include "core/tables/redis_codec.hpp"
 
 namespace {
 

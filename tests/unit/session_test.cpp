@@ -1,5 +1,5 @@
-#include "mcpproxy/session.hpp"
-#include "mcpproxy/session_limiter.hpp"
+#include "core/tables/session.hpp"
+#include "core/decide/session_limiter.hpp"
 
 #include <gtest/gtest.h>
 

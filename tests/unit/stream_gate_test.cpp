@@ -1,12 +1,12 @@
 // StreamGate: the per-session order of a GET stream and the requests behind it, with the
 // waiter on one io_context and the stream's progress reported from another thread, as the
 // workers do.
-#include "mcpproxy/stream_gate.hpp"
+#include "path/stream_gate.hpp"
 
-#include "mcpproxy/metrics.hpp"
-#include "mcpproxy/placement.hpp"
-#include "mcpproxy/sessions.hpp"
-#include "mcpproxy/upstream.hpp"
+#include "core/telemetry/metrics.hpp"
+#include "core/decide/placement.hpp"
+#include "store/sessions.hpp"
+#include "io/upstream.hpp"
 
 #include <gtest/gtest.h>
 

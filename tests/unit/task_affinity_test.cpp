@@ -1,4 +1,4 @@
-#include "mcpproxy/task_affinity.hpp"
+#include "core/mcp/task_affinity.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/task_list.hpp"
+#include "core/mcp/task_list.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/task_table.hpp"
+#include "core/tables/task_table.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mcpproxy/url_template.hpp"
+#include "core/config/url_template.hpp"
 
 #include <gtest/gtest.h>
 

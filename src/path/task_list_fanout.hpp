@@ -1,0 +1,38 @@
+#pragma once
+// Stage: a sessionless tasks/list, asked of every pod and answered merged (task_list.hpp
+// says why). The pods are asked one after another, each an UpstreamExchange of its own (the
+// proxied path's head edits, attempts and strict head reader, backend.response_timeout),
+// its answer's body read to its end within affinity.max_answer_scan; a pod that fails adds
+// nothing. The answer is the proxy's own (200, JSON), counted and logged by finish.
+
+#include <optional>
+#include <string>
+
+#include "path/client_link.hpp"
+#include "path/exchange.hpp"
+#include "io/net.hpp"
+#include "core/decide/outcome.hpp"
+
+namespace mcpproxy {
+
+struct ConnectionContext;
+
+class TaskListFanout {
+ public:
+  TaskListFanout(ConnectionContext& ctx, ClientLink& client) : ctx_(ctx), client_(client) {}
+
+  // The merged list (or the refusal of a cursor the proxy did not make) written to the client.
+  net::awaitable<Outcome> run(Exchange& ex);
+
+ private:
+  // One pod's answer to `body` (the client's request with the pod's cursor): its JSON-RPC
+  // response message, or nullopt when it gave none.
+  net::awaitable<std::optional<std::string>> ask_pod(const Exchange& ex, int ordinal, const std::string& body);
+  // A JSON answer of the proxy's own (200).
+  net::awaitable<Outcome> send_json(Exchange& ex, const std::string& body);
+
+  ConnectionContext& ctx_;
+  ClientLink& client_;
+};
+
+}  // namespace mcpproxy
