@@ -1,5 +1,8 @@
 #include "process/admin.hpp"
 
+#include <algorithm>
+#include <cstdint>
+
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -94,11 +97,13 @@ net::awaitable<void> AdminServer::serve(tcp::socket socket) {
     std::size_t& n;
     ~Count() { --n; }
   } count{connections->open};
-  beast::flat_buffer buffer(16384);
+  // The read buffer holds at most a head (the body goes to the parser); its bound is the
+  // head bound when the connection came, and a reload applies from the next connection.
+  beast::flat_buffer buffer(limits.max_header_size + 4096);
   for (;;) {
     limits = handlers_.limits();
     http::request_parser<http::string_body> parser;
-    parser.header_limit(16384);
+    parser.header_limit(static_cast<std::uint32_t>(std::min(limits.max_header_size, buffer.max_size() - 4096)));
     parser.body_limit(limits.max_body_size);
     stream.expires_after(limits.idle_timeout);
     const auto idle = connections->idle.insert(connections->idle.end(), Idle{&stream});

@@ -110,7 +110,7 @@ TEST_F(StrictInputTest, ARequestIdIsBoundedAndOneOrMadeByTheProxy) {
 }
 
 TEST_F(StrictInputTest, TheAdminListenerAnswers405And413AndBoundsItsConnections) {
-  start({"--admin-max-connections", "4", "--admin-max-body-size", "1KiB"});
+  start({"--admin-max-connections", "4", "--admin-max-body-size", "1KiB", "--admin-max-header-size", "2KiB"});
   const std::uint16_t admin = proxy_->admin;
   // A state change by GET is a method error, not a missing page.
   Stream get_drain(admin, "GET", "/pods/0/drain", "", {});
@@ -123,6 +123,17 @@ TEST_F(StrictInputTest, TheAdminListenerAnswers405And413AndBoundsItsConnections)
       big.send("POST /pods/0/drain HTTP/1.1\r\nHost: a\r\nContent-Length: 20971520\r\n\r\n" + std::string(4096, 'x')));
   ASSERT_TRUE(big.read_until("\r\n", 10s));
   EXPECT_EQ(big.received().rfind("HTTP/1.1 413", 0), 0U) << big.received();
+  // A head past admin.max_header_size is answered 431; one just under it is served.
+  const auto head_of = [](std::size_t filler) {
+    return "GET /healthz HTTP/1.1\r\nHost: a\r\nX-Filler: " + std::string(filler, 'f') + "\r\n\r\n";
+  };
+  RawConnection long_head(admin);
+  ASSERT_TRUE(long_head.send(head_of(3000)));
+  ASSERT_TRUE(long_head.read_until("\r\n", 10s));
+  EXPECT_EQ(long_head.received().rfind("HTTP/1.1 431", 0), 0U) << long_head.received();
+  RawConnection fitting_head(admin);
+  ASSERT_TRUE(fitting_head.send(head_of(1800)));
+  ASSERT_TRUE(fitting_head.read_until("ok\n", 10s)) << fitting_head.received();
   // Idle connections past the bound: the oldest are closed for new ones, so probes still
   // get through however many a client leaves open.
   std::vector<std::unique_ptr<RawConnection>> idle;
@@ -136,6 +147,7 @@ TEST_F(StrictInputTest, TheAdminListenerAnswers405And413AndBoundsItsConnections)
   EXPECT_EQ(request(admin, "GET", "/readyz").status, 200);
   EXPECT_GE(metric(proxy_->metrics(), R"(mcp_proxy_admin_refused_total{reason="idle_evicted"})").value_or(0), 8);
   EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_admin_refused_total{reason="body_too_large"})").value_or(0), 1);
+  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_admin_refused_total{reason="head_too_large"})").value_or(0), 1);
 }
 
 }  // namespace

@@ -237,6 +237,7 @@ struct AdminLimits {
   std::size_t max_connections = 64;
   duration idle_timeout{10000};           // waiting for (and reading) a request
   std::size_t max_body_size = 64 * 1024;  // 413 past it (the admin calls have no body)
+  std::size_t max_header_size = 16 * 1024;  // 431 past it
   bool operator==(const AdminLimits&) const = default;
 };
 

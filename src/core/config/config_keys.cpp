@@ -384,6 +384,8 @@ const std::vector<KeySpec>& key_specs() {
        MCP_DUR(admin.idle_timeout)},
       {"admin.max_body_size", "--admin-max-body-size", "admin request body bound (default 64KiB, 413 past it)",
        MCP_SIZE(admin.max_body_size)},
+      {"admin.max_header_size", "--admin-max-header-size",
+       "admin request head bound (default 16KiB, 431 past it)", MCP_SIZE(admin.max_header_size)},
       {"drain_timeout", "--drain-timeout", "on SIGTERM, wait this long for in-flight requests (default 20s)",
        MCP_DUR(drain_timeout)},
       {"affinity.tasks", "--task-affinity",
