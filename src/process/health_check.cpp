@@ -1,61 +1,37 @@
 #include "process/health_check.hpp"
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
 #include <vector>
 
 #include "core/http/http1.hpp"
 #include "core/telemetry/log.hpp"
+#include "io/timed_connect.hpp"
 
 namespace mcpproxy {
 namespace {
-
-// What a probe and its deadline share: the deadline's handler may run after the probe
-// has returned, so it holds the sockets alive itself.
-struct ProbeState {
-  explicit ProbeState(const net::any_io_executor& ex) : resolver(ex), socket(ex), deadline(ex) {}
-  tcp::resolver resolver;
-  tcp::socket socket;
-  net::steady_timer deadline;
-};
 
 constexpr std::size_t kMaxProbeHead = 8192;
 
 }  // namespace
 
 net::awaitable<bool> probe_pod(PodAddress addr, std::string path, duration timeout) {
-  auto state = std::make_shared<ProbeState>(co_await net::this_coro::executor);
-  state->deadline.expires_after(timeout);
-  state->deadline.async_wait([state](error_code ec) {
-    if (ec) return;
-    state->resolver.cancel();
-    error_code ignored;
-    state->socket.close(ignored);
-  });
-  auto [rec, endpoints] = co_await state->resolver.async_resolve(addr.host, addr.port, use_tuple);
-  bool up = false;
-  if (!rec) {
-    auto [cec, ep] = co_await net::async_connect(state->socket, endpoints, use_tuple);
-    std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + addr.authority +
-                          "\r\nUser-Agent: mcp-session-proxy-health-check\r\nConnection: close\r\n\r\n";
-    error_code wec = cec;
-    if (!wec) std::tie(wec, std::ignore) = co_await net::async_write(state->socket, net::buffer(request), use_tuple);
-    std::string in;
-    http1::Head head;
-    auto st = http1::Status::need_more;
-    while (!wec && st == http1::Status::need_more) {
-      std::array<char, 2048> buf{};
-      auto [ec, n] = co_await state->socket.async_read_some(net::buffer(buf), use_tuple);
-      if (ec) break;
-      in.append(buf.data(), n);
-      st = http1::parse_response(in, kMaxProbeHead, "GET", head);
-    }
-    up = st == http1::Status::complete && head.status >= 200 && head.status < 400;
+  const auto conn = TimedConnection::start(co_await net::this_coro::executor, timeout);
+  error_code ec = co_await conn->connect(addr.host, addr.port);
+  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + addr.authority +
+                              "\r\nUser-Agent: mcp-session-proxy-health-check\r\nConnection: close\r\n\r\n";
+  if (!ec) std::tie(ec, std::ignore) = co_await net::async_write(conn->socket(), net::buffer(request), use_tuple);
+  std::string in;
+  http1::Head head;
+  auto st = http1::Status::need_more;
+  while (!ec && st == http1::Status::need_more) {
+    std::array<char, 2048> buf{};
+    std::size_t n = 0;
+    std::tie(ec, n) = co_await conn->socket().async_read_some(net::buffer(buf), use_tuple);
+    in.append(buf.data(), n);
+    st = http1::parse_response(in, kMaxProbeHead, "GET", head);
   }
-  state->deadline.cancel();
-  error_code ignored;
-  state->socket.close(ignored);
-  co_return up;
+  conn->finish();
+  co_return st == http1::Status::complete&& head.status >= 200 && head.status < 400;
 }
 
 namespace {

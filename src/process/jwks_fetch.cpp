@@ -3,12 +3,12 @@
 // URL's host checked), bounded in time and size.
 #include "process/jwks_fetch.hpp"
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 
 #include "core/http/http1.hpp"
 #include "core/telemetry/log.hpp"
+#include "io/timed_connect.hpp"
 
 namespace mcpproxy {
 namespace {
@@ -20,13 +20,6 @@ struct Fetched {
   std::string error;
   std::string body;
   std::optional<std::int64_t> max_age;
-};
-
-struct FetchState {
-  explicit FetchState(const net::any_io_executor& ex) : resolver(ex), socket(ex), deadline(ex) {}
-  tcp::resolver resolver;
-  tcp::socket socket;
-  net::steady_timer deadline;
 };
 
 template <class Stream>
@@ -65,28 +58,18 @@ net::awaitable<Fetched> exchange(Stream& stream, const JwksUrl& url) {
 }
 
 net::awaitable<Fetched> fetch(JwksUrl url, duration timeout) {
-  auto state = std::make_shared<FetchState>(co_await net::this_coro::executor);
-  state->deadline.expires_after(timeout);
-  state->deadline.async_wait([state](error_code ec) {
-    if (ec) return;
-    state->resolver.cancel();
-    error_code ignored;
-    state->socket.close(ignored);
-  });
+  const auto conn = TimedConnection::start(co_await net::this_coro::executor, timeout);
   Fetched out;
-  auto [rec, endpoints] = co_await state->resolver.async_resolve(url.host, url.port, use_tuple);
-  error_code cec = rec;
-  if (!cec) std::tie(cec, std::ignore) = co_await net::async_connect(state->socket, endpoints, use_tuple);
-  if (cec) {
-    out.error = cec.message();
+  if (const error_code ec = co_await conn->connect(url.host, url.port)) {
+    out.error = ec.message();
   } else if (!url.tls) {
-    out = co_await exchange(state->socket, url);
+    out = co_await exchange(conn->socket(), url);
   } else {
     net::ssl::context tls(net::ssl::context::tls_client);
     tls.set_default_verify_paths();
     tls.set_verify_mode(net::ssl::verify_peer);
     tls.set_verify_callback(net::ssl::host_name_verification(url.host));
-    net::ssl::stream<tcp::socket&> stream(state->socket, tls);
+    net::ssl::stream<tcp::socket&> stream(conn->socket(), tls);
     SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str());
     auto [hec] = co_await stream.async_handshake(net::ssl::stream_base::client, use_tuple);
     if (hec) {
@@ -95,9 +78,7 @@ net::awaitable<Fetched> fetch(JwksUrl url, duration timeout) {
       out = co_await exchange(stream, url);
     }
   }
-  state->deadline.cancel();
-  error_code ignored;
-  state->socket.close(ignored);
+  conn->finish();
   co_return out;
 }
 
