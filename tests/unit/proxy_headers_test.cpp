@@ -79,6 +79,22 @@ TEST(ProxyHeaders, RequestSetsForwardedFields) {
   EXPECT_TRUE(has_line(upstream("GET / HTTP/1.1\r\nHost: h\r\n\r\n", pod0()), "X-Forwarded-For: 10.1.2.3"));
 }
 
+TEST(ProxyHeaders, SeveralForwardedForFieldsReachThePodAsOneListInTheirOrder) {
+  // What the limiter reads as the client's chain is what the pod gets: every field, in
+  // order, then the peer; one field, so nothing a pod parses is split across lines.
+  const std::string out = upstream(
+      "GET /mcp HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nX-Kept: k\r\n"
+      "X-Forwarded-For: 3.3.3.3\r\nX-Forwarded-For:\r\n\r\n",
+      pod0());
+  EXPECT_TRUE(has_line(out, "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3")) << out;
+  std::size_t fields = 0;
+  for (std::size_t at = out.find("X-Forwarded-For:"); at != std::string::npos;
+       at = out.find("X-Forwarded-For:", at + 1)) {
+    ++fields;
+  }
+  EXPECT_EQ(fields, 1U) << out;
+}
+
 TEST(ProxyHeaders, ATrustedHopsForwardedHostAndProtoReachThePod) {
   auto e = pod0();
   e.trust_forwarded = true;

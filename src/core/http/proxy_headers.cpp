@@ -246,11 +246,13 @@ namespace {
 // What happens to one field of a request on its way to the pod.
 enum class FieldEdit : std::uint8_t { keep, drop, replace_session };
 
-// The client's first Host and X-Forwarded-For are noted in `seen` for the proxy's own fields.
+// The client's first Host and its X-Forwarded-For fields are noted in `seen` for the proxy's
+// own fields.
 struct Seen {
   std::optional<std::string_view> host;
-  std::optional<std::string_view> forwarded_for;
-  bool forwarded_host = false;  // kept from a trusted hop in front
+  std::optional<std::string_view> forwarded_for;  // the first
+  bool more_forwarded_for = false;                // a second field: the list is all of them
+  bool forwarded_host = false;                    // kept from a trusted hop in front
   bool forwarded_proto = false;
 };
 
@@ -271,7 +273,11 @@ FieldEdit edit_for(const http1::Field& f, const http1::Head& req, const Upstream
       if (!seen.host) seen.host = f.value;
       return edits.rewrite_host ? FieldEdit::drop : FieldEdit::keep;
     case FieldId::x_forwarded_for:
-      if (!seen.forwarded_for) seen.forwarded_for = f.value;
+      if (seen.forwarded_for) {
+        seen.more_forwarded_for = true;
+      } else {
+        seen.forwarded_for = f.value;
+      }
       return FieldEdit::drop;
     case FieldId::mcp_session_id:
       if (edits.drop_session_header) return FieldEdit::drop;
@@ -328,7 +334,14 @@ std::size_t write_upstream_head(std::string& out, const http1::Head& req, const 
   if (edits.rewrite_host || !seen.host) w.field("Host", edits.pod_authority);
   if (seen.host && !seen.forwarded_host) w.field("X-Forwarded-Host", *seen.host);
   w.put("X-Forwarded-For: "sv);
-  if (seen.forwarded_for) {
+  if (seen.more_forwarded_for) {
+    // Several fields are one list, in their order (RFC 9110 5.3), as the limiter reads them.
+    for (const http1::Field& f : req.fields) {
+      if (f.id != FieldId::x_forwarded_for || f.value.empty()) continue;
+      w.put(f.value);
+      w.put(", "sv);
+    }
+  } else if (seen.forwarded_for) {
     w.put(*seen.forwarded_for);
     w.put(", "sv);
   }
