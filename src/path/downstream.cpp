@@ -5,16 +5,16 @@
 
 #include <boost/beast/http/status.hpp>
 
-#include "io/io_ring.hpp"
-#include "core/telemetry/log.hpp"
-#include "core/telemetry/metrics.hpp"
 #include "core/decide/placement.hpp"
+#include "core/decide/session_limiter.hpp"
 #include "core/http/proxy_headers.hpp"
 #include "core/identity/session_binding.hpp"
-#include "core/decide/session_limiter.hpp"
-#include "store/sessions.hpp"
-#include "path/stream_gate.hpp"
+#include "core/telemetry/log.hpp"
+#include "core/telemetry/metrics.hpp"
+#include "io/io_ring.hpp"
 #include "io/upstream.hpp"
+#include "path/stream_gate.hpp"
+#include "store/sessions.hpp"
 
 namespace mcpproxy {
 
@@ -221,7 +221,8 @@ const std::string& Connection::principal_of_request(const Exchange& ex) {
 
 std::string Connection::client_key(const Exchange& ex) const {
   if (!ex.principal.empty()) return "p:" + ex.principal;
-  const IpAddress client = client_address(ex.req.head, client_.peer(), ex.cfg->client_address);
+  IpAddress client = client_address(ex.req.head, client_.peer(), ex.cfg->client_address);
+  if (!client.is_v4()) client = IpNetwork::around(client, ex.cfg->limits.new_sessions_ipv6_prefix).base;
   std::string key = "a:";
   key.append(reinterpret_cast<const char*>(client.bytes.data()), client.bytes.size());
   return key;

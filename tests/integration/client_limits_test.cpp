@@ -177,6 +177,40 @@ TEST(ClientAddress, TrustedProxiesAreWalkedAndWhatTheClientWroteIsNot) {
   EXPECT_EQ(proxy.log().find("client=6.6.6."), std::string::npos);
 }
 
+// An IPv6 client counts as its /64 (limits.new_sessions_ipv6_prefix): walking the
+// addresses of its own block does not step past the limit, and another block is another
+// client. With the prefix at 128 each address is a client of its own.
+TEST(NewSessionLimiter, AnIPv6ClientCountsAsItsBlock) {
+  SampleBackend backend(1);
+  const auto created_from = [&](const Proxy& proxy, const std::string& block, int count) {
+    int created = 0;
+    for (int i = 1; i <= count; ++i) {
+      const Response r = request(proxy.port, "POST", "/mcp", kInit,
+                                 {{"X-Forwarded-For", block + std::to_string(i) + ":5:6:" + std::to_string(i)}});
+      EXPECT_TRUE(r.status == 200 || r.status == 429) << r.status;
+      created += r.status == 200 ? 1 : 0;
+    }
+    return created;
+  };
+  const std::vector<std::string> common = {"--replicas",
+                                           "1",
+                                           "--backend-url-template",
+                                           backend.url_template(),
+                                           "--trusted-hops",
+                                           "1",
+                                           "--new-sessions-per-client",
+                                           "3",
+                                           "--new-sessions-window",
+                                           "1h"};
+  Proxy grouped(common);
+  EXPECT_EQ(created_from(grouped, "2001:db8:1:2:", 8), 3) << "eight addresses of one /64 are one client";
+  EXPECT_EQ(created_from(grouped, "2001:db8:1:3:", 1), 1) << "the next /64 is another client";
+  std::vector<std::string> per_address = common;
+  per_address.insert(per_address.end(), {"--new-sessions-ipv6-prefix", "128"});
+  Proxy alone(per_address);
+  EXPECT_EQ(created_from(alone, "2001:db8:1:2:", 8), 8) << "at 128 each address is a client";
+}
+
 // The workers' body budget (limits.max_worker_body_bytes) is taken as body bytes arrive:
 // connections that send a head declaring the largest body (by Content-Length, or a chunk's
 // size line) and then a byte hold the bytes that came, and other clients' initializes and

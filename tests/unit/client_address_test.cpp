@@ -82,6 +82,16 @@ TEST(ClientAddress, NetworksMatchTheirAddressesOnly) {
   }
 }
 
+TEST(ClientAddress, TheBlockAroundAnAddressKeepsItsPrefixOnly) {
+  EXPECT_EQ(IpNetwork::around(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), 64).base.str(), "2001:db8:1:2::");
+  EXPECT_EQ(IpNetwork::around(ip("2001:db8:1:2:aaaa::1"), 64), IpNetwork::around(ip("2001:db8:1:2:ffff::9"), 64))
+      << "two hosts of one /64 are one block";
+  EXPECT_NE(IpNetwork::around(ip("2001:db8:1:2::1"), 64), IpNetwork::around(ip("2001:db8:1:3::1"), 64));
+  EXPECT_EQ(IpNetwork::around(ip("2001:db8::1"), 128).base, ip("2001:db8::1")) << "128: the address alone";
+  EXPECT_EQ(IpNetwork::around(ip("2001:db8::1"), 500).prefix, 128U);
+  EXPECT_EQ(IpNetwork::around(ip("2001:db8:abcd::1"), 33).str(), "2001:db8:8000::/33");
+}
+
 TEST(ClientAddress, WithoutATrustedHopThePeerIsTheClient) {
   EXPECT_EQ(client_of("X-Forwarded-For: 198.51.100.1\r\n", "192.0.2.1", hops(0)), "192.0.2.1");
   EXPECT_EQ(client_of("X-Forwarded-For: 198.51.100.1\r\n", "192.0.2.1", hops(0, {"10.0.0.0/8"})), "192.0.2.1")

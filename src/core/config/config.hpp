@@ -226,6 +226,9 @@ struct DownstreamLimits {
   duration new_sessions_window{10000};
   // Clients whose windows are kept at once; past it the oldest windows are forgotten.
   std::size_t new_sessions_max_clients = 100000;
+  // An IPv6 client counts as its /64 (the block one host or one customer is handed, so a
+  // client cannot step past the limit by walking its own addresses); an IPv4 one as itself.
+  unsigned new_sessions_ipv6_prefix = 64;
   bool operator==(const DownstreamLimits&) const = default;
 };
 
@@ -235,8 +238,8 @@ struct AdminLimits {
   // idle connections cannot lock the kubelet's probes out), or, with none idle, the new one
   // gets 503.
   std::size_t max_connections = 64;
-  duration idle_timeout{10000};           // waiting for (and reading) a request
-  std::size_t max_body_size = 64 * 1024;  // 413 past it (the admin calls have no body)
+  duration idle_timeout{10000};             // waiting for (and reading) a request
+  std::size_t max_body_size = 64 * 1024;    // 413 past it (the admin calls have no body)
   std::size_t max_header_size = 16 * 1024;  // 431 past it
   bool operator==(const AdminLimits&) const = default;
 };

@@ -356,6 +356,13 @@ const std::vector<KeySpec>& key_specs() {
          c.limits.new_sessions_max_clients = static_cast<std::size_t>(int_in(v, 16, 100000000));
        },
        [](const Config& c) { return std::to_string(c.limits.new_sessions_max_clients); }},
+      {"limits.new_sessions_ipv6_prefix", "--new-sessions-ipv6-prefix",
+       "an IPv6 client counts against new_sessions_per_client as its block of this many bits, so it cannot walk "
+       "its own addresses past the limit; 128: each address alone (default 64)",
+       [](Config& c, const std::string& v) {
+         c.limits.new_sessions_ipv6_prefix = static_cast<unsigned>(int_in(v, 16, 128));
+       },
+       [](const Config& c) { return std::to_string(c.limits.new_sessions_ipv6_prefix); }},
       {"log.level", "--log-level", "trace, debug, info, warn, error or off (default info)",
        [](Config& c, const std::string& v) {
          c.log.level = one_of(v, {"trace", "debug", "info", "warn", "error", "off"});
@@ -384,8 +391,8 @@ const std::vector<KeySpec>& key_specs() {
        MCP_DUR(admin.idle_timeout)},
       {"admin.max_body_size", "--admin-max-body-size", "admin request body bound (default 64KiB, 413 past it)",
        MCP_SIZE(admin.max_body_size)},
-      {"admin.max_header_size", "--admin-max-header-size",
-       "admin request head bound (default 16KiB, 431 past it)", MCP_SIZE(admin.max_header_size)},
+      {"admin.max_header_size", "--admin-max-header-size", "admin request head bound (default 16KiB, 431 past it)",
+       MCP_SIZE(admin.max_header_size)},
       {"drain_timeout", "--drain-timeout", "on SIGTERM, wait this long for in-flight requests (default 20s)",
        MCP_DUR(drain_timeout)},
       {"affinity.tasks", "--task-affinity",

@@ -106,7 +106,11 @@ std::optional<IpNetwork> parse_network(std::string_view text) {
       return std::nullopt;
     }
   }
-  IpNetwork n{*a, bits + (128 - family_bits)};
+  return IpNetwork::around(*a, bits + (128 - family_bits));
+}
+
+IpNetwork IpNetwork::around(const IpAddress& a, unsigned prefix) {
+  IpNetwork n{a, std::min(prefix, 128U)};
   // The bits past the prefix say nothing: cleared, so that the block prints as it matches.
   for (unsigned i = 0; i < 16; ++i) {
     const unsigned kept = std::clamp<unsigned>(n.prefix, 8 * i, 8 * i + 8) - 8 * i;

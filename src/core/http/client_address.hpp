@@ -38,6 +38,8 @@ struct IpNetwork {
   IpAddress base;     // its bits past `prefix` are zero
   unsigned prefix{};  // of the 128 bits (an IPv4 /8 is 96 + 8)
   bool contains(const IpAddress& a) const;
+  // The block of `prefix` bits (of 128) that holds `a`.
+  static IpNetwork around(const IpAddress& a, unsigned prefix);
   std::string str() const;
   bool operator==(const IpNetwork&) const = default;
 };
