@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <string_view>
 
-#include "jwt_mint.hpp"
 #include "core/identity/jwks.hpp"
 #include "core/identity/jwt.hpp"
+#include "jwt_mint.hpp"
 
 namespace {
 

@@ -4,9 +4,9 @@
 
 #include <boost/asio/connect.hpp>
 
+#include "core/decide/placement.hpp"
 #include "core/telemetry/log.hpp"
 #include "core/telemetry/metrics.hpp"
-#include "core/decide/placement.hpp"
 
 namespace mcpproxy {
 namespace {

@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "core/config/config.hpp"
+#include "core/config/url_template.hpp"
 #include "io/dns.hpp"
 #include "io/net.hpp"
-#include "core/config/url_template.hpp"
 
 namespace mcpproxy {
 

@@ -10,10 +10,10 @@
 #include <string>
 #include <string_view>
 
-#include "core/http/client_address.hpp"
 #include "core/config/config.hpp"
-#include "path/connection_context.hpp"
+#include "core/http/client_address.hpp"
 #include "io/net.hpp"
+#include "path/connection_context.hpp"
 
 namespace mcpproxy {
 

@@ -24,22 +24,22 @@
 #include <optional>
 #include <string>
 
+#include "core/decide/outcome.hpp"
+#include "core/decide/placement.hpp"
+#include "core/decide/route.hpp"
+#include "core/decide/session_limiter.hpp"
+#include "core/identity/jwks.hpp"
+#include "core/telemetry/metrics.hpp"
 #include "path/client_link.hpp"
 #include "path/connection_context.hpp"
 #include "path/exchange.hpp"
-#include "core/identity/jwks.hpp"
-#include "core/telemetry/metrics.hpp"
-#include "core/decide/outcome.hpp"
-#include "core/decide/placement.hpp"
 #include "path/relay.hpp"
 #include "path/request_reader.hpp"
-#include "core/decide/route.hpp"
-#include "core/decide/session_limiter.hpp"
 #include "path/session_recovery.hpp"
-#include "store/sessions.hpp"
 #include "path/single_flight.hpp"
 #include "path/task_list_fanout.hpp"
 #include "path/upstream_exchange.hpp"
+#include "store/sessions.hpp"
 
 namespace mcpproxy {
 

@@ -4,10 +4,10 @@
 // a kid no key has waits for one refetch of the JWKS URL, sessions.jwt.jwks_fetch_wait at most.
 #include <ctime>
 
-#include "path/downstream.hpp"
 #include "core/identity/jwt.hpp"
-#include "core/telemetry/log.hpp"
 #include "core/identity/session_binding.hpp"
+#include "core/telemetry/log.hpp"
+#include "path/downstream.hpp"
 
 namespace mcpproxy {
 

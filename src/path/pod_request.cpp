@@ -1,8 +1,8 @@
 // Requests of the proxy's own to a pod (pod_request.hpp).
 #include "path/pod_request.hpp"
 
-#include "io/io_ring.hpp"
 #include "core/http/proxy_headers.hpp"
+#include "io/io_ring.hpp"
 #include "io/upstream.hpp"
 #include "path/upstream_exchange.hpp"
 

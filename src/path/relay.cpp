@@ -3,14 +3,14 @@
 
 #include <ctime>
 
-#include "io/io_ring.hpp"
+#include "core/http/proxy_headers.hpp"
 #include "core/telemetry/log.hpp"
 #include "core/telemetry/metrics.hpp"
-#include "core/http/proxy_headers.hpp"
+#include "io/io_ring.hpp"
+#include "io/upstream.hpp"
 #include "path/session_ids.hpp"
 #include "store/sessions.hpp"
 #include "store/tasks.hpp"
-#include "io/upstream.hpp"
 
 namespace mcpproxy {
 namespace {

@@ -11,11 +11,11 @@
 #include <optional>
 #include <string>
 
-#include "path/client_link.hpp"
-#include "path/exchange.hpp"
 #include "core/decide/outcome.hpp"
 #include "core/decide/relay_plan.hpp"
 #include "core/decide/route.hpp"
+#include "path/client_link.hpp"
+#include "path/exchange.hpp"
 #include "path/upstream_exchange.hpp"
 
 namespace mcpproxy {

@@ -3,8 +3,8 @@
 
 #include <boost/asio/write.hpp>
 
-#include "io/io_ring.hpp"
 #include "core/telemetry/metrics.hpp"
+#include "io/io_ring.hpp"
 
 namespace mcpproxy {
 namespace {

@@ -8,12 +8,12 @@
 
 #include <ctime>
 
-#include "path/downstream.hpp"
+#include "core/http/proxy_headers.hpp"
 #include "core/telemetry/log.hpp"
 #include "core/telemetry/metrics.hpp"
-#include "path/pod_request.hpp"
-#include "core/http/proxy_headers.hpp"
 #include "io/upstream.hpp"
+#include "path/downstream.hpp"
+#include "path/pod_request.hpp"
 
 namespace mcpproxy {
 

@@ -3,11 +3,11 @@
 
 #include "core/telemetry/log.hpp"
 #include "core/telemetry/metrics.hpp"
-#include "path/pod_request.hpp"
-#include "store/sessions.hpp"
-#include "path/single_flight.hpp"
 #include "io/upstream.hpp"
+#include "path/pod_request.hpp"
+#include "path/single_flight.hpp"
 #include "path/upstream_exchange.hpp"
+#include "store/sessions.hpp"
 
 namespace mcpproxy {
 namespace {

@@ -11,10 +11,10 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/decide/route.hpp"
+#include "io/net.hpp"
 #include "path/client_link.hpp"
 #include "path/exchange.hpp"
-#include "io/net.hpp"
-#include "core/decide/route.hpp"
 
 namespace mcpproxy {
 

@@ -3,12 +3,12 @@
 
 #include <boost/beast/http/status.hpp>
 
-#include "path/connection_context.hpp"
 #include "core/http/http_rules.hpp"
-#include "io/io_ring.hpp"
 #include "core/http/proxy_headers.hpp"
 #include "core/mcp/task_list.hpp"
+#include "io/io_ring.hpp"
 #include "io/upstream.hpp"
+#include "path/connection_context.hpp"
 #include "path/upstream_exchange.hpp"
 
 namespace mcpproxy {

@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "core/config/config.hpp"
-#include "core/telemetry/metrics.hpp"
-#include "io/net.hpp"
 #include "core/decide/route.hpp"
 #include "core/mcp/task_affinity.hpp"
+#include "core/telemetry/metrics.hpp"
+#include "io/net.hpp"
 #include "store/tasks.hpp"
 
 namespace mcpproxy {

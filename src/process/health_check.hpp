@@ -9,9 +9,9 @@
 #include <memory>
 
 #include "core/config/config.hpp"
+#include "core/decide/placement.hpp"
 #include "core/telemetry/metrics.hpp"
 #include "io/net.hpp"
-#include "core/decide/placement.hpp"
 
 namespace mcpproxy {
 

@@ -12,13 +12,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "process/admin.hpp"
-#include "io/dns.hpp"
-#include "path/downstream.hpp"
-#include "process/health_check.hpp"
-#include "io/io_ring.hpp"
-#include "process/jwks_fetch.hpp"
 #include "core/telemetry/log.hpp"
+#include "io/dns.hpp"
+#include "io/io_ring.hpp"
+#include "path/downstream.hpp"
+#include "process/admin.hpp"
+#include "process/health_check.hpp"
+#include "process/jwks_fetch.hpp"
 
 namespace mcpproxy {
 

@@ -11,18 +11,18 @@
 #include <vector>
 
 #include "core/config/config.hpp"
-#include "path/downstream.hpp"
+#include "core/decide/placement.hpp"
 #include "core/identity/jwks.hpp"
+#include "core/tables/session.hpp"
+#include "core/tables/task_table.hpp"
 #include "core/telemetry/metrics.hpp"
 #include "io/net.hpp"
-#include "core/decide/placement.hpp"
-#include "core/tables/session.hpp"
+#include "io/upstream.hpp"
+#include "path/downstream.hpp"
+#include "path/stream_gate.hpp"
 #include "store/session_store.hpp"
 #include "store/sessions.hpp"
-#include "path/stream_gate.hpp"
-#include "core/tables/task_table.hpp"
 #include "store/tasks.hpp"
-#include "io/upstream.hpp"
 
 namespace mcpproxy {
 

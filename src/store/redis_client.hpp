@@ -15,9 +15,9 @@
 #include <spdlog/common.h>
 
 #include "core/config/config.hpp"
-#include "io/net.hpp"
 #include "core/tables/redis_codec.hpp"
 #include "core/tables/redis_retry.hpp"
+#include "io/net.hpp"
 
 namespace boost::asio::ssl {
 class context;

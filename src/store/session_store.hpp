@@ -12,10 +12,10 @@
 #include <string>
 #include <unordered_map>
 
+#include "core/tables/session.hpp"
 #include "core/telemetry/metrics.hpp"
 #include "io/net.hpp"
 #include "store/redis_client.hpp"
-#include "core/tables/session.hpp"
 
 namespace mcpproxy {
 

@@ -8,10 +8,10 @@
 #include <random>
 #include <string>
 
-#include "core/telemetry/metrics.hpp"
-#include "io/net.hpp"
 #include "core/decide/placement.hpp"
 #include "core/tables/session.hpp"
+#include "core/telemetry/metrics.hpp"
+#include "io/net.hpp"
 
 namespace mcpproxy {
 

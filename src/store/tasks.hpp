@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "core/telemetry/metrics.hpp"
-#include "io/net.hpp"
 #include "core/mcp/task_affinity.hpp"
 #include "core/tables/task_table.hpp"
+#include "core/telemetry/metrics.hpp"
+#include "io/net.hpp"
 
 namespace mcpproxy {
 

@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include "jwt_mint.hpp"
 #include "core/identity/jwks.hpp"
+#include "jwt_mint.hpp"
 
 using namespace mcpproxy;
 using json = nlohmann::json;

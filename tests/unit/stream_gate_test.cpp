@@ -3,10 +3,10 @@
 // workers do.
 #include "path/stream_gate.hpp"
 
-#include "core/telemetry/metrics.hpp"
 #include "core/decide/placement.hpp"
-#include "store/sessions.hpp"
+#include "core/telemetry/metrics.hpp"
 #include "io/upstream.hpp"
+#include "store/sessions.hpp"
 
 #include <gtest/gtest.h>
 

@@ -6,10 +6,10 @@
 #include <thread>
 
 #include "core/config/config_keys.hpp"
-#include "core/identity/jwt.hpp"
-#include "core/tables/redis_codec.hpp"
-#include "core/identity/session_binding.hpp"
 #include "core/config/url_template.hpp"
+#include "core/identity/jwt.hpp"
+#include "core/identity/session_binding.hpp"
+#include "core/tables/redis_codec.hpp"
 
 namespace mcpproxy::config_detail {
 namespace {

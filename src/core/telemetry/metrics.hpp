@@ -11,11 +11,11 @@
 #include <string>
 #include <string_view>
 
-#include "core/telemetry/affinity_metrics.hpp"
 #include "core/config/config.hpp"
-#include "core/telemetry/dns_failure.hpp"
 #include "core/decide/placement.hpp"
 #include "core/tables/redis_retry.hpp"
+#include "core/telemetry/affinity_metrics.hpp"
+#include "core/telemetry/dns_failure.hpp"
 
 namespace mcpproxy {
 
