@@ -2,8 +2,8 @@
 
 #include <cstdio>
 
-#include "core/identity/jwt.hpp"
 #include "core/decide/route.hpp"
+#include "core/identity/jwt.hpp"
 #include "core/tables/session.hpp"
 
 namespace mcpproxy {
