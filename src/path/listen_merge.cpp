@@ -5,6 +5,7 @@
 #include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
+#include <limits>
 #include <map>
 
 #include "core/http/http1.hpp"
@@ -111,7 +112,8 @@ class Fanout : public std::enable_shared_from_this<Fanout> {
   }
   // Queues an event of `leg` (null: the proxy's own) for the client, within the leg's bound.
   void queue(std::string bytes, const std::shared_ptr<Leg>& leg);
-  void drop_queue();
+  // Drops the first `count` queued events (written, or given up): every one by default.
+  void drop_queue(std::size_t count = std::numeric_limits<std::size_t>::max());
   net::awaitable<bool> write_queued(bool last);
   net::awaitable<void> watch_client();
 
@@ -210,18 +212,22 @@ void Fanout::queue(std::string bytes, const std::shared_ptr<Leg>& leg) {
   poke();
 }
 
-void Fanout::drop_queue() {
-  for (const Queued& q : queue_) {
+void Fanout::drop_queue(std::size_t count) {
+  count = std::min(count, queue_.size());
+  for (std::size_t i = 0; i < count; ++i) {
+    const Queued& q = queue_.front();
     if (q.leg) q.leg->queued -= q.bytes.size();
     ctx_.metrics.listen.buffered_bytes.fetch_sub(static_cast<std::int64_t>(q.bytes.size()), std::memory_order_relaxed);
+    queue_.pop_front();
   }
-  queue_.clear();
 }
 
 net::awaitable<bool> Fanout::write_queued(bool last) {
   // One write for everything queued: the head first, then the events as one chunk.
   out_.clear();
   if (!head_sent_) out_.append(client_head_);
+  // The legs go on queueing while the write waits: only what is written here leaves the queue.
+  const std::size_t written = queue_.size();
   std::string payload;
   for (const Queued& q : queue_) payload.append(q.bytes);
   chunk(out_, payload, chunked_);
@@ -232,7 +238,7 @@ net::awaitable<bool> Fanout::write_queued(bool last) {
   const std::array<net::const_buffer, 1> bytes = {net::buffer(out_)};
   auto [ec, n] = co_await write_all(ctx_.ring, client_.socket(), bytes);
   client_.stop_waiting();
-  drop_queue();
+  drop_queue(written);
   head_sent_ = true;
   last_write_ = Clock::now();
   if (out_.capacity() > 64U * 1024) out_ = std::string();
