@@ -50,7 +50,8 @@ Connection::Connection(ConnectionContext& ctx, tcp::socket socket, std::uint64_t
       upstream_(ctx, client_),
       relay_(ctx, client_),
       recovery_(ctx, client_),
-      task_lists_(ctx, client_) {
+      task_lists_(ctx, client_),
+      listens_(ctx, client_) {
   ctx_.metrics.downstream_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -290,6 +291,9 @@ Connection::Decision Connection::decide_request(Exchange& ex) {
     case ByKey::list:
       return Decision::to(Decision::Kind::list_tasks);
   }
+  if (sessionless && cfg.subscriptions.fanout && ex.tasks.listen() && ex.req.method() == "POST") {
+    return Decision::to(Decision::Kind::fan_out_listen);
+  }
   if (ex.route.cls == RequestClass::session) {
     ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
     // Created through another proxy replica, or before this process restarted: the store
@@ -382,6 +386,13 @@ net::awaitable<Outcome> Connection::handle(Exchange& ex, Decision d) {
       break;
     case Decision::Kind::list_tasks:
       co_return co_await task_lists_.run(ex);
+    case Decision::Kind::fan_out_listen: {
+      reader_.own_request(ex);  // the read buffer is not held while the listen lasts
+      reader_.free_buffer_if_empty();
+      const ListenFanout::Result r = co_await listens_.run(ex);
+      if (r.reply) co_return co_await send_local_reply(ex, *r.reply, /*keep_alive=*/false);
+      co_return r.outcome;
+    }
     case Decision::Kind::jwt_keys:
     case Decision::Kind::look_up:
     case Decision::Kind::look_up_key:

@@ -33,6 +33,7 @@
 #include "path/client_link.hpp"
 #include "path/connection_context.hpp"
 #include "path/exchange.hpp"
+#include "path/listen_fanout.hpp"
 #include "path/relay.hpp"
 #include "path/request_reader.hpp"
 #include "path/session_recovery.hpp"
@@ -80,9 +81,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // token naming a kid no key has), the store (`look_up`, the table did not know the
   // session), a local reply, a lost session, or a session stream's order; for a
   // sessionless request's task or handle (task_routing.hpp): the store (`look_up_key`), or
-  // every pod's list (`list_tasks`, task_list_fanout.hpp).
+  // every pod's list (`list_tasks`, task_list_fanout.hpp); a sessionless subscriptions/listen
+  // with subscriptions.fanout: every pod's stream merged (`fan_out_listen`, listen_fanout.hpp).
   struct Decision {
-    enum class Kind : std::uint8_t { proxy, jwt_keys, look_up, reply, lost, stream_order, look_up_key, list_tasks };
+    enum class Kind : std::uint8_t {
+      proxy,
+      jwt_keys,
+      look_up,
+      reply,
+      lost,
+      stream_order,
+      look_up_key,
+      list_tasks,
+      fan_out_listen
+    };
     Kind kind = Kind::proxy;
     Refusal refusal;
     LostCause cause{};
@@ -155,6 +167,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Relay relay_;
   SessionRecovery recovery_;
   TaskListFanout task_lists_;
+  ListenFanout listens_;
   std::string session_id_storage_;  // the session id's buffer, handed from exchange to exchange
   // The last identity seen on this connection and its principal: a client sends the same
   // credential on every request, so the HMAC is computed once per connection, not per request.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/config/affinity_config.hpp"
+#include "core/config/subscriptions_config.hpp"
 #include "core/http/client_address.hpp"
 
 namespace mcpproxy {
@@ -275,6 +276,7 @@ struct Config {
   std::vector<std::string> allowed_hosts;
   LogConfig log;
   AffinityConfig affinity;
+  SubscriptionsConfig subscriptions;
   duration drain_timeout{20000};
   // The bearer token of the admin listener's state-changing calls (a file holding it);
   // none: those calls are refused.

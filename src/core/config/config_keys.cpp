@@ -431,6 +431,43 @@ const std::vector<KeySpec>& key_specs() {
       {"affinity.max_answer_scan", "--affinity-max-answer-scan",
        "bytes of one answer (or SSE event) read for a task id; past it the answer is relayed unread (default 1MiB)",
        MCP_SIZE(affinity.max_answer_scan)},
+      {"subscriptions.fanout", "--listen-fanout",
+       "open each 2026-07-28 subscriptions/listen on every pod and merge their notifications into the client's one "
+       "stream (default false; leave it off for servers that share an event bus: docs/architecture.md)",
+       [](Config& c, const std::string& v) { c.subscriptions.fanout = to_bool(v); },
+       [](const Config& c) { return b(c.subscriptions.fanout); }},
+      {"subscriptions.max_legs_per_listen", "--listen-max-legs-per-listen",
+       "pods one fanned-out listen opens a leg on; backend.replicas may not exceed it with subscriptions.fanout "
+       "(default 64)",
+       [](Config& c, const std::string& v) { c.subscriptions.max_legs_per_listen = int_in(v, 1, kMaxReplicas); },
+       [](const Config& c) { return std::to_string(c.subscriptions.max_legs_per_listen); }},
+      {"subscriptions.max_legs", "--listen-max-legs",
+       "legs (pod streams) of fanned-out listens open at once in the process; a listen past it is answered 503, a "
+       "leg past it is opened again later (default 30000)",
+       [](Config& c, const std::string& v) {
+         c.subscriptions.max_legs = static_cast<std::size_t>(int_in(v, 1, 10000000));
+       },
+       [](const Config& c) { return std::to_string(c.subscriptions.max_legs); }},
+      {"subscriptions.max_leg_buffer", "--listen-max-leg-buffer",
+       "bytes of one leg's notifications held for a client that does not read them (default 64KiB); past it, "
+       "subscriptions.slow_client",
+       MCP_SIZE(subscriptions.max_leg_buffer)},
+      {"subscriptions.slow_client", "--listen-slow-client",
+       "a listen whose leg fills subscriptions.max_leg_buffer: close (the stream ends with a JSON-RPC error for "
+       "the listen) or drop (the notifications that do not fit are dropped) (default close)",
+       [](Config& c, const std::string& v) {
+         c.subscriptions.slow_client = enum_of<SlowListenClient>(v, kSlowListenClientNames);
+       },
+       [](const Config& c) {
+         return std::string(kSlowListenClientNames[static_cast<std::size_t>(c.subscriptions.slow_client)]);
+       }},
+      {"subscriptions.keepalive", "--listen-keepalive",
+       "a fanned-out listen's keep-alive comment to its client after this long without an event; the pods' own "
+       "are not relayed (default 15s)",
+       MCP_DUR(subscriptions.keepalive)},
+      {"subscriptions.reopen_backoff_max", "--listen-reopen-backoff-max",
+       "a leg that failed or ended is opened again after 100ms, doubling up to this (default 5s)",
+       MCP_DUR(subscriptions.reopen_backoff_max)},
   };
   return specs;
 }

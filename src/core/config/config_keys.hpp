@@ -77,5 +77,6 @@ constexpr std::array<std::string_view, 3> kRedisModeNames = {"standalone", "sent
 constexpr std::array<std::string_view, 2> kOnLostNames = {"reinitialize", "not_found"};
 constexpr std::array<std::string_view, 2> kPlacementNames = {"least_sessions", "random"};
 constexpr std::array<std::string_view, 2> kNonJwtNames = {"refuse", "exact"};
+constexpr std::array<std::string_view, 2> kSlowListenClientNames = {"close", "drop"};
 
 }  // namespace mcpproxy::config_detail

@@ -144,6 +144,10 @@ void validate(Config& cfg) {
   validate_binding(cfg);
   validate_jwt_binding(cfg.sessions);  // jwt_config.cpp
   validate_memory_bounds(cfg);
+  if (cfg.subscriptions.fanout && cfg.backend.replicas > cfg.subscriptions.max_legs_per_listen) {
+    throw ConfigError("subscriptions.max_legs_per_listen: backend.replicas (" + std::to_string(cfg.backend.replicas) +
+                      ") exceeds it; a fanned-out listen must hear every pod");
+  }
   // trust_forwarded_headers says the hop in front is trusted: so is what it appends.
   if (cfg.trust_forwarded_headers && cfg.client_address.count == 0) cfg.client_address.count = 1;
 

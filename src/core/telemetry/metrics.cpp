@@ -376,6 +376,7 @@ void Metrics::render_connections(std::string& out) const {
   family(out, "mcp_proxy_sse_streams", "gauge", "SSE responses being relayed now.");
   sample(out, "mcp_proxy_sse_streams", "", static_cast<double>(sse_streams.load(std::memory_order_relaxed)));
   affinity.render(out, tasks);
+  listen.render(out);
   family(out, "mcp_proxy_draining", "gauge", "1 while the proxy drains after SIGTERM.");
   sample(out, "mcp_proxy_draining", "", draining.load(std::memory_order_relaxed) ? 1 : 0);
 }

@@ -16,6 +16,7 @@
 #include "core/tables/redis_retry.hpp"
 #include "core/telemetry/affinity_metrics.hpp"
 #include "core/telemetry/dns_failure.hpp"
+#include "core/telemetry/listen_metrics.hpp"
 
 namespace mcpproxy {
 
@@ -97,6 +98,7 @@ struct Metrics {
   std::atomic<std::int64_t> downstream_connections{0};
   std::atomic<std::int64_t> sse_streams{0};
   AffinityMetrics affinity;          // era, method, task and handle routing
+  ListenMetrics listen;              // fanned-out subscriptions/listen streams
   const TaskTable* tasks = nullptr;  // the affinity table, for its size (set once at start)
   std::atomic<std::uint64_t> config_reloads_ok{0};
   std::atomic<std::uint64_t> config_reloads_failed{0};
