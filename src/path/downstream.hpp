@@ -24,22 +24,22 @@
 #include <optional>
 #include <string>
 
+#include "core/decide/outcome.hpp"
+#include "core/decide/placement.hpp"
+#include "core/decide/route.hpp"
+#include "core/decide/session_limiter.hpp"
+#include "core/identity/jwks.hpp"
+#include "core/telemetry/metrics.hpp"
 #include "path/client_link.hpp"
 #include "path/connection_context.hpp"
 #include "path/exchange.hpp"
-#include "core/identity/jwks.hpp"
-#include "core/telemetry/metrics.hpp"
-#include "core/decide/outcome.hpp"
-#include "core/decide/placement.hpp"
 #include "path/relay.hpp"
 #include "path/request_reader.hpp"
-#include "core/decide/route.hpp"
-#include "core/decide/session_limiter.hpp"
 #include "path/session_recovery.hpp"
-#include "store/sessions.hpp"
 #include "path/single_flight.hpp"
 #include "path/task_list_fanout.hpp"
 #include "path/upstream_exchange.hpp"
+#include "store/sessions.hpp"
 
 namespace mcpproxy {
 
@@ -100,6 +100,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Decision decide(Exchange& ex);
   // The decision once the request's identity is known (decide's, after the JWT step).
   Decision decide_request(Exchange& ex);
+  // A request without a session (sessionless): its task or handle first (task_routing.hpp).
+  Decision decide_sessionless(Exchange& ex);
   // The decision once the session's record is known (from the table, or the store).
   Decision decide_known(Exchange& ex, bool store_failed);
   // Carries out a decision that waits, then the stages.
