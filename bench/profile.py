@@ -4,6 +4,8 @@
   python3 bench/profile.py instructions   # instructions per proxied request (callgrind)
   python3 bench/profile.py instructions 32  # the same with 32 connections (default 4)
   python3 bench/profile.py instructions 4 io_uring  # ... with io_backend io_uring (default epoll)
+  python3 bench/profile.py instructions-2026 sessionless  # ... per 2026-07-28 request (bench/era.py's modes)
+  python3 bench/profile.py instructions-2026 task redis  # ... a task-creating call and its tasks/get, redis store
   python3 bench/profile.py allocations    # allocations per relayed SSE chunk (heaptrack)
   MCPPROXY_PROFILE_BINDING=jwt python3 bench/profile.py instructions  # sessions.binding jwt
 
@@ -115,6 +117,49 @@ def instructions(connections=4, backend="epoll"):
         b.stop()
 
 
+def instructions_2026(mode, connections=4, store="memory"):
+    """Instructions per request of bench/era.py's modes (2026-07-28, no session): `sessionless`
+    (a tools/call; its answer is read for a task, as a sessionless tools/call's is) or `task`
+    (a task-creating tools/call, then tasks/get of that task by Mcp-Name: half each)."""
+    import era
+    b = era.EraBench(type("Args", (), {"binary": BINARY})())
+    out = os.path.join(b.tmp, "callgrind.out")
+    try:
+        b.pod_port = bench.free_port()
+        b.backend = b.nginx("pods2026", era.pods_config(b.pod_port))
+        for i in range(3):
+            bench.wait_port(f"127.0.1.{i}", b.pod_port)
+        port = bench.free_port()
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", BINARY,
+               "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{bench.free_port()}", "--threads", "1",
+               "--replicas", "3", "--backend-url-template", f"http://127.0.1.{{ordinal}}:{b.pod_port}",
+               "--log-level", "warn", "--session-store", store]
+        if store == "redis":
+            redis_port = bench.free_port()
+            b.spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"])
+            bench.wait_port("127.0.0.1", redis_port)
+            cmd += ["--redis-url", f"redis://127.0.0.1:{redis_port}/0"]
+        p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+        bench.wait_port("127.0.0.1", port, 60)
+        b.era_wrk(port, 1, connections, mode)  # warm: pooled pod connections, first allocations
+        subprocess.run(["callgrind_control", "--zero", str(p.pid)], capture_output=True, check=True)
+        res = b.era_wrk(port, 6, connections, mode)
+        subprocess.run(["callgrind_control", "--dump", str(p.pid)], capture_output=True, check=True)
+        p.terminate()
+        p.wait(timeout=60)
+        dump = next(f for f in sorted(glob.glob(out + ".*")))
+        text = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
+        steady = int(next(l for l in text.splitlines() if "PROGRAM TOTALS" in l).split()[0].replace(",", ""))
+        extra = (f"; tasks/get misrouted {res['misrouted']} of {res['found'] + res['misrouted']}"
+                 if mode == "task" else "")
+        print(f"2026 {mode} ({store} store): {res['requests']} requests, {steady:,} instructions: "
+              f"{steady / res['requests']:,.0f} per request{extra}")
+        if os.environ.get("MCPPROXY_CALLGRIND_OUT"):
+            subprocess.run(["cp", dump, os.environ["MCPPROXY_CALLGRIND_OUT"]], check=True)
+    finally:
+        b.stop()
+
+
 def allocations(events):
     tmp = tempfile.mkdtemp(prefix="mcp-heap-")
     be = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples/sample_backend.py"), "--pods", "1",
@@ -154,11 +199,14 @@ def allocations(events):
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "instructions"
-    tool = {"instructions": "valgrind", "allocations": "heaptrack"}.get(what)
+    tool = {"instructions": "valgrind", "instructions-2026": "valgrind", "allocations": "heaptrack"}.get(what)
     if tool and not __import__("shutil").which(tool):
         sys.exit(f"{tool} is needed (Debian: apt-get install valgrind heaptrack); it is not part of scripts/setup.sh")
     if what == "instructions":
         instructions(int(sys.argv[2]) if len(sys.argv) > 2 else 4, sys.argv[3] if len(sys.argv) > 3 else "epoll")
+    elif what == "instructions-2026":
+        instructions_2026(sys.argv[2] if len(sys.argv) > 2 else "sessionless", 4,
+                          sys.argv[3] if len(sys.argv) > 3 else "memory")
     elif what == "allocations":
         for n in (200, 2000):
             allocations(n)

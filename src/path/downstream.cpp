@@ -276,11 +276,23 @@ Connection::Decision Connection::decide_request(Exchange& ex) {
     return Decision::reply(kIdentityRepeated);
   }
   classify_request(ex.route, ex.req.head.session_id, ex.req.target(), ex.req.body, ex.req.method() == "POST");
-  // Era and method (counted), and a sessionless request's task or handle (task_routing.hpp).
-  const bool sessionless = ex.route.cls == RequestClass::sessionless;
-  if (sessionless && cfg.sessions.binding != BindingKind::none) ex.principal = principal_of_request(ex);
+  if (ex.route.cls == RequestClass::sessionless) return decide_sessionless(ex);
+  ex.tasks.on_session_request(ex.req.body, ctx_.metrics);  // the 2025 era, the method counted
+  if (ex.route.cls == RequestClass::session) {
+    ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
+    // Created through another proxy replica, or before this process restarted: the store
+    // is asked when the local table does not know the id.
+    if (!ex.rec) return Decision::to(Decision::Kind::look_up);
+  }
+  return decide_known(ex, /*store_failed=*/false);
+}
+
+Connection::Decision Connection::decide_sessionless(Exchange& ex) {
+  const Config& cfg = *ex.cfg;
+  if (cfg.sessions.binding != BindingKind::none) ex.principal = principal_of_request(ex);
+  // Era and method (counted), and the request's task or handle (task_routing.hpp).
   using ByKey = TaskRouting::Verdict::Kind;
-  switch (ex.tasks.on_request(ex.req.head, ex.req.body, sessionless, cfg, ctx_.tasks, ctx_.metrics, ex.principal)) {
+  switch (ex.tasks.on_sessionless(ex.req.head, ex.req.body, cfg, ctx_.tasks, ctx_.metrics, ex.principal)) {
     case ByKey::place:
     case ByKey::forward:
       break;
@@ -291,14 +303,8 @@ Connection::Decision Connection::decide_request(Exchange& ex) {
     case ByKey::list:
       return Decision::to(Decision::Kind::list_tasks);
   }
-  if (sessionless && cfg.subscriptions.fanout && ex.tasks.listen() && ex.req.method() == "POST") {
+  if (cfg.subscriptions.fanout && ex.tasks.listen() && ex.req.method() == "POST") {
     return Decision::to(Decision::Kind::fan_out_listen);
-  }
-  if (ex.route.cls == RequestClass::session) {
-    ex.rec = ctx_.sessions.find_cached(ex.route.session_id);
-    // Created through another proxy replica, or before this process restarted: the store
-    // is asked when the local table does not know the id.
-    if (!ex.rec) return Decision::to(Decision::Kind::look_up);
   }
   return decide_known(ex, /*store_failed=*/false);
 }

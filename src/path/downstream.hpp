@@ -112,6 +112,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Decision decide(Exchange& ex);
   // The decision once the request's identity is known (decide's, after the JWT step).
   Decision decide_request(Exchange& ex);
+  // A request without a session (sessionless): its task or handle first (task_routing.hpp).
+  Decision decide_sessionless(Exchange& ex);
   // The decision once the session's record is known (from the table, or the store).
   Decision decide_known(Exchange& ex, bool store_failed);
   // Carries out a decision that waits, then the stages.

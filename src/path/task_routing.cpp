@@ -8,6 +8,7 @@ namespace mcpproxy {
 TaskRouting::Verdict::Kind TaskRouting::on_sessionless(const http1::Head& head, std::string_view body,
                                                        const Config& cfg, Tasks& tasks, Metrics& metrics,
                                                        std::string_view principal) {
+  method_ = method_of_body(body);
   const auto mcp_method_header = head.get("Mcp-Method");
   const Era era = classify_era(head.get("MCP-Protocol-Version"), mcp_method_header.has_value(), false);
   metrics.affinity.count_request(era, method_);

@@ -4,8 +4,9 @@
 // sessionless request that names a task or a handle to the pod that holds it, and reads
 // the answers that may create one (decided from the request) as they pass the relay,
 // recording what they create before the bytes that complete them go downstream.
-// The connection reaches it at four points: the decision (on_request, look_up), the
-// choice of the relay (watching), and the relay's pieces (on_answer).
+// The connection reaches it at four points: the decision (on_session_request, or
+// on_sessionless and look_up), the choice of the relay (watching), and the relay's pieces
+// (on_answer).
 
 #include <memory>
 #include <optional>
@@ -35,20 +36,18 @@ class TaskRouting {
     };
   };
 
-  // Every request: its era and method counted. A session's request stops there (inline: the
-  // 2025 path's cost). A sessionless one: routed by its key when it names one.
-  // `principal`: the request's identity with sessions.binding.
-  Verdict::Kind on_request(const http1::Head& head, std::string_view body, bool sessionless, const Config& cfg,
-                           Tasks& tasks, Metrics& metrics, std::string_view principal) {
+  // A request with a session id, or one that may create a session (2025): its method
+  // counted, nothing more (inline, no call: the 2025 path's cost).
+  void on_session_request(std::string_view body, Metrics& metrics) {
     method_ = method_of_body(body);
-    if (!sessionless) {
-      metrics.affinity.count_request(Era::v2025, method_);
-      return Verdict::Kind::place;
-    }
-    return on_sessionless(head, body, cfg, tasks, metrics, principal);
+    metrics.affinity.count_request(Era::v2025, method_);
   }
+  // A sessionless request: its era and method counted, and routed by its key when it names
+  // one. `principal`: the request's identity with sessions.binding.
+  Verdict::Kind on_sessionless(const http1::Head& head, std::string_view body, const Config& cfg, Tasks& tasks,
+                               Metrics& metrics, std::string_view principal);
   // The answer of a Verdict::Kind::reply.
-  const Refusal& refusal() const { return refusal_; }
+  const Refusal& refusal() const { return keyed_->refusal; }
   // After Verdict::look_up: the store's answer decides (a store that cannot be asked: 503).
   net::awaitable<Verdict::Kind> look_up(int replicas, Tasks& tasks, Metrics& metrics, std::string_view principal);
   // The pod a key routed this request to (-1: none).
@@ -64,12 +63,10 @@ class TaskRouting {
                                  Metrics& metrics, int ordinal, const std::string& principal);
 
  private:
-  Verdict::Kind on_sessionless(const http1::Head& head, std::string_view body, const Config& cfg, Tasks& tasks,
-                               Metrics& metrics, std::string_view principal);
   Verdict::Kind decide(const std::optional<TaskRecord>& rec, int replicas, Metrics& metrics,
                        std::string_view principal);
   Verdict::Kind reply(const Refusal& r) {
-    refusal_ = r;
+    keyed().refusal = r;
     return Verdict::Kind::reply;
   }
 
@@ -80,6 +77,7 @@ class TaskRouting {
     AnswerWatch watch;
     std::optional<AnswerTap> tap;
     std::vector<std::string> messages;
+    Refusal refusal;  // the answer of a Verdict::Kind::reply
   };
   Keyed& keyed() {
     if (!keyed_) keyed_ = std::make_unique<Keyed>();
@@ -89,7 +87,6 @@ class TaskRouting {
   McpMethod method_ = McpMethod::other;
   bool watching_ = false;
   int ordinal_ = -1;
-  Refusal refusal_;
   std::unique_ptr<Keyed> keyed_;
 };
 

@@ -230,6 +230,31 @@ TEST(Http1, ConnectionNamesFieldsOnlyBeyondCloseAndKeepAlive) {
   EXPECT_FALSE(h.connection.has_value());
 }
 
+TEST(Http1, KeepAliveAloneSettlesAsTheListWalksDo) {
+  // "keep-alive" alone (any case) is settled in one compare: the same outcome as the walks
+  // of the list for close, keep-alive and other fields.
+  Head h;
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nConnection: KEEP-ALIVE\r\n\r\n", h),
+            Status::complete);
+  EXPECT_FALSE(h.keep_alive);  // a close is not undone in 1.1
+  EXPECT_EQ(h.connection, "close");
+  EXPECT_FALSE(h.connection_names_fields);
+  ASSERT_EQ(request("GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n", h), Status::complete);
+  EXPECT_TRUE(h.keep_alive);  // in 1.0 the later keep-alive holds, as before
+  ASSERT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alivex\r\n\r\n", h), Status::complete);
+  EXPECT_TRUE(h.connection_names_fields);  // not the token: a field's name
+  ASSERT_EQ(request("GET / HTTP/1.0\r\nConnection: keep-alivex\r\n\r\n", h), Status::complete);
+  EXPECT_FALSE(h.keep_alive);
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", kLimit, "POST", h),
+            Status::complete);
+  EXPECT_TRUE(h.keep_alive);
+  EXPECT_EQ(h.connection, "keep-alive");
+  EXPECT_FALSE(h.connection_names_fields);
+  ASSERT_EQ(parse_response("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", kLimit, "POST", h),
+            Status::complete);
+  EXPECT_TRUE(h.keep_alive);
+}
+
 TEST(Http1, ValueCheckSeesEveryByte) {
   // A bad byte at every position of a long value, tabs allowed anywhere.
   const std::string value = "abc\tdefghijklmnopqrstuvwxyz\t0123456789";

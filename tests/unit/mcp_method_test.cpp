@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 using namespace mcpproxy;
 
 TEST(Era, SessionsAre2025) {
@@ -64,4 +66,44 @@ TEST(McpMethodLabel, OfBody) {
   EXPECT_EQ(method_of_body(R"({"jsonrpc":"2.0","id":1,"result":{}})"), McpMethod::other);
   EXPECT_EQ(method_of_body(R"({"x":"\"method\":\"tools/call\"","method":"ping"})"), McpMethod::ping);
   EXPECT_EQ(method_of_body(""), McpMethod::other);
+}
+
+// method_of_body settles the common case inline (the key among the first 32 bytes,
+// `"tools/call"` after it): at every key position, spacing, value and body length around
+// the quick look's bounds it labels as the scan does.
+TEST(McpMethodLabel, QuickLookAgreesWithTheScan) {
+  const std::string keys[] = {
+      R"("method":)",   R"("method": )", R"("method" : )", "\"method\"\n:",
+      R"(\"method\":)", R"("\"method":)"};  // the last: a key that ends in the word, after an escaped quote
+  const std::string values[] = {R"("tools/call")",
+                                R"("tools/calls")",
+                                R"("tools/list")",
+                                R"("tools/cal")",
+                                R"("tasks/get")",
+                                R"("tools/call\"")",
+                                "1"};
+  int checked = 0;
+  for (std::size_t pad = 0; pad < 40; ++pad) {
+    // Blanks, or a member, before the key: its 'm' lands at every byte of the probe and past it.
+    for (const std::string& before : {"{" + std::string(pad, ' '), "{\"x\":\"" + std::string(pad, 'a') + "\","}) {
+      for (const std::string& key : keys) {
+        for (const std::string& value : values) {
+          for (const std::size_t tail : {0, 1, 8, 20, 60}) {
+            const std::string body = before + key + value + std::string(tail, ' ') + "}";
+            ASSERT_EQ(method_of_body(body), mcp_method(scan_jsonrpc_method(body))) << body;
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 40 * 2 * 6 * 7 * 5);
+  // The key at byte 1 (no member before it), an 'm' before the key, and a value that
+  // spells the key inside the probe.
+  const std::string first = R"({"method":"tools/call","params":{"name":"whoami","arguments":{}},"id":1})";
+  EXPECT_EQ(method_of_body(first), McpMethod::tools_call);
+  const std::string ms = R"({"mm":"m","method":"tools/call","params":{"name":"whoami","arguments":{}},"id":1})";
+  EXPECT_EQ(method_of_body(ms), McpMethod::tools_call);
+  const std::string spelled = R"({"a":"\"method\":\"tools/call\"","method":"ping","params":{},"jsonrpc":"2.0"})";
+  EXPECT_EQ(method_of_body(spelled), McpMethod::ping);
 }

@@ -323,7 +323,21 @@ struct FieldTally {
   int session_ids = 0;
   // Notes one field (and its value in `out`); false when it makes the framing untrustworthy.
   [[gnu::always_inline]] inline bool note(const Field& f, Head& out);
+  void note_connection(std::string_view value, Head& out);
 };
+
+void FieldTally::note_connection(std::string_view value, Head& out) {
+  if (!out.connection) out.connection = value;
+  if (iequals(value, "keep-alive")) {
+    // What servers send on every HTTP/1.1 answer, alone: settled in one compare (the list
+    // walks below find no close and no other field in it).
+    if (out.version < 11) close = false;
+    return;
+  }
+  if (list_has_token(value, "close")) close = true;
+  if (out.version < 11 && list_has_token(value, "keep-alive")) close = false;
+  out.connection_names_fields = out.connection_names_fields || names_fields(value);
+}
 
 bool FieldTally::note(const Field& f, Head& out) {
   switch (f.id) {
@@ -357,10 +371,7 @@ bool FieldTally::note(const Field& f, Head& out) {
       chunked = true;
       break;
     case FieldId::connection:
-      if (list_has_token(f.value, "close")) close = true;
-      if (out.version < 11 && list_has_token(f.value, "keep-alive")) close = false;
-      if (!out.connection) out.connection = f.value;
-      out.connection_names_fields = out.connection_names_fields || names_fields(f.value);
+      note_connection(f.value, out);
       break;
     default:
       break;

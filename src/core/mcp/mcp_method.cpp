@@ -102,14 +102,15 @@ std::optional<std::string_view> member_value(std::string_view body, std::size_t 
 
 namespace {
 
-// Where the value of the first "method" member is: `at` of its key's 'm' (npos: none).
-std::size_t method_key(std::string_view body) {
+// Where the value of the first "method" member at or after byte `from` (at least 1) is:
+// `at` of its key's 'm' (npos: none).
+std::size_t method_key(std::string_view body, std::size_t from = 1) {
   const char* const p = body.data();
   const std::size_t n = body.size();
   static constexpr char kKey[] = "\"method\"";
   std::uint64_t key = 0;
   std::memcpy(&key, kKey, 8);
-  for (std::size_t from = 1; from + 7 < n;) {
+  while (from + 7 < n) {
     const void* m = std::memchr(p + from, 'm', n - from - 7);
     if (m == nullptr) return std::string_view::npos;
     const auto at = static_cast<std::size_t>(static_cast<const char*>(m) - p);
@@ -128,8 +129,8 @@ constexpr std::string_view kToolsCall = "\"tools/call\"";
 
 }  // namespace
 
-McpMethod method_of_body(std::string_view body) {
-  const std::size_t at = method_key(body);
+McpMethod detail::method_of_body_from(std::string_view body, std::size_t from) {
+  const std::size_t at = method_key(body, from);
   if (at == std::string_view::npos) return McpMethod::other;
   // The common method, as clients write it (`"method":"tools/call"`, or with one space after
   // the colon as Python's json and pretty printers do), settles in two word compares: the
