@@ -1,6 +1,7 @@
 // Task and handle affinity decisions (task_affinity.hpp).
 #include "core/mcp/task_affinity.hpp"
 
+#include "core/http/base64.hpp"
 #include "core/identity/session_binding.hpp"
 
 #include <nlohmann/json.hpp>
@@ -13,36 +14,6 @@ namespace mcpproxy {
 namespace {
 
 using json = nlohmann::json;
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Standard base64 with optional padding; nullopt for anything else.
-std::optional<std::string> base64_decode(std::string_view in) {
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  if (in.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : in) {
-    const int v = base64_value(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xFF);
-    }
-  }
-  return out;
-}
 
 json parse(std::string_view text) { return json::parse(text, nullptr, /*allow_exceptions=*/false); }
 
@@ -236,7 +207,8 @@ std::optional<std::string> decode_header_value(std::string_view value) {
       value.substr(value.size() - kClose.size()) != kClose) {
     return std::string(value);
   }
-  return base64_decode(value.substr(kOpen.size(), value.size() - kOpen.size() - kClose.size()));
+  return base64_decode(value.substr(kOpen.size(), value.size() - kOpen.size() - kClose.size()),
+                       Base64Alphabet::standard, Base64Padding::optional);
 }
 
 bool valid_affinity_id(std::string_view id, std::size_t max) {
