@@ -2,6 +2,7 @@
 #include "core/mcp/task_affinity.hpp"
 
 #include "core/http/base64.hpp"
+#include "core/http/http_rules.hpp"
 #include "core/identity/session_binding.hpp"
 
 #include <nlohmann/json.hpp>
@@ -299,28 +300,6 @@ AnswerKeys keys_of_message(std::string_view text, const AnswerWatch& w, const Af
   return keys;
 }
 
-void AnswerTap::take_event(std::string_view event, std::vector<std::string>& out) const {
-  std::string data;
-  bool any = false;
-  while (!event.empty()) {
-    const auto eol = event.find_first_of("\r\n");
-    const std::string_view line = event.substr(0, eol);
-    if (eol == std::string_view::npos) {
-      event = {};
-    } else {
-      const bool crlf = event[eol] == '\r' && eol + 1 < event.size() && event[eol + 1] == '\n';
-      event.remove_prefix(eol + (crlf ? 2 : 1));
-    }
-    if (line.substr(0, 5) != "data:" && line != "data") continue;
-    std::string_view value = line.substr(std::min<std::size_t>(5, line.size()));
-    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    if (any) data += '\n';
-    data.append(value);
-    any = true;
-  }
-  if (any) out.push_back(std::move(data));
-}
-
 void AnswerTap::feed(std::string_view data, bool body_done, std::vector<std::string>& out) {
   if (done_) return;
   if (pending_.size() + data.size() > limit_) {
@@ -338,24 +317,12 @@ void AnswerTap::feed(std::string_view data, bool body_done, std::vector<std::str
     done_ = true;
     return;
   }
-  // Events end with a blank line: "\r\n\r\n", "\n\n" or "\r\r".
-  std::size_t from = 0;
-  for (;;) {
-    std::size_t end = std::string::npos;
-    std::size_t sep = 0;
-    for (const std::string_view s :
-         {std::string_view("\r\n\r\n"), std::string_view("\n\n"), std::string_view("\r\r")}) {
-      const auto at = pending_.find(s, from);
-      if (at != std::string::npos && at < end) {
-        end = at;
-        sep = s.size();
-      }
-    }
-    if (end == std::string::npos) break;
-    take_event(std::string_view(pending_).substr(from, end - from), out);
-    from = end + sep;
-  }
-  pending_.erase(0, from);
+  const std::size_t used = take_sse_events(pending_, [&](std::string_view event) {
+    SseEvent e = parse_sse_event(event);
+    if (e.has_data) out.push_back(std::move(e.data));
+    return true;
+  });
+  pending_.erase(0, used);
   if (body_done) done_ = true;
 }
 
