@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "jwt_mint.hpp"
+
 using namespace mcpproxy;
 
 namespace {
@@ -15,22 +19,13 @@ std::optional<std::string> header(std::string_view in) {
   return base64_decode(in, Base64Alphabet::standard, Base64Padding::optional);
 }
 
-// RFC 4648 encoding, for the round trips (no padding).
-std::string encode(std::string_view bytes, bool url) {
-  const std::string_view chars = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                                     : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : bytes) {
-    acc = (acc << 8U) | static_cast<unsigned char>(c);
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += chars[(acc >> static_cast<unsigned>(bits)) & 63U];
-    }
+// RFC 4648 encoding without padding (jwt_mint's base64url; the standard alphabet from it).
+std::string encode(const std::string& bytes, bool url) {
+  std::string out = jwt_mint::b64url(bytes);
+  if (!url) {
+    std::replace(out.begin(), out.end(), '-', '+');
+    std::replace(out.begin(), out.end(), '_', '/');
   }
-  if (bits > 0) out += chars[(acc << static_cast<unsigned>(6 - bits)) & 63U];
   return out;
 }
 
