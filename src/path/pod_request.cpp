@@ -38,9 +38,8 @@ net::awaitable<PodReply> send_to_pod(ConnectionContext& ctx, ClientLink& client,
                              : cfg.backend.response_timeout;
   // The answer's body (an SSE answer to initialize ends after the result) read to its end
   // and dropped, bounded like a request body.
-  UpstreamExchange::OwnAnswer answer =
-      co_await exchange.run_own(call.ordinal, std::move(up), call.method, call.body, cfg, limit,
-                                cfg.limits.max_body_size, /*keep_body=*/false);
+  UpstreamExchange::OwnAnswer answer = co_await exchange.run_own(
+      call.ordinal, std::move(up), call.method, call.body, cfg, limit, cfg.limits.max_body_size, /*keep_body=*/false);
   PodReply reply;
   if (answer.result != UpstreamExchange::Result::head) co_return reply;
   const http1::Head& res = exchange.head();

@@ -10,9 +10,9 @@
 #include <string>
 #include <string_view>
 
+#include "io/net.hpp"
 #include "path/client_link.hpp"
 #include "path/exchange.hpp"
-#include "io/net.hpp"
 
 namespace mcpproxy {
 

@@ -3,11 +3,11 @@
 
 #include <boost/beast/http/status.hpp>
 
-#include "path/connection_context.hpp"
 #include "core/http/http_rules.hpp"
 #include "core/http/proxy_headers.hpp"
 #include "core/mcp/task_list.hpp"
 #include "io/upstream.hpp"
+#include "path/connection_context.hpp"
 #include "path/upstream_exchange.hpp"
 
 namespace mcpproxy {

@@ -11,10 +11,10 @@
 #include <optional>
 #include <string>
 
+#include "core/decide/outcome.hpp"
+#include "io/net.hpp"
 #include "path/client_link.hpp"
 #include "path/exchange.hpp"
-#include "io/net.hpp"
-#include "core/decide/outcome.hpp"
 
 namespace mcpproxy {
 

@@ -4,12 +4,12 @@
 // step returns what it needs next; the driver waits.
 #include "path/upstream_exchange.hpp"
 
-#include "io/dns.hpp"
-#include "io/io_ring.hpp"
-#include "core/telemetry/log.hpp"
-#include "core/telemetry/metrics.hpp"
 #include "core/decide/placement.hpp"
 #include "core/http/proxy_headers.hpp"
+#include "core/telemetry/log.hpp"
+#include "core/telemetry/metrics.hpp"
+#include "io/dns.hpp"
+#include "io/io_ring.hpp"
 #include "store/sessions.hpp"
 
 namespace mcpproxy {

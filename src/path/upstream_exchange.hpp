@@ -13,14 +13,14 @@
 #include <memory>
 #include <string>
 
-#include "path/client_link.hpp"
-#include "path/exchange.hpp"
-#include "core/http/http1.hpp"
-#include "io/net.hpp"
 #include "core/decide/outcome.hpp"
 #include "core/decide/retry_rules.hpp"
 #include "core/decide/route.hpp"
+#include "core/http/http1.hpp"
+#include "io/net.hpp"
 #include "io/upstream.hpp"
+#include "path/client_link.hpp"
+#include "path/exchange.hpp"
 
 namespace mcpproxy {
 

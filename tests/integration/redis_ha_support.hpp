@@ -26,18 +26,9 @@ using namespace std::chrono_literals;
 // A proxy replica on the redis store in `mode` (sentinel or cluster), given its nodes.
 inline std::vector<std::string> ha_proxy_args(const std::string& url_template, const std::string& mode,
                                               const std::vector<std::uint16_t>& node_ports) {
-  std::vector<std::string> args{"--replicas",
-                                "3",
-                                "--backend-url-template",
-                                url_template,
-                                "--session-store",
-                                "redis",
-                                "--redis-mode",
-                                mode,
-                                "--redis-counts-interval",
-                                "200ms",
-                                "--threads",
-                                "2"};
+  std::vector<std::string> args{
+      "--replicas",   "3",  "--backend-url-template",  url_template, "--session-store", "redis",
+      "--redis-mode", mode, "--redis-counts-interval", "200ms",      "--threads",       "2"};
   for (const std::uint16_t p : node_ports) {
     args.emplace_back("--redis-node");
     args.push_back("127.0.0.1:" + std::to_string(p));

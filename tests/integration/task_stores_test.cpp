@@ -132,9 +132,8 @@ struct TaskTraffic {
     EXPECT_EQ(routed_by(c, slice(made, 0, before)), static_cast<int>(before)) << "the tasks made before the failover";
     EXPECT_EQ(routed_by(c, slice(made, during, made.size())), 20) << "the tasks made after it";
     const int kept = routed_by(c, slice(made, before, during));
-    return "tasks made during the failover, polled through the other replica at once: " +
-           error_list(failover_cross) + "; " + std::to_string(kept) + " of " + std::to_string(during - before) +
-           " of them in Redis afterwards";
+    return "tasks made during the failover, polled through the other replica at once: " + error_list(failover_cross) +
+           "; " + std::to_string(kept) + " of " + std::to_string(during - before) + " of them in Redis afterwards";
   }
 };
 

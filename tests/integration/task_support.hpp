@@ -41,7 +41,8 @@ struct TaskPods {
   std::unique_ptr<Process> process;
 };
 
-inline const Headers k2026 = {{"MCP-Protocol-Version", "2026-07-28"}, {"Accept", "application/json, text/event-stream"}};
+inline const Headers k2026 = {{"MCP-Protocol-Version", "2026-07-28"},
+                              {"Accept", "application/json, text/event-stream"}};
 
 inline json rpc(int id, const std::string& method, const json& params) {
   return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
@@ -79,7 +80,7 @@ inline std::string create_task_2026(std::uint16_t port, int id, json args = json
 }
 
 inline Response get_task_2026(std::uint16_t port, const std::string& task, const std::string& method = "tasks/get",
-                       const std::string& header_name = "") {
+                              const std::string& header_name = "") {
   const Headers h = with(with(k2026, "Mcp-Method", method), "Mcp-Name", header_name.empty() ? task : header_name);
   // A 2026 client that uses tasks declares the extension on its requests (SEP-2663).
   const json meta = {{"io.modelcontextprotocol/clientCapabilities",

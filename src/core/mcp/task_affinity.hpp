@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "core/config/affinity_config.hpp"
-#include "core/telemetry/affinity_metrics.hpp"
+#include "core/decide/route.hpp"
 #include "core/http/http1.hpp"
 #include "core/mcp/mcp_method.hpp"
-#include "core/decide/route.hpp"
 #include "core/tables/task_table.hpp"
+#include "core/telemetry/affinity_metrics.hpp"
 
 namespace mcpproxy {
 
