@@ -6,15 +6,16 @@
 namespace mcpproxy {
 namespace {
 
-// The 6-bit value of each byte in an alphabet, -1 for a byte outside it.
-constexpr std::array<std::int8_t, 256> values(char c62, char c63) {
-  std::array<std::int8_t, 256> t{};
-  for (auto& v : t) v = -1;
-  for (int i = 0; i < 26; ++i) {
-    t[static_cast<std::size_t>('A' + i)] = static_cast<std::int8_t>(i);
-    t[static_cast<std::size_t>('a' + i)] = static_cast<std::int8_t>(26 + i);
+// The 6-bit value of each byte in an alphabet, kNone for a byte outside it.
+constexpr std::uint8_t kNone = 0xFF;
+constexpr std::array<std::uint8_t, 256> values(char c62, char c63) {
+  std::array<std::uint8_t, 256> t{};
+  for (auto& v : t) v = kNone;
+  for (std::uint8_t i = 0; i < 26; ++i) {
+    t[std::size_t{'A'} + i] = i;
+    t[std::size_t{'a'} + i] = static_cast<std::uint8_t>(26 + i);
   }
-  for (int i = 0; i < 10; ++i) t[static_cast<std::size_t>('0' + i)] = static_cast<std::int8_t>(52 + i);
+  for (std::uint8_t i = 0; i < 10; ++i) t[std::size_t{'0'} + i] = static_cast<std::uint8_t>(52 + i);
   t[static_cast<unsigned char>(c62)] = 62;
   t[static_cast<unsigned char>(c63)] = 63;
   return t;
@@ -36,9 +37,9 @@ std::optional<std::string> base64_decode(std::string_view in, Base64Alphabet alp
   std::uint32_t acc = 0;
   unsigned bits = 0;
   for (const char c : in) {
-    const int v = table[static_cast<unsigned char>(c)];
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6U) | static_cast<std::uint32_t>(v);
+    const std::uint8_t v = table[static_cast<unsigned char>(c)];
+    if (v == kNone) return std::nullopt;
+    acc = (acc << 6U) | v;
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
