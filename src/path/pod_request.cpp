@@ -42,9 +42,8 @@ net::awaitable<PodReply> send_to_pod(ConnectionContext& ctx, ClientLink& client,
       call.ordinal, std::move(up), call.method, call.body, cfg, limit, cfg.limits.max_body_size, /*keep_body=*/false);
   PodReply reply;
   if (answer.result != UpstreamExchange::Result::head) co_return reply;
-  const http1::Head& res = exchange.head();
-  reply.status = res.status;
-  if (const auto sid = res.get(http1::FieldId::mcp_session_id)) reply.session_id = std::string(*sid);
+  reply.status = answer.status;
+  reply.session_id = std::move(answer.session_id);
   up = exchange.take();
   if (!answer.reusable) up.reset();
   co_return reply;

@@ -44,13 +44,9 @@ net::awaitable<std::optional<std::string>> TaskListFanout::ask_pod(const Exchang
   // Its body read to its end within affinity.max_answer_scan.
   UpstreamExchange::OwnAnswer answer = co_await exchange.run_own(
       ordinal, nullptr, "POST", body, cfg, cfg.backend.response_timeout, cfg.affinity.max_answer_scan, true);
-  if (answer.result != UpstreamExchange::Result::head || !answer.whole || exchange.head().status != 200) {
-    co_return std::nullopt;
-  }
-  const auto type = exchange.head().get(http1::FieldId::content_type);
-  const bool sse = type && http1::starts_with_ci(*type, "text/event-stream");
+  if (answer.result != UpstreamExchange::Result::head || !answer.whole || answer.status != 200) co_return std::nullopt;
   if (answer.reusable) exchange.release();
-  co_return response_message(std::move(answer.body), sse, cfg.affinity.max_answer_scan);
+  co_return response_message(std::move(answer.body), answer.sse, cfg.affinity.max_answer_scan);
 }
 
 net::awaitable<Outcome> TaskListFanout::send_json(Exchange& ex, const std::string& body) {

@@ -112,7 +112,13 @@ net::awaitable<UpstreamExchange::OwnAnswer> UpstreamExchange::run_own(int ordina
     }
   }
   out.result = result_;
-  if (result_ == Result::head) co_await read_own_body(out, max_body, keep_body);
+  if (result_ == Result::head) {
+    out.status = head_in_.status;
+    if (const auto sid = head_in_.get(http1::FieldId::mcp_session_id)) out.session_id = std::string(*sid);
+    const auto type = head_in_.get(http1::FieldId::content_type);
+    out.sse = type && http1::starts_with_ci(*type, "text/event-stream");
+    co_await read_own_body(out, max_body, keep_body);
+  }
   client_.stop_waiting();
   co_return out;
 }

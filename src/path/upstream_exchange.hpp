@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/decide/outcome.hpp"
@@ -72,10 +73,15 @@ class UpstreamExchange {
   // read it needs, then (Result::head) the answer's body to its end, chunk framing removed,
   // no further than `max_body` bytes, kept in `body` when `keep_body`. The pod deadline
   // holds until the body's end. The pod connection stays with the exchange (release, take).
+  // What the errands need of the head is copied before the body is read (the head's fields
+  // are views into the read buffer, which the body's reads reuse).
   struct OwnAnswer {
     Result result = Result::refused;
-    bool whole = false;     // the body came to its end, within `max_body`
-    bool reusable = false;  // whole, and the connection may carry another request
+    unsigned status = 0;
+    std::optional<std::string> session_id;  // Mcp-Session-Id
+    bool sse = false;                       // Content-Type text/event-stream
+    bool whole = false;                     // the body came to its end, within `max_body`
+    bool reusable = false;                  // whole, and the connection may carry another request
     std::string body;
   };
   net::awaitable<OwnAnswer> run_own(int ordinal, std::unique_ptr<tcp::socket> kept, std::string_view method,
