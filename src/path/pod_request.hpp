@@ -2,8 +2,8 @@
 // Requests of the proxy's own to a pod on a session's behalf: a re-initialize's initialize
 // and notifications/initialized (session_recovery.hpp), the DELETE of a session the proxy
 // will not keep (session_ids.cpp). Each is an UpstreamExchange of its own (the proxied
-// path's attempts, head reader and retry rules) driven by its own small loop; its head is
-// write_replay_head's, its answer's body read to its end and dropped.
+// path's attempts, head reader and retry rules) driven by UpstreamExchange::run_own; its
+// head is write_replay_head's, its answer's body read to its end and dropped.
 
 #include <memory>
 #include <optional>

@@ -12,36 +12,6 @@
 #include "path/upstream_exchange.hpp"
 
 namespace mcpproxy {
-namespace {
-
-struct PodAnswer {
-  bool whole = false;     // the body came to its end, within the bound
-  bool reusable = false;  // the pod connection may go back to the pool
-  std::string payload;
-};
-
-net::awaitable<PodAnswer> read_pod_answer(tcp::socket& up, beast::flat_buffer& in, const http1::Head& res,
-                                          std::size_t limit) {
-  // The body to its end, bounded (affinity.max_answer_scan), chunk framing removed.
-  PodAnswer out;
-  http1::BodyFraming framing(res);
-  const auto take = [&](char* p, std::size_t n) { out.payload.append(p, framing.take(p, n)); };
-  if (in.size() > res.size) take(static_cast<char*>(in.data().data()) + res.size, in.size() - res.size);
-  in.consume(in.size());
-  while (!framing.done && !framing.error && out.payload.size() <= limit) {
-    auto [ec, n] = co_await up.async_read_some(in.prepare(16384), use_tuple);
-    if (ec == net::error::eof && framing.framing == http1::Framing::close) framing.done = true;
-    if (ec) break;
-    in.commit(n);
-    take(static_cast<char*>(in.data().data()), n);
-    in.consume(n);
-  }
-  out.whole = framing.done && !framing.error;
-  out.reusable = out.whole && !framing.extra && res.keep_alive && framing.framing != http1::Framing::close;
-  co_return out;
-}
-
-}  // namespace
 
 net::awaitable<Outcome> TaskListFanout::run(Exchange& ex) {
   const Config& cfg = *ex.cfg;
@@ -61,7 +31,6 @@ net::awaitable<Outcome> TaskListFanout::run(Exchange& ex) {
 
 net::awaitable<std::optional<std::string>> TaskListFanout::ask_pod(const Exchange& ex, int ordinal,
                                                                    const std::string& body) {
-  using Need = UpstreamExchange::Need;
   const Config& cfg = *ex.cfg;
   UpstreamExchange exchange(ctx_, client_);
   UpstreamHeadEdits edits;
@@ -73,32 +42,12 @@ net::awaitable<std::optional<std::string>> TaskListFanout::ask_pod(const Exchang
   if (ex.request_id.generated()) edits.added_request_id = ex.request_id.view();
   std::string& head = exchange.request_head();
   head.resize(write_upstream_head(head, ex.req.head, edits));  // `head` may have been longer
-  // Plain Asio I/O, as the proxy's other requests of its own (pod_request.cpp).
-  Need need = exchange.start_own(ordinal, nullptr, "POST", body, cfg, cfg.backend.response_timeout);
-  while (need != Need::done) {
-    if (need == Need::connect) {
-      UpstreamPool::Lease lease = co_await ctx_.pool.connect(ordinal);
-      need = exchange.connected(nullptr, std::move(lease));
-    } else if (need == Need::write) {
-      auto [ec, n] = co_await write_all(nullptr, exchange.pod(), exchange.unsent());
-      need = exchange.written(nullptr, ec);
-    } else {
-      auto [ec, n] = co_await read_some(nullptr, exchange.pod(), exchange.read_space());
-      need = exchange.received(nullptr, ec, n);
-    }
-  }
-  if (exchange.result() != UpstreamExchange::Result::head) {
-    client_.stop_waiting();
-    co_return std::nullopt;
-  }
-  const http1::Head& res = exchange.head();
-  PodAnswer answer = co_await read_pod_answer(exchange.pod(), exchange.buffer(), res, cfg.affinity.max_answer_scan);
-  client_.stop_waiting();
-  if (!answer.whole || res.status != 200) co_return std::nullopt;
-  const auto type = res.get(http1::FieldId::content_type);
-  const bool sse = type && http1::starts_with_ci(*type, "text/event-stream");
+  // Its body read to its end within affinity.max_answer_scan.
+  UpstreamExchange::OwnAnswer answer = co_await exchange.run_own(
+      ordinal, nullptr, "POST", body, cfg, cfg.backend.response_timeout, cfg.affinity.max_answer_scan, true);
+  if (answer.result != UpstreamExchange::Result::head || !answer.whole || answer.status != 200) co_return std::nullopt;
   if (answer.reusable) exchange.release();
-  co_return response_message(std::move(answer.payload), sse, cfg.affinity.max_answer_scan);
+  co_return response_message(std::move(answer.body), answer.sse, cfg.affinity.max_answer_scan);
 }
 
 net::awaitable<Outcome> TaskListFanout::send_json(Exchange& ex, const std::string& body) {

@@ -2,8 +2,11 @@
 // Stage: a sessionless tasks/list, asked of every pod and answered merged (task_list.hpp
 // says why). The pods are asked one after another, each an UpstreamExchange of its own (the
 // proxied path's head edits, attempts and strict head reader, backend.response_timeout),
-// its answer's body read to its end within affinity.max_answer_scan; a pod that fails adds
-// nothing. The answer is the proxy's own (200, JSON), counted and logged by finish.
+// driven by UpstreamExchange::run_own as pod_request.hpp's errands are, its answer's body
+// read to its end within affinity.max_answer_scan; a pod that fails adds nothing. The answer
+// is the proxy's own (200, JSON), counted and logged by finish. Not concurrently: the
+// connection's one deadline (ClientLink::expect_within) watches one pod socket at a time,
+// and the first answer's stop_waiting would leave the other pods unwatched.
 
 #include <optional>
 #include <string>

@@ -9,6 +9,7 @@
 #include "core/telemetry/log.hpp"
 #include "core/telemetry/metrics.hpp"
 #include "io/dns.hpp"
+#include "io/io_ring.hpp"
 #include "store/sessions.hpp"
 
 namespace mcpproxy {
@@ -90,6 +91,59 @@ UpstreamExchange::Need UpstreamExchange::start_own(int ordinal, std::unique_ptr<
   pod_ = std::move(kept);
   reused_ = false;  // the errand's own connection: its failure is no stale pooled one
   return send(nullptr);
+}
+
+net::awaitable<UpstreamExchange::OwnAnswer> UpstreamExchange::run_own(int ordinal, std::unique_ptr<tcp::socket> kept,
+                                                                      std::string_view method, std::string_view body,
+                                                                      const Config& cfg, duration limit,
+                                                                      std::size_t max_body, bool keep_body) {
+  OwnAnswer out;
+  Need need = start_own(ordinal, std::move(kept), method, body, cfg, limit);
+  while (need != Need::done) {
+    if (need == Need::connect) {
+      UpstreamPool::Lease lease = co_await ctx_.pool.connect(ordinal);
+      need = connected(nullptr, std::move(lease));
+    } else if (need == Need::write) {
+      auto [ec, n] = co_await write_all(nullptr, *pod_, unsent_);
+      need = written(nullptr, ec);
+    } else {
+      auto [ec, n] = co_await read_some(nullptr, *pod_, read_space());
+      need = received(nullptr, ec, n);
+    }
+  }
+  out.result = result_;
+  if (result_ == Result::head) {
+    out.status = head_in_.status;
+    if (const auto sid = head_in_.get(http1::FieldId::mcp_session_id)) out.session_id = std::string(*sid);
+    const auto type = head_in_.get(http1::FieldId::content_type);
+    out.sse = type && http1::starts_with_ci(*type, "text/event-stream");
+    co_await read_own_body(out, max_body, keep_body);
+  }
+  client_.stop_waiting();
+  co_return out;
+}
+
+net::awaitable<void> UpstreamExchange::read_own_body(OwnAnswer& out, std::size_t max_body, bool keep_body) {
+  const http1::Head& res = head_in_;
+  http1::BodyFraming framing(res);
+  std::size_t seen = 0;
+  const auto take = [&](char* p, std::size_t n) {
+    const std::size_t payload = framing.take(p, n);
+    seen += payload;
+    if (keep_body) out.body.append(p, payload);
+  };
+  if (buffer_.size() > res.size) take(static_cast<char*>(buffer_.data().data()) + res.size, buffer_.size() - res.size);
+  buffer_.consume(buffer_.size());
+  while (!framing.done && !framing.error && seen <= max_body) {
+    auto [ec, n] = co_await pod_->async_read_some(buffer_.prepare(16384), use_tuple);
+    if (ec == net::error::eof && framing.framing == http1::Framing::close) framing.done = true;
+    if (ec) break;
+    buffer_.commit(n);
+    take(static_cast<char*>(buffer_.data().data()), n);
+    buffer_.consume(n);
+  }
+  out.whole = framing.done && !framing.error;
+  out.reusable = out.whole && !framing.extra && res.keep_alive && framing.framing != http1::Framing::close;
 }
 
 UpstreamExchange::Need UpstreamExchange::attempt(Exchange* ex) {

@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/decide/outcome.hpp"
@@ -67,6 +68,25 @@ class UpstreamExchange {
   Need start_own(int ordinal, std::unique_ptr<tcp::socket> kept, std::string_view method, std::string_view body,
                  const Config& cfg, duration limit);
   std::string& request_head() { return head_; }
+  // A request of the proxy's own, driven to its end with plain Asio I/O (no io_uring: the
+  // errands are rare, and their reads need no ring): start_own, each connect, write and
+  // read it needs, then (Result::head) the answer's body to its end, chunk framing removed,
+  // no further than `max_body` bytes, kept in `body` when `keep_body`. The pod deadline
+  // holds until the body's end. The pod connection stays with the exchange (release, take).
+  // What the errands need of the head is copied before the body is read (the head's fields
+  // are views into the read buffer, which the body's reads reuse).
+  struct OwnAnswer {
+    Result result = Result::refused;
+    unsigned status = 0;
+    std::optional<std::string> session_id;  // Mcp-Session-Id
+    bool sse = false;                       // Content-Type text/event-stream
+    bool whole = false;                     // the body came to its end, within `max_body`
+    bool reusable = false;                  // whole, and the connection may carry another request
+    std::string body;
+  };
+  net::awaitable<OwnAnswer> run_own(int ordinal, std::unique_ptr<tcp::socket> kept, std::string_view method,
+                                    std::string_view body, const Config& cfg, duration limit, std::size_t max_body,
+                                    bool keep_body);
 
   Need connected(Exchange* ex, UpstreamPool::Lease lease);
   Need written(Exchange* ex, const error_code& ec);
@@ -109,6 +129,8 @@ class UpstreamExchange {
   // Parses the pod's response head from what has arrived (interim answers dropped):
   // complete, need_more, or an error (then `malformed`; a 101 counts as one).
   http1::Status read_head(bool& malformed);
+  // After Result::head: the answer's body (run_own).
+  net::awaitable<void> read_own_body(OwnAnswer& out, std::size_t max_body, bool keep_body);
   Need done(Result r) {
     result_ = r;
     return Need::done;

@@ -5,99 +5,13 @@
 #include <signal.h>
 
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <set>
 
-#include "harness.hpp"
+#include "task_support.hpp"
 
-using namespace harness;
-using json = nlohmann::json;
-using namespace std::chrono_literals;
+using namespace task_test;
 
 namespace {
-
-// task_pods.py: pods with their own task tables, on one port.
-struct TaskPods {
-  explicit TaskPods(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {"python3", source_dir() + "/tests/integration/task_pods.py", "--pods", "3"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    process = std::make_unique<Process>(argv);
-    const auto line = process->read_line(15s);
-    if (!line || line->rfind("ports ", 0) != 0) throw std::runtime_error("task pods did not start");
-    port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
-  }
-  std::string url_template() const { return "http://127.0.1.{ordinal}:" + std::to_string(port); }
-  // Task requests that reached a pod which never made the task, all pods.
-  int misses() const {
-    int n = 0;
-    for (int i = 0; i < 3; ++i) {
-      const Response r = request(port, "GET", "/_stats", "", {}, "127.0.1." + std::to_string(i));
-      n += json::parse(r.body).at("misses").get<int>();
-    }
-    return n;
-  }
-  std::uint16_t port = 0;
-  std::unique_ptr<Process> process;
-};
-
-const Headers k2026 = {{"MCP-Protocol-Version", "2026-07-28"}, {"Accept", "application/json, text/event-stream"}};
-
-json rpc(int id, const std::string& method, const json& params) {
-  return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
-}
-
-// The JSON-RPC response of an answer, JSON or the last SSE event (an empty object, and a
-// failure naming the answer, when it is neither).
-json message(const Response& r) {
-  std::string text = r.body;
-  if (r.header("content-type").rfind("text/event-stream", 0) == 0) {
-    const auto at = r.body.rfind("data: ");
-    text = at == std::string::npos ? "" : r.body.substr(at + 6, r.body.find('\n', at) - at - 6);
-  }
-  json m = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!m.is_object()) {
-    ADD_FAILURE() << "not a JSON-RPC message: status " << r.status << ", body '" << r.body << "'";
-    return json::object();
-  }
-  return m;
-}
-
-Headers with(Headers h, const std::string& name, const std::string& value) {
-  h.emplace_back(name, value);
-  return h;
-}
-
-// A 2026 tools/call of `slow`: the task id it created.
-std::string create_task_2026(std::uint16_t port, int id, json args = json::object()) {
-  Headers h = with(with(k2026, "Mcp-Method", "tools/call"), "Mcp-Name", "slow");
-  const Response r =
-      request(port, "POST", "/mcp", rpc(id, "tools/call", {{"name", "slow"}, {"arguments", args}}).dump(), h);
-  if (r.status != 200) return "";
-  const json m = message(r);
-  return m.at("result").value("taskId", "");
-}
-
-Response get_task_2026(std::uint16_t port, const std::string& task, const std::string& method = "tasks/get",
-                       const std::string& header_name = "") {
-  const Headers h = with(with(k2026, "Mcp-Method", method), "Mcp-Name", header_name.empty() ? task : header_name);
-  // A 2026 client that uses tasks declares the extension on its requests (SEP-2663).
-  const json meta = {{"io.modelcontextprotocol/clientCapabilities",
-                      {{"extensions", {{"io.modelcontextprotocol/tasks", json::object()}}}}}};
-  return request(port, "POST", "/mcp", rpc(9, method, {{"taskId", task}, {"_meta", meta}}).dump(), h);
-}
-
-std::string create_task_2025(std::uint16_t port, int id) {
-  const Headers h = {{"MCP-Protocol-Version", "2025-11-25"}, {"Accept", "application/json, text/event-stream"}};
-  const Response r =
-      request(port, "POST", "/mcp", rpc(id, "tools/call", {{"name", "slow"}, {"arguments", json::object()}}).dump(), h);
-  if (r.status != 200) return "";
-  const json msg = message(r);
-  if (!msg.contains("result") || !msg.at("result").contains("task")) {
-    ADD_FAILURE() << "not a task: " << r.body;
-    return "";
-  }
-  return msg.at("result").at("task").value("taskId", "");
-}
 
 class TaskAffinityTest : public ::testing::Test {
  protected:
@@ -245,10 +159,52 @@ TEST_F(TaskAffinityTest, HugeTaskIdsAreNeitherLearnedNorLookedUp) {
   EXPECT_EQ(message(r).at("error").at("code"), -32602);
 }
 
+// A task's TTL in Redis as the store set it (PTTL, ms; -2 when there is no such key).
+long long pttl(const RedisServer& redis, int db, const std::string& task) {
+  return std::stoll(redis_cmd(redis.port, {"EVAL", "redis.call('SELECT', ARGV[1]); return redis.call('PTTL', KEYS[1])",
+                                           "1", "mcp-session-proxy:task:" + task, std::to_string(db)}));
+}
+
 TEST_F(TaskAffinityTest, HugeTtlIsCappedAndAFloodIsBounded) {
-  start({}, {"--task-ttl-max", "1h"});
-  ASSERT_FALSE(create_task_2026(port(), 1, {{"ttlMs", 1e15}}).empty());
-  EXPECT_EQ(m("mcp_proxy_affinity_keys"), 1);
+  // The memory store, 10 keys at most: a flood of 40 more tasks leaves the first 10 routed.
+  start({}, {"--task-ttl-max", "1h", "--affinity-max-keys", "10"});
+  std::vector<std::string> first;
+  for (int i = 0; i < 10; ++i) first.push_back(create_task_2026(port(), i, {{"ttlMs", 1e15}}));
+  for (int i = 10; i < 50; ++i) ASSERT_FALSE(create_task_2026(port(), i).empty());
+  EXPECT_EQ(m("mcp_proxy_affinity_keys"), 10);
+  EXPECT_EQ(m(R"(mcp_proxy_affinity_keys_refused_total{reason="full"})"), 40);
+  EXPECT_EQ(m("mcp_proxy_tasks_learned_total"), 10);
+  for (const std::string& task : first) {
+    ASSERT_FALSE(task.empty());
+    EXPECT_TRUE(message(get_task_2026(port(), task)).contains("result")) << "an earlier task is still routed";
+  }
+  EXPECT_EQ(pods_->misses(), 0);
+
+  // The byte bound: 5 keys of 169 bytes (128 + "task:" + a 36-byte id) in 1000 bytes.
+  Proxy bytes({"--replicas", "3", "--backend-url-template", pods_->url_template(), "--placement", "random",
+               "--affinity-max-table-bytes", "1000"},
+              "tasks-bytes");
+  for (int i = 0; i < 20; ++i) ASSERT_FALSE(create_task_2026(bytes.port, i).empty());
+  EXPECT_EQ(metric(bytes.metrics(), "mcp_proxy_affinity_keys").value_or(-1), 5);
+  EXPECT_EQ(metric(bytes.metrics(), R"(mcp_proxy_affinity_keys_refused_total{reason="full"})").value_or(-1), 15);
+
+  // The cap, as Redis keeps the record: ttlMs 1e15 is kept for task_ttl_max (1 h), and a
+  // null one for task_ttl_default (the default's default, 1 h, capped by a 30 min max).
+  RedisServer redis;
+  const auto redis_proxy = [&](const std::string& ttl_max, const std::string& name) {
+    return std::make_unique<Proxy>(
+        std::vector<std::string>{"--replicas", "3", "--backend-url-template", pods_->url_template(), "--session-store",
+                                 "redis", "--redis-url", redis.url(1), "--task-ttl-max", ttl_max},
+        name);
+  };
+  const auto hour = redis_proxy("1h", "tasks-cap");
+  const long long capped = pttl(redis, 1, create_task_2026(hour->port, 1, {{"ttlMs", 1e15}}));
+  EXPECT_GT(capped, 3600000 - 60000) << "the record is kept for task_ttl_max";
+  EXPECT_LE(capped, 3600000);
+  const auto half = redis_proxy("30m", "tasks-cap-default");
+  const long long defaulted = pttl(redis, 1, create_task_2026(half->port, 2, {{"ttlMs", nullptr}}));
+  EXPECT_GT(defaulted, 1800000 - 60000);
+  EXPECT_LE(defaulted, 1800000);
 }
 
 TEST_F(TaskAffinityTest, ATaskWhosePodIsGoneIsAnsweredAsUnknown) {

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 using namespace mcpproxy;
 
 TEST(SessionId, Validation) {
@@ -181,6 +184,60 @@ TEST(LegacyEndpoint, SessionFromAnnouncedUrl) {
   EXPECT_FALSE(legacy_endpoint_session("/messag?#es?sessionId=abc123").has_value());
   EXPECT_FALSE(legacy_endpoint_session("/m?sessionId=a%2").has_value()) << "a malformed escape";
   EXPECT_EQ(legacy_endpoint_session("/m?sessionId=a%2Fb#frag").value_or(""), "a/b");
+}
+
+// The events `stream` holds when it arrives in two pieces cut at `cut`: each event's data
+// (or "-" for one with none), as take_sse_events and parse_sse_event see them.
+std::vector<std::string> sse_data(std::string_view stream, std::size_t cut) {
+  std::vector<std::string> out;
+  std::string pending;
+  for (const std::string_view piece : {stream.substr(0, cut), stream.substr(cut)}) {
+    pending.append(piece);
+    pending.erase(0, take_sse_events(pending, [&](std::string_view event) {
+                    const SseEvent e = parse_sse_event(event);
+                    out.push_back(e.has_data ? e.data : "-");
+                    return true;
+                  }));
+  }
+  return out;
+}
+
+TEST(SseEvents, LinesEndWithCrLfOrLfOrCrAtEverySplit) {
+  // CRLF, LF and CR ends, mixed within one event and at its blank line.
+  const std::string stream = "data: a\r\n\r\ndata: b\n\ndata: c\r\rdata: d\n\r\ndata: e\r\ndata: f\r\n\n";
+  const std::vector<std::string> want = {"a", "b", "c", "d", "e\nf"};
+  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+    std::vector<std::string> got = sse_data(stream, cut);
+    // A CR that ends a piece ends its line: the LF after it reads as one more (empty) event.
+    got.erase(std::remove(got.begin(), got.end(), "-"), got.end());
+    EXPECT_EQ(got, want) << "cut at " << cut;
+  }
+}
+
+TEST(SseEvents, FieldsAsTheSpecReadsThem) {
+  SseEvent e = parse_sse_event(": a comment\nevent: first\nevent:endpoint\nid: 7\ndata\ndata:x\ndata:  two spaces");
+  EXPECT_EQ(e.type, "endpoint");  // the last event field
+  EXPECT_TRUE(e.has_data);
+  EXPECT_EQ(e.data, "\nx\n two spaces");  // `data` alone is an empty value; one space is dropped
+  e = parse_sse_event("retry: 10\n: keepalive\n");
+  EXPECT_FALSE(e.has_data);
+  EXPECT_EQ(e.type, "");
+  EXPECT_EQ(parse_sse_event("datax: no\ndata: yes").data, "yes");
+}
+
+TEST(SseEvents, AnIncompleteEventIsLeftForLater) {
+  std::size_t events = 0;
+  const auto count = [&](std::string_view) {
+    ++events;
+    return true;
+  };
+  EXPECT_EQ(take_sse_events("data: x\n", count), 0U);
+  EXPECT_EQ(take_sse_events("data: x\ndata: y", count), 0U);
+  EXPECT_EQ(events, 0U);
+  EXPECT_EQ(take_sse_events("data: x\n\ndata: y\n", count), 9U);
+  EXPECT_EQ(events, 1U);
+  // on_event stops the walk: what it took so far is taken.
+  EXPECT_EQ(take_sse_events("data: 1\n\ndata: 2\n\n", [](std::string_view) { return false; }), 9U);
 }
 
 TEST(SseEndpointScanner, FindsEndpointAcrossChunks) {

@@ -233,57 +233,49 @@ std::optional<std::string> legacy_endpoint_session(std::string_view data) {
 
 namespace mcpproxy {
 
-std::optional<std::string> SseEndpointScanner::take_event(std::string_view event) {
-  std::string_view name;
-  std::string data;
-  while (!event.empty()) {
-    const auto eol = event.find_first_of("\r\n");
-    const std::string_view line = event.substr(0, eol);
-    if (eol == std::string_view::npos) {
-      event = {};
-    } else {
-      // A line ends with "\r\n", "\n" or "\r".
-      const bool crlf = event[eol] == '\r' && eol + 1 < event.size() && event[eol + 1] == '\n';
-      event.remove_prefix(eol + (crlf ? 2 : 1));
-    }
-    const auto colon = line.find(':');
-    std::string_view field = line.substr(0, colon);
-    std::string_view value = colon == std::string_view::npos ? std::string_view{} : line.substr(colon + 1);
+std::optional<SseLine> next_sse_line(std::string_view text, std::size_t at) {
+  const auto eol = text.find_first_of("\r\n", at);
+  if (eol == std::string_view::npos) return std::nullopt;
+  const bool crlf = text[eol] == '\r' && eol + 1 < text.size() && text[eol + 1] == '\n';
+  return SseLine{text.substr(at, eol - at), eol + (crlf ? 2 : 1)};
+}
+
+SseEvent parse_sse_event(std::string_view event) {
+  SseEvent out;
+  std::size_t at = 0;
+  while (at < event.size()) {
+    // The last line of an event handed over without its end is a line too.
+    const auto line = next_sse_line(event, at).value_or(SseLine{event.substr(at), event.size()});
+    at = line.next;
+    const auto colon = line.text.find(':');
+    const std::string_view field = line.text.substr(0, colon);
+    std::string_view value = colon == std::string_view::npos ? std::string_view{} : line.text.substr(colon + 1);
     if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
     if (field == "event") {
-      name = value;
+      out.type = value;
     } else if (field == "data") {
-      if (!data.empty()) data += '\n';
-      data += value;
+      if (out.has_data) out.data += '\n';
+      out.data.append(value);
+      out.has_data = true;
     }
   }
-  if (name != "endpoint") return std::nullopt;
-  done_ = true;
-  return legacy_endpoint_session(data);
+  return out;
 }
 
 std::optional<std::string> SseEndpointScanner::feed(std::string_view bytes) {
   if (done_) return std::nullopt;
   seen_ += bytes.size();
   pending_.append(bytes);
-  // Events end with a blank line: "\n\n", "\r\n\r\n" or "\r\r".
-  for (;;) {
-    std::size_t end = std::string::npos;
-    std::size_t sep = 0;
-    for (const std::string_view s :
-         {std::string_view("\r\n\r\n"), std::string_view("\n\n"), std::string_view("\r\r")}) {
-      const auto at = pending_.find(s);
-      if (at != std::string::npos && at < end) {
-        end = at;
-        sep = s.size();
-      }
-    }
-    if (end == std::string::npos) break;
-    const std::string event = pending_.substr(0, end);
-    pending_.erase(0, end + sep);
-    auto id = take_event(event);
-    if (done_) return id;
-  }
+  std::optional<std::string> id;
+  const std::size_t used = take_sse_events(pending_, [&](std::string_view event) {
+    const SseEvent e = parse_sse_event(event);
+    if (e.type != "endpoint") return true;
+    done_ = true;
+    id = legacy_endpoint_session(e.data);
+    return false;
+  });
+  if (done_) return id;
+  pending_.erase(0, used);
   if (seen_ > limit_) done_ = true;
   return std::nullopt;
 }

@@ -114,6 +114,46 @@ namespace mcpproxy {
 // absolute URLs and other events are left alone.
 std::string prefix_legacy_endpoint(std::string bytes, std::string_view prefix);
 
+// Server-sent events as a stream carries them (WHATWG HTML 9.2.6): a line ends with CRLF,
+// LF or CR; an event ends with an empty line. The one walker of the proxy's SSE readers
+// (the legacy endpoint event below, a watched answer's messages in task_affinity.hpp).
+struct SseLine {
+  std::string_view text;  // without its end
+  std::size_t next = 0;   // where the next line begins
+};
+// The line of `text` that begins at `at`; nullopt while its end has not arrived. A CR that
+// is the last byte so far ends its line (a client dispatches on it too; an LF after it then
+// reads as an empty line).
+std::optional<SseLine> next_sse_line(std::string_view text, std::size_t at);
+
+// One event's fields: the last `event` field's value, the `data` fields' values joined with
+// "\n" (a value loses one leading space; a line without a colon is a field with no value;
+// comments and other fields are skipped).
+struct SseEvent {
+  std::string_view type;
+  std::string data;
+  bool has_data = false;  // at least one `data` field (an event without one is dispatched as nothing)
+};
+SseEvent parse_sse_event(std::string_view event);
+
+// The complete events at the front of `text`, each (its lines, without the empty line that
+// ends it) handed to `on_event` in order until it returns false; returns how many bytes of
+// `text` they took (the rest is an event still arriving).
+template <class OnEvent>
+std::size_t take_sse_events(std::string_view text, OnEvent&& on_event) {
+  std::size_t start = 0;
+  std::size_t at = 0;
+  while (const auto line = next_sse_line(text, at)) {
+    const std::size_t begins = at;
+    at = line->next;
+    if (!line->text.empty()) continue;
+    const std::string_view event = text.substr(start, begins - start);
+    start = at;
+    if (!on_event(event)) break;
+  }
+  return start;
+}
+
 // Watches the first events of a legacy (2024-11-05) SSE stream as they pass through, for
 // the `endpoint` event. Bounded: gives up after `limit` bytes without one.
 class SseEndpointScanner {
@@ -125,7 +165,6 @@ class SseEndpointScanner {
   bool done() const { return done_; }
 
  private:
-  std::optional<std::string> take_event(std::string_view event);
   std::string pending_;
   std::size_t seen_ = 0;
   std::size_t limit_;

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/http/base64.hpp"
+
 namespace mcpproxy {
 
 struct SessionsConfig;
@@ -92,6 +94,8 @@ struct JwksUrl {
 std::optional<JwksUrl> parse_jwks_url(std::string_view url);
 
 // Strict base64url without padding (RFC 7515 2); nullopt for anything else.
-std::optional<std::string> base64url_decode(std::string_view in);
+inline std::optional<std::string> base64url_decode(std::string_view in) {
+  return base64_decode(in, Base64Alphabet::url, Base64Padding::forbidden_canonical);
+}
 
 }  // namespace mcpproxy

@@ -1,6 +1,8 @@
 // Task and handle affinity decisions (task_affinity.hpp).
 #include "core/mcp/task_affinity.hpp"
 
+#include "core/http/base64.hpp"
+#include "core/http/http_rules.hpp"
 #include "core/identity/session_binding.hpp"
 
 #include <nlohmann/json.hpp>
@@ -13,36 +15,6 @@ namespace mcpproxy {
 namespace {
 
 using json = nlohmann::json;
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Standard base64 with optional padding; nullopt for anything else.
-std::optional<std::string> base64_decode(std::string_view in) {
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  if (in.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : in) {
-    const int v = base64_value(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xFF);
-    }
-  }
-  return out;
-}
 
 json parse(std::string_view text) { return json::parse(text, nullptr, /*allow_exceptions=*/false); }
 
@@ -236,7 +208,8 @@ std::optional<std::string> decode_header_value(std::string_view value) {
       value.substr(value.size() - kClose.size()) != kClose) {
     return std::string(value);
   }
-  return base64_decode(value.substr(kOpen.size(), value.size() - kOpen.size() - kClose.size()));
+  return base64_decode(value.substr(kOpen.size(), value.size() - kOpen.size() - kClose.size()),
+                       Base64Alphabet::standard, Base64Padding::optional);
 }
 
 bool valid_affinity_id(std::string_view id, std::size_t max) {
@@ -327,28 +300,6 @@ AnswerKeys keys_of_message(std::string_view text, const AnswerWatch& w, const Af
   return keys;
 }
 
-void AnswerTap::take_event(std::string_view event, std::vector<std::string>& out) const {
-  std::string data;
-  bool any = false;
-  while (!event.empty()) {
-    const auto eol = event.find_first_of("\r\n");
-    const std::string_view line = event.substr(0, eol);
-    if (eol == std::string_view::npos) {
-      event = {};
-    } else {
-      const bool crlf = event[eol] == '\r' && eol + 1 < event.size() && event[eol + 1] == '\n';
-      event.remove_prefix(eol + (crlf ? 2 : 1));
-    }
-    if (line.substr(0, 5) != "data:" && line != "data") continue;
-    std::string_view value = line.substr(std::min<std::size_t>(5, line.size()));
-    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    if (any) data += '\n';
-    data.append(value);
-    any = true;
-  }
-  if (any) out.push_back(std::move(data));
-}
-
 void AnswerTap::feed(std::string_view data, bool body_done, std::vector<std::string>& out) {
   if (done_) return;
   if (pending_.size() + data.size() > limit_) {
@@ -366,24 +317,12 @@ void AnswerTap::feed(std::string_view data, bool body_done, std::vector<std::str
     done_ = true;
     return;
   }
-  // Events end with a blank line: "\r\n\r\n", "\n\n" or "\r\r".
-  std::size_t from = 0;
-  for (;;) {
-    std::size_t end = std::string::npos;
-    std::size_t sep = 0;
-    for (const std::string_view s :
-         {std::string_view("\r\n\r\n"), std::string_view("\n\n"), std::string_view("\r\r")}) {
-      const auto at = pending_.find(s, from);
-      if (at != std::string::npos && at < end) {
-        end = at;
-        sep = s.size();
-      }
-    }
-    if (end == std::string::npos) break;
-    take_event(std::string_view(pending_).substr(from, end - from), out);
-    from = end + sep;
-  }
-  pending_.erase(0, from);
+  const std::size_t used = take_sse_events(pending_, [&](std::string_view event) {
+    SseEvent e = parse_sse_event(event);
+    if (e.has_data) out.push_back(std::move(e.data));
+    return true;
+  });
+  pending_.erase(0, used);
   if (body_done) done_ = true;
 }
 

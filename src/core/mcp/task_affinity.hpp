@@ -122,7 +122,6 @@ class AnswerTap {
   bool overflowed() const { return overflowed_; }
 
  private:
-  void take_event(std::string_view event, std::vector<std::string>& out) const;
   bool sse_;
   std::size_t limit_;
   std::string pending_;
