@@ -24,22 +24,22 @@
 #include <optional>
 #include <string>
 
+#include "core/decide/outcome.hpp"
+#include "core/decide/placement.hpp"
+#include "core/decide/route.hpp"
+#include "core/decide/session_limiter.hpp"
+#include "core/identity/jwks.hpp"
+#include "core/telemetry/metrics.hpp"
 #include "path/client_link.hpp"
 #include "path/connection_context.hpp"
 #include "path/exchange.hpp"
-#include "core/identity/jwks.hpp"
-#include "core/telemetry/metrics.hpp"
-#include "core/decide/outcome.hpp"
-#include "core/decide/placement.hpp"
 #include "path/relay.hpp"
 #include "path/request_reader.hpp"
-#include "core/decide/route.hpp"
-#include "core/decide/session_limiter.hpp"
 #include "path/session_recovery.hpp"
-#include "store/sessions.hpp"
 #include "path/single_flight.hpp"
 #include "path/task_list_fanout.hpp"
 #include "path/upstream_exchange.hpp"
+#include "store/sessions.hpp"
 
 namespace mcpproxy {
 
@@ -141,6 +141,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string client_key(const Exchange& ex) const;
   // False (and counted, logged) when the session is bound to another identity.
   bool binding_holds(const Exchange& ex);
+  // The request's identity for a task or handle record's principal (task_routing.hpp).
+  BoundCaller caller_of(const Exchange& ex) const;
   // sessions.binding jwt (jwt_binding.cpp): the request's verified identity and principal
   // into binding_identity_ / binding_principal_. False when its token names a kid no key has
   // and a JWKS URL may have it: await_jwt_keys then waits for the refetch (bounded) and
