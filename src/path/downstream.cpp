@@ -387,8 +387,10 @@ net::awaitable<Outcome> Connection::handle(Exchange& ex, Decision d) {
     case Decision::Kind::stream_order:
       co_await keep_stream_order(ex);
       break;
-    case Decision::Kind::list_tasks:
-      co_return co_await task_lists_.run(ex);
+    case Decision::Kind::list_tasks: {
+      const BoundCaller caller = caller_of(ex);
+      co_return co_await task_lists_.run(ex, caller);
+    }
     case Decision::Kind::jwt_keys:
     case Decision::Kind::look_up:
     case Decision::Kind::look_up_key:

@@ -3,12 +3,13 @@
 
 #include <boost/beast/http/status.hpp>
 
-#include "path/connection_context.hpp"
 #include "core/http/http_rules.hpp"
-#include "io/io_ring.hpp"
 #include "core/http/proxy_headers.hpp"
 #include "core/mcp/task_list.hpp"
+#include "io/io_ring.hpp"
 #include "io/upstream.hpp"
+#include "path/connection_context.hpp"
+#include "path/task_routing.hpp"
 #include "path/upstream_exchange.hpp"
 
 namespace mcpproxy {
@@ -43,7 +44,7 @@ net::awaitable<PodAnswer> read_pod_answer(tcp::socket& up, beast::flat_buffer& i
 
 }  // namespace
 
-net::awaitable<Outcome> TaskListFanout::run(Exchange& ex) {
+net::awaitable<Outcome> TaskListFanout::run(Exchange& ex, const BoundCaller& caller) {
   const Config& cfg = *ex.cfg;
   const JsonRpcInfo info = inspect_jsonrpc(ex.req.body);
   const auto pods = pods_to_ask(list_cursor_of(ex.req.body), cfg.backend.replicas);
@@ -56,7 +57,10 @@ net::awaitable<Outcome> TaskListFanout::run(Exchange& ex) {
     answers.push_back(std::move(a));
     if (client_.client_gone()) co_return Outcome::client_gone();
   }
-  co_return co_await send_json(ex, merged_task_list(answers, info.id_json));
+  if (caller.keys == nullptr) co_return co_await send_json(ex, merged_task_list(answers, info.id_json));
+  const std::vector<std::string> ids = listed_task_ids(answers);
+  const auto own = co_await callers_tasks(ids, caller, cfg, ctx_.tasks);
+  co_return co_await send_json(ex, merged_task_list(answers, info.id_json, &own));
 }
 
 net::awaitable<std::optional<std::string>> TaskListFanout::ask_pod(const Exchange& ex, int ordinal,

@@ -66,7 +66,36 @@ std::optional<std::string> list_cursor_of(std::string_view body) {
   return c->get<std::string>();
 }
 
-std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::string_view id_json) {
+namespace {
+bool listed(const json& task, const std::unordered_set<std::string>* only) {
+  if (only == nullptr) return true;
+  const auto id = task.find("taskId");
+  return id != task.end() && id->is_string() && only->contains(id->get_ref<const std::string&>());
+}
+}  // namespace
+
+std::vector<std::string> listed_task_ids(const std::vector<PodListAnswer>& answers) {
+  std::vector<std::string> ids;
+  std::unordered_set<std::string> seen;
+  for (const PodListAnswer& a : answers) {
+    if (!a.message) continue;
+    const json m = json::parse(*a.message, nullptr, /*allow_exceptions=*/false);
+    if (!m.is_object()) continue;
+    const auto result = m.find("result");
+    if (result == m.end() || !result->is_object()) continue;
+    const auto tasks = result->find("tasks");
+    if (tasks == result->end() || !tasks->is_array()) continue;
+    for (const json& t : *tasks) {
+      const auto id = t.find("taskId");  // end() of a task that is not an object
+      if (id == t.end() || !id->is_string()) continue;
+      if (seen.insert(id->get<std::string>()).second) ids.push_back(id->get<std::string>());
+    }
+  }
+  return ids;
+}
+
+std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::string_view id_json,
+                             const std::unordered_set<std::string>* only) {
   json tasks = json::array();
   json next = json::object();
   bool any_result = false;
@@ -82,7 +111,9 @@ std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::str
     }
     any_result = true;
     if (const auto t = result->find("tasks"); t != result->end() && t->is_array()) {
-      for (const auto& task : *t) tasks.push_back(task);
+      for (const auto& task : *t) {
+        if (listed(task, only)) tasks.push_back(task);
+      }
     }
     if (const auto c = result->find("nextCursor"); c != result->end() && c->is_string()) {
       next[std::to_string(a.ordinal)] = c->get<std::string>();
