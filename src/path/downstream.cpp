@@ -281,9 +281,13 @@ Connection::Decision Connection::decide_request(Exchange& ex) {
   classify_request(ex.route, ex.req.head.session_id, ex.req.target(), ex.req.body, ex.req.method() == "POST");
   // Era and method (counted), and a sessionless request's task or handle (task_routing.hpp).
   const bool sessionless = ex.route.cls == RequestClass::sessionless;
-  if (sessionless && cfg.sessions.binding != BindingKind::none) ex.principal = principal_of_request(ex);
+  BoundCaller caller;  // a session's request is not routed by a key: no identity needed here
+  if (sessionless && cfg.sessions.binding != BindingKind::none) {
+    ex.principal = principal_of_request(ex);
+    caller = caller_of(ex);
+  }
   using ByKey = TaskRouting::Verdict::Kind;
-  switch (ex.tasks.on_request(ex.req.head, ex.req.body, sessionless, cfg, ctx_.tasks, ctx_.metrics, caller_of(ex))) {
+  switch (ex.tasks.on_request(ex.req.head, ex.req.body, sessionless, cfg, ctx_.tasks, ctx_.metrics, caller)) {
     case ByKey::place:
     case ByKey::forward:
       break;
