@@ -229,13 +229,18 @@ std::string Connection::client_key(const Exchange& ex) const {
   return key;
 }
 
+BoundCaller Connection::caller_of(const Exchange& ex) const {
+  const SessionsConfig& s = ex.cfg->sessions;
+  return BoundCaller{s.binding == BindingKind::none ? nullptr : &s.binding_keys, binding_identity_, ex.principal};
+}
+
 bool Connection::binding_holds(const Exchange& ex) {
   // A record from before binding was turned on has no principal: it stays usable.
-  if (ex.rec->principal.empty() || same_principal(principal_of_request(ex), ex.rec->principal)) return true;
-  // Not the first key's: another key of the file may have made it (a rotation under way).
+  if (ex.rec->principal.empty()) return true;
+  // The first key's principal, else another key of the file (a rotation under way).
+  const std::string& principal = principal_of_request(ex);
   const PrincipalCheck check =
-      binding_identity_.empty() ? PrincipalCheck::other_identity
-                                : check_principal(ex.cfg->sessions.binding_keys, binding_identity_, ex.rec->principal);
+      check_caller(BoundCaller{&ex.cfg->sessions.binding_keys, binding_identity_, principal}, ex.rec->principal);
   if (check == PrincipalCheck::match) return true;
   ctx_.metrics.binding_mismatches.fetch_add(1, std::memory_order_relaxed);
   if (check == PrincipalCheck::unknown_key) {
@@ -289,10 +294,14 @@ Connection::Decision Connection::decide_request(Exchange& ex) {
 
 Connection::Decision Connection::decide_sessionless(Exchange& ex) {
   const Config& cfg = *ex.cfg;
-  if (cfg.sessions.binding != BindingKind::none) ex.principal = principal_of_request(ex);
+  BoundCaller caller;
+  if (cfg.sessions.binding != BindingKind::none) {
+    ex.principal = principal_of_request(ex);
+    caller = caller_of(ex);
+  }
   // Era and method (counted), and the request's task or handle (task_routing.hpp).
   using ByKey = TaskRouting::Verdict::Kind;
-  switch (ex.tasks.on_sessionless(ex.req.head, ex.req.body, cfg, ctx_.tasks, ctx_.metrics, ex.principal)) {
+  switch (ex.tasks.on_sessionless(ex.req.head, ex.req.body, cfg, ctx_.tasks, ctx_.metrics, caller)) {
     case ByKey::place:
     case ByKey::forward:
       break;
@@ -354,7 +363,9 @@ Connection::Decision Connection::decide_known(Exchange& ex, bool store_failed) {
         ctx_.metrics.table_full_refusals.fetch_add(1, std::memory_order_relaxed);
         return Decision::reply(kSessionTableFull);
       }
-      ex.ordinal = place_new(ctx_, cfg);
+      // A key another identity holds: never its pod (no other: answered as unknown).
+      ex.ordinal = place_new(ctx_, cfg, ex.tasks.avoid());
+      if (ex.tasks.avoid() >= 0 && ex.ordinal == ex.tasks.avoid()) return Decision::reply(ex.tasks.unplaceable());
       break;
   }
   // A session's GET, or any request while some stream is opening or expected: checked here
@@ -375,8 +386,9 @@ net::awaitable<Outcome> Connection::handle(Exchange& ex, Decision d) {
     ex.rec = co_await ctx_.sessions.find_missed(ex.route.session_id, store_failed);
     d = decide_known(ex, store_failed);
   } else if (d.kind == Decision::Kind::look_up_key) {
+    const BoundCaller caller = caller_of(ex);
     const TaskRouting::Verdict::Kind v =
-        co_await ex.tasks.look_up(ex.cfg->backend.replicas, ctx_.tasks, ctx_.metrics, ex.principal);
+        co_await ex.tasks.look_up(ex.cfg->backend.replicas, ctx_.tasks, ctx_.metrics, caller);
     d = v == TaskRouting::Verdict::Kind::reply ? Decision::reply(ex.tasks.refusal()) : decide_known(ex, false);
   }
   switch (d.kind) {
@@ -390,12 +402,14 @@ net::awaitable<Outcome> Connection::handle(Exchange& ex, Decision d) {
     case Decision::Kind::stream_order:
       co_await keep_stream_order(ex);
       break;
-    case Decision::Kind::list_tasks:
-      co_return co_await task_lists_.run(ex);
+    case Decision::Kind::list_tasks: {
+      const BoundCaller caller = caller_of(ex);
+      co_return co_await task_lists_.run(ex, caller);
+    }
     case Decision::Kind::fan_out_listen: {
       reader_.own_request(ex);  // the read buffer is not held while the listen lasts
       reader_.free_buffer_if_empty();
-      const ListenFanout::Result r = co_await listens_.run(ex);
+      const ListenFanout::Result r = co_await listens_.run(ex, caller_of(ex));
       if (r.reply) co_return co_await send_local_reply(ex, *r.reply, /*keep_alive=*/false);
       co_return r.outcome;
     }

@@ -155,6 +155,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string client_key(const Exchange& ex) const;
   // False (and counted, logged) when the session is bound to another identity.
   bool binding_holds(const Exchange& ex);
+  // The request's identity for a task or handle record's principal (task_routing.hpp).
+  BoundCaller caller_of(const Exchange& ex) const;
   // sessions.binding jwt (jwt_binding.cpp): the request's verified identity and principal
   // into binding_identity_ / binding_principal_. False when its token names a kid no key has
   // and a JWKS URL may have it: await_jwt_keys then waits for the refetch (bounded) and

@@ -16,7 +16,8 @@ namespace {
 constexpr std::size_t kMaxListenTaskIds = 64;
 }  // namespace
 
-net::awaitable<std::vector<int>> ListenFanout::pods_of_tasks(const Exchange& ex, const std::vector<std::string>& ids) {
+net::awaitable<std::vector<int>> ListenFanout::pods_of_tasks(const Exchange& ex, const std::vector<std::string>& ids,
+                                                             const BoundCaller& caller) {
   const Config& cfg = *ex.cfg;
   std::vector<int> pods;
   for (const std::string& id : ids) {
@@ -27,7 +28,7 @@ net::awaitable<std::vector<int>> ListenFanout::pods_of_tasks(const Exchange& ex,
       bool store_failed = false;
       rec = co_await ctx_.tasks.find_missed(key, store_failed);
     }
-    const KeyDecision d = route_by_key(rec ? &*rec : nullptr, cfg.backend.replicas, ex.principal);
+    const KeyDecision d = route_by_key(rec ? &*rec : nullptr, cfg.backend.replicas, caller);
     if (d.result == KeyRoute::routed && std::find(pods.begin(), pods.end(), d.ordinal) == pods.end()) {
       pods.push_back(d.ordinal);
     }
@@ -35,13 +36,13 @@ net::awaitable<std::vector<int>> ListenFanout::pods_of_tasks(const Exchange& ex,
   co_return pods;
 }
 
-net::awaitable<ListenFanout::Result> ListenFanout::run(Exchange& ex) {
+net::awaitable<ListenFanout::Result> ListenFanout::run(Exchange& ex, const BoundCaller& caller) {
   const Config& cfg = *ex.cfg;
   ex.keep_alive = false;  // the connection ends with the listen
   std::optional<std::vector<int>> pods;
   if (cfg.affinity.tasks) {
     if (const auto ids = listen_task_ids(ex.req.body, kMaxListenTaskIds)) {
-      pods = co_await pods_of_tasks(ex, *ids);
+      pods = co_await pods_of_tasks(ex, *ids, caller);
       // As a pod answers a task it does not hold.
       if (pods->empty()) co_return Result{{}, kTaskNotFound};
     }

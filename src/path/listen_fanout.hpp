@@ -32,6 +32,7 @@
 
 #include "core/decide/outcome.hpp"
 #include "core/decide/route.hpp"
+#include "core/identity/session_binding.hpp"
 #include "io/net.hpp"
 #include "path/client_link.hpp"
 #include "path/connection_context.hpp"
@@ -49,11 +50,14 @@ class ListenFanout {
     Outcome outcome;
     std::optional<Refusal> reply;
   };
-  net::awaitable<Result> run(Exchange& ex);
+  // `caller`: who the client is with sessions.binding (a filtered listen reaches only its own
+  // tasks' pods).
+  net::awaitable<Result> run(Exchange& ex, const BoundCaller& caller);
 
  private:
   // The pods of a listen filtered to these task ids (their task records); empty: none known.
-  net::awaitable<std::vector<int>> pods_of_tasks(const Exchange& ex, const std::vector<std::string>& ids);
+  net::awaitable<std::vector<int>> pods_of_tasks(const Exchange& ex, const std::vector<std::string>& ids,
+                                                 const BoundCaller& caller);
 
   ConnectionContext& ctx_;
   ClientLink& client_;

@@ -9,11 +9,12 @@
 #include "io/io_ring.hpp"
 #include "io/upstream.hpp"
 #include "path/connection_context.hpp"
+#include "path/task_routing.hpp"
 #include "path/upstream_exchange.hpp"
 
 namespace mcpproxy {
 
-net::awaitable<Outcome> TaskListFanout::run(Exchange& ex) {
+net::awaitable<Outcome> TaskListFanout::run(Exchange& ex, const BoundCaller& caller) {
   const Config& cfg = *ex.cfg;
   const JsonRpcInfo info = inspect_jsonrpc(ex.req.body);
   const auto pods = pods_to_ask(list_cursor_of(ex.req.body), cfg.backend.replicas);
@@ -26,7 +27,10 @@ net::awaitable<Outcome> TaskListFanout::run(Exchange& ex) {
     answers.push_back(std::move(a));
     if (client_.client_gone()) co_return Outcome::client_gone();
   }
-  co_return co_await send_json(ex, merged_task_list(answers, info.id_json));
+  if (caller.keys == nullptr) co_return co_await send_json(ex, merged_task_list(answers, info.id_json));
+  const std::vector<std::string> ids = listed_task_ids(answers);
+  const auto own = co_await callers_tasks(ids, caller, cfg, ctx_.tasks);
+  co_return co_await send_json(ex, merged_task_list(answers, info.id_json, &own));
 }
 
 net::awaitable<std::optional<std::string>> TaskListFanout::ask_pod(const Exchange& ex, int ordinal,

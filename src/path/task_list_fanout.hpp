@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/decide/outcome.hpp"
+#include "core/identity/session_binding.hpp"
 #include "io/net.hpp"
 #include "path/client_link.hpp"
 #include "path/exchange.hpp"
@@ -24,8 +25,9 @@ class TaskListFanout {
  public:
   TaskListFanout(ConnectionContext& ctx, ClientLink& client) : ctx_(ctx), client_(client) {}
 
-  // The merged list (or the refusal of a cursor the proxy did not make) written to the client.
-  net::awaitable<Outcome> run(Exchange& ex);
+  // The merged list (or the refusal of a cursor the proxy did not make) written to the client;
+  // with sessions.binding, of `caller`'s tasks only (task_routing.hpp: callers_tasks).
+  net::awaitable<Outcome> run(Exchange& ex, const BoundCaller& caller);
 
  private:
   // One pod's answer to `body` (the client's request with the pod's cursor): its JSON-RPC

@@ -7,7 +7,7 @@ namespace mcpproxy {
 
 TaskRouting::Verdict::Kind TaskRouting::on_sessionless(const http1::Head& head, std::string_view body,
                                                        const Config& cfg, Tasks& tasks, Metrics& metrics,
-                                                       std::string_view principal) {
+                                                       const BoundCaller& caller) {
   method_ = method_of_body(body);
   const auto mcp_method_header = head.get("Mcp-Method");
   const Era era = classify_era(head.get("MCP-Protocol-Version"), mcp_method_header.has_value(), false);
@@ -42,26 +42,31 @@ TaskRouting::Verdict::Kind TaskRouting::on_sessionless(const http1::Head& head, 
   }
   auto rec = tasks.find_cached(keyed_->key.key);
   if (!rec && tasks.has_store()) return Verdict::Kind::look_up;
-  return decide(rec, cfg.backend.replicas, metrics, principal);
+  return decide(rec, cfg.backend.replicas, metrics, caller);
 }
 
 net::awaitable<TaskRouting::Verdict::Kind> TaskRouting::look_up(int replicas, Tasks& tasks, Metrics& metrics,
-                                                                std::string_view principal) {
+                                                                const BoundCaller& caller) {
   bool store_failed = false;
   const auto rec = co_await tasks.find_missed(keyed().key.key, store_failed);
   // Not knowing is not "not found": the client polls again.
   if (store_failed) co_return reply(kStoreUnavailable);
-  co_return decide(rec, replicas, metrics, principal);
+  co_return decide(rec, replicas, metrics, caller);
 }
 
 TaskRouting::Verdict::Kind TaskRouting::decide(const std::optional<TaskRecord>& rec, int replicas, Metrics& metrics,
-                                               std::string_view principal) {
+                                               const BoundCaller& caller) {
   const bool task = keyed().key.kind == AffinityKind::task;
-  const KeyDecision d = route_by_key(rec ? &*rec : nullptr, replicas, principal);
+  const KeyDecision d = route_by_key(rec ? &*rec : nullptr, replicas, caller);
   metrics.affinity.count_route(task, d.result);
   if (d.result == KeyRoute::routed) {
     ordinal_ = d.ordinal;
     return Verdict::Kind::forward;
+  }
+  if (d.result == KeyRoute::other_identity || d.result == KeyRoute::unknown_binding_key) {
+    // Answered as an unknown key would be, and never on the pod that holds it.
+    avoid_ = d.ordinal;
+    log_mismatch(d.result, task, rec->principal);
   }
   if (!task) return Verdict::Kind::place;  // a handle no pod holds: placed, the pod answers for it
   // A 2026 client without the tasks extension: any pod answers -32021, as the task's would.
@@ -87,7 +92,45 @@ net::awaitable<void> TaskRouting::on_answer(std::string_view data, bool body_don
       break;
     }
   }
-  if (!learned.empty()) co_await tasks.learn(learned, ordinal, principal);
+  if (learned.empty()) co_return;
+  // With sessions.binding a key is its creator's: one made without an identity would be
+  // anyone's (or no one's), so it is not recorded and its requests are answered as unknown.
+  if (cfg.sessions.binding != BindingKind::none && principal.empty()) {
+    metrics.affinity.count_refused(KeyRefused::unbound, learned.size());
+    co_return;
+  }
+  co_await tasks.learn(learned, ordinal, principal);
+}
+
+void TaskRouting::log_mismatch(KeyRoute result, bool task, std::string_view recorded) const {
+  const std::string what = task ? "task" : "handle";
+  if (result == KeyRoute::unknown_binding_key) {
+    log_event(spdlog::level::warn,
+              what +
+                  " recorded under a binding key this proxy does not have (sessions.binding_secret_file: keep the "
+                  "old key on a line of its own until no record needs it); answered as unknown",
+              {{"method", std::string(to_string(method_))}, {"key_id", std::string(principal_key_id(recorded))}});
+    return;
+  }
+  log_event(spdlog::level::warn, what + " presented by another identity; answered as unknown",
+            {{"method", std::string(to_string(method_))}});
+}
+
+net::awaitable<std::unordered_set<std::string>> callers_tasks(const std::vector<std::string>& ids,
+                                                              const BoundCaller& caller, const Config& cfg,
+                                                              Tasks& tasks) {
+  std::unordered_set<std::string> own;
+  for (const std::string& id : ids) {
+    if (!valid_affinity_id(id, cfg.affinity.max_key_length)) continue;
+    const std::string key = task_key(id);
+    auto rec = tasks.find_cached(key);
+    if (!rec && tasks.has_store()) {
+      bool store_failed = false;
+      rec = co_await tasks.find_missed(key, store_failed);
+    }
+    if (rec && check_caller(caller, rec->principal) == PrincipalCheck::match) own.insert(id);
+  }
+  co_return own;
 }
 
 }  // namespace mcpproxy

@@ -253,8 +253,9 @@ UpstreamExchange::Need UpstreamExchange::connect_failed(Exchange& ex, const erro
     return done(ex.route.cls == RequestClass::session ? Result::unreachable : Result::refused);
   }
   if (retry_.place_again(ex.route, cfg_->backend.replicas)) {
-    ex.ordinal = ordinal_ = place_new(ctx_, *cfg_);
-    return attempt(&ex);
+    // Never on the pod of a key another identity holds (task_routing.hpp).
+    ex.ordinal = ordinal_ = place_new(ctx_, *cfg_, ex.tasks.avoid());
+    if (ex.tasks.avoid() < 0 || ordinal_ != ex.tasks.avoid()) return attempt(&ex);
   }
   const bool name = connect_failure_ == ConnectFailure::no_such_pod || connect_failure_ == ConnectFailure::dns;
   refusal_ = name ? dns_refusal(ec) : Refusal{502, -32603, "MCP server unreachable"};

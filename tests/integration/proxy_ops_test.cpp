@@ -121,7 +121,9 @@ TEST_F(ProxyTest, ADrainedOrdinalGetsNoNewSessionsAndKeepsItsOwn) {
 }
 
 TEST_F(ProxyTest, APodFailingTheHealthCheckGetsNoNewSessionsAndKeepsItsOwn) {
-  start({"--health-check-path", "/_health", "--health-check-interval", "100ms", "--health-check-timeout", "50ms",
+  // The failing pod answers 503 whatever the timeout; the healthy ones must answer within it
+  // on a loaded machine too (50 ms was not always enough: every pod failing, placed on all).
+  start({"--health-check-path", "/_health", "--health-check-interval", "1s", "--health-check-timeout", "900ms",
          "--health-check-failures", "2"});
   const auto set_health = [&](const std::string& state) {
     ASSERT_EQ(request(backend_->port, "POST", "/_health", "\"" + state + "\"", {}, "127.0.1.2").status, 200);
@@ -136,7 +138,7 @@ TEST_F(ProxyTest, APodFailingTheHealthCheckGetsNoNewSessionsAndKeepsItsOwn) {
     if (on_pod(sid) == "pod-2") on_two = sid;
   }
   ASSERT_FALSE(on_two.empty());
-  EXPECT_EQ(metric(proxy_->metrics(), R"(mcp_proxy_health_check_up{pod="2"})").value_or(-1), 1);
+  EXPECT_TRUE(eventually([&] { return metric(proxy_->metrics(), R"(mcp_proxy_health_check_up{pod="2"})") == 1; }));
   set_health("down");
   ASSERT_TRUE(eventually(
       [&] { return json::parse(request(proxy_->admin, "GET", "/pods").body)[2]["health_check_failing"].get<bool>(); }));

@@ -15,7 +15,9 @@ differ, as SEP-2243 servers do) and 2025-11-25 stateless (no session id).
   tasks/get|result|cancel|update   the task when this pod holds it; else 200 -32602 "Task not found"
   tasks/list             this pod's tasks
   subscriptions/listen   an SSE stream: an acknowledgement, then comments
-  GET /_stats            {"tasks": n, "misses": task requests for a task this pod never made}
+  GET /_stats            {"tasks": n, "misses": task requests for a task this pod never made,
+                          "hits": task requests for a task it holds and use_cart calls with a cart
+                          it holds (what reached the state a pod keeps)}
 
 --task-id ORDINAL:ID makes pod ORDINAL name every task ID (a pod inventing ids);
 --task-id-bytes N makes every task id N bytes long.
@@ -61,7 +63,7 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         if self.path == "/_stats":
             with srv.lock:
-                self.send(200, {"tasks": len(srv.tasks), "misses": srv.misses, "name": srv.name})
+                self.send(200, {"tasks": len(srv.tasks), "misses": srv.misses, "hits": srv.hits, "name": srv.name})
             return
         self.send_response(405)
         self.send_header("Allow", "POST")
@@ -120,6 +122,7 @@ class Handler(BaseHTTPRequestHandler):
             if tool == "use_cart":
                 with srv.lock:
                     held = self.headers.get("Mcp-Param-Cart") in srv.carts
+                    srv.hits += held
                 text = srv.name if held else "no such cart"
                 return {"result": {"content": [{"type": "text", "text": text}], "isError": not held}}, sse
             if tool == "headers":
@@ -130,6 +133,8 @@ class Handler(BaseHTTPRequestHandler):
                 task = srv.tasks.get(params.get("taskId"))
                 if task is None:
                     srv.misses += 1
+                else:
+                    srv.hits += 1
             if task is None:
                 return {"error": {"code": -32602, "message": "Task not found"}}, False
             return {"result": {"taskId": task, "status": "completed", "pod": srv.name}}, False
@@ -198,6 +203,7 @@ def main():
         srv.tasks = {}
         srv.carts = set()
         srv.misses = 0
+        srv.hits = 0
         srv.fixed_task_id = fixed.get(i)
         srv.id_bytes = args.task_id_bytes
         threading.Thread(target=srv.serve_forever, daemon=True).start()

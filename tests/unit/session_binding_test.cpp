@@ -93,3 +93,18 @@ TEST(BindingField, TwoCopiesOfTheIdentityFieldAreSeen) {
   s.binding_header = "X-Other";
   EXPECT_FALSE(binding_field_repeated(s, head));
 }
+
+TEST(BindingKeys, ACallerMatchesItsOwnRecordsUnderEveryKeyAndNoIdentityNone) {
+  const auto keys = parse_binding_keys(kNew + "\n" + kOld);
+  const std::string mine_old = principal_of(make_binding_key(kOld), "Bearer alice");
+  const std::string alice = principal_of(keys.front(), "Bearer alice");
+  const BoundCaller caller{&keys, "Bearer alice", alice};
+  EXPECT_EQ(check_caller(caller, alice), PrincipalCheck::match);
+  EXPECT_EQ(check_caller(caller, mine_old), PrincipalCheck::match) << "the second key's";
+  EXPECT_EQ(check_caller(caller, principal_of(keys.front(), "Bearer bob")), PrincipalCheck::other_identity);
+  EXPECT_EQ(check_caller(caller, principal_of(make_binding_key("third-key-0123456789ab"), "Bearer alice")),
+            PrincipalCheck::unknown_key);
+  EXPECT_EQ(check_caller(BoundCaller{&keys, "", ""}, alice), PrincipalCheck::other_identity);
+  EXPECT_EQ(check_caller(BoundCaller{&keys, "", ""}, ""), PrincipalCheck::match) << "a record from before binding";
+  EXPECT_EQ(check_caller(BoundCaller{}, alice), PrincipalCheck::match) << "binding off";
+}

@@ -167,20 +167,45 @@ TEST(RequestAffinity, ConfiguredHandleHeader) {
 }
 
 TEST(RouteByKey, RoutedUnknownOrGone) {
-  EXPECT_EQ(route_by_key(nullptr, 3, "").result, KeyRoute::unknown);
+  const BoundCaller unbound;  // sessions.binding none
+  EXPECT_EQ(route_by_key(nullptr, 3, unbound).result, KeyRoute::unknown);
+  EXPECT_EQ(route_by_key(nullptr, 3, unbound).ordinal, -1);
   TaskRecord rec;
   rec.ordinal = 2;
   rec.ttl = milliseconds(1000);
-  auto d = route_by_key(&rec, 3, "");
+  auto d = route_by_key(&rec, 3, unbound);
   EXPECT_EQ(d.result, KeyRoute::routed);
   EXPECT_EQ(d.ordinal, 2);
-  EXPECT_EQ(route_by_key(&rec, 2, "").result, KeyRoute::pod_gone);
-  rec.principal = "alice";
-  EXPECT_EQ(route_by_key(&rec, 3, "mallory").result, KeyRoute::unknown);
-  EXPECT_EQ(route_by_key(&rec, 3, "alice").result, KeyRoute::routed);
+  EXPECT_EQ(route_by_key(&rec, 2, unbound).result, KeyRoute::pod_gone);
   EXPECT_EQ(kTaskNotFound.status, 200U);
   EXPECT_EQ(kTaskNotFound.code, -32602);
   EXPECT_EQ(kHeaderMismatch.code, -32020);
+  EXPECT_EQ(kHandleNotFound.code, -32602);
+}
+
+TEST(RouteByKey, ABoundKeyIsItsCreatorsUnderEveryKeyOfTheFile) {
+  const std::vector<BindingKey> old_keys = parse_binding_keys("key-a-0123456789abcdef\n");
+  const std::vector<BindingKey> rotated = parse_binding_keys("key-b-0123456789abcdef\nkey-a-0123456789abcdef\n");
+  const std::vector<BindingKey> new_only = parse_binding_keys("key-b-0123456789abcdef\n");
+  TaskRecord rec;
+  rec.ordinal = 1;
+  rec.ttl = milliseconds(1000);
+  rec.principal = principal_of(old_keys.front(), "alice");
+  const auto as = [&](const std::vector<BindingKey>& keys, std::string_view identity) {
+    const std::string p = identity.empty() ? "" : principal_of(keys.front(), identity);
+    return route_by_key(&rec, 3, BoundCaller{&keys, identity, p});
+  };
+  EXPECT_EQ(as(old_keys, "alice").result, KeyRoute::routed);
+  EXPECT_EQ(as(rotated, "alice").result, KeyRoute::routed) << "made under the second key of the file";
+  const KeyDecision other = as(rotated, "mallory");
+  EXPECT_EQ(other.result, KeyRoute::other_identity);
+  EXPECT_EQ(other.ordinal, 1) << "the pod such a request is never placed on";
+  EXPECT_EQ(as(old_keys, "").result, KeyRoute::other_identity) << "no identity: nobody's key";
+  EXPECT_EQ(as(new_only, "alice").result, KeyRoute::unknown_binding_key);
+  EXPECT_EQ(route_by_key(&rec, 3, BoundCaller{}).result, KeyRoute::routed) << "binding off: anyone's";
+  rec.principal.clear();  // made before the binding was on
+  EXPECT_EQ(as(old_keys, "mallory").result, KeyRoute::routed);
+  EXPECT_EQ(as(old_keys, "").result, KeyRoute::routed);
 }
 
 TEST(AnswerWatch, DecidedFromTheRequest) {

@@ -71,3 +71,20 @@ TEST(TaskList, AnSseAnswersLastEventIsItsMessage) {
   EXPECT_EQ(response_message("data: {\"n\":1}\n\ndata: {\"r\":2}\n\n", true, 1024), "{\"r\":2}");
   EXPECT_FALSE(response_message(": comment\n\n", true, 1024));
 }
+
+TEST(TaskList, WithABindingOnlyTheCallersTasksAreListed) {
+  const std::vector<PodListAnswer> answers = {
+      {0, R"({"jsonrpc":"2.0","id":4,"result":{"tasks":[{"taskId":"a"},{"taskId":"b"},7],"nextCursor":"p0"}})"},
+      {1, std::nullopt},
+      {2, R"({"jsonrpc":"2.0","id":4,"result":{"tasks":[{"taskId":"c"},{"taskId":"a"},{"status":"x"}]}})"},
+  };
+  EXPECT_EQ(listed_task_ids(answers), (std::vector<std::string>{"a", "b", "c"}));
+  const std::unordered_set<std::string> own = {"b", "c"};
+  const json out = json::parse(merged_task_list(answers, "4", &own));
+  ASSERT_EQ(out.at("result").at("tasks").size(), 2U);
+  EXPECT_EQ(out.at("result").at("tasks")[0].at("taskId"), "b");
+  EXPECT_EQ(out.at("result").at("tasks")[1].at("taskId"), "c");
+  EXPECT_TRUE(out.at("result").contains("nextCursor")) << "pages go on as the pods' do";
+  const std::unordered_set<std::string> none;
+  EXPECT_TRUE(json::parse(merged_task_list(answers, "4", &none)).at("result").at("tasks").empty());
+}

@@ -133,6 +133,13 @@ PrincipalCheck check_principal(const std::vector<BindingKey>& keys, std::string_
   return known ? PrincipalCheck::other_identity : PrincipalCheck::unknown_key;
 }
 
+PrincipalCheck check_caller(const BoundCaller& caller, std::string_view recorded) {
+  if (caller.keys == nullptr || recorded.empty()) return PrincipalCheck::match;
+  if (!caller.principal.empty() && same_principal(caller.principal, recorded)) return PrincipalCheck::match;
+  if (caller.identity.empty()) return PrincipalCheck::other_identity;
+  return check_principal(*caller.keys, caller.identity, recorded);
+}
+
 const std::string& process_binding_key() {
   static const std::string key = [] {
     std::string k(32, '\0');

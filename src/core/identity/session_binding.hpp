@@ -55,6 +55,20 @@ enum class PrincipalCheck : std::uint8_t { match, other_identity, unknown_key };
 PrincipalCheck check_principal(const std::vector<BindingKey>& keys, std::string_view identity,
                                std::string_view recorded);
 
+// Who a request is, as a record's principal is checked against it: the binding's keys (null
+// with sessions.binding none: every record is anyone's), the identity ("" without one the
+// binding accepts) and its principal under the first key ("" without one).
+struct BoundCaller {
+  const std::vector<BindingKey>* keys = nullptr;
+  std::string_view identity;
+  std::string_view principal;
+};
+
+// Whether a record made by `recorded` is this caller's: a record without a principal (made
+// before binding was on) is anyone's; the first key's principal is compared first, then every
+// key of the file (a rotation under way). A caller without an identity matches none.
+PrincipalCheck check_caller(const BoundCaller& caller, std::string_view recorded);
+
 // The key id a principal names ("" for one made before keys had ids).
 std::string_view principal_key_id(std::string_view principal);
 

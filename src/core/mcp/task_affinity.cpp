@@ -235,12 +235,22 @@ RequestAffinity request_affinity(const http1::Head& head, std::string_view body,
   return cfg.handles.empty() ? RequestAffinity{} : handle_request(head, cfg);
 }
 
-KeyDecision route_by_key(const TaskRecord* rec, int replicas, std::string_view principal) {
+KeyDecision route_by_key(const TaskRecord* rec, int replicas, const BoundCaller& caller) {
   KeyDecision d;
-  // Another identity's task is answered like an unknown one: ids cannot be probed.
-  if (rec == nullptr || (!rec->principal.empty() && !same_principal(rec->principal, principal))) return d;
+  if (rec == nullptr) return d;
   d.ordinal = rec->ordinal;
-  d.result = rec->ordinal < replicas ? KeyRoute::routed : KeyRoute::pod_gone;
+  // Another identity's task is answered like an unknown one: ids cannot be probed.
+  switch (check_caller(caller, rec->principal)) {
+    case PrincipalCheck::match:
+      d.result = rec->ordinal < replicas ? KeyRoute::routed : KeyRoute::pod_gone;
+      break;
+    case PrincipalCheck::other_identity:
+      d.result = KeyRoute::other_identity;
+      break;
+    case PrincipalCheck::unknown_key:
+      d.result = KeyRoute::unknown_binding_key;
+      break;
+  }
   return d;
 }
 

@@ -14,6 +14,7 @@
 #include "core/config/affinity_config.hpp"
 #include "core/decide/route.hpp"
 #include "core/http/http1.hpp"
+#include "core/identity/session_binding.hpp"
 #include "core/mcp/mcp_method.hpp"
 #include "core/tables/task_table.hpp"
 #include "core/telemetry/affinity_metrics.hpp"
@@ -66,15 +67,21 @@ RequestAffinity request_affinity(const http1::Head& head, std::string_view body,
 inline constexpr Refusal kTaskNotFound{200, -32602, "Task not found"};
 // SEP-2243's HeaderMismatch: what a pod answers a header that disagrees with the body.
 inline constexpr Refusal kHeaderMismatch{400, -32020, "Header mismatch: Mcp-Method/Mcp-Name disagree with the body"};
+// A handle bound to another identity when no pod but the one holding it can take the call
+// (one replica, or no other placeable): the proxy answers, the handle's pod never sees it.
+inline constexpr Refusal kHandleNotFound{200, -32602, "Handle not found"};
 
 // Where a request that names a key goes: its record's pod (`routed`), or answered as an
-// unknown task (no record, or one bound to another identity: `unknown`; its pod's ordinal
-// past the replicas: `pod_gone`). A task cannot be re-created elsewhere.
+// unknown task (no record: `unknown`; its pod's ordinal past the replicas: `pod_gone`;
+// with sessions.binding, made by another identity than `caller`'s, or the caller has none
+// that verifies: `other_identity`; made under a binding key this proxy does not have:
+// `unknown_binding_key`). A task cannot be re-created elsewhere. `ordinal`: the record's
+// pod (-1 without a record): a key of another identity's is never sent there.
 struct KeyDecision {
   KeyRoute result = KeyRoute::unknown;
   int ordinal = -1;
 };
-KeyDecision route_by_key(const TaskRecord* rec, int replicas, std::string_view principal);
+KeyDecision route_by_key(const TaskRecord* rec, int replicas, const BoundCaller& caller);
 
 // Whether a pod's answer to this request may create a task or a handle, decided from the
 // request so that other answers are never read: a `tools/call` (tasks, and the handles of

@@ -3,7 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
+#include <iterator>
 
 #include "core/config/config.hpp"
 #include "core/mcp/task_affinity.hpp"
@@ -66,7 +68,46 @@ std::optional<std::string> list_cursor_of(std::string_view body) {
   return c->get<std::string>();
 }
 
-std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::string_view id_json) {
+namespace {
+
+// A pod message's `result` object, and that result's `tasks` array (null: none).
+const json* result_of(const json& m) {
+  const auto r = m.is_object() ? m.find("result") : m.end();
+  return r != m.end() && r->is_object() ? &*r : nullptr;
+}
+const json* tasks_of(const json& result) {
+  const auto t = result.find("tasks");
+  return t != result.end() && t->is_array() ? &*t : nullptr;
+}
+
+bool listed(const json& task, const std::unordered_set<std::string>* only) {
+  if (only == nullptr) return true;
+  const auto id = task.find("taskId");
+  return id != task.end() && id->is_string() && only->contains(id->get_ref<const std::string&>());
+}
+
+}  // namespace
+
+std::vector<std::string> listed_task_ids(const std::vector<PodListAnswer>& answers) {
+  std::vector<std::string> ids;
+  std::unordered_set<std::string> seen;
+  for (const PodListAnswer& a : answers) {
+    if (!a.message) continue;
+    const json m = json::parse(*a.message, nullptr, /*allow_exceptions=*/false);
+    const json* result = result_of(m);
+    const json* tasks = result != nullptr ? tasks_of(*result) : nullptr;
+    if (tasks == nullptr) continue;
+    for (const json& t : *tasks) {
+      const auto id = t.find("taskId");  // end() of a task that is not an object
+      if (id == t.end() || !id->is_string()) continue;
+      if (seen.insert(id->get<std::string>()).second) ids.push_back(id->get<std::string>());
+    }
+  }
+  return ids;
+}
+
+std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::string_view id_json,
+                             const std::unordered_set<std::string>* only) {
   json tasks = json::array();
   json next = json::object();
   bool any_result = false;
@@ -74,15 +115,16 @@ std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::str
   for (const PodListAnswer& a : answers) {
     if (!a.message) continue;
     const json m = json::parse(*a.message, nullptr, /*allow_exceptions=*/false);
-    if (!m.is_object()) continue;
-    const auto result = m.find("result");
-    if (result == m.end() || !result->is_object()) {
-      if (const auto e = m.find("error"); e != m.end() && first_error.is_null()) first_error = *e;
+    const json* result = result_of(m);
+    if (result == nullptr) {
+      const auto e = m.is_object() ? m.find("error") : m.end();
+      if (e != m.end() && first_error.is_null()) first_error = *e;
       continue;
     }
     any_result = true;
-    if (const auto t = result->find("tasks"); t != result->end() && t->is_array()) {
-      for (const auto& task : *t) tasks.push_back(task);
+    if (const json* t = tasks_of(*result)) {
+      std::copy_if(t->begin(), t->end(), std::back_inserter(tasks),
+                   [&](const json& task) { return listed(task, only); });
     }
     if (const auto c = result->find("nextCursor"); c != result->end() && c->is_string()) {
       next[std::to_string(a.ordinal)] = c->get<std::string>();

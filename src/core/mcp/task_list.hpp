@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace mcpproxy {
@@ -34,8 +35,13 @@ struct PodListAnswer {
 // The client's answer: every pod's `result.tasks` in ordinal order, and a `nextCursor` of the
 // pods that have more. A pod that failed or answered an error adds nothing (its tasks cannot
 // be reached now either); when no pod answered a result, the first error is the answer (a
-// server without tasks/list). `id_json` is the request's id.
-std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::string_view id_json);
+// server without tasks/list). `id_json` is the request's id. With `only` (sessions.binding:
+// the caller's own tasks), a task whose `taskId` is not in it is left out.
+std::string merged_task_list(const std::vector<PodListAnswer>& answers, std::string_view id_json,
+                             const std::unordered_set<std::string>* only = nullptr);
+
+// The `taskId`s the answers' `result.tasks` name (strings only, each once, in order).
+std::vector<std::string> listed_task_ids(const std::vector<PodListAnswer>& answers);
 
 // A pod's answer's JSON-RPC message: a JSON body as it is, an SSE answer's last event's data
 // (read with the bound `limit`); nullopt when an SSE answer has no event.

@@ -8,9 +8,10 @@
 namespace mcpproxy {
 namespace {
 
-constexpr std::array<std::string_view, kKeyRoutes> kRoutes = {"routed", "unknown", "pod_gone", "mismatch"};
-constexpr std::array<std::string_view, kKeyRefusals> kRefusals = {"invalid", "taken", "full", "unreadable",
-                                                                  "store_failed"};
+constexpr std::array<std::string_view, kKeyRoutes> kRoutes = {"routed",   "unknown",        "pod_gone",
+                                                              "mismatch", "other_identity", "unknown_binding_key"};
+constexpr std::array<std::string_view, kKeyRefusals> kRefusals = {"invalid",    "taken",        "full",
+                                                                  "unreadable", "store_failed", "unbound"};
 
 void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" ");
@@ -40,7 +41,8 @@ void AffinityMetrics::render(std::string& out, const TaskTable* table) const {
   }
   family(out, "mcp_proxy_task_routes_total", "counter",
          "Task requests (tasks/get|update|cancel|result) by how they were routed: to the task's pod, or answered "
-         "by the proxy (unknown task, its pod gone, header and body disagree).");
+         "by the proxy (unknown task, its pod gone, header and body disagree, made by another identity or under a "
+         "binding key this proxy does not have: answered as unknown).");
   for (std::size_t r = 0; r < kKeyRoutes; ++r) {
     sample(out, "mcp_proxy_task_routes_total", "result=\"" + std::string(kRoutes[r]) + "\"", load(task_routes[r]));
   }

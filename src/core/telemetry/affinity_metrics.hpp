@@ -20,8 +20,11 @@ enum class KeyRoute : std::uint8_t {
   unknown,   // no pod holds it (as far as the table and the store know): -32602 from the proxy
   pod_gone,  // its pod's ordinal is past the replicas: -32602 from the proxy
   mismatch,  // the header and the body disagree: 400 -32020 from the proxy
+  // sessions.binding: answered as an unknown key, never sent to its pod.
+  other_identity,       // made by another identity (or the request has none that verifies)
+  unknown_binding_key,  // made under a binding key not in sessions.binding_secret_file
 };
-inline constexpr std::size_t kKeyRoutes = 4;
+inline constexpr std::size_t kKeyRoutes = 6;
 
 // Why a key an answer created was not recorded.
 enum class KeyRefused : std::uint8_t {
@@ -30,8 +33,9 @@ enum class KeyRefused : std::uint8_t {
   full,          // the table's bounds are filled with live keys (memory store)
   unreadable,    // the answer (or one of its events) is past affinity.max_answer_scan
   store_failed,  // Redis could not be asked: kept in this process only
+  unbound,       // sessions.binding: the request that made it had no identity the binding accepts
 };
-inline constexpr std::size_t kKeyRefusals = 5;
+inline constexpr std::size_t kKeyRefusals = 6;
 
 struct AffinityMetrics {
   void count_request(Era era, McpMethod method) {
