@@ -287,7 +287,10 @@ Connection::Decision Connection::decide_sessionless(Exchange& ex) {
     case ByKey::list:
       return Decision::to(Decision::Kind::list_tasks);
   }
-  if (cfg.subscriptions.fanout && ex.tasks.listen() && ex.req.method() == "POST") {
+  // The label is a quick look (the first "method" key anywhere): the fan-out, which sends the
+  // body to every pod, goes by the parsed message's method.
+  if (cfg.subscriptions.fanout && ex.tasks.listen() && ex.req.method() == "POST" &&
+      inspect_jsonrpc(ex.req.body).first_method == "subscriptions/listen") {
     return Decision::to(Decision::Kind::fan_out_listen);
   }
   return decide_known(ex, /*store_failed=*/false);

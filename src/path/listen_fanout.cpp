@@ -16,24 +16,35 @@ namespace {
 constexpr std::size_t kMaxListenTaskIds = 64;
 }  // namespace
 
-net::awaitable<std::vector<int>> ListenFanout::pods_of_tasks(const Exchange& ex, const std::vector<std::string>& ids,
-                                                             const BoundCaller& caller) {
+net::awaitable<ListenFanout::TaskPods> ListenFanout::pods_of_tasks(const Exchange& ex,
+                                                                   const std::vector<std::string>& ids,
+                                                                   const BoundCaller& caller) {
   const Config& cfg = *ex.cfg;
-  std::vector<int> pods;
+  const bool bound = caller.keys != nullptr;
+  TaskPods out;
   for (const std::string& id : ids) {
-    if (!valid_affinity_id(id, cfg.affinity.max_key_length)) continue;
+    if (!valid_affinity_id(id, cfg.affinity.max_key_length)) {
+      if (bound) out.refusal = kTaskNotFound;
+      continue;
+    }
     const std::string key = task_key(id);
     auto rec = ctx_.tasks.find_cached(key);
     if (!rec && ctx_.tasks.has_store()) {
       bool store_failed = false;
       rec = co_await ctx_.tasks.find_missed(key, store_failed);
+      // As a task request is answered while the store cannot be asked (TaskRouting::look_up).
+      if (store_failed) out.refusal = kStoreUnavailable;
     }
     const KeyDecision d = route_by_key(rec ? &*rec : nullptr, cfg.backend.replicas, caller);
-    if (d.result == KeyRoute::routed && std::find(pods.begin(), pods.end(), d.ordinal) == pods.end()) {
-      pods.push_back(d.ordinal);
+    if (d.result != KeyRoute::routed) {
+      if (bound && !out.refusal) out.refusal = kTaskNotFound;
+      continue;
     }
+    if (std::find(out.pods.begin(), out.pods.end(), d.ordinal) == out.pods.end()) out.pods.push_back(d.ordinal);
   }
-  co_return pods;
+  // As a pod answers a task it does not hold.
+  if (!out.refusal && out.pods.empty()) out.refusal = kTaskNotFound;
+  co_return out;
 }
 
 net::awaitable<ListenFanout::Result> ListenFanout::run(Exchange& ex, const BoundCaller& caller) {
@@ -42,9 +53,17 @@ net::awaitable<ListenFanout::Result> ListenFanout::run(Exchange& ex, const Bound
   std::optional<std::vector<int>> pods;
   if (cfg.affinity.tasks) {
     if (const auto ids = listen_task_ids(ex.req.body, kMaxListenTaskIds)) {
-      pods = co_await pods_of_tasks(ex, *ids, caller);
-      // As a pod answers a task it does not hold.
-      if (pods->empty()) co_return Result{{}, kTaskNotFound};
+      TaskPods found = co_await pods_of_tasks(ex, *ids, caller);
+      if (found.refusal) co_return Result{{}, *found.refusal};
+      pods = std::move(found.pods);
+    } else if (caller.keys != nullptr && ex.req.body.find("\"taskIds\"") != std::string_view::npos) {
+      // Task ids beside other filters: the listen goes to every pod (the others can fire
+      // anywhere), so each id it names must be the caller's; a filter the proxy cannot check
+      // (too many ids, ids that are not strings) is answered as an unknown task.
+      const auto named = listen_task_ids(ex.req.body, kMaxListenTaskIds, /*tasks_only=*/false);
+      if (!named) co_return Result{{}, kTaskNotFound};
+      const TaskPods found = co_await pods_of_tasks(ex, *named, caller);
+      if (found.refusal) co_return Result{{}, *found.refusal};
     }
   }
   ListenRequest req;

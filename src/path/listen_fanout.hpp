@@ -56,8 +56,14 @@ class ListenFanout {
 
  private:
   // The pods of a listen filtered to these task ids (their task records); empty: none known.
-  net::awaitable<std::vector<int>> pods_of_tasks(const Exchange& ex, const std::vector<std::string>& ids,
-                                                 const BoundCaller& caller);
+  // With sessions.binding every id must be the caller's (a record of its own): else a refusal,
+  // as for an unknown task, since the pods would hear the ids of another identity's tasks.
+  struct TaskPods {
+    std::vector<int> pods;
+    std::optional<Refusal> refusal;
+  };
+  net::awaitable<TaskPods> pods_of_tasks(const Exchange& ex, const std::vector<std::string>& ids,
+                                         const BoundCaller& caller);
 
   ConnectionContext& ctx_;
   ClientLink& client_;

@@ -199,6 +199,39 @@ TEST_F(TaskIdentityTest, AnotherIdentityCanNeitherPollNorCancelNorReadATask) {
   EXPECT_EQ(pods_->sum("misses"), misses);
 }
 
+// With the listen fan-out, a listen filtered to task ids goes to those tasks' pods, with the
+// ids in its body: only the caller's own tasks may be named, alone or beside other filters.
+TEST_F(TaskIdentityTest, AFilteredListenNamesOnlyTheCallersOwnTasks) {
+  const auto p = proxy("listen-bound", {"--session-binding", "authorization", "--listen-fanout", "true"});
+  const std::string task = create_2026(p->port, "alice");
+  ASSERT_FALSE(task.empty());
+  const auto body = [](const json& filter) {
+    return rpc(5, "subscriptions/listen", {{"notifications", filter}}).dump();
+  };
+  const auto headers = [](const std::string& token) {
+    Headers h = {{"MCP-Protocol-Version", "2026-07-28"},
+                 {"Accept", "application/json, text/event-stream"},
+                 {"Mcp-Method", "subscriptions/listen"}};
+    if (!token.empty()) h.emplace_back("Authorization", "Bearer " + token);
+    return h;
+  };
+  const json alone = {{"taskIds", {task}}};
+  const json mixed = {{"taskIds", {task}}, {"toolsListChanged", true}};
+  for (const std::string who : {"mallory", ""}) {
+    for (const json& filter : {alone, mixed}) {
+      const Response r = request(p->port, "POST", "/mcp", body(filter), headers(who));
+      EXPECT_EQ(r.status, 200);
+      EXPECT_EQ(message(r).at("error").at("code"), -32602) << filter.dump() << " as '" << who << "'";
+    }
+  }
+  for (const json& filter : {alone, mixed}) {
+    Stream own(p->port, "POST", "/mcp", body(filter), headers("alice"));
+    EXPECT_EQ(own.status(), 200) << filter.dump();
+    EXPECT_TRUE(own.read_until("acknowledged", 10s)) << filter.dump() << own.body();
+    own.close();
+  }
+}
+
 TEST_F(TaskIdentityTest, AHandleOfAnotherIdentityNeverReachesItsPod) {
   const auto p = proxy("handles-bound", {"--session-binding", "authorization", "--handle", kCart});
   const std::string cart = open_cart(p->port, "alice");

@@ -157,7 +157,7 @@ bool ack_honors_nothing(std::string_view ack_data) {
   return n != params->end() && n->is_object() && n->empty();
 }
 
-std::optional<std::vector<std::string>> listen_task_ids(std::string_view body, std::size_t max_ids) {
+std::optional<std::vector<std::string>> listen_task_ids(std::string_view body, std::size_t max_ids, bool tasks_only) {
   // Only a body that names taskIds is parsed.
   if (body.find("\"taskIds\"") == std::string_view::npos) return std::nullopt;
   const auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -170,7 +170,7 @@ std::optional<std::vector<std::string>> listen_task_ids(std::string_view body, s
   if (ids == filter->end() || !ids->is_array() || ids->empty() || ids->size() > max_ids) return std::nullopt;
   // Anything else asked for (a list change, a resource) can happen on any pod.
   for (const auto& [key, value] : filter->items()) {
-    if (key == "taskIds") continue;
+    if (key == "taskIds" || !tasks_only) continue;
     if (value.is_boolean() && !value.get<bool>()) continue;
     if (value.is_array() && value.empty()) continue;
     return std::nullopt;

@@ -87,7 +87,8 @@ LegRoom leg_room(std::size_t queued, std::size_t bytes, std::size_t bound, SlowL
 // notification asked for): its legs go to those tasks' pods only. nullopt: not such a
 // listen (every pod is listened to). At most `max_ids` ids are read; longer lists, and ids
 // that are not strings, make it not such a listen.
-std::optional<std::vector<std::string>> listen_task_ids(std::string_view body, std::size_t max_ids);
+std::optional<std::vector<std::string>> listen_task_ids(std::string_view body, std::size_t max_ids,
+                                                        bool tasks_only = true);
 
 // The proxy's own events: a keep-alive comment; the listen's graceful end (what a pod sends
 // when it shuts down: a `complete` result for the listen's id); the end of a stream whose
