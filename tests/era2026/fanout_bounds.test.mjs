@@ -41,7 +41,11 @@ describe('a slow client, three pods flooding it', () => {
         const buffered = await proxy.value('mcp_proxy_listen_buffered_bytes');
         assert.ok(buffered <= 3 * bound, `buffered ${buffered} <= 3 legs x ${bound}`);
         const grown = rssOf(proxy.child.pid) - before;
-        assert.ok(grown < 8 * 1024 * 1024, `proxy memory grew ${grown} bytes for 36 MiB of notifications`);
+        // Under a sanitizer freed memory stays in its quarantine (tens of MiB here): the
+        // gauge above is the bound there.
+        if (!process.env.MCPPROXY_SANITIZED) {
+          assert.ok(grown < 8 * 1024 * 1024, `proxy memory grew ${grown} bytes for 36 MiB of notifications`);
+        }
         if (policy === 'drop') {
           assert.equal(await proxy.value('mcp_proxy_listen_fanouts'), 1, 'the stream stays open');
         } else {
