@@ -13,6 +13,7 @@
 
 #include "harness.hpp"
 #include "jwt_mint.hpp"
+#include "task_support.hpp"
 
 using namespace harness;
 using json = nlohmann::json;
@@ -20,47 +21,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct TaskPods {
-  TaskPods() {
-    process = std::make_unique<Process>(
-        std::vector<std::string>{"python3", source_dir() + "/tests/integration/task_pods.py", "--pods", "3"});
-    const auto line = process->read_line(15s);
-    if (!line || line->rfind("ports ", 0) != 0) throw std::runtime_error("task pods did not start");
-    port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
-  }
-  std::string url_template() const { return "http://127.0.1.{ordinal}:" + std::to_string(port); }
-  // A /_stats counter summed over the pods: "hits" (requests that reached a task or handle a
-  // pod holds), "misses" (task requests for a task the pod never made).
-  int sum(const std::string& counter) const {
-    int n = 0;
-    for (int i = 0; i < 3; ++i) {
-      const Response r = request(port, "GET", "/_stats", "", {}, "127.0.1." + std::to_string(i));
-      n += json::parse(r.body).at(counter).get<int>();
-    }
-    return n;
-  }
-  std::uint16_t port = 0;
-  std::unique_ptr<Process> process;
-};
-
-json rpc(int id, const std::string& method, const json& params) {
-  return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}};
-}
-
-// The JSON-RPC response of an answer (JSON, or an SSE answer's last event).
-json message(const Response& r) {
-  std::string text = r.body;
-  if (r.header("content-type").rfind("text/event-stream", 0) == 0) {
-    const auto at = r.body.rfind("data: ");
-    text = at == std::string::npos ? "" : r.body.substr(at + 6, r.body.find('\n', at) - at - 6);
-  }
-  json m = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!m.is_object()) {
-    ADD_FAILURE() << "not a JSON-RPC message: status " << r.status << ", body '" << r.body << "'";
-    return json::object();
-  }
-  return m;
-}
+using task_test::message;
+using task_test::rpc;
+using task_test::TaskPods;
 
 // A 2026 request's headers (Mcp-Method, Mcp-Name) as `token`'s bearer ("" for none).
 Headers h2026(const std::string& token, const std::string& method, const std::string& name) {

@@ -28,15 +28,18 @@ struct TaskPods {
     port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
   }
   std::string url_template() const { return "http://127.0.1.{ordinal}:" + std::to_string(port); }
-  // Task requests that reached a pod which never made the task, all pods.
-  int misses() const {
+  // A /_stats counter summed over the pods: "hits" (requests that reached a task or handle a
+  // pod holds), "misses" (task requests for a task the pod never made).
+  int sum(const std::string& counter) const {
     int n = 0;
     for (int i = 0; i < 3; ++i) {
       const Response r = request(port, "GET", "/_stats", "", {}, "127.0.1." + std::to_string(i));
-      n += json::parse(r.body).at("misses").get<int>();
+      n += json::parse(r.body).at(counter).get<int>();
     }
     return n;
   }
+  // Task requests that reached a pod which never made the task, all pods.
+  int misses() const { return sum("misses"); }
   std::uint16_t port = 0;
   std::unique_ptr<Process> process;
 };
