@@ -4,16 +4,6 @@
 #include <cstring>
 
 namespace mcpproxy::http1 {
-namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 // Exempt from the complexity bound: a byte-driven state machine, one case per state. Inlined
 // into decode, as it was written in it: it runs for every byte of the framing.

@@ -70,4 +70,13 @@ struct BodyFraming {
   std::size_t take(char* p, std::size_t n);
 };
 
+// The value of one hex digit (either case), -1 for anything else: chunk sizes, and
+// percent-decoding (http_rules).
+inline int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 }  // namespace mcpproxy::http1

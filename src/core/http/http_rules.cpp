@@ -69,13 +69,6 @@ bool valid_session_id(std::string_view id) {
 
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // RFC 3986 percent-decoding; nullopt for a malformed escape.
 std::optional<std::string> percent_decoded(std::string_view s) {
   std::string out;
@@ -86,8 +79,8 @@ std::optional<std::string> percent_decoded(std::string_view s) {
       continue;
     }
     if (i + 2 >= s.size()) return std::nullopt;
-    const int hi = hex_value(s[i + 1]);
-    const int lo = hex_value(s[i + 2]);
+    const int hi = http1::hex_value(s[i + 1]);
+    const int lo = http1::hex_value(s[i + 2]);
     if (hi < 0 || lo < 0) return std::nullopt;
     out += static_cast<char>(hi * 16 + lo);
     i += 2;
